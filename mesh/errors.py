@@ -1,0 +1,95 @@
+"""The one hierarchy of mesh errors, grouped by category, each carrying its data."""
+
+from __future__ import annotations
+
+
+class MeshError(Exception):
+    """Root of every error natsmesh raises on purpose."""
+
+
+# --- input from outside: settings, names, wire messages ------------------------------
+
+
+class ConfigError(MeshError):
+    """A setting or command-line value is unusable; the message says which and why."""
+
+
+class InvalidName(MeshError, ValueError):
+    """A service or instance name that cannot appear in a NATS subject."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"invalid name {name!r}: use letters, digits, '_' and '-' only")
+        self.name = name
+
+
+class InvalidMessage(MeshError):
+    """A wire message that failed strict decoding or does not match its subject."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        super().__init__(f"invalid message on {subject}: {reason}")
+        self.subject = subject
+        self.reason = reason
+
+
+# --- the control plane: NATS ------------------------------------------------------------
+
+
+class BusError(MeshError):
+    """NATS could not do what was asked."""
+
+
+class BusUnavailable(BusError):
+    """Not connected to NATS, or no server answered in time."""
+
+
+class BusTimeout(BusError):
+    """A request or acknowledgement did not arrive in time."""
+
+
+class NatsServerError(MeshError):
+    """The embedded nats-server binary is missing or did not start."""
+
+
+# --- the forwarding path: each stage's failure, turned into HTTP by mesh.engine.replies --
+
+
+class ProxyError(MeshError):
+    """A request the proxy could not complete; `instance` names the upstream tried, if any."""
+
+    def __init__(self, detail: str, *, service: str = "", instance: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.service = service
+        self.instance = instance
+
+
+class BadRequest(ProxyError):
+    """The client sent something that is not valid HTTP/1.1 or is ambiguous (smuggling)."""
+
+
+class HeadersTooLarge(ProxyError):
+    """The request line or headers exceed the configured limit."""
+
+
+class BodyTooLarge(ProxyError):
+    """The request body exceeds the configured limit."""
+
+
+class NoRoute(ProxyError):
+    """No route matches the request."""
+
+
+class NoHealthyUpstream(ProxyError):
+    """The service exists in no routable state: no alive, healthy, non-draining instance."""
+
+
+class UpstreamConnectFailure(ProxyError):
+    """Connecting to the chosen instance failed (refused, unreachable)."""
+
+
+class UpstreamTimeout(ProxyError):
+    """Connect or response timeout towards the chosen instance."""
+
+
+class UpstreamReset(ProxyError):
+    """The instance closed or reset the connection before a complete response head."""

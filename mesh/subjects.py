@@ -1,0 +1,71 @@
+"""Every NATS subject, stream and bucket name natsmesh uses, and the name rule for them."""
+
+from __future__ import annotations
+
+import re
+
+from mesh.errors import InvalidName
+
+PREFIX = "mesh.v1"
+
+HEARTBEATS = f"{PREFIX}.hb.>"
+LEAVES = f"{PREFIX}.leave.>"
+EVIDENCE = f"{PREFIX}.evidence.>"
+EVENTS = f"{PREFIX}.events.>"
+SYNC = f"{PREFIX}.sync"
+
+EVENTS_STREAM = "MESH_EVENTS"
+POLICY_BUCKET = "mesh_policies"
+
+_PER_INSTANCE = frozenset({"hb", "leave", "evidence"})
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it can be one subject token, else raise InvalidName."""
+    if not _NAME.fullmatch(name):
+        raise InvalidName(name)
+    return name
+
+
+def is_valid_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is not None
+
+
+def heartbeat(service: str, instance: str) -> str:
+    return f"{PREFIX}.hb.{check_name(service)}.{check_name(instance)}"
+
+
+def leave(service: str, instance: str) -> str:
+    return f"{PREFIX}.leave.{check_name(service)}.{check_name(instance)}"
+
+
+def evidence(service: str, instance: str) -> str:
+    return f"{PREFIX}.evidence.{check_name(service)}.{check_name(instance)}"
+
+
+def event(kind: str, service: str) -> str:
+    """`kind` is dotted (`instance.up`); each of its parts must be a valid name."""
+    for part in kind.split("."):
+        check_name(part)
+    return f"{PREFIX}.events.{kind}.{check_name(service)}"
+
+
+def owner(subject: str) -> tuple[str, str] | None:
+    """(service, instance) named by a per-instance subject (hb, leave, evidence), else None."""
+    parts = subject.split(".")
+    if len(parts) != 5 or f"{parts[0]}.{parts[1]}" != PREFIX or parts[2] not in _PER_INSTANCE:
+        return None
+    return parts[3], parts[4]
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard match: `*` is one token, a final `>` is one or more tokens."""
+    want = pattern.split(".")
+    have = subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)

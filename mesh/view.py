@@ -1,0 +1,222 @@
+"""The membership view as a pure state machine: apply(view, msg, now) and tick(view, now)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+import msgspec
+
+from mesh.messages import Event, EventKind, Heartbeat, Leave, Message
+from mesh.timing import Timing, down_at, forget_at, suspect_at
+
+
+class State(enum.StrEnum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"  # silent for a while: not routed, not yet announced gone
+    DOWN = "down"  # silent too long: a tombstone until forgotten
+    DRAINING = "draining"  # finishing in-flight work: no new requests
+    LEFT = "left"  # said goodbye: a tombstone until forgotten
+
+
+GONE = frozenset({State.DOWN, State.LEFT})
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    record: Heartbeat
+    state: State
+    heard: float  # monotonic time we last accepted a message from it
+    since: float  # monotonic time it entered `state`
+    seq: int  # highest seq accepted within record.incarnation (a leave advances it too)
+
+    @property
+    def instance(self) -> str:
+        return self.record.instance
+
+    @property
+    def routable(self) -> bool:
+        """May receive new requests: alive, passing its health check, not draining."""
+        return (
+            self.state is State.ALIVE
+            and self.record.health == "passing"
+            and not self.record.draining
+            and self.record.role == "agent"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A message that changed nothing, and why (counted by the shell)."""
+
+    reason: str  # "stale" | "unknown"
+
+
+Effect = Event | Dropped
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    timing: Timing
+    members: Mapping[str, Member] = field(default_factory=dict)
+    frozen_at: float | None = None  # set while our own NATS connection is down
+    version: int = 0  # bumped on every change that can alter routing
+
+
+def _event(kind: EventKind, member: Member, **detail: str) -> Event:
+    """A derived event; its id is the same on every observer, so the stream stores it once."""
+    record = member.record
+    return Event(
+        id=f"{kind}:{record.service}:{record.instance}:{record.incarnation}:{member.seq}",
+        kind=kind,
+        service=record.service,
+        instance=record.instance,
+        detail=detail,
+    )
+
+
+_HEALTH_EVENT: dict[str, EventKind] = {"passing": "health.passing", "failing": "health.failing"}
+
+
+def _routing_key(record: Heartbeat) -> tuple[object, ...]:
+    """The fields whose change can alter routing (load figures and seq do not)."""
+    return (
+        record.role,
+        record.host,
+        record.port,
+        record.zone,
+        record.version,
+        record.weight,
+        tuple(sorted(record.meta.items())),
+        record.health,
+        record.draining,
+    )
+
+
+def _with(view: View, member: Member, *, routing_changed: bool) -> View:
+    members = dict(view.members)
+    members[member.instance] = member
+    return replace(view, members=members, version=view.version + routing_changed)
+
+
+def apply(view: View, message: Message, now: float) -> tuple[View, list[Effect]]:
+    """Fold one received message into the view."""
+    if isinstance(message, Heartbeat):
+        return _heartbeat(view, message, now)
+    if isinstance(message, Leave):
+        return _leave(view, message, now)
+    return view, []
+
+
+def _heartbeat(view: View, hb: Heartbeat, now: float) -> tuple[View, list[Effect]]:
+    old = view.members.get(hb.instance)
+    draining = State.DRAINING if hb.draining else State.ALIVE
+    if old is None:
+        member = Member(hb, draining, now, now, hb.seq)
+        effects: list[Effect] = [_event("instance.up", member)]
+        if hb.health == "failing":
+            effects.append(_event("health.failing", member))
+        return _with(view, member, routing_changed=True), effects
+    if (hb.incarnation, hb.seq) <= (old.record.incarnation, old.seq):
+        return view, [Dropped("stale")]
+    if hb.incarnation > old.record.incarnation:
+        member = Member(hb, draining, now, now, hb.seq)
+        return _with(view, member, routing_changed=True), [_event("instance.restarted", member)]
+    if old.state is State.LEFT:
+        # A heartbeat racing its own leave: the goodbye wins for this incarnation.
+        return view, [Dropped("stale")]
+    state = draining
+    member = Member(hb, state, now, old.since if state is old.state else now, hb.seq)
+    effects = []
+    if old.state in (State.SUSPECT, State.DOWN) and state is State.ALIVE:
+        effects.append(_event("instance.up", member, previous=old.state.value))
+    elif state is State.DRAINING and old.state is not State.DRAINING:
+        effects.append(_event("instance.draining", member))
+    if hb.health != old.record.health:
+        effects.append(_event(_HEALTH_EVENT[hb.health], member))
+    changed = state is not old.state or _routing_key(hb) != _routing_key(old.record)
+    return _with(view, member, routing_changed=changed), effects
+
+
+def _leave(view: View, leave: Leave, now: float) -> tuple[View, list[Effect]]:
+    old = view.members.get(leave.instance)
+    if old is None:
+        return view, [Dropped("unknown")]
+    if (leave.incarnation, leave.seq) <= (old.record.incarnation, old.seq) or old.state in GONE:
+        return view, [Dropped("stale")]
+    if leave.incarnation > old.record.incarnation:
+        # Goodbye from a restart we never saw announced: the old incarnation is gone too.
+        return _forget(view, leave.instance), [Dropped("unknown")]
+    if leave.reason == "drain":
+        record = msgspec.structs.replace(old.record, draining=True)
+        member = Member(record, State.DRAINING, now, now, leave.seq)
+        return _with(view, member, routing_changed=True), [_event("instance.draining", member)]
+    member = Member(old.record, State.LEFT, now, now, leave.seq)
+    return _with(view, member, routing_changed=True), [_event("instance.left", member)]
+
+
+def _forget(view: View, instance: str) -> View:
+    members = dict(view.members)
+    del members[instance]
+    return replace(view, members=members, version=view.version + 1)
+
+
+def tick(view: View, now: float) -> tuple[View, list[Effect]]:
+    """Expire silent members; frozen views expire nothing (static stability)."""
+    if view.frozen_at is not None:
+        return view, []
+    timing = view.timing
+    changes: dict[str, Member | None] = {}
+    effects: list[Effect] = []
+    for instance, m in view.members.items():
+        if m.state in GONE:
+            if now >= forget_at(m.since, timing):
+                changes[instance] = None
+            continue
+        interval = m.record.interval
+        if now >= down_at(m.heard, interval, timing):
+            changes[instance] = replace(m, state=State.DOWN, since=now)
+            effects.append(_event("instance.down", m))
+        elif m.state is not State.SUSPECT and now >= suspect_at(m.heard, interval, timing):
+            changes[instance] = replace(m, state=State.SUSPECT, since=now)
+            effects.append(_event("instance.suspect", m))
+    if not changes:
+        return view, []
+    members = dict(view.members)
+    for instance, new in changes.items():
+        if new is None:
+            del members[instance]
+        else:
+            members[instance] = new
+    return replace(view, members=members, version=view.version + 1), effects
+
+
+def freeze(view: View, now: float) -> View:
+    """Our NATS connection is down: silence now says nothing about the others."""
+    return view if view.frozen_at is not None else replace(view, frozen_at=now)
+
+
+def thaw(view: View, now: float) -> View:
+    """Reconnected: every live member gets a full suspect period from now to be heard."""
+    if view.frozen_at is None:
+        return view
+    members = {
+        instance: m if m.state in GONE else replace(m, heard=max(m.heard, now))
+        for instance, m in view.members.items()
+    }
+    return replace(view, members=members, frozen_at=None)
+
+
+def routable(view: View) -> dict[str, list[Member]]:
+    """Routable members by service, in instance-id order (stable for round robin)."""
+    by_service: dict[str, list[Member]] = {}
+    for instance in sorted(view.members):
+        member = view.members[instance]
+        if member.routable:
+            by_service.setdefault(member.record.service, []).append(member)
+    return by_service
+
+
+def members_of(view: View, service: str) -> Iterable[Member]:
+    return (m for m in view.members.values() if m.record.service == service)
