@@ -1,0 +1,49 @@
+"""The admin HTTP app shared by gateway and agent: /healthz, /metrics, /mesh/members."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from mesh import clock, metrics, roster
+from mesh.view import View
+
+HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
+
+
+def build(
+    *, registry: CollectorRegistry, view: Callable[[], View], health: HealthCheck
+) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        ok, detail = health()
+        return web.json_response(
+            {"status": "ok" if ok else "failing", **detail}, status=200 if ok else 503
+        )
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.render(registry), headers={"Content-Type": metrics.CONTENT_TYPE}
+        )
+
+    async def members(request: web.Request) -> web.Response:
+        return web.Response(
+            body=roster.to_json(view(), clock.monotonic()), content_type="application/json"
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/mesh/members", members)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start `app` on host:port (0 = any free port); returns the runner and the bound port."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    addresses = runner.addresses
+    return runner, int(addresses[0][1]) if addresses else port

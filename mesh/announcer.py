@@ -1,0 +1,106 @@
+"""This node's voice: its heartbeat every interval and at once on change, sync answers, leave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import msgspec
+
+from mesh import clock, subjects
+from mesh.bus import Bus, Delivery
+from mesh.errors import BusError
+from mesh.messages import Heartbeat, Leave, LeaveReason, encode
+
+log = logging.getLogger(__name__)
+
+
+class Announcer:
+    """Owns the node's record; `seq` grows with every message it sends."""
+
+    def __init__(self, bus: Bus, record: Heartbeat) -> None:
+        self._bus = bus
+        self._record = msgspec.structs.replace(
+            record, incarnation=clock.unique_seed() // 1_000_000, seq=0
+        )
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._left = False
+        self.sent = 0
+
+    @property
+    def record(self) -> Heartbeat:
+        return self._record
+
+    async def start(self) -> None:
+        await self._bus.subscribe(subjects.SYNC, self._on_sync)
+        self._bus.on_state(self._on_bus_state)
+        self._task = asyncio.create_task(self._run(), name="announcer")
+
+    def update(self, **changes: Any) -> None:
+        """Change the record; a change that matters is announced at once."""
+        new = msgspec.structs.replace(self._record, **changes)
+        if new != self._record:
+            urgent = any(
+                getattr(new, k) != getattr(self._record, k) for k in changes if k != "load"
+            )
+            self._record = new
+            if urgent:
+                self._wake.set()
+
+    def announce_now(self) -> None:
+        self._wake.set()
+
+    def _on_bus_state(self, connected: bool) -> None:
+        if connected:
+            self._wake.set()
+
+    async def _on_sync(self, delivery: Delivery) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._left:
+            self._wake.clear()
+            await self._publish_heartbeat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._record.interval)
+
+    async def _publish_heartbeat(self) -> None:
+        if not self._bus.connected:
+            return  # a heartbeat queued while disconnected would arrive stale anyway
+        self._record = msgspec.structs.replace(self._record, seq=self._record.seq + 1)
+        record = self._record
+        try:
+            await self._bus.publish(
+                subjects.heartbeat(record.service, record.instance), encode(record)
+            )
+            self.sent += 1
+        except BusError as exc:
+            log.debug("heartbeat not sent: %s", exc)
+
+    async def leave(self, reason: LeaveReason = "shutdown", *, timeout: float = 2.0) -> bool:
+        """Stop heartbeating and say goodbye; True when NATS confirmed it got the message."""
+        self._left = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        record = self._record
+        message = Leave(
+            service=record.service,
+            instance=record.instance,
+            incarnation=record.incarnation,
+            seq=record.seq + 1,
+            reason=reason,
+        )
+        try:
+            await self._bus.publish(
+                subjects.leave(record.service, record.instance), encode(message)
+            )
+            await self._bus.flush(timeout)
+        except BusError as exc:
+            log.warning("leave not confirmed by NATS: %s", exc)
+            return False
+        return True

@@ -1,0 +1,251 @@
+"""The NATS bus: the only module that imports nats; maps its errors to mesh errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+from mesh.config import Settings
+from mesh.errors import BusError, BusTimeout, BusUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    subject: str
+    data: bytes
+    reply: str = ""
+    headers: dict[str, str] | None = None
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+StateListener = Callable[[bool], None]
+
+
+class Bus(Protocol):
+    """What the shells need from a message bus; NatsBus and MemoryBus both provide it."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def on_state(self, listener: StateListener) -> None: ...
+
+    async def publish(
+        self, subject: str, data: bytes, *, headers: dict[str, str] | None = None
+    ) -> None: ...
+
+    async def subscribe(self, subject: str, handler: Handler) -> None: ...
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> bytes: ...
+
+    async def flush(self, timeout: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    if not (settings.nats_tls_ca or settings.nats_tls_cert):
+        return None
+    context = ssl.create_default_context(cafile=settings.nats_tls_ca)
+    if settings.nats_tls_cert:
+        context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
+    return context
+
+
+def _mapped(exc: BaseException) -> BusError:
+    if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError):
+        return BusTimeout(str(exc) or "NATS did not answer in time")
+    if isinstance(exc, nats.errors.NoRespondersError):
+        return BusUnavailable("no responders on that subject")
+    if isinstance(
+        exc,
+        nats.errors.ConnectionClosedError
+        | nats.errors.ConnectionReconnectingError
+        | nats.errors.NoServersError
+        | OSError,
+    ):
+        return BusUnavailable(f"not connected to NATS ({type(exc).__name__})")
+    return BusError(f"{type(exc).__name__}: {exc}")
+
+
+class NatsBus:
+    """A NATS connection that keeps retrying and tells listeners when it comes and goes."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self._settings = settings
+        self._name = name
+        self._nc: Client = Client()
+        self._listeners: list[StateListener] = []
+        self._wanted: list[tuple[str, Handler]] = []
+        self._subs: list[Subscription] = []
+        self._up = asyncio.Event()
+        self._connector: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._nc.is_connected
+
+    @property
+    def client(self) -> Client:
+        """The raw client, for mesh modules that wrap JetStream (events, policy store)."""
+        return self._nc
+
+    def on_state(self, listener: StateListener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, connected: bool) -> None:
+        for listener in self._listeners:
+            try:
+                listener(connected)
+            except Exception:
+                log.exception("bus state listener failed")
+
+    async def start(self, *, wait: float | None = None) -> None:
+        """Connect in the background (retrying forever); with `wait`, fail if not up by then."""
+        if self._connector is None:
+            self._connector = asyncio.create_task(self._connect(), name="nats-connect")
+        if wait is not None:
+            try:
+                await asyncio.wait_for(self._up.wait(), wait)
+            except TimeoutError:
+                raise BusUnavailable(
+                    f"could not reach NATS at {self._settings.nats_url} within {wait:g} s"
+                ) from None
+
+    async def _connect(self) -> None:
+        s = self._settings
+        options: dict[str, Any] = {
+            "servers": [u.strip() for u in s.nats_url.split(",") if u.strip()],
+            "name": self._name,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,  # a mesh node outlives any NATS outage
+            "reconnect_time_wait": s.nats_reconnect_wait,
+            "connect_timeout": 2,
+            # Pings find a silently dead server; loopback kills are seen at once anyway.
+            "ping_interval": 5,
+            "max_outstanding_pings": 2,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+        }
+        if s.nats_user:
+            options["user"], options["password"] = s.nats_user, s.nats_password
+        if s.nats_token:
+            options["token"] = s.nats_token
+        if s.nats_creds:
+            options["user_credentials"] = s.nats_creds
+        tls = _tls(s)
+        if tls is not None:
+            options["tls"] = tls
+        await self._nc.connect(**options)
+        for subject, handler in self._wanted:
+            await self._subscribe_now(subject, handler)
+        self._up.set()
+        log.info("connected to NATS at %s", self._nc.connected_url)
+        self._notify(True)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("NATS: %s: %s", type(exc).__name__, exc)
+
+    async def _on_disconnected(self) -> None:
+        if self._up.is_set():
+            log.warning("disconnected from NATS; serving from the last view")
+            self._notify(False)
+
+    async def _on_reconnected(self) -> None:
+        log.info("reconnected to NATS at %s", self._nc.connected_url)
+        self._notify(True)
+
+    async def publish(
+        self, subject: str, data: bytes, *, headers: dict[str, str] | None = None
+    ) -> None:
+        if not self._up.is_set():
+            raise BusUnavailable("not connected to NATS yet")
+        try:
+            await self._nc.publish(subject, data, headers=headers)
+        except Exception as exc:
+            raise _mapped(exc) from exc
+
+    async def subscribe(self, subject: str, handler: Handler) -> None:
+        """Deliver every message on `subject` to `handler`, from now and after reconnects."""
+        self._wanted.append((subject, handler))
+        if self._up.is_set():
+            await self._subscribe_now(subject, handler)
+
+    async def _subscribe_now(self, subject: str, handler: Handler) -> None:
+        async def deliver(msg: Msg) -> None:
+            try:
+                await handler(Delivery(msg.subject, msg.data, msg.reply, msg.headers))
+            except Exception:
+                log.exception("handler for %s failed", msg.subject)
+
+        self._subs.append(await self._nc.subscribe(subject, cb=deliver))
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
+        try:
+            msg = await self._nc.request(subject, data, timeout=timeout)
+        except Exception as exc:
+            raise _mapped(exc) from exc
+        return bytes(msg.data)
+
+    async def flush(self, timeout: float) -> None:
+        if not self.connected:
+            raise BusUnavailable("not connected to NATS")
+        try:
+            await self._nc.flush(timeout=max(1, round(timeout)))
+        except Exception as exc:
+            raise _mapped(exc) from exc
+
+    async def wait_connected(self) -> None:
+        await self._up.wait()
+
+    async def ensure_stream(
+        self,
+        name: str,
+        subjects: list[str],
+        *,
+        max_age: float,
+        max_bytes: int,
+        duplicate_window: float,
+    ) -> None:
+        """Create the stream, or bring an existing one to this configuration."""
+        config = StreamConfig(
+            name=name,
+            subjects=subjects,
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            max_age=max_age,
+            max_bytes=max_bytes,
+            duplicate_window=duplicate_window,
+        )
+        js = self._nc.jetstream()
+        try:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await js.update_stream(config)  # exists with other limits: adopt ours
+        except Exception as exc:
+            raise _mapped(exc) from exc
+
+    async def close(self) -> None:
+        if self._connector is not None and not self._connector.done():
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connector
+        if not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.close()

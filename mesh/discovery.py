@@ -1,0 +1,107 @@
+"""Folds bus messages into the view, expires silent members, freezes while NATS is away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from mesh import clock, subjects
+from mesh import view as membership
+from mesh.bus import Bus, Delivery
+from mesh.errors import BusError, InvalidMessage
+from mesh.events import EventLog
+from mesh.messages import Event, Sync, decode, encode
+from mesh.metrics import Metrics
+from mesh.timing import Timing
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[membership.View], None]
+
+
+class Discovery:
+    """The shell around the pure view: decide in mesh.view, act here."""
+
+    def __init__(
+        self, bus: Bus, timing: Timing, *, node: str, metrics: Metrics, events: EventLog | None
+    ) -> None:
+        self._bus = bus
+        self._node = node
+        self._metrics = metrics
+        self._events = events
+        self.view = membership.View(timing)
+        self._listeners: list[Listener] = []
+        self._ticker: asyncio.Task[None] | None = None
+        # Expiry runs this often; a quarter interval keeps detection within 25% of target.
+        self._tick_every = min(0.25, timing.interval / 4)
+
+    def on_change(self, listener: Listener) -> None:
+        """Call `listener(view)` whenever routing may have changed."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        await self._bus.subscribe(subjects.HEARTBEATS, self._deliver)
+        await self._bus.subscribe(subjects.LEAVES, self._deliver)
+        self._bus.on_state(self._on_bus_state)
+        if not self._bus.connected:
+            self.view = membership.freeze(self.view, clock.monotonic())
+        else:
+            await self._request_sync()
+        self._ticker = asyncio.create_task(self._tick_forever(), name="discovery-tick")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        try:
+            message = decode(delivery.subject, delivery.data)
+        except InvalidMessage as exc:
+            self._metrics.invalid_message(_family(delivery.subject))
+            log.debug("%s", exc)
+            return
+        view, effects = membership.apply(self.view, message, clock.monotonic())
+        self._commit(view, effects)
+
+    def _commit(self, view: membership.View, effects: list[membership.Effect]) -> None:
+        changed = view.version != self.view.version
+        self.view = view
+        for effect in effects:
+            if isinstance(effect, Event):
+                log.info("%s %s/%s", effect.kind, effect.service, effect.instance)
+                if self._events is not None:
+                    self._events.emit(effect)
+            else:
+                self._metrics.dropped(effect.reason)
+        if changed:
+            for listener in self._listeners:
+                listener(view)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_every)
+            view, effects = membership.tick(self.view, clock.monotonic())
+            if view is not self.view:
+                self._commit(view, effects)
+
+    def _on_bus_state(self, connected: bool) -> None:
+        now = clock.monotonic()
+        if connected:
+            self.view = membership.thaw(self.view, now)
+            asyncio.get_running_loop().create_task(self._request_sync())
+        else:
+            self.view = membership.freeze(self.view, now)
+
+    async def _request_sync(self) -> None:
+        """Ask every node for its heartbeat now, so a (re)started observer is current at once."""
+        with contextlib.suppress(BusError):
+            await self._bus.publish(subjects.SYNC, encode(Sync(node=self._node)))
+
+
+def _family(subject: str) -> str:
+    parts = subject.split(".")
+    return parts[2] if len(parts) > 2 else subject

@@ -1,0 +1,108 @@
+"""Mesh events: published on mesh.v1.events.<kind>.<service>, kept once in MESH_EVENTS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+import msgspec
+
+from mesh import clock, subjects
+from mesh.bus import Bus, NatsBus
+from mesh.config import Settings
+from mesh.errors import BusError
+from mesh.messages import Event, encode
+from mesh.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# Events waiting for NATS; an outage longer than this many events loses the oldest.
+QUEUE_LIMIT = 4096
+# JetStream drops a second message with the same Nats-Msg-Id within this window, so N
+# observers of one failure store it once.
+DUPLICATE_WINDOW = 120.0
+
+
+class EventLog:
+    """A queue of events drained to NATS in order, surviving short outages."""
+
+    def __init__(self, bus: Bus, node: str, metrics: Metrics) -> None:
+        self._bus = bus
+        self._node = node
+        self._metrics = metrics
+        self._queue: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._bus.on_state(self._on_bus_state)
+        self._task = asyncio.create_task(self._drain(), name="events")
+
+    def emit(self, event: Event) -> None:
+        stamped = msgspec.structs.replace(
+            event, node=event.node or self._node, at=event.at or clock.wall()
+        )
+        if len(self._queue) >= QUEUE_LIMIT:
+            self._queue.popleft()
+            self._metrics.events_dropped += 1
+        self._queue.append(stamped)
+        self._ready.set()
+
+    def _on_bus_state(self, connected: bool) -> None:
+        if connected:
+            self._ready.set()
+
+    async def _drain(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            await self._publish_queued()
+
+    async def _publish_queued(self) -> None:
+        while self._queue and self._bus.connected:
+            event = self._queue[0]
+            try:
+                await self._bus.publish(
+                    subjects.event(event.kind, event.service),
+                    encode(event),
+                    headers={"Nats-Msg-Id": event.id},
+                )
+            except BusError as exc:
+                log.debug("event %s waits for NATS: %s", event.id, exc)
+                return
+            self._queue.popleft()
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Publish what is queued (for up to `timeout`), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(BusError, TimeoutError):
+            await asyncio.wait_for(self._publish_queued(), timeout)
+            if self._bus.connected:
+                await self._bus.flush(timeout)
+        if self._queue:
+            log.warning("%d events not published before stop", len(self._queue))
+
+
+async def ensure_stream(bus: NatsBus, settings: Settings) -> None:
+    """Create or update MESH_EVENTS once NATS is reachable, retrying until it works."""
+    delay = 0.5
+    while True:
+        await bus.wait_connected()
+        try:
+            await bus.ensure_stream(
+                subjects.EVENTS_STREAM,
+                [subjects.EVENTS],
+                max_age=settings.events_max_age,
+                max_bytes=settings.events_max_bytes,
+                duplicate_window=DUPLICATE_WINDOW,
+            )
+            return
+        except BusError as exc:
+            log.warning("cannot set up the %s stream yet: %s", subjects.EVENTS_STREAM, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

@@ -1,0 +1,86 @@
+"""What every mesh process runs: the NATS bus, the view, its own heartbeat, events, admin."""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from mesh import admin
+from mesh.announcer import Announcer
+from mesh.bus import NatsBus
+from mesh.config import Settings
+from mesh.discovery import Discovery
+from mesh.events import EventLog
+from mesh.messages import Heartbeat
+from mesh.metrics import Metrics, registry_for
+from mesh.view import View
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    """Gateway and agent both build on this; it owns no forwarding and no health checks."""
+
+    def __init__(self, settings: Settings, record: Heartbeat) -> None:
+        self.settings = settings
+        self.name = record.instance
+        self.bus = NatsBus(settings, name=f"{record.role}:{record.service}:{record.instance}")
+        self.metrics = Metrics()
+        self.registry = registry_for(self.metrics)
+        self.events = EventLog(self.bus, record.instance, self.metrics)
+        self.discovery = Discovery(
+            self.bus,
+            settings.timing,
+            node=record.instance,
+            metrics=self.metrics,
+            events=self.events,
+        )
+        self.announcer = Announcer(self.bus, record)
+        self._admin: web.AppRunner | None = None
+        self.metrics.gauge(
+            "mesh_members",
+            "Members in this node's view.",
+            ("service", "state"),
+            self._member_counts,
+        )
+        self.metrics.gauge(
+            "mesh_bus_connected", "1 while connected to NATS.", (), self._bus_connected
+        )
+
+    @property
+    def view(self) -> View:
+        return self.discovery.view
+
+    def _member_counts(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        counts = collections.Counter(
+            (m.record.service, m.state.value) for m in self.view.members.values()
+        )
+        return [((service, state), float(n)) for (service, state), n in counts.items()]
+
+    def _bus_connected(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        return [((), 1.0 if self.bus.connected else 0.0)]
+
+    async def start(self) -> None:
+        """Start talking to NATS in the background; a missing NATS delays nothing here."""
+        await self.bus.start()
+        self.events.start()
+        await self.discovery.start()
+        await self.announcer.start()
+
+    async def serve_admin(self, host: str, port: int, health: admin.HealthCheck) -> int:
+        app = admin.build(registry=self.registry, view=lambda: self.view, health=health)
+        self._admin, bound = await admin.serve(app, host, port)
+        return bound
+
+    async def stop(self) -> None:
+        """Say goodbye first (so peers stop routing here), then flush events and close."""
+        if await self.announcer.leave("shutdown"):
+            log.info("leave published")
+        await self.events.close()
+        await self.discovery.stop()
+        if self._admin is not None:
+            await self._admin.cleanup()
+        await self.bus.close()

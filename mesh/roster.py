@@ -1,0 +1,87 @@
+"""The view as people see it: one row per member, for the admin API and `mesh members`."""
+
+from __future__ import annotations
+
+import msgspec
+
+from mesh.view import View
+
+
+class Row(msgspec.Struct, frozen=True):
+    service: str
+    instance: str
+    role: str
+    address: str
+    state: str
+    health: str
+    routable: bool
+    zone: str
+    version: str
+    weight: int
+    incarnation: int
+    seq: int
+    heard_ago: float
+    meta: dict[str, str]
+    inflight: int
+    rps: float
+
+
+def rows(view: View, now: float) -> list[Row]:
+    out = []
+    for m in sorted(view.members.values(), key=lambda m: (m.record.service, m.instance)):
+        r = m.record
+        out.append(
+            Row(
+                service=r.service,
+                instance=r.instance,
+                role=r.role,
+                address=f"{r.host}:{r.port}",
+                state=m.state.value,
+                health=r.health,
+                routable=m.routable,
+                zone=r.zone,
+                version=r.version,
+                weight=r.weight,
+                incarnation=r.incarnation,
+                seq=m.seq,
+                heard_ago=round(max(now - m.heard, 0.0), 3),
+                meta=dict(r.meta),
+                inflight=r.load.inflight,
+                rps=r.load.rps,
+            )
+        )
+    return out
+
+
+def to_json(view: View, now: float) -> bytes:
+    return msgspec.json.encode(
+        {"frozen": view.frozen_at is not None, "version": view.version, "members": rows(view, now)}
+    )
+
+
+def table(members: list[Row]) -> str:
+    """A fixed-width table for terminals."""
+    header = ("SERVICE", "INSTANCE", "ROLE", "ADDRESS", "STATE", "HEALTH", "ZONE", "VERSION", "AGE")
+    lines = [header] + [
+        (
+            r.service,
+            r.instance,
+            r.role,
+            r.address,
+            r.state + ("" if r.routable or r.role != "agent" else "*"),
+            r.health,
+            r.zone or "-",
+            r.version or "-",
+            f"{r.heard_ago:.1f}s",
+        )
+        for r in members
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+    return (
+        text + "\n(* not routable)"
+        if any(not r.routable and r.role == "agent" for r in members)
+        else text
+    )
