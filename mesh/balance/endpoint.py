@@ -1,0 +1,32 @@
+"""What the forwarding path knows of one routable instance, rebuilt when the view changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mesh.view import Member, View, routable
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    service: str
+    instance: str
+    host: str
+    port: int
+    weight: int
+    zone: str
+    meta: dict[str, str] = field(hash=False, compare=False)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+
+def of(member: Member) -> Endpoint:
+    r = member.record
+    return Endpoint(r.service, r.instance, r.host, r.port, r.weight, r.zone, r.meta)
+
+
+def by_service(view: View) -> dict[str, tuple[Endpoint, ...]]:
+    """Routable endpoints of every service, in a stable order."""
+    return {service: tuple(of(m) for m in members) for service, members in routable(view).items()}

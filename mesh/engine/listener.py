@@ -1,0 +1,66 @@
+"""The listening socket of a proxy: start, periodic housekeeping, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+from mesh.engine.engine import Engine
+
+_SWEEP_EVERY = 1.0
+
+
+class Listener:
+    def __init__(self, engine: Engine, host: str, port: int, *, reuse_port: bool = False) -> None:
+        self.engine = engine
+        self.host = host
+        self.port = port
+        self.reuse_port = reuse_port
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._server = await self.engine.loop.create_server(
+            self.engine.protocol,
+            self.host,
+            self.port,
+            reuse_port=self.reuse_port or None,
+            backlog=2048,
+        )
+        for sock in self._server.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                self.port = sock.getsockname()[1]
+        self._sweeper = asyncio.create_task(self._sweep(), name="engine-sweep")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_EVERY)
+            self.engine.sweep()
+
+    async def stop(self, deadline: float) -> int:
+        """Stop accepting, let in-flight requests finish for up to `deadline` seconds.
+
+        Idle keep-alive clients are closed at once; returns how many connections had to
+        be cut when the deadline passed.
+        """
+        if self._server is not None:
+            self._server.close()
+        loop = self.engine.loop
+        end = loop.time() + deadline
+        while True:
+            for conn in list(self.engine.connections):
+                if conn.idle:
+                    conn.close()
+            busy = [c for c in self.engine.connections if not c.idle]
+            if not busy or loop.time() >= end:
+                break
+            await asyncio.sleep(0.05)
+        for conn in busy:
+            conn.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        self.engine.pools.close()
+        return len(busy)

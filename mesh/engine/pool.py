@@ -1,0 +1,80 @@
+"""Keep-alive connection pools, one per instance address: reuse, limits, idle expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+
+from mesh.engine.upstream import UpstreamConnection
+
+Key = tuple[str, int]
+
+
+class Pools:
+    """Idle connections by instance address; the most recently used is reused first."""
+
+    def __init__(self, *, max_idle: int, idle_timeout: float) -> None:
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self._idle: dict[Key, deque[UpstreamConnection]] = {}
+        self.opened = 0  # connections ever opened, for metrics and tests
+
+    def take(self, key: Key) -> UpstreamConnection | None:
+        """An idle connection to `key` that is still open, or None."""
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def connect(self, key: Key, timeout: float) -> UpstreamConnection:
+        """A new connection; raises OSError or TimeoutError as the network does."""
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(key), key[0], key[1]), timeout
+        )
+        sock = conn.transport.get_extra_info("socket") if conn.transport else None
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.opened += 1
+        return conn
+
+    def give_back(self, conn: UpstreamConnection, now: float) -> None:
+        """Keep `conn` for reuse, or close it if the pool for its address is full."""
+        if conn.closed:
+            return
+        idle = self._idle.setdefault(conn.key, deque())
+        if len(idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = now
+        idle.append(conn)
+
+    def expire(self, now: float) -> int:
+        """Close connections idle longer than the timeout; returns how many."""
+        closed = 0
+        for key in list(self._idle):
+            idle = self._idle[key]
+            # Oldest first: they sit at the left end.
+            while idle and (idle[0].closed or now - idle[0].idle_since >= self.idle_timeout):
+                conn = idle.popleft()
+                if not conn.closed:
+                    conn.close()
+                    closed += 1
+            if not idle:
+                del self._idle[key]
+        return closed
+
+    def forget(self, key: Key) -> None:
+        """Close every idle connection to an instance that left the view."""
+        for conn in self._idle.pop(key, ()):
+            conn.close()
+
+    def idle_count(self) -> int:
+        return sum(len(idle) for idle in self._idle.values())
+
+    def close(self) -> None:
+        for key in list(self._idle):
+            self.forget(key)

@@ -1,0 +1,75 @@
+"""Responses the proxy makes itself: the one place where errors become HTTP statuses."""
+
+from __future__ import annotations
+
+import msgspec
+
+from mesh import errors
+
+# Error type -> (status, x-mesh-flags), in Envoy's response-flag vocabulary.
+STATUS: dict[type[errors.ProxyError], tuple[int, str]] = {
+    errors.BadRequest: (400, "DPE"),
+    errors.HeadersTooLarge: (431, "DPE"),
+    errors.BodyTooLarge: (413, "DPE"),
+    errors.NoRoute: (404, "NR"),
+    errors.NoHealthyUpstream: (503, "UH"),
+    errors.UpstreamConnectFailure: (502, "UF"),
+    errors.UpstreamTimeout: (504, "UT"),
+    errors.UpstreamReset: (502, "UC"),
+}
+
+_REASONS = {
+    400: b"Bad Request",
+    404: b"Not Found",
+    413: b"Content Too Large",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+class Body(msgspec.Struct, omit_defaults=True):
+    error: str
+    flags: str
+    detail: str
+    service: str = ""
+    instance: str = ""
+    request_id: str = ""
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def classify(error: errors.ProxyError) -> tuple[int, str]:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500, "-"
+
+
+def render(
+    error: errors.ProxyError, *, request_id: bytes = b"", keep_alive: bool, head_only: bool = False
+) -> tuple[int, str, bytes]:
+    """(status, flags, bytes of the complete response) for an error the proxy answers itself."""
+    status, flags = classify(error)
+    body = _encode(
+        Body(
+            error=type(error).__name__,
+            flags=flags,
+            detail=error.detail,
+            service=error.service,
+            instance=error.instance,
+            request_id=request_id.decode("latin-1"),
+        )
+    )
+    head = (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"x-mesh-flags: %s\r\n"
+        % (status, _REASONS.get(status, b"Error"), len(body), flags.encode())
+    )
+    if request_id:
+        head += b"x-request-id: %s\r\n" % request_id
+    head += b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n"
+    return status, flags, head if head_only else head + body

@@ -1,0 +1,189 @@
+"""One keep-alive connection to an instance: writes requests, parses responses with httptools."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol, cast
+
+import httptools
+
+from mesh.engine.headers import Header
+
+
+class ResponseListener(Protocol):
+    """The exchange currently using the connection; every call comes from the event loop."""
+
+    head_only: bool  # the request was HEAD: the response has no body whatever it says
+
+    def on_interim(self, status: int, headers: list[Header]) -> None: ...
+
+    def on_response_head(
+        self, status: int, reason: bytes, headers: list[Header], delimited: bool
+    ) -> None: ...
+
+    def on_response_body(self, chunk: bytes) -> None: ...
+
+    def on_response_end(self, trailers: list[Header], reusable: bool) -> None: ...
+
+    def on_upgraded(self, data: bytes) -> None: ...
+
+    def on_upstream_lost(self, exc: Exception | None) -> None: ...
+
+    def on_upstream_writable(self, writable: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """Attached to at most one exchange at a time; idle between exchanges in its pool."""
+
+    def __init__(self, key: tuple[str, int]) -> None:
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.listener: ResponseListener | None = None
+        self.closed = False
+        self.uses = 0  # exchanges served; >0 means a reused connection that may be stale
+        self.idle_since = 0.0
+        self.tunnel = False  # after a 101, bytes are relayed as they are
+        self._parser: httptools.HttpResponseParser | None = None
+        self._headers: list[Header] = []
+        self._trailers: list[Header] = []
+        self._reason = b""
+        self._in_body = False  # the head was delivered; later headers are trailers
+        self._got_bytes = False
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        listener = self.listener
+        if listener is None:
+            # An idle connection must stay silent; anything else is a broken upstream.
+            self.close()
+            return
+        self._got_bytes = True
+        if self.tunnel:
+            listener.on_upgraded(data)
+            return
+        parser = self._parser
+        assert parser is not None
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.tunnel = True
+            rest = data[upgrade.args[0] :]
+            if rest and self.listener is not None:
+                self.listener.on_upgraded(rest)
+        except httptools.HttpParserError as exc:
+            self.close()
+            if self.listener is not None:
+                self.listener.on_upstream_lost(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        listener = self.listener
+        self.listener = None
+        if listener is not None:
+            listener.on_upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.on_upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.on_upstream_writable(True)
+
+    # --- httptools callbacks ---
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        (self._trailers if self._in_body else self._headers).append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        listener = self.listener
+        assert parser is not None
+        assert listener is not None
+        status = parser.get_status_code()
+        headers, self._headers = self._headers, []
+        reason, self._reason = self._reason, b""
+        if 100 <= status < 200 and status != 101:
+            listener.on_interim(status, headers)
+            return
+        self._in_body = True
+        delimited = _delimited(headers)
+        listener.on_response_head(status, reason, headers, delimited)
+        if listener.head_only and status != 101:
+            # The parser would wait for a body that HEAD never gets; end here and use a
+            # fresh parser for the next exchange on this connection.
+            self._parser = None
+            self._finish(parser.should_keep_alive())
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.listener is not None:
+            self.listener.on_response_body(chunk)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        if parser is None or not self._in_body:
+            return  # the end of an interim (1xx) response, or a HEAD already finished
+        self._finish(parser.should_keep_alive())
+
+    def _finish(self, keep_alive: bool) -> None:
+        listener = self.listener
+        self.listener = None
+        self._in_body = False
+        trailers, self._trailers = self._trailers, []
+        if listener is not None:
+            listener.on_response_end(trailers, keep_alive and not self.closed)
+
+    # --- used by the exchange ---
+
+    def attach(self, listener: ResponseListener) -> None:
+        self.listener = listener
+        self.uses += 1
+        self._got_bytes = False
+        self._in_body = False
+        self._headers = []
+        self._trailers = []
+        self._reason = b""
+        self._parser = httptools.HttpResponseParser(self)
+
+    @property
+    def answered(self) -> bool:
+        """The upstream sent at least one byte for the current exchange."""
+        return self._got_bytes
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _delimited(headers: list[Header]) -> bool:
+    """Whether the response declares its length (Content-Length or chunked)."""
+    for name, _ in headers:
+        lname = name.lower()
+        if lname == b"content-length" or lname == b"transfer-encoding":
+            return True
+    return False
