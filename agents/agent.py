@@ -1,0 +1,95 @@
+"""The agent process: announces its service, checks its health, leaves on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+from agents.health import HealthChecker
+from mesh import subjects
+from mesh.config import Settings
+from mesh.messages import Health, Heartbeat
+from mesh.node import Node
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    service: str
+    port: int
+    host: str
+    health_path: str
+    admin_port: int
+    weight: int = 1
+    zone: str = ""
+    version: str = ""
+    meta: dict[str, str] = field(default_factory=dict)
+    instance_id: str = ""
+
+
+def instance_id(service: str) -> str:
+    """Unique per process start, readable in tables."""
+    return f"{service}-{secrets.token_hex(3)}"
+
+
+async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) -> int:
+    service = subjects.check_name(options.service)
+    instance = subjects.check_name(options.instance_id or instance_id(service))
+    checker = HealthChecker(
+        f"http://{options.host}:{options.port}{options.health_path}",
+        interval=settings.health_interval,
+        timeout=settings.health_timeout,
+        fail_after=settings.health_fail_threshold,
+        pass_after=settings.health_pass_threshold,
+        on_change=lambda health, reason: node.announcer.update(health=health),
+    )
+    health: Health = await checker.first_check()
+    record = Heartbeat(
+        service=service,
+        instance=instance,
+        role="agent",
+        host=options.host,
+        port=options.port,
+        zone=options.zone,
+        version=options.version,
+        weight=options.weight,
+        meta=options.meta,
+        incarnation=0,
+        seq=0,
+        health=health,
+        interval=settings.timing.interval,
+    )
+    node = Node(settings, record)
+    admin_port = await node.serve_admin(
+        "127.0.0.1",
+        options.admin_port,
+        lambda: (
+            checker.verdict.health == "passing",
+            {
+                "service": service,
+                "instance": instance,
+                "nats": node.bus.connected,
+                "check": checker.last_reason,
+            },
+        ),
+    )
+    node.announcer.update(admin_port=admin_port)
+    await node.start()
+    checker.start()
+    log.info(
+        "agent %s for %s at %s:%d (health %s, admin :%d)",
+        instance,
+        service,
+        options.host,
+        options.port,
+        health,
+        admin_port,
+    )
+    await stop.wait()
+    log.info("stopping: leaving the mesh")
+    await checker.stop()
+    await node.stop()
+    return 0

@@ -1,0 +1,1 @@
+"""The edge gateway: forwards HTTP into the mesh using the live view."""

@@ -1,0 +1,36 @@
+"""`mesh gateway`: run the edge gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from gateway.gateway import run
+from mesh import config, runtime
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("gateway", parents=[common], help="run the edge gateway")
+    parser.add_argument("--listen", help="HTTP listen address (127.0.0.1:8000)")
+    parser.add_argument("--admin", help="admin listen address (127.0.0.1:8001)")
+    parser.add_argument("--workers", type=int, help="worker processes (1)")
+    parser.add_argument("--name", help="name the gateway announces (gateway)")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = config.load(
+        nats_url=args.nats_url,
+        gateway_listen=args.listen,
+        gateway_admin=args.admin,
+        gateway_workers=args.workers,
+        gateway_name=args.name,
+        log_level=args.log_level,
+        preset=args.preset,
+    )
+    runtime.setup_logging(settings.log_level, as_json=settings.log_json)
+
+    async def gateway(stop: asyncio.Event) -> int:
+        return await run(settings, stop)
+
+    return runtime.run(gateway)

@@ -1,0 +1,90 @@
+"""`mesh demo-service`: a small aiohttp app that says which instance answered.
+
+It also takes orders for chaos tests and demos: `POST /_demo/fail?status=503` makes
+every answer fail, `POST /_demo/delay?ms=300` slows every answer, `POST /_demo/reset`
+undoes both. `/healthz` follows the failure switch when `?health=1` is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from aiohttp import web
+
+from mesh import runtime
+
+
+class DemoState:
+    def __init__(self, service: str, instance: str) -> None:
+        self.service = service
+        self.instance = instance
+        self.fail_status = 0
+        self.fail_health = False
+        self.delay = 0.0
+        self.served = 0
+
+
+def app(state: DemoState) -> web.Application:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        state.served += 1
+        if state.delay:
+            await asyncio.sleep(state.delay)
+        body = await request.read()
+        payload = {
+            "service": state.service,
+            "instance": state.instance,
+            "method": request.method,
+            "path": request.path_qs,
+            "received_bytes": len(body),
+            "pid": os.getpid(),
+        }
+        if state.fail_status:
+            return web.json_response(payload, status=state.fail_status)
+        return web.json_response(payload, headers={"x-instance": state.instance})
+
+    async def healthz(request: web.Request) -> web.Response:
+        if state.fail_health:
+            return web.json_response({"status": "failing"}, status=503)
+        return web.json_response({"status": "ok", "instance": state.instance})
+
+    async def fail(request: web.Request) -> web.Response:
+        state.fail_status = int(request.query.get("status", "503"))
+        state.fail_health = request.query.get("health") == "1"
+        return web.json_response({"fail_status": state.fail_status})
+
+    async def delay(request: web.Request) -> web.Response:
+        state.delay = float(request.query.get("ms", "0")) / 1000
+        return web.json_response({"delay_ms": state.delay * 1000})
+
+    async def reset(request: web.Request) -> web.Response:
+        state.fail_status, state.fail_health, state.delay = 0, False, 0.0
+        return web.json_response({"reset": True})
+
+    application = web.Application(client_max_size=1 << 30)
+    application.router.add_get("/healthz", healthz)
+    application.router.add_post("/_demo/fail", fail)
+    application.router.add_post("/_demo/delay", delay)
+    application.router.add_post("/_demo/reset", reset)
+    application.router.add_route("*", "/{tail:.*}", answer)
+    return application
+
+
+async def serve(state: DemoState, host: str, port: int, stop: asyncio.Event) -> int:
+    runner = web.AppRunner(app(state), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    await stop.wait()
+    await runner.cleanup()
+    return 0
+
+
+def main(service: str, host: str, port: int, instance: str) -> int:
+    state = DemoState(service, instance or f"{service}-{socket.gethostname()}-{port}")
+
+    async def run(stop: asyncio.Event) -> int:
+        return await serve(state, host, port, stop)
+
+    return runtime.run(run)

@@ -1,0 +1,194 @@
+"""`mesh up`: a whole mesh on one machine: private NATS, gateway, demo services with agents."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+
+from mesh import config, runtime
+from mesh.errors import MeshError
+
+STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
+
+
+@dataclass
+class Child:
+    label: str
+    process: subprocess.Popen[bytes]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "up", parents=[common], help="run a demo mesh: NATS, gateway, 3 instances with agents"
+    )
+    parser.add_argument("--listen", default="127.0.0.1:8000", help="gateway address")
+    parser.add_argument("--admin", default="127.0.0.1:8001", help="gateway admin address")
+    parser.add_argument("--instances", type=int, default=3, help="instances of `hello` (3)")
+    parser.add_argument(
+        "--ready-timeout", type=float, default=20.0, help="seconds to wait for the mesh to be ready"
+    )
+    parser.set_defaults(func=main)
+
+
+def _spawn(label: str, args: list[str], env: dict[str, str]) -> Child:
+    # A session of its own: Ctrl-C reaches only `mesh up`, which stops children in order.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mesh", *args], env=env, start_new_session=True
+    )
+    return Child(label, process)
+
+
+def _members(admin: str) -> list[dict[str, object]]:
+    with urllib.request.urlopen(f"http://{admin}/mesh/members", timeout=1) as response:
+        members: list[dict[str, object]] = json.load(response)["members"]
+        return members
+
+
+def _wait_ready(admin: str, instances: int, children: list[Child], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.process.poll() is not None:
+                raise MeshError(f"{child.label} exited with {child.process.returncode}")
+        try:
+            routable = [m for m in _members(admin) if m["service"] == "hello" and m["routable"]]
+            if len(routable) >= instances:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise MeshError(f"the mesh was not ready within {timeout:g} s")
+
+
+def _stop(children: list[Child]) -> None:
+    """Agents first (they leave the mesh), then services, the gateway, NATS last."""
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+        try:
+            child.process.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = config.load(nats_url=args.nats_url, preset=args.preset)
+    runtime.setup_logging(args.log_level or "warning", as_json=False)
+    return asyncio.run(_up(args, settings))
+
+
+async def _up(args: argparse.Namespace, settings: config.Settings) -> int:
+    from mesh.natsserver import NatsServer, find_binary
+
+    server: NatsServer | None = None
+    if args.nats_url:
+        url = args.nats_url
+    else:
+        server = NatsServer(find_binary(settings.nats_server_bin))
+        await server.start()
+        url = server.url
+    env = {**os.environ, "MESH_NATS_URL": url}
+    if args.log_level:
+        env["MESH_LOG_LEVEL"] = args.log_level
+    children: list[Child] = []
+    services: list[Child] = []
+    agents: list[Child] = []
+    try:
+        gateway = _spawn(
+            "gateway", ["gateway", "--listen", args.listen, "--admin", args.admin], env
+        )
+        children.append(gateway)
+        rows = [("nats", url), ("gateway", f"http://{args.listen}  (admin http://{args.admin})")]
+        for i in range(1, args.instances + 1):
+            port, admin_port = free_port(), free_port()
+            instance = f"hello-{i}"
+            services.append(
+                _spawn(
+                    instance,
+                    [
+                        "demo-service",
+                        "--service",
+                        "hello",
+                        "--port",
+                        str(port),
+                        "--instance-id",
+                        instance,
+                    ],
+                    env,
+                )
+            )
+            agents.append(
+                _spawn(
+                    f"{instance} agent",
+                    [
+                        "agent",
+                        "--service",
+                        "hello",
+                        "--port",
+                        str(port),
+                        "--admin-port",
+                        str(admin_port),
+                    ],
+                    env,
+                )
+            )
+            rows.append((instance, f"http://127.0.0.1:{port}  (agent admin :{admin_port})"))
+        children = [*agents, *services, gateway]
+        await asyncio.to_thread(
+            _wait_ready, args.admin, args.instances, children, args.ready_timeout
+        )
+        _print_banner(rows, args.listen, args.admin)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        watch = asyncio.create_task(_watch(children, stop))
+        await stop.wait()
+        watch.cancel()
+        print("\nstopping the mesh...", flush=True)
+        return 0
+    finally:
+        await asyncio.to_thread(_stop, children)
+        if server is not None:
+            await server.stop()
+
+
+async def _watch(children: list[Child], stop: asyncio.Event) -> None:
+    """A child that dies on its own ends the demo: better than a half mesh."""
+    while not stop.is_set():
+        for child in children:
+            if child.process.poll() is not None:
+                print(f"{child.label} exited with {child.process.returncode}", file=sys.stderr)
+                stop.set()
+        await asyncio.sleep(0.5)
+
+
+def _print_banner(rows: list[tuple[str, str]], listen: str, admin: str) -> None:
+    width = max(len(label) for label, _ in rows)
+    print("natsmesh is up:\n")
+    for label, where in rows:
+        print(f"  {label:<{width}}  {where}")
+    print(
+        "\nTry:\n"
+        f"  curl http://{listen}/hello/            # path routing; run it a few times\n"
+        f"  curl -H 'Host: hello' http://{listen}/  # host routing\n"
+        f"  curl http://{admin}/mesh/members       # the gateway's live view\n"
+        "\nCtrl-C stops everything.",
+        flush=True,
+    )
