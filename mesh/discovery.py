@@ -94,6 +94,10 @@ class Discovery:
             self.view = membership.thaw(self.view, now)
             asyncio.get_running_loop().create_task(self._request_sync())
         else:
+            # Expiries already due are settled first; only later silence is excused.
+            view, effects = membership.tick(self.view, now)
+            if view is not self.view:
+                self._commit(view, effects)
             self.view = membership.freeze(self.view, now)
 
     async def _request_sync(self) -> None:

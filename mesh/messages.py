@@ -163,4 +163,6 @@ def decode(subject: str, data: bytes) -> Message:
         said = f"{message.service}/{message.instance}"
         where = "none" if named is None else f"{named[0]}/{named[1]}"
         raise InvalidMessage(subject, f"names {said}, its subject {where}")
+    if isinstance(message, Event) and subject != subjects.event(message.kind, message.service):
+        raise InvalidMessage(subject, f"a {message.kind} event of {message.service} on it")
     return message

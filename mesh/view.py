@@ -64,11 +64,16 @@ class View:
     version: int = 0  # bumped on every change that can alter routing
 
 
-def _event(kind: EventKind, member: Member, **detail: str) -> Event:
-    """A derived event; its id is the same on every observer, so the stream stores it once."""
+def _event(kind: EventKind, member: Member, *, first: bool = False, **detail: str) -> Event:
+    """A derived event; its id is the same on every observer, so the stream stores it once.
+
+    `first` marks the first sighting of an incarnation: observers that start later see
+    it at another seq, so its id leaves the seq out.
+    """
     record = member.record
+    at = "first" if first else str(member.seq)
     return Event(
-        id=f"{kind}:{record.service}:{record.instance}:{record.incarnation}:{member.seq}",
+        id=f"{kind}:{record.service}:{record.instance}:{record.incarnation}:{at}",
         kind=kind,
         service=record.service,
         instance=record.instance,
@@ -112,17 +117,23 @@ def apply(view: View, message: Message, now: float) -> tuple[View, list[Effect]]
 def _heartbeat(view: View, hb: Heartbeat, now: float) -> tuple[View, list[Effect]]:
     old = view.members.get(hb.instance)
     draining = State.DRAINING if hb.draining else State.ALIVE
-    if old is None:
+    if old is not None and old.record.service != hb.service:
+        # Instance ids are mesh-wide identities; a second service claiming one is refused.
+        return view, [Dropped("conflict")]
+    if old is None or (old.state is State.LEFT and hb.incarnation > old.record.incarnation):
         member = Member(hb, draining, now, now, hb.seq)
-        effects: list[Effect] = [_event("instance.up", member)]
+        effects: list[Effect] = [_event("instance.up", member, first=True)]
         if hb.health == "failing":
-            effects.append(_event("health.failing", member))
+            effects.append(_event("health.failing", member, first=True))
         return _with(view, member, routing_changed=True), effects
     if (hb.incarnation, hb.seq) <= (old.record.incarnation, old.seq):
         return view, [Dropped("stale")]
     if hb.incarnation > old.record.incarnation:
         member = Member(hb, draining, now, now, hb.seq)
-        return _with(view, member, routing_changed=True), [_event("instance.restarted", member)]
+        effects = [_event("instance.restarted", member)]
+        if hb.health == "failing":
+            effects.append(_event("health.failing", member))
+        return _with(view, member, routing_changed=True), effects
     if old.state is State.LEFT:
         # A heartbeat racing its own leave: the goodbye wins for this incarnation.
         return view, [Dropped("stale")]
@@ -143,23 +154,22 @@ def _leave(view: View, leave: Leave, now: float) -> tuple[View, list[Effect]]:
     old = view.members.get(leave.instance)
     if old is None:
         return view, [Dropped("unknown")]
+    if old.record.service != leave.service:
+        return view, [Dropped("conflict")]
     if (leave.incarnation, leave.seq) <= (old.record.incarnation, old.seq) or old.state in GONE:
         return view, [Dropped("stale")]
     if leave.incarnation > old.record.incarnation:
         # Goodbye from a restart we never saw announced: the old incarnation is gone too.
-        return _forget(view, leave.instance), [Dropped("unknown")]
+        # The tombstone carries the new incarnation so its late heartbeats stay dead.
+        record = msgspec.structs.replace(old.record, incarnation=leave.incarnation)
+        member = Member(record, State.LEFT, now, now, leave.seq)
+        return _with(view, member, routing_changed=True), [_event("instance.left", member)]
     if leave.reason == "drain":
         record = msgspec.structs.replace(old.record, draining=True)
         member = Member(record, State.DRAINING, now, now, leave.seq)
         return _with(view, member, routing_changed=True), [_event("instance.draining", member)]
     member = Member(old.record, State.LEFT, now, now, leave.seq)
     return _with(view, member, routing_changed=True), [_event("instance.left", member)]
-
-
-def _forget(view: View, instance: str) -> View:
-    members = dict(view.members)
-    del members[instance]
-    return replace(view, members=members, version=view.version + 1)
 
 
 def tick(view: View, now: float) -> tuple[View, list[Effect]]:

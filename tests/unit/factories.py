@@ -1,0 +1,101 @@
+"""Small builders shared by the unit tests: wire messages with sensible defaults, views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mesh import view as v
+from mesh.messages import Event, Evidence, Heartbeat, Leave, Load, Sync
+from mesh.timing import PRESETS, Timing
+
+LAN = PRESETS["lan"]
+
+
+def heartbeat(
+    instance: str = "i1",
+    service: str = "orders",
+    *,
+    incarnation: int = 1,
+    seq: int = 1,
+    **fields: Any,
+) -> Heartbeat:
+    """A heartbeat of `service/instance`; any other Heartbeat field can be given."""
+    fields.setdefault("host", "10.0.0.1")
+    fields.setdefault("port", 9000)
+    return Heartbeat(service=service, instance=instance, incarnation=incarnation, seq=seq, **fields)
+
+
+def leave(
+    instance: str = "i1",
+    service: str = "orders",
+    *,
+    incarnation: int = 1,
+    seq: int = 2,
+    reason: str = "shutdown",
+) -> Leave:
+    return Leave(
+        service=service,
+        instance=instance,
+        incarnation=incarnation,
+        seq=seq,
+        reason=reason,  # type: ignore[arg-type]
+    )
+
+
+def full_heartbeat() -> Heartbeat:
+    """A heartbeat with every field set away from its default."""
+    return Heartbeat(
+        service="orders",
+        instance="orders-7f3a_01",
+        role="gateway",
+        host="[::1]",
+        port=65535,
+        zone="eu-west-1a",
+        version="1.4.2+build.7",
+        weight=10_000,
+        meta={"team": "checkout", "k8s.io/pod": "orders-0"},
+        incarnation=3,
+        seq=42,
+        health="failing",
+        draining=True,
+        interval=0.25,
+        admin_port=15000,
+        load=Load(inflight=12, rps=340.5, error_rate=1.0, latency_ms=12.75),
+    )
+
+
+def evidence(**fields: Any) -> Evidence:
+    fields.setdefault("service", "orders")
+    fields.setdefault("instance", "i1")
+    fields.setdefault("observer", "gw-1")
+    fields.setdefault("signal", "refused")
+    return Evidence(**fields)
+
+
+def event(**fields: Any) -> Event:
+    fields.setdefault("id", "instance.up:orders:i1:1:1")
+    fields.setdefault("kind", "instance.up")
+    fields.setdefault("service", "orders")
+    return Event(**fields)
+
+
+def sync(node: str = "gw-1") -> Sync:
+    return Sync(node=node)
+
+
+def new_view(timing: Timing = LAN) -> v.View:
+    return v.View(timing=timing)
+
+
+def feed(view: v.View, *messages: Any, now: float) -> tuple[v.View, list[v.Effect]]:
+    """Apply `messages` in order at time `now`; return the view and all effects."""
+    effects: list[v.Effect] = []
+    for message in messages:
+        view, more = v.apply(view, message, now)
+        effects.extend(more)
+    return view, effects
+
+
+def kinds(effects: list[v.Effect]) -> list[str]:
+    """The event kinds (or `dropped:<reason>`) of `effects`, in order."""
+    return [e.kind if isinstance(e, Event) else f"dropped:{e.reason}" for e in effects]

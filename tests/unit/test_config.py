@@ -1,0 +1,217 @@
+"""mesh.config: MESH_ environment, CLI overrides, errors naming the variable, timing, host:port."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import pytest
+
+from mesh import config
+from mesh.errors import ConfigError
+from mesh.timing import PRESETS, Timing
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MESH_ variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.upper().startswith("MESH_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    s = config.load()
+    assert s.nats_url == "nats://127.0.0.1:4222"
+    assert s.preset == "lan"
+    assert s.timing == PRESETS["lan"]
+    assert s.health_path == "/healthz"
+    assert (s.gateway_listen, s.gateway_admin) == ("127.0.0.1:8000", "127.0.0.1:8001")
+    assert s.agent_admin_port == 15000
+    assert s.log_json is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        (
+            "MESH_NATS_URL",
+            "nats://n1:4222,nats://n2:4222",
+            "nats_url",
+            "nats://n1:4222,nats://n2:4222",
+        ),
+        ("MESH_PRESET", "wan", "preset", "wan"),
+        ("MESH_HEARTBEAT_INTERVAL", "0.5", "heartbeat_interval", 0.5),
+        ("MESH_GATEWAY_WORKERS", "4", "gateway_workers", 4),
+        ("MESH_LOG_JSON", "true", "log_json", True),
+        ("MESH_LOG_JSON", "0", "log_json", False),
+        ("MESH_MAX_BODY_BYTES", "1048576", "max_body_bytes", 1048576),
+        ("mesh_log_level", "debug", "log_level", "debug"),  # names are case-insensitive
+    ],
+)
+def test_environment_with_prefix(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, expected: Any
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(config.load(), field) == expected
+
+
+def test_variables_without_the_prefix_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NATS_URL", "nats://elsewhere:4222")
+    monkeypatch.setenv("PRESET", "wan")
+    s = config.load()
+    assert (s.nats_url, s.preset) == ("nats://127.0.0.1:4222", "lan")
+
+
+def test_cli_overrides_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_PRESET", "wan")
+    monkeypatch.setenv("MESH_CONNECT_TIMEOUT", "3")
+    s = config.load(preset="local", connect_timeout=0.25)
+    assert (s.preset, s.connect_timeout) == ("local", 0.25)
+
+
+def test_none_overrides_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CLI flag that was not given (None) leaves the environment's value, or the default."""
+    monkeypatch.setenv("MESH_PRESET", "wan")
+    s = config.load(preset=None, connect_timeout=None, nats_url=None)
+    assert (s.preset, s.connect_timeout, s.nats_url) == ("wan", 1.0, "nats://127.0.0.1:4222")
+
+
+def test_unknown_overrides_are_ignored() -> None:
+    assert config.load(not_a_setting="x").preset == "lan"
+
+
+def test_settings_are_frozen() -> None:
+    s = config.load()
+    with pytest.raises(Exception, match="frozen"):
+        s.preset = "wan"
+
+
+INVALID_ENV: list[tuple[str, str]] = [
+    ("MESH_CONNECT_TIMEOUT", "abc"),
+    ("MESH_CONNECT_TIMEOUT", "0"),
+    ("MESH_PRESET", "moon"),
+    ("MESH_HEARTBEAT_INTERVAL", "61"),
+    ("MESH_SUSPECT_INTERVALS", "0"),
+    ("MESH_DOWN_INTERVALS", "1"),
+    ("MESH_AGENT_ADMIN_PORT", "70000"),
+    ("MESH_GATEWAY_WORKERS", "0"),
+    ("MESH_LOG_LEVEL", "loud"),
+    ("MESH_LOG_JSON", "maybe"),
+    ("MESH_HEALTH_PATH", "healthz"),
+    ("MESH_MAX_HEADER_BYTES", "10"),
+    ("MESH_GATEWAY_LISTEN", "nope"),
+    ("MESH_GATEWAY_ADMIN", "host:99999"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), INVALID_ENV)
+def test_invalid_environment_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        config.load()
+    assert str(caught.value).startswith(f"{variable}: ")
+
+
+@pytest.mark.parametrize(("variable", "value"), INVALID_ENV)
+def test_invalid_cli_values_name_the_variable(variable: str, value: str) -> None:
+    field = variable.removeprefix("MESH_").lower()
+    with pytest.raises(ConfigError) as caught:
+        config.load(**{field: value})
+    assert str(caught.value).startswith(f"{variable}: ")
+
+
+def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_PRESET", "moon")
+    monkeypatch.setenv("MESH_GATEWAY_WORKERS", "0")
+    with pytest.raises(ConfigError) as caught:
+        config.load()
+    problems = str(caught.value).split("; ")
+    assert sorted(p.split(":")[0] for p in problems) == ["MESH_GATEWAY_WORKERS", "MESH_PRESET"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, PRESETS["lan"]),
+        ({"preset": "wan"}, PRESETS["wan"]),
+        ({"preset": "local"}, PRESETS["local"]),
+        ({"heartbeat_interval": 0.5}, Timing(0.5, 3, 6, 60.0)),
+        ({"preset": "wan", "heartbeat_interval": 2}, Timing(2.0, 3, 6, 300.0)),
+        ({"suspect_intervals": 2, "down_intervals": 4}, Timing(1.0, 2, 4, 60.0)),
+        ({"down_intervals": 10}, Timing(1.0, 3, 10, 60.0)),
+        ({"preset": "local", "forget_after": 5}, Timing(0.2, 3, 6, 5.0)),
+    ],
+)
+def test_timing_from_preset_and_overrides(overrides: dict[str, Any], expected: Timing) -> None:
+    assert config.load(**overrides).timing == expected
+
+
+def test_timing_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_PRESET", "wan")
+    monkeypatch.setenv("MESH_SUSPECT_INTERVALS", "4")
+    assert config.load(down_intervals=8).timing == Timing(5.0, 4, 8, 300.0)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"suspect_intervals": 6},  # down (6, from the preset) must exceed suspect
+        {"down_intervals": 3},
+        {"suspect_intervals": 5, "down_intervals": 4},
+    ],
+)
+def test_down_must_exceed_suspect(overrides: dict[str, Any]) -> None:
+    settings = config.load(**overrides)
+    with pytest.raises(ConfigError, match="down_intervals must exceed suspect_intervals"):
+        _ = settings.timing
+
+
+HOSTPORTS: list[tuple[str, tuple[str, int]]] = [
+    ("example.com:80", ("example.com", 80)),
+    ("10.1.2.3:8000", ("10.1.2.3", 8000)),
+    (":8000", ("127.0.0.1", 8000)),
+    ("8000", ("127.0.0.1", 8000)),
+    ("[::1]:80", ("::1", 80)),
+    ("[::]:0", ("::", 0)),
+    ("[fe80::1%eth0]:443", ("fe80::1%eth0", 443)),
+    ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+    ("  host:80  ", ("host", 80)),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), HOSTPORTS)
+def test_parse_hostport(text: str, expected: tuple[str, int]) -> None:
+    assert config.parse_hostport(text) == expected
+
+
+def test_parse_hostport_default_host() -> None:
+    assert config.parse_hostport(":9", default_host="0.0.0.0") == ("0.0.0.0", 9)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "host",
+        "host:",
+        "host:http",
+        "host:-1",
+        "host:65536",
+        "[::1]",  # no port
+        "::1",  # IPv6 without brackets: ambiguous, must not become (":", 1)
+        "fe80::1:80",
+        "host:80:90",
+        "[::1:80",  # unbalanced brackets
+        "a]:80",
+        "host:8_0",  # int() would read 80
+        "host:+80",
+        "host: 80",
+    ],
+)
+def test_parse_hostport_refuses(text: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(repr(text))):
+        config.parse_hostport(text)

@@ -1,0 +1,279 @@
+"""mesh.messages: every message type round-trips; malformed or misplaced payloads are refused."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import pytest
+from factories import event, evidence, full_heartbeat, heartbeat, leave, sync
+
+from mesh import subjects
+from mesh.errors import InvalidMessage
+from mesh.messages import (
+    MAX_MESSAGE_BYTES,
+    Event,
+    Evidence,
+    Heartbeat,
+    Leave,
+    Message,
+    decode,
+    encode,
+)
+
+HB = subjects.heartbeat("orders", "i1")
+
+
+def subject_of(message: Message) -> str:
+    """The subject each message type travels on."""
+    if isinstance(message, Heartbeat):
+        return subjects.heartbeat(message.service, message.instance)
+    if isinstance(message, Leave):
+        return subjects.leave(message.service, message.instance)
+    if isinstance(message, Evidence):
+        return subjects.evidence(message.service, message.instance)
+    if isinstance(message, Event):
+        return subjects.event(message.kind, message.service)
+    return subjects.SYNC
+
+
+# --- round trips ---------------------------------------------------------------------
+
+ROUND_TRIPS: list[Message] = [
+    heartbeat(),
+    full_heartbeat(),
+    leave(),
+    leave(reason="drain", incarnation=0, seq=0),
+    sync(),
+    evidence(),
+    evidence(signal="5xx", streak=5, observer="orders-agent_2"),
+    event(),
+    event(
+        id="health.failing:orders:i1:3:9",
+        kind="health.failing",
+        instance="i1",
+        node="gw-1",
+        at=1_700_000_000.5,
+        detail={"previous": "passing", "a.b/c": "d"},
+    ),
+]
+
+
+@pytest.mark.parametrize("message", ROUND_TRIPS, ids=lambda m: type(m).__name__)
+def test_round_trip(message: Message) -> None:
+    data = encode(message)
+    assert decode(subject_of(message), data) == message
+
+
+@pytest.mark.parametrize(
+    ("message", "tag"),
+    [
+        (heartbeat(), "hb"),
+        (leave(), "leave"),
+        (sync(), "sync"),
+        (evidence(), "evidence"),
+        (event(), "event"),
+    ],
+)
+def test_encoding_is_tagged_json(message: Message, tag: str) -> None:
+    assert json.loads(encode(message))["type"] == tag
+
+
+def test_defaults_of_a_minimal_heartbeat() -> None:
+    data = b'{"type":"hb","service":"orders","instance":"i1","host":"h","port":1,'
+    data += b'"incarnation":0,"seq":0}'
+    hb = decode(HB, data)
+    assert isinstance(hb, Heartbeat)
+    assert (hb.role, hb.weight, hb.health, hb.draining, hb.interval) == (
+        "agent",
+        1,
+        "passing",
+        False,
+        1.0,
+    )
+    assert hb.meta == {}
+    assert hb.admin_port is None
+    assert hb.load.inflight == 0
+
+
+def test_unknown_fields_are_tolerated() -> None:
+    """Additive changes stay within v1: a newer sender's extra fields are ignored."""
+    doc = msgspec.to_builtins(heartbeat())
+    doc["future_field"] = {"nested": [1, 2, 3]}
+    doc["load"]["p99_ms"] = 12.0
+    assert decode(HB, json.dumps(doc).encode()) == heartbeat()
+
+
+def test_int_is_accepted_where_a_float_is_expected() -> None:
+    doc = msgspec.to_builtins(heartbeat()) | {"interval": 2}
+    hb = decode(HB, json.dumps(doc).encode())
+    assert isinstance(hb, Heartbeat)
+    assert hb.interval == 2.0
+
+
+def test_a_payload_of_exactly_the_limit_is_accepted() -> None:
+    doc = msgspec.to_builtins(heartbeat()) | {"pad": ""}
+    size = len(json.dumps(doc, separators=(",", ":")))
+    doc["pad"] = "x" * (MAX_MESSAGE_BYTES - size)
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    assert len(data) == MAX_MESSAGE_BYTES
+    assert decode(HB, data) == heartbeat()
+
+
+# --- rejection ------------------------------------------------------------------------
+
+
+DELETE = object()
+
+
+def hb_doc(**changes: Any) -> bytes:
+    """A heartbeat for orders/i1 as JSON, with fields changed (DELETE removes the field)."""
+    doc = msgspec.to_builtins(heartbeat())
+    for key, value in changes.items():
+        if value is DELETE:
+            del doc[key]
+        else:
+            doc[key] = value
+    return json.dumps(doc).encode()
+
+
+def doc(message: Message, **changes: Any) -> bytes:
+    return json.dumps(msgspec.to_builtins(message) | changes).encode()
+
+
+MALFORMED: list[tuple[str, bytes, str]] = [
+    # (test id, payload, expected fragment of the reason); all on mesh.v1.hb.orders.i1
+    ("not-json", b"hello", "malformed"),
+    ("empty", b"", "truncated"),
+    ("truncated", hb_doc()[:-1], "truncated"),
+    ("array", b"[1,2]", "Expected `object`, got `array`"),
+    ("string-for-int", hb_doc(port="9000"), "Expected `int`, got `str` - at `$.port`"),
+    ("bool-for-int", hb_doc(seq=True), "Expected `int`, got `bool` - at `$.seq`"),
+    ("float-for-int", hb_doc(port=9000.5), "Expected `int`, got `float` - at `$.port`"),
+    ("null-for-str", hb_doc(zone=None), "Expected `str`, got `null` - at `$.zone`"),
+    ("string-for-bool", hb_doc(draining="yes"), "Expected `bool`, got `str` - at `$.draining`"),
+    ("missing-type", hb_doc(type=DELETE), "missing required field `type`"),
+    ("missing-seq", hb_doc(seq=DELETE), "missing required field `seq`"),
+    ("missing-host", hb_doc(host=DELETE), "missing required field `host`"),
+    ("missing-incarnation", hb_doc(incarnation=DELETE), "missing required field `incarnation`"),
+    ("unknown-tag", hb_doc(type="bogus"), "Invalid value 'bogus' - at `$.type`"),
+    ("port-0", hb_doc(port=0), "at `$.port`"),
+    ("port-65536", hb_doc(port=65536), "at `$.port`"),
+    ("admin-port-0", hb_doc(admin_port=0), "at `$.admin_port`"),
+    ("weight-0", hb_doc(weight=0), "at `$.weight`"),
+    ("weight-10001", hb_doc(weight=10_001), "at `$.weight`"),
+    ("error-rate-above-1", hb_doc(load={"error_rate": 1.5}), "at `$.load.error_rate`"),
+    ("error-rate-negative", hb_doc(load={"error_rate": -0.1}), "at `$.load.error_rate`"),
+    ("inflight-negative", hb_doc(load={"inflight": -1}), "at `$.load.inflight`"),
+    ("rps-infinite", hb_doc()[:-1] + b',"load":{"rps":1e999}}', "out of range"),
+    ("seq-negative", hb_doc(seq=-1), "at `$.seq`"),
+    ("incarnation-negative", hb_doc(incarnation=-1), "at `$.incarnation`"),
+    ("interval-0", hb_doc(interval=0), "at `$.interval`"),
+    ("interval-too-long", hb_doc(interval=3601), "at `$.interval`"),
+    ("unknown-role", hb_doc(role="router"), "Invalid enum value 'router' - at `$.role`"),
+    ("unknown-health", hb_doc(health="sick"), "at `$.health`"),
+    ("empty-host", hb_doc(host=""), "at `$.host`"),
+    ("host-with-space", hb_doc(host="a b"), "at `$.host`"),
+    ("host-with-newline", hb_doc(host="h\n"), "at `$.host`"),
+    ("zone-too-long", hb_doc(zone="z" * 129), "length <= 128 - at `$.zone`"),
+    ("meta-too-many", hb_doc(meta={f"k{i}": "v" for i in range(65)}), "length <= 64"),
+    ("meta-key-space", hb_doc(meta={"a b": "v"}), "at `key` in `$.meta`"),
+    ("meta-key-newline", hb_doc(meta={"a\n": "v"}), "at `key` in `$.meta`"),
+    ("meta-value-too-long", hb_doc(meta={"k": "v" * 129}), "at `$.meta[...]`"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), [pytest.param(p, r, id=i) for i, p, r in MALFORMED])
+def test_malformed_payloads_are_refused(payload: bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        decode(HB, payload)
+    assert caught.value.subject == HB
+    assert reason.lower() in caught.value.reason.lower()
+    assert HB in str(caught.value)
+
+
+NAMES_THAT_INJECT = ["a.b", "a b", "a>", "a*", ">", "*", "", "x" * 129, "orders\n", "é"]
+
+
+@pytest.mark.parametrize("name", NAMES_THAT_INJECT)
+@pytest.mark.parametrize(
+    ("subject", "message", "field"),
+    [
+        pytest.param(HB, heartbeat(), "service", id="hb-service"),
+        pytest.param(HB, heartbeat(), "instance", id="hb-instance"),
+        pytest.param(subjects.leave("orders", "i1"), leave(), "service", id="leave-service"),
+        pytest.param(subjects.evidence("orders", "i1"), evidence(), "observer", id="observer"),
+        pytest.param(subjects.SYNC, sync(), "node", id="sync-node"),
+        pytest.param(subjects.event("instance.up", "orders"), event(), "service", id="event"),
+    ],
+)
+def test_names_that_could_inject_into_a_subject_are_refused(
+    subject: str, message: Message, field: str, name: str
+) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        decode(subject, doc(message, **{field: name}))
+    assert f"`$.{field}`" in caught.value.reason
+
+
+def test_oversize_payload_is_refused_before_parsing() -> None:
+    data = b"x" * (MAX_MESSAGE_BYTES + 1)  # not even JSON: the size check comes first
+    with pytest.raises(InvalidMessage) as caught:
+        decode(HB, data)
+    assert caught.value.reason == f"{MAX_MESSAGE_BYTES + 1} bytes exceeds {MAX_MESSAGE_BYTES}"
+
+
+WRONG_FAMILY: list[tuple[str, Message, str]] = [
+    (subjects.leave("orders", "i1"), heartbeat(), "a Heartbeat on a leave subject"),
+    (HB, leave(), "a Leave on a hb subject"),
+    (HB, sync(), "a Sync on a hb subject"),
+    (subjects.evidence("orders", "i1"), heartbeat(), "a Heartbeat on a evidence subject"),
+    (subjects.event("instance.up", "orders"), heartbeat(), "a Heartbeat on a events subject"),
+    (subjects.SYNC, heartbeat(), "a Heartbeat on a sync subject"),
+    (subjects.SYNC, event(), "a Event on a sync subject"),
+    (HB, event(), "a Event on a hb subject"),
+]
+
+
+@pytest.mark.parametrize(("subject", "message", "reason"), WRONG_FAMILY)
+def test_a_message_on_another_types_subject_is_refused(
+    subject: str, message: Message, reason: str
+) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        decode(subject, encode(message))
+    assert caught.value.reason == reason
+
+
+IMPERSONATION: list[tuple[str, Message, str]] = [
+    (HB, heartbeat(service="billing"), "names billing/i1, its subject orders/i1"),
+    (HB, heartbeat(instance="i2"), "names orders/i2, its subject orders/i1"),
+    (subjects.leave("orders", "i1"), leave("i2"), "names orders/i2, its subject orders/i1"),
+    (subjects.evidence("orders", "i1"), evidence(service="billing"), "names billing/i1"),
+    # A subject with too few or too many tokens names no instance: it cannot vouch for any,
+    # e.g. a credential allowed `mesh.v1.hb.orders.>` must not speak for billing.
+    ("mesh.v1.hb.orders", heartbeat(service="billing"), "names billing/i1, its subject none"),
+    ("mesh.v1.hb.orders.i1.x", heartbeat(service="billing"), "its subject none"),
+    ("mesh.v1.hb.orders.i1.x", heartbeat(), "names orders/i1, its subject none"),
+    ("mesh.v1.leave.orders", leave(), "its subject none"),
+]
+
+
+@pytest.mark.parametrize(("subject", "message", "reason"), IMPERSONATION)
+def test_a_message_naming_another_instance_than_its_subject_is_refused(
+    subject: str, message: Message, reason: str
+) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        decode(subject, encode(message))
+    assert reason in caught.value.reason
+
+
+def test_subjects_outside_the_mesh_families_are_not_checked_against_names() -> None:
+    """A reply inbox names no instance; the message is decoded as is."""
+    assert decode("_INBOX.abc.1", encode(heartbeat(service="billing"))) == heartbeat(
+        service="billing"
+    )
+
+
+def test_evidence_observer_need_not_match_the_subject() -> None:
+    message = evidence(observer="gw-9")
+    assert decode(subjects.evidence("orders", "i1"), encode(message)) == message
