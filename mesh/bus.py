@@ -8,6 +8,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import nats
@@ -16,7 +17,13 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 
 from mesh.config import Settings
 from mesh.errors import BusError, BusTimeout, BusUnavailable
@@ -238,6 +245,26 @@ class NatsBus:
                 await js.add_stream(config)
             except nats.js.errors.BadRequestError:
                 await js.update_stream(config)  # exists with other limits: adopt ours
+        except Exception as exc:
+            raise _mapped(exc) from exc
+
+    async def replay(
+        self, stream: str, subject: str, since: float | None, handler: Handler
+    ) -> None:
+        """Deliver the stream's messages on `subject` from `since` (epoch seconds; None = all),
+        then new ones as they arrive, through an ordered ephemeral consumer."""
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
+            opt_start_time=None if since is None else datetime.fromtimestamp(since, UTC),
+        )
+
+        async def deliver(msg: Msg) -> None:
+            await handler(Delivery(msg.subject, msg.data, "", msg.headers))
+
+        try:
+            await self._nc.jetstream().subscribe(
+                subject, stream=stream, cb=deliver, ordered_consumer=True, config=config
+            )
         except Exception as exc:
             raise _mapped(exc) from exc
 

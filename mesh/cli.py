@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
+import time
 from importlib.metadata import entry_points
 
 import msgspec
@@ -12,8 +15,8 @@ import msgspec
 from mesh import clock, config, roster, runtime, subjects
 from mesh import view as membership
 from mesh.bus import Delivery, NatsBus
-from mesh.errors import InvalidMessage, MeshError
-from mesh.messages import Sync, decode, encode
+from mesh.errors import ConfigError, InvalidMessage, MeshError
+from mesh.messages import Event, Sync, decode, encode
 
 
 def _common() -> argparse.ArgumentParser:
@@ -47,7 +50,27 @@ def parser() -> argparse.ArgumentParser:
     )
     members.set_defaults(func=_members)
 
+    tail = commands.add_parser("events", parents=[common], help="the mesh event log")
+    tail.add_argument("action", choices=["tail"], help="tail: print events, then follow")
+    tail.add_argument(
+        "--since",
+        default=None,
+        help="start this long ago: 30s, 10m, 2h, 1d (default: only new events)",
+    )
+    tail.add_argument("--kind", default=">", help="event kind filter, e.g. instance.* (all)")
+    tail.add_argument("--service", default="*", help="service filter (all)")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
+    tail.set_defaults(func=_events)
+
     show = commands.add_parser("config", help="print every setting, its value and meaning")
+    show.add_argument("--markdown", action="store_true", help="a Markdown table of the defaults")
     show.set_defaults(func=_config)
 
     demo = commands.add_parser("demo-service", parents=[common], help="run the demo HTTP service")
@@ -110,7 +133,68 @@ def _members(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '30s', '10m', '2h', '1d' -> seconds."""
+    unit = text[-1:] if text[-1:] in _UNITS else "s"
+    number = text[:-1] if text[-1:] in _UNITS else text
+    try:
+        return float(number) * _UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a duration like 30s, 10m, 2h") from None
+
+
+def _events(args: argparse.Namespace) -> int:
+    settings = config.load(nats_url=args.nats_url)
+    kind = args.kind if args.kind == ">" else f"{args.kind}.{args.service}"
+    subject = f"{subjects.PREFIX}.events.{kind}"
+    since = None if args.since is None else clock.wall() - parse_duration(args.since)
+
+    async def tail() -> None:
+        bus = NatsBus(settings, name="mesh-events")
+
+        async def show(delivery: Delivery) -> None:
+            try:
+                event = decode(delivery.subject, delivery.data)
+            except InvalidMessage as exc:
+                print(f"# {exc}", file=sys.stderr)
+                return
+            if not isinstance(event, Event):
+                return
+            if args.json:
+                print(msgspec.json.encode(event).decode(), flush=True)
+            else:
+                when = time.strftime("%H:%M:%S", time.localtime(event.at))
+                where = f"{event.service}/{event.instance}" if event.instance else event.service
+                extra = " ".join(f"{k}={v}" for k, v in event.detail.items())
+                print(f"{when}  {event.kind:<18} {where:<32} by {event.node} {extra}", flush=True)
+
+        try:
+            await bus.start(wait=5.0)
+            if since is None:
+                await bus.subscribe(subject, show)
+            else:
+                await bus.replay(subjects.EVENTS_STREAM, subject, since, show)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
+        finally:
+            await bus.close()
+
+    asyncio.run(tail())
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print("| setting | default | meaning |\n|---|---|---|")
+        for name, field in config.Settings.model_fields.items():
+            default = "" if field.default is None else f"`{field.default}`"
+            print(f"| `MESH_{name.upper()}` | {default} | {field.description} |")
+        return 0
     settings = config.load()
     for name, field in config.Settings.model_fields.items():
         value = getattr(settings, name)
