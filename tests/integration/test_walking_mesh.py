@@ -1,0 +1,179 @@
+"""The walking mesh end to end: real nats-server, real agents, services and gateways."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mesh_procs import Client, Mesh, get_json, members, routable, wait_for
+
+from mesh.natsserver import NatsServer
+
+INSTANCES = ("hello-a", "hello-b", "hello-c")
+
+
+@pytest.fixture
+def mesh3(fresh_nats: NatsServer, tmp_path: Path) -> Iterator[tuple[Mesh, dict[str, object]]]:
+    """3 instances of `hello`, each with its agent, and one gateway that sees all three."""
+    mesh = Mesh(fresh_nats.url, tmp_path)
+    procs: dict[str, object] = {}
+    try:
+        for name in INSTANCES:
+            service = mesh.service(name)
+            procs[name] = service
+            procs[f"{name}-agent"] = mesh.agent(service)
+        gateway = mesh.gateway()
+        procs["gateway"] = gateway
+        wait_for(lambda: len(routable(gateway.admin_port)) == 3, timeout=20)
+        yield mesh, procs
+    finally:
+        mesh.close()
+
+
+def served_by(port: int, count: int) -> collections.Counter[str]:
+    client = Client(port)
+    seen: collections.Counter[str] = collections.Counter()
+    for _ in range(count):
+        status, _, body = client.request("GET", "/hello/who")
+        assert status == 200, body
+        seen[json.loads(body)["instance"]] += 1
+    client.close()
+    return seen
+
+
+def test_300_requests_reach_all_three_instances_in_near_equal_shares(mesh3) -> None:
+    _mesh, procs = mesh3
+    seen = served_by(procs["gateway"].port, 300)
+    assert set(seen) == set(INSTANCES)
+    assert all(90 <= n <= 110 for n in seen.values()), seen
+
+
+def test_host_header_names_the_service_and_unknown_names_get_404(mesh3) -> None:
+    _, procs = mesh3
+    client = Client(procs["gateway"].port)
+    status, _, body = client.request("GET", "/who?x=1", headers={"Host": "hello"})
+    assert status == 200
+    assert json.loads(body)["path"] == "/who?x=1"
+    status, headers, body = client.request("GET", "/nosuch/thing")
+    assert status == 404
+    assert headers["x-mesh-flags"] == "NR"
+    assert json.loads(body)["error"] == "NoRoute"
+
+
+def test_sigterm_of_an_agent_removes_its_instance_within_1s(mesh3) -> None:
+    _, procs = mesh3
+    gateway, agent, service = procs["gateway"], procs["hello-b-agent"], procs["hello-b"]
+    address = f"127.0.0.1:{service.port}"
+    assert address in routable(gateway.admin_port)
+    agent.signal(signal.SIGTERM)
+    took = wait_for(lambda: address not in routable(gateway.admin_port), timeout=5)
+    assert took < 1.0, f"took {took:.3f} s"
+    state = {m["instance"]: m["state"] for m in members(gateway.admin_port)}
+    assert state["hello-b-agent"] == "left"
+    assert agent.wait(5) == 0
+    print(f"\nleave removed the instance in {took * 1000:.0f} ms")
+
+
+def test_kill_9_of_an_instance_and_its_agent_removes_it_within_the_down_time(mesh3) -> None:
+    _, procs = mesh3
+    gateway = procs["gateway"]
+    address = f"127.0.0.1:{procs['hello-c'].port}"
+    killed = time.monotonic()
+    procs["hello-c"].signal(signal.SIGKILL)
+    procs["hello-c-agent"].signal(signal.SIGKILL)
+    unroutable = wait_for(lambda: address not in routable(gateway.admin_port), timeout=10)
+
+    def down() -> bool:
+        state = {m["instance"]: m["state"] for m in members(gateway.admin_port)}
+        return state.get("hello-c-agent") == "down"
+
+    wait_for(down, timeout=10)
+    gone = time.monotonic() - killed
+    # lan preset: suspect (not routed) after 3 s of silence, down after 6 s; ticks every 0.25 s.
+    assert unroutable <= 3.6, f"still routed after {unroutable:.2f} s"
+    assert 5.0 <= gone <= 6.6, f"down after {gone:.2f} s"
+    assert set(served_by(gateway.port, 30)) == {"hello-a", "hello-b"}
+    print(f"\nkill -9: unroutable after {unroutable:.2f} s, down after {gone:.2f} s")
+
+
+def test_a_gateway_started_after_the_agents_has_the_full_view_within_1s(mesh3) -> None:
+    mesh, _ = mesh3
+    late = mesh.gateway("late-gateway")
+
+    def answers() -> bool:
+        try:
+            get_json(late.admin_port, "/healthz", timeout=0.5)
+        except OSError:
+            return not late.alive
+        return True
+
+    wait_for(answers, timeout=20, every=0.005)
+    assert late.alive, late.output()
+    # From the moment its admin port answers (NATS connection under way) to a full view.
+    took = wait_for(lambda: len(routable(late.admin_port)) == 3, timeout=5, every=0.005)
+    assert took < 1.0, f"took {took:.3f} s"
+    print(f"\nlate gateway had the full view after {took * 1000:.0f} ms")
+
+
+def test_nats_down_for_10s_the_gateway_keeps_serving_then_catches_up(
+    mesh3, fresh_nats: NatsServer
+) -> None:
+    mesh, procs = mesh3
+    gateway = procs["gateway"]
+    failures: list[str] = []
+    served = collections.Counter[str]()
+    stop = threading.Event()
+
+    def load() -> None:
+        client = Client(gateway.port)
+        deadline = time.monotonic() + 40  # bounded even if the test body fails
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, _, body = client.request("GET", "/hello/during-outage")
+            except OSError as exc:
+                failures.append(repr(exc))
+                continue
+            if status != 200:
+                failures.append(f"{status} {body[:100]!r}")
+            else:
+                served[json.loads(body)["instance"]] += 1
+            time.sleep(0.01)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        fresh_nats.kill()
+        outage_start = time.monotonic()
+        # While NATS is away: an agent stops (its leave is lost) and a new instance starts.
+        procs["hello-a-agent"].signal(signal.SIGTERM)
+        newcomer = mesh.service("hello-d")
+        mesh.agent(newcomer)
+        time.sleep(10 - (time.monotonic() - outage_start))
+        view_during = routable(gateway.admin_port)
+        fresh_nats.restart_sync()
+        back = time.monotonic()
+        new_address = f"127.0.0.1:{newcomer.port}"
+        old_address = f"127.0.0.1:{procs['hello-a'].port}"
+        joined = wait_for(lambda: new_address in routable(gateway.admin_port), timeout=10)
+        wait_for(lambda: old_address not in routable(gateway.admin_port), timeout=10)
+        departed_at = time.monotonic() - back
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+    assert len(view_during) == 3  # frozen: nothing expired while NATS was away
+    assert sum(served.values()) > 200
+    assert joined < 3.0, f"new instance seen {joined:.2f} s after NATS returned"
+    # The silent one gets a full suspect period (3 s) from the reconnect, no less.
+    assert 2.5 <= departed_at <= 5.0, f"departed {departed_at:.2f} s after NATS returned"
+    print(
+        f"\nNATS outage 10 s: {sum(served.values())} requests, 0 failed; newcomer seen after "
+        f"{joined:.2f} s, silent agent unroutable after {departed_at:.2f} s"
+    )

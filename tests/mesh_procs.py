@@ -1,0 +1,185 @@
+"""Real mesh processes for integration and e2e tests: spawn, observe, kill, clean up."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers import free_port
+
+
+@dataclass
+class Proc:
+    label: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    port: int = 0
+    admin_port: int = 0
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        return self.popen.wait(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Mesh:
+    """Processes of one test, all talking to `nats_url`; `close()` kills what is left."""
+
+    nats_url: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+
+    def spawn(self, label: str, *args: str, port: int = 0, admin_port: int = 0) -> Proc:
+        log = self.workdir / f"{label}.log"
+        env = {**os.environ, "MESH_NATS_URL": self.nats_url, "PYTHONUNBUFFERED": "1", **self.env}
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "mesh", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        proc = Proc(label, popen, log, port, admin_port)
+        self.procs.append(proc)
+        return proc
+
+    def service(self, instance: str, service: str = "hello") -> Proc:
+        port = free_port()
+        return self.spawn(
+            instance,
+            "demo-service",
+            "--service",
+            service,
+            "--port",
+            str(port),
+            "--instance-id",
+            instance,
+            port=port,
+        )
+
+    def agent(self, service_proc: Proc, service: str = "hello", *extra: str) -> Proc:
+        admin = free_port()
+        return self.spawn(
+            f"{service_proc.label}-agent",
+            "agent",
+            "--service",
+            service,
+            "--port",
+            str(service_proc.port),
+            "--admin-port",
+            str(admin),
+            "--instance-id",
+            f"{service_proc.label}-agent",
+            *extra,
+            admin_port=admin,
+        )
+
+    def gateway(self, label: str = "gateway", *extra: str) -> Proc:
+        port, admin = free_port(), free_port()
+        return self.spawn(
+            label,
+            "gateway",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--admin",
+            f"127.0.0.1:{admin}",
+            *extra,
+            port=port,
+            admin_port=admin,
+        )
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.signal(signal.SIGKILL)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+
+
+def get_json(port: int, path: str, timeout: float = 2.0) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def members(admin_port: int) -> list[dict[str, Any]]:
+    try:
+        result: list[dict[str, Any]] = get_json(admin_port, "/mesh/members")["members"]
+    except OSError:
+        return []
+    return result
+
+
+def routable(admin_port: int, service: str = "hello") -> set[str]:
+    """Addresses of the routable instances of `service` in a gateway's view."""
+    return {m["address"] for m in members(admin_port) if m["service"] == service and m["routable"]}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, every: float = 0.02) -> float:
+    """Seconds until `condition()` held; AssertionError after `timeout`."""
+    start = time.monotonic()
+    while True:
+        if condition():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(every)
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client that reconnects when the server closes."""
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self.port = port
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        try:
+            self._conn.request(method, path, body=body, headers=headers or {})
+            response = self._conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+        if response.will_close:
+            self.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,248 @@
+"""deploy/ and docker-compose.yml: consistent with the CLI and each other; NATS configs valid."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+NATS_DIR = ROOT / "deploy" / "nats"
+CONFIGS = sorted(NATS_DIR.glob("*.conf"))
+
+# Settings the configs take from the server's environment; dummies are enough for -t.
+CONFIG_ENV = {
+    "MESH_AGENT_PASSWORD": "agent-secret",
+    "MESH_GATEWAY_PASSWORD": "gateway-secret",
+    "MESH_ADMIN_PASSWORD": "admin-secret",
+    "MESH_NATS_NODE": "mesh-nats-a",
+}
+
+# The `mesh` subcommands and the flags each takes (every command that talks to NATS
+# also takes the common flags).
+COMMON = {"--nats-url", "--preset", "--log-level"}
+FLAGS: dict[str, set[str]] = {
+    "agent": {
+        "--service",
+        "--port",
+        "--host",
+        "--health-path",
+        "--weight",
+        "--zone",
+        "--version",
+        "--meta",
+        "--admin-port",
+    },
+    "gateway": {"--listen", "--admin", "--workers"},
+    "demo-service": {"--service", "--port", "--host", "--instance-id"},
+    "up": set(),
+    "members": set(),
+    "events": set(),
+    "policy": set(),
+}
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def services() -> dict[str, dict[str, Any]]:
+    found = compose()["services"]
+    assert isinstance(found, dict)
+    return found
+
+
+def command(service: dict[str, Any]) -> list[str]:
+    cmd = service.get("command", [])
+    return shlex.split(cmd) if isinstance(cmd, str) else [str(part) for part in cmd]
+
+
+def mesh_services() -> dict[str, dict[str, Any]]:
+    """Services that run the natsmesh image (entrypoint `mesh`)."""
+    return {name: svc for name, svc in services().items() if "build" in svc}
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+# --- docker-compose.yml -------------------------------------------------------------------
+
+
+def test_every_service_has_an_image_or_a_buildable_dockerfile() -> None:
+    for name, svc in services().items():
+        assert "image" in svc or "build" in svc, name
+        build = svc.get("build")
+        if build is None:
+            continue
+        if isinstance(build, str):
+            build = {"context": build}
+        context = ROOT / build.get("context", ".")
+        assert context.is_dir(), name
+        assert (context / build.get("dockerfile", "Dockerfile")).is_file(), name
+
+
+def test_the_demo_layout_is_complete() -> None:
+    names = set(services())
+    assert {"nats", "gateway"} <= names
+    for n in (1, 2, 3):
+        assert {f"hello-{n}", f"hello-{n}-agent"} <= names
+    assert services()["nats"]["image"].startswith("nats:2.")
+
+
+@pytest.mark.parametrize("name", sorted(mesh_services()))
+def test_mesh_commands_use_known_subcommands_and_flags(name: str) -> None:
+    argv = command(mesh_services()[name])
+    assert argv, f"{name}: no command"
+    sub, args = argv[0], argv[1:]
+    assert sub in FLAGS, f"{name}: unknown mesh subcommand {sub!r}"
+    flags = {arg.split("=", 1)[0] for arg in args if arg.startswith("-")}
+    unknown = flags - FLAGS[sub] - COMMON
+    assert not unknown, f"{name}: mesh {sub} has no flags {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("name", sorted(mesh_services()))
+def test_mesh_commands_parse_with_the_real_cli(name: str) -> None:
+    try:
+        from mesh.cli import parser
+    except Exception as exc:  # the CLI is optional here: the flag table above still applies
+        pytest.skip(f"mesh.cli not importable: {exc}")
+    try:
+        args = parser().parse_args(command(mesh_services()[name]))
+    except SystemExit as exc:
+        pytest.fail(f"{name}: argparse rejected the command (exit {exc.code})")
+    assert isinstance(args, argparse.Namespace)
+
+
+@pytest.mark.parametrize("name", sorted(mesh_services()))
+def test_mesh_services_find_nats_by_its_service_name(name: str) -> None:
+    url = urlsplit(environment(mesh_services()[name]).get("MESH_NATS_URL", ""))
+    assert url.scheme == "nats"
+    assert url.hostname in services(), f"{name}: {url.hostname} is not a compose service"
+    assert services()[url.hostname]["image"].startswith("nats:")
+    listen = re.search(r"^listen:\s*\S*:(\d+)", (NATS_DIR / "nats.conf").read_text(), re.M)
+    assert listen is not None
+    assert url.port == int(listen.group(1))
+
+
+def test_each_agent_shares_its_services_network_and_announces_its_name() -> None:
+    for name, svc in services().items():
+        if not name.endswith("-agent"):
+            continue
+        target = name.removesuffix("-agent")
+        assert svc["network_mode"] == f"service:{target}"
+        argv = command(svc)
+        announced = argv[argv.index("--host") + 1]
+        port = argv[argv.index("--port") + 1]
+        instance = command(services()[target])
+        assert announced == target  # the compose DNS name the gateway dials
+        assert instance[instance.index("--port") + 1] == port
+        assert instance[instance.index("--host") + 1] == "0.0.0.0"  # reachable from outside
+        assert "ports" not in svc  # not allowed with a shared network namespace
+
+
+def test_mounted_files_exist_and_the_nats_config_is_mounted() -> None:
+    volumes = set(compose().get("volumes") or {})
+    for name, svc in services().items():
+        for spec in svc.get("volumes", []):
+            source = spec.split(":", 1)[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name}: {source} missing"
+            else:
+                assert source in volumes, f"{name}: undeclared volume {source}"
+    nats = services()["nats"]
+    argv = command(nats)
+    config = argv[argv.index("-c") + 1]
+    assert any(spec.split(":")[1] == config for spec in nats["volumes"])
+
+
+def test_depends_on_names_existing_services() -> None:
+    for name, svc in services().items():
+        for dep in svc.get("depends_on", []):
+            assert dep in services(), f"{name} depends on unknown {dep}"
+
+
+# --- deploy/Dockerfile --------------------------------------------------------------------
+
+
+def test_dockerfile_installs_the_project_and_runs_mesh() -> None:
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\s*$", text, re.M)
+    assert re.search(r"^RUN pip install \.", text, re.M)
+    assert re.search(r'^ENTRYPOINT \["mesh"\]\s*$', text, re.M)
+    for source in re.findall(r"^COPY (.+) \S+$", text, re.M):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"COPY source {path} missing"
+
+
+# --- deploy/nats/*.conf -------------------------------------------------------------------
+
+
+def config_test(binary: str, config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`nats-server -t`: parse and check a config without starting anything."""
+    return subprocess.run(
+        [binary, "-t", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def test_the_expected_configs_are_there() -> None:
+    assert {p.name for p in CONFIGS} >= {"nats.conf", "cluster.conf", "permissions.conf"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_nats_config_is_valid(nats_binary: str, config: Path) -> None:
+    result = config_test(nats_binary, config, CONFIG_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["nats.conf", "cluster.conf"])
+def test_enabling_the_permissions_include_stays_valid(
+    nats_binary: str, tmp_path: Path, name: str
+) -> None:
+    text = (NATS_DIR / name).read_text()
+    assert "# include ./permissions.conf" in text
+    shutil.copy(NATS_DIR / "permissions.conf", tmp_path)  # includes resolve beside the file
+    (tmp_path / name).write_text(
+        text.replace("# include ./permissions.conf", "include ./permissions.conf")
+    )
+    result = config_test(nats_binary, tmp_path / name, CONFIG_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_permissions_refuse_to_load_without_their_passwords(nats_binary: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.endswith("_PASSWORD")}
+    result = subprocess.run(
+        [nats_binary, "-t", "-c", str(NATS_DIR / "permissions.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "MESH_AGENT_PASSWORD" in result.stderr
+
+
+def test_cluster_routes_name_three_nodes() -> None:
+    routes = re.findall(r"nats-route://([\w-]+):6222", (NATS_DIR / "cluster.conf").read_text())
+    assert len(set(routes)) == 3
