@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 
 from gateway.gateway import run
+from gateway.supervisor import supervise
 from mesh import config, runtime
 
 
@@ -13,8 +15,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     parser = commands.add_parser("gateway", parents=[common], help="run the edge gateway")
     parser.add_argument("--listen", help="HTTP listen address (127.0.0.1:8000)")
     parser.add_argument("--admin", help="admin listen address (127.0.0.1:8001)")
-    parser.add_argument("--workers", type=int, help="worker processes (1)")
+    parser.add_argument(
+        "--workers", type=int, help="worker processes sharing the port (number of CPUs)"
+    )
     parser.add_argument("--name", help="name the gateway announces (gateway)")
+    # Set by the supervisor for its workers: bind with SO_REUSEPORT, name the node by index.
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=main)
 
 
@@ -30,7 +36,11 @@ def main(args: argparse.Namespace) -> int:
     )
     runtime.setup_logging(settings.log_level, as_json=settings.log_json)
 
+    workers = settings.gateway_workers or os.cpu_count() or 1
+
     async def gateway(stop: asyncio.Event) -> int:
-        return await run(settings, stop)
+        if args.worker_index is None and workers > 1:
+            return await supervise(settings, workers, stop)
+        return await run(settings, stop, worker=args.worker_index)
 
     return runtime.run(gateway)

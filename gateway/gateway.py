@@ -22,13 +22,14 @@ log = logging.getLogger(__name__)
 DRAIN_DEADLINE = 10.0
 
 
-async def run(settings: Settings, stop: asyncio.Event, *, reuse_port: bool = False) -> int:
+async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = None) -> int:
+    """Serve until `stop`; a supervised `worker` shares the port with its siblings."""
     host, port = parse_hostport(settings.gateway_listen)
     admin_host, admin_port = parse_hostport(settings.gateway_admin)
     name = subjects.check_name(settings.gateway_name)
     record = Heartbeat(
         service=name,
-        instance=f"{name}-{secrets.token_hex(3)}",
+        instance=f"{name}-{secrets.token_hex(3)}" + ("" if worker is None else f"-w{worker}"),
         role="gateway",
         host=host,
         port=port or 1,
@@ -44,7 +45,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, reuse_port: bool = Fal
         engine.view_changed(directory.update(view))
 
     node.discovery.on_change(adopt)
-    listener = Listener(engine, host, port, reuse_port=reuse_port)
+    listener = Listener(engine, host, port, reuse_port=worker is not None)
     await listener.start()
     bound_admin = await node.serve_admin(
         admin_host,

@@ -101,6 +101,7 @@ class NatsBus:
         self._subs: list[Subscription] = []
         self._up = asyncio.Event()
         self._connector: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -169,7 +170,7 @@ class NatsBus:
         log.debug("NATS: %s: %s", type(exc).__name__, exc)
 
     async def _on_disconnected(self) -> None:
-        if self._up.is_set():
+        if self._up.is_set() and not self._closing:
             log.warning("disconnected from NATS; serving from the last view")
             self._notify(False)
 
@@ -269,6 +270,7 @@ class NatsBus:
             raise _mapped(exc) from exc
 
     async def close(self) -> None:
+        self._closing = True
         if self._connector is not None and not self._connector.done():
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

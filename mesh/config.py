@@ -98,7 +98,11 @@ class Settings(BaseSettings):
     gateway_listen: str = Field("127.0.0.1:8000", description="Gateway HTTP listen address.")
     gateway_admin: str = Field("127.0.0.1:8001", description="Gateway admin listen address.")
     gateway_name: str = Field("gateway", description="Name the gateway announces as a node.")
-    gateway_workers: int = Field(1, ge=1, le=256, description="Gateway worker processes.")
+    # Each worker is a full node (own NATS connection, view and pools): more workers use
+    # more cores but multiply heartbeats and idle upstream connections.
+    gateway_workers: int = Field(
+        0, ge=0, le=256, description="Gateway worker processes; 0 = one per CPU."
+    )
 
     # --- forwarding engine ---
     # A short connect timeout fails over sooner; too short fails on a busy but healthy host.

@@ -35,12 +35,15 @@ class EventLog:
         self._queue: deque[Event] = deque()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def start(self) -> None:
         self._bus.on_state(self._on_bus_state)
         self._task = asyncio.create_task(self._drain(), name="events")
 
     def emit(self, event: Event) -> None:
+        if self._closed:
+            return  # what a stopping node still observes is for the nodes that stay
         stamped = msgspec.structs.replace(
             event, node=event.node or self._node, at=event.at or clock.wall()
         )
@@ -76,6 +79,7 @@ class EventLog:
 
     async def close(self, timeout: float = 2.0) -> None:
         """Publish what is queued (for up to `timeout`), then stop."""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

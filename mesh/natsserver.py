@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -15,15 +14,15 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 
 from mesh.errors import NatsServerError
+from mesh.process import die_with_parent
 
 EXE = "nats-server.exe" if sys.platform == "win32" else "nats-server"
-_PR_SET_DEATHSIG = 1  # from <linux/prctl.h>
 _POLL = 0.05  # seconds between readiness / exit checks: quick enough for tests, cheap enough
 
 
@@ -61,24 +60,6 @@ def _wheel_candidates() -> list[Path]:
         found += [Path(str(dist.locate_file(f))) for f in dist.files or () if f.name == EXE]
     found += [Path(sysconfig.get_path("scripts")) / EXE, Path(sys.executable).parent / EXE]
     return list(dict.fromkeys(p.resolve() for p in found))
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec hook making Linux SIGTERM the server when the thread that started it exits."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: no dlopen after fork
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_DEATHSIG, int(signal.SIGTERM))
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return hook
 
 
 class NatsServer:
@@ -186,7 +167,7 @@ class NatsServer:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     # Safe enough with threads: the hook only calls a function resolved pre-fork.
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
                 )
             except OSError as exc:
                 raise NatsServerError(f"cannot run {self.binary}: {exc}") from exc

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from mesh import config, runtime
 from mesh.errors import MeshError
+from mesh.process import die_with_parent
 
 STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
 
@@ -48,7 +49,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def _spawn(label: str, args: list[str], env: dict[str, str]) -> Child:
     # A session of its own: Ctrl-C reaches only `mesh up`, which stops children in order.
     process = subprocess.Popen(
-        [sys.executable, "-m", "mesh", *args], env=env, start_new_session=True
+        [sys.executable, "-m", "mesh", *args],
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent(),
     )
     return Child(label, process)
 

@@ -96,11 +96,13 @@ class Mesh:
             admin_port=admin,
         )
 
-    def gateway(self, label: str = "gateway", *extra: str) -> Proc:
+    def gateway(self, label: str = "gateway", *extra: str, workers: int = 1) -> Proc:
         port, admin = free_port(), free_port()
         return self.spawn(
             label,
             "gateway",
+            "--workers",
+            str(workers),
             "--listen",
             f"127.0.0.1:{port}",
             "--admin",
@@ -129,9 +131,10 @@ def get_json(port: int, path: str, timeout: float = 2.0) -> Any:
 
 def members(admin_port: int) -> list[dict[str, Any]]:
     try:
-        result: list[dict[str, Any]] = get_json(admin_port, "/mesh/members")["members"]
-    except OSError:
+        answer = get_json(admin_port, "/mesh/members")
+    except (OSError, ValueError):
         return []
+    result: list[dict[str, Any]] = answer.get("members", [])  # a supervisor may say 503
     return result
 
 

@@ -96,7 +96,7 @@ INVALID_ENV: list[tuple[str, str]] = [
     ("MESH_SUSPECT_INTERVALS", "0"),
     ("MESH_DOWN_INTERVALS", "1"),
     ("MESH_AGENT_ADMIN_PORT", "70000"),
-    ("MESH_GATEWAY_WORKERS", "0"),
+    ("MESH_GATEWAY_WORKERS", "-1"),
     ("MESH_LOG_LEVEL", "loud"),
     ("MESH_LOG_JSON", "maybe"),
     ("MESH_HEALTH_PATH", "healthz"),
@@ -126,7 +126,7 @@ def test_invalid_cli_values_name_the_variable(variable: str, value: str) -> None
 
 def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MESH_PRESET", "moon")
-    monkeypatch.setenv("MESH_GATEWAY_WORKERS", "0")
+    monkeypatch.setenv("MESH_GATEWAY_WORKERS", "-1")
     with pytest.raises(ConfigError) as caught:
         config.load()
     problems = str(caught.value).split("; ")

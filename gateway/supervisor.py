@@ -1,0 +1,158 @@
+"""`mesh gateway --workers N`: N worker processes share the port; this one watches them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import aiohttp
+from aiohttp import web
+
+from mesh import metrics
+from mesh.config import Settings, parse_hostport
+from mesh.process import die_with_parent
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = 1.0  # a crashing worker is restarted, but not in a tight loop
+STOP_GRACE = 15.0  # workers drain for up to 10 s; after this they are killed
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Worker:
+    def __init__(self, index: int, settings: Settings) -> None:
+        self.index = index
+        self.admin_port = _free_port()
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        s = self.settings
+        env = {**os.environ, "MESH_NATS_URL": s.nats_url, "MESH_PRESET": s.preset}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mesh",
+                "gateway",
+                "--listen",
+                s.gateway_listen,
+                "--admin",
+                f"127.0.0.1:{self.admin_port}",
+                "--name",
+                s.gateway_name,
+                "--workers",
+                "1",
+                "--worker-index",
+                str(self.index),
+                "--log-level",
+                s.log_level,
+            ],
+            env=env,
+            preexec_fn=die_with_parent(),
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> int:
+    fleet = [Worker(i, settings) for i in range(workers)]
+    for worker in fleet:
+        worker.start()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+    admin_host, admin_port = parse_hostport(settings.gateway_admin)
+    runner = web.AppRunner(_admin(fleet, session), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, admin_host, admin_port, reuse_address=True).start()
+    log.info(
+        "gateway: %d workers on %s (admin %s)",
+        workers,
+        settings.gateway_listen,
+        settings.gateway_admin,
+    )
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        while not stop.is_set():
+            for worker in fleet:
+                if not worker.running:
+                    code = worker.process.returncode if worker.process else None
+                    log.error("worker %d exited (%s); restarting", worker.index, code)
+                    worker.start()
+            await asyncio.wait({stopping}, timeout=RESTART_DELAY)
+    finally:
+        await asyncio.to_thread(_stop_all, fleet)
+        await session.close()
+        await runner.cleanup()
+    return 0
+
+
+def _stop_all(fleet: list[Worker]) -> None:
+    for worker in fleet:
+        if worker.running and worker.process is not None:
+            worker.process.send_signal(signal.SIGTERM)
+    for worker in fleet:
+        if worker.process is None:
+            continue
+        try:
+            worker.process.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+
+
+def _admin(fleet: list[Worker], session: aiohttp.ClientSession) -> web.Application:
+    async def fetch(worker: Worker, path: str) -> tuple[int, bytes]:
+        async with session.get(f"http://127.0.0.1:{worker.admin_port}{path}") as response:
+            return response.status, await response.read()
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        results = await asyncio.gather(
+            *(fetch(w, "/metrics") for w in fleet), return_exceptions=True
+        )
+        texts = [
+            (str(w.index), r[1].decode())
+            for w, r in zip(fleet, results, strict=True)
+            if not isinstance(r, BaseException)
+        ]
+        return web.Response(
+            body=metrics.merge(texts), headers={"Content-Type": metrics.CONTENT_TYPE}
+        )
+
+    async def healthz(request: web.Request) -> web.Response:
+        results = await asyncio.gather(
+            *(fetch(w, "/healthz") for w in fleet), return_exceptions=True
+        )
+        up = [not isinstance(r, BaseException) and r[0] == 200 for r in results]
+        body = {
+            "status": "ok" if all(up) else "failing",
+            "workers": len(fleet),
+            "healthy_workers": sum(up),
+        }
+        return web.json_response(body, status=200 if all(up) else 503)
+
+    async def members(request: web.Request) -> web.Response:
+        # Every worker keeps its own view; the first that answers speaks for the gateway.
+        for worker in fleet:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                status, body = await fetch(worker, "/mesh/members")
+                return web.Response(body=body, status=status, content_type="application/json")
+        return web.json_response({"error": "no worker answered"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/mesh/members", members)
+    return app
