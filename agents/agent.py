@@ -9,11 +9,17 @@ from dataclasses import dataclass, field
 
 from agents.health import HealthChecker
 from mesh import subjects
-from mesh.config import Settings
+from mesh.config import Settings, parse_hostport
+from mesh.directory import Directory
+from mesh.engine.engine import Engine
+from mesh.engine.listener import Listener
 from mesh.messages import Health, Heartbeat
 from mesh.node import Node
 
 log = logging.getLogger(__name__)
+
+# The local service's in-flight outbound calls get this long after SIGTERM.
+DRAIN_DEADLINE = 10.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,9 @@ class AgentOptions:
     version: str = ""
     meta: dict[str, str] = field(default_factory=dict)
     instance_id: str = ""
+    outbound: str = "127.0.0.1:15001"  # '' = no outbound proxy
+
+    outbound: str = "127.0.0.1:15001"  # '' = no outbound proxy
 
 
 def instance_id(service: str) -> str:
@@ -77,19 +86,39 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         ),
     )
     node.announcer.update(admin_port=admin_port)
+    outbound = await _outbound(settings, node, options.outbound)
     await node.start()
     checker.start()
     log.info(
-        "agent %s for %s at %s:%d (health %s, admin :%d)",
+        "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s)",
         instance,
         service,
         options.host,
         options.port,
         health,
         admin_port,
+        f"{outbound.host}:{outbound.port}" if outbound else "off",
     )
     await stop.wait()
     log.info("stopping: leaving the mesh")
     await checker.stop()
+    # Leave first (peers stop routing here), then let our service's own calls finish.
+    await node.announcer.leave("shutdown")
+    if outbound is not None:
+        await outbound.stop(DRAIN_DEADLINE)
     await node.stop()
     return 0
+
+
+async def _outbound(settings: Settings, node: Node, address: str) -> Listener | None:
+    """The local service's way out: `HTTP_PROXY=http://<address>` or `Host: <service>`."""
+    if not address:
+        return None
+    host, port = parse_hostport(address)
+    directory = Directory()
+    # The caller is our own service, so its x-mesh-* headers are trusted as they are.
+    engine = Engine(settings, directory, node.metrics, strip_mesh_headers=False)
+    node.discovery.on_change(lambda view: engine.view_changed(directory.update(view)))
+    listener = Listener(engine, host, port)
+    await listener.start()
+    return listener

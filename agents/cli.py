@@ -44,6 +44,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="admin port for /healthz and /metrics (15000; 0 = any free port)",
     )
     parser.add_argument("--instance-id", default="", help="instance id (default: random per start)")
+    parser.add_argument(
+        "--outbound",
+        help="outbound proxy address for the local service (127.0.0.1:15001; '' = off)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -53,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
         agent_host=args.host,
         health_path=args.health_path,
         agent_admin_port=args.admin_port,
+        agent_outbound=args.outbound,
         log_level=args.log_level,
         preset=args.preset,
     )
@@ -67,6 +72,7 @@ def main(args: argparse.Namespace) -> int:
         version=args.version,
         meta=_meta(args.meta),
         instance_id=args.instance_id,
+        outbound=settings.agent_outbound,
     )
     runtime.setup_logging(settings.log_level, as_json=settings.log_json)
 

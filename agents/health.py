@@ -79,7 +79,9 @@ class HealthChecker:
                 self.verdict, ok, fail_after=self.fail_after, pass_after=self.pass_after
             )
             if self.verdict.health != before:
-                log.warning("service is now %s: %s", self.verdict.health, reason)
+                level = logging.INFO if self.verdict.health == "passing" else logging.WARNING
+                log.log(level, "service is now %s: %s", self.verdict.health, reason)
+
                 self.on_change(self.verdict.health, reason)
 
     async def _probe(self) -> tuple[bool, str]:

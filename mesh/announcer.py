@@ -28,6 +28,7 @@ class Announcer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._left = False
+        self._goodbye: bool | None = None
         self.sent = 0
 
     @property
@@ -81,7 +82,12 @@ class Announcer:
             log.debug("heartbeat not sent: %s", exc)
 
     async def leave(self, reason: LeaveReason = "shutdown", *, timeout: float = 2.0) -> bool:
-        """Stop heartbeating and say goodbye; True when NATS confirmed it got the message."""
+        """Stop heartbeating and say goodbye; True when NATS confirmed it got the message.
+
+        Saying it twice sends nothing more: the first answer stands.
+        """
+        if self._goodbye is not None:
+            return self._goodbye
         self._left = True
         if self._task is not None:
             self._task.cancel()
@@ -102,5 +108,7 @@ class Announcer:
             await self._bus.flush(timeout)
         except BusError as exc:
             log.warning("leave not confirmed by NATS: %s", exc)
-            return False
-        return True
+            self._goodbye = False
+        else:
+            self._goodbye = True
+        return self._goodbye

@@ -89,6 +89,11 @@ def _mapped(exc: BaseException) -> BusError:
     return BusError(f"{type(exc).__name__}: {exc}")
 
 
+def _where(nc: Client) -> str:
+    url = nc.connected_url
+    return url.netloc if url is not None else "?"
+
+
 class NatsBus:
     """A NATS connection that keeps retrying and tells listeners when it comes and goes."""
 
@@ -163,7 +168,7 @@ class NatsBus:
         for subject, handler in self._wanted:
             await self._subscribe_now(subject, handler)
         self._up.set()
-        log.info("connected to NATS at %s", self._nc.connected_url)
+        log.info("connected to NATS at %s", _where(self._nc))
         self._notify(True)
 
     async def _on_error(self, exc: Exception) -> None:
@@ -175,7 +180,7 @@ class NatsBus:
             self._notify(False)
 
     async def _on_reconnected(self) -> None:
-        log.info("reconnected to NATS at %s", self._nc.connected_url)
+        log.info("reconnected to NATS at %s", _where(self._nc))
         self._notify(True)
 
     async def publish(

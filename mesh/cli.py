@@ -78,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, required=True)
     demo.add_argument("--instance-id", default="")
+    demo.add_argument("--calls", default="", help="a service to call on every request")
+    demo.add_argument("--via", default="", help="outbound proxy URL for --calls (the agent's)")
     demo.set_defaults(func=_demo)
 
     for entry in sorted(entry_points(group="natsmesh.commands"), key=lambda e: e.name):
@@ -206,4 +208,4 @@ def _demo(args: argparse.Namespace) -> int:
     from mesh import demo
 
     runtime.setup_logging(args.log_level or "info", as_json=False)
-    return demo.main(args.service, args.host, args.port, args.instance_id)
+    return demo.main(args.service, args.host, args.port, args.instance_id, args.calls, args.via)

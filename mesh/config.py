@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     agent_admin_port: int = Field(
         15000, ge=0, le=65535, description="Agent admin port (/healthz, /metrics); 0 = any."
     )
+    agent_outbound: str = Field(
+        "127.0.0.1:15001",
+        description="Agent outbound proxy address (the local service's HTTP_PROXY); '' = off.",
+    )
     health_path: str = Field("/healthz", description="Path of the service's health check.")
     # Shorter intervals spot a failing service sooner at the price of load on it.
     health_interval: float = Field(1.0, gt=0, description="Seconds between health checks.")
@@ -141,6 +145,13 @@ class Settings(BaseSettings):
         "info", description="Log level."
     )
     log_json: bool = Field(False, description="Write logs as JSON lines.")
+
+    @field_validator("agent_outbound")
+    @classmethod
+    def _optional_hostport(cls, value: str) -> str:
+        if value:
+            cls._hostport(value)
+        return value
 
     @field_validator("gateway_listen", "gateway_admin")
     @classmethod

@@ -2,24 +2,31 @@
 
 It also takes orders for chaos tests and demos: `POST /_demo/fail?status=503` makes
 every answer fail, `POST /_demo/delay?ms=300` slows every answer, `POST /_demo/reset`
-undoes both. `/healthz` follows the failure switch when `?health=1` is given.
+undoes both. `/healthz` follows the failure switch when `?health=1` is given. With
+`--calls other --via http://127.0.0.1:15001` every answer includes one from `other`,
+called by name through the agent's outbound proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
+from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from mesh import runtime
 
 
 class DemoState:
-    def __init__(self, service: str, instance: str) -> None:
+    def __init__(self, service: str, instance: str, calls: str = "", via: str = "") -> None:
         self.service = service
         self.instance = instance
+        self.calls = calls  # a service this one calls on every request, through `via`
+        self.via = via  # its agent's outbound proxy, e.g. http://127.0.0.1:15001
         self.fail_status = 0
         self.fail_health = False
         self.delay = 0.0
@@ -40,6 +47,8 @@ def app(state: DemoState) -> web.Application:
             "received_bytes": len(body),
             "pid": os.getpid(),
         }
+        if state.calls:
+            payload["upstream"] = await _call(request.app["client"], state, request.path_qs)
         if state.fail_status:
             return web.json_response(payload, status=state.fail_status)
         return web.json_response(payload, headers={"x-instance": state.instance})
@@ -62,13 +71,32 @@ def app(state: DemoState) -> web.Application:
         state.fail_status, state.fail_health, state.delay = 0, False, 0.0
         return web.json_response({"reset": True})
 
+    async def client(app: web.Application) -> AsyncIterator[None]:
+        app["client"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        yield
+        await app["client"].close()
+
     application = web.Application(client_max_size=1 << 30)
+    application.cleanup_ctx.append(client)
     application.router.add_get("/healthz", healthz)
     application.router.add_post("/_demo/fail", fail)
     application.router.add_post("/_demo/delay", delay)
     application.router.add_post("/_demo/reset", reset)
     application.router.add_route("*", "/{tail:.*}", answer)
     return application
+
+
+async def _call(client: aiohttp.ClientSession, state: DemoState, path: str) -> object:
+    """Call the other service by name through our agent, as any mesh service would."""
+    try:
+        async with client.get(f"http://{state.calls}{path}", proxy=state.via or None) as reply:
+            body = await reply.read()
+            try:
+                return {"status": reply.status, "body": json.loads(body)}
+            except ValueError:
+                return {"status": reply.status, "body": body.decode(errors="replace")}
+    except aiohttp.ClientError as exc:
+        return {"status": 0, "error": f"{type(exc).__name__}: {exc}"}
 
 
 async def serve(state: DemoState, host: str, port: int, stop: asyncio.Event) -> int:
@@ -81,8 +109,8 @@ async def serve(state: DemoState, host: str, port: int, stop: asyncio.Event) -> 
     return 0
 
 
-def main(service: str, host: str, port: int, instance: str) -> int:
-    state = DemoState(service, instance or f"{service}-{socket.gethostname()}-{port}")
+def main(service: str, host: str, port: int, instance: str, calls: str = "", via: str = "") -> int:
+    state = DemoState(service, instance or f"{service}-{socket.gethostname()}-{port}", calls, via)
 
     async def run(stop: asyncio.Event) -> int:
         return await serve(state, host, port, stop)

@@ -35,7 +35,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser(
-        "up", parents=[common], help="run a demo mesh: NATS, gateway, 3 instances with agents"
+        "up", parents=[common], help="run a demo mesh: NATS, gateway, demo services with agents"
     )
     parser.add_argument("--listen", default="127.0.0.1:8000", help="gateway address")
     parser.add_argument("--admin", default="127.0.0.1:8001", help="gateway admin address")
@@ -57,6 +57,35 @@ def _spawn(label: str, args: list[str], env: dict[str, str]) -> Child:
     return Child(label, process)
 
 
+def _instance(
+    service: str,
+    instance: str,
+    extra: list[str],
+    env: dict[str, str],
+    services: list[Child],
+    agents: list[Child],
+    *,
+    outbound: int = 0,
+) -> tuple[str, str]:
+    """One demo service instance and its agent; returns its line for the banner."""
+    port, admin_port = free_port(), free_port()
+    outbound = outbound or free_port()
+    common = ["--service", service, "--port", str(port)]
+    services.append(
+        _spawn(instance, ["demo-service", *common, "--instance-id", instance, *extra], env)
+    )
+    agent = [
+        "agent",
+        *common,
+        "--admin-port",
+        str(admin_port),
+        "--outbound",
+        f"127.0.0.1:{outbound}",
+    ]
+    agents.append(_spawn(f"{instance} agent", agent, env))
+    return instance, f"http://127.0.0.1:{port}  (agent admin :{admin_port}, outbound :{outbound})"
+
+
 def _members(admin: str) -> list[dict[str, object]]:
     with urllib.request.urlopen(f"http://{admin}/mesh/members", timeout=1) as response:
         members: list[dict[str, object]] = json.load(response)["members"]
@@ -70,8 +99,8 @@ def _wait_ready(admin: str, instances: int, children: list[Child], timeout: floa
             if child.process.poll() is not None:
                 raise MeshError(f"{child.label} exited with {child.process.returncode}")
         try:
-            routable = [m for m in _members(admin) if m["service"] == "hello" and m["routable"]]
-            if len(routable) >= instances:
+            routable = [m["service"] for m in _members(admin) if m["routable"]]
+            if routable.count("hello") >= instances and "frontend" in routable:
                 return
         except OSError:
             pass
@@ -107,52 +136,24 @@ async def _up(args: argparse.Namespace, settings: config.Settings) -> int:
         server = NatsServer(find_binary(settings.nats_server_bin))
         await server.start()
         url = server.url
-    env = {**os.environ, "MESH_NATS_URL": url}
-    if args.log_level:
-        env["MESH_LOG_LEVEL"] = args.log_level
+    # Children speak only of trouble unless asked: the banner is what a newcomer reads.
+    env = {**os.environ, "MESH_NATS_URL": url, "MESH_LOG_LEVEL": args.log_level or "warning"}
     children: list[Child] = []
     services: list[Child] = []
     agents: list[Child] = []
     try:
-        gateway = _spawn(
-            "gateway", ["gateway", "--listen", args.listen, "--admin", args.admin], env
-        )
+        gateway_args = ["gateway", "--listen", args.listen, "--admin", args.admin]
+        gateway = _spawn("gateway", gateway_args, env)
         children.append(gateway)
         rows = [("nats", url), ("gateway", f"http://{args.listen}  (admin http://{args.admin})")]
         for i in range(1, args.instances + 1):
-            port, admin_port = free_port(), free_port()
-            instance = f"hello-{i}"
-            services.append(
-                _spawn(
-                    instance,
-                    [
-                        "demo-service",
-                        "--service",
-                        "hello",
-                        "--port",
-                        str(port),
-                        "--instance-id",
-                        instance,
-                    ],
-                    env,
-                )
-            )
-            agents.append(
-                _spawn(
-                    f"{instance} agent",
-                    [
-                        "agent",
-                        "--service",
-                        "hello",
-                        "--port",
-                        str(port),
-                        "--admin-port",
-                        str(admin_port),
-                    ],
-                    env,
-                )
-            )
-            rows.append((instance, f"http://127.0.0.1:{port}  (agent admin :{admin_port})"))
+            rows.append(_instance("hello", f"hello-{i}", [], env, services, agents))
+        # A second service that calls `hello` by name through its own agent.
+        outbound = free_port()
+        via = ["--calls", "hello", "--via", f"http://127.0.0.1:{outbound}"]
+        rows.append(
+            _instance("frontend", "frontend-1", via, env, services, agents, outbound=outbound)
+        )
         children = [*agents, *services, gateway]
         await asyncio.to_thread(
             _wait_ready, args.admin, args.instances, children, args.ready_timeout
@@ -192,6 +193,7 @@ def _print_banner(rows: list[tuple[str, str]], listen: str, admin: str) -> None:
         "\nTry:\n"
         f"  curl http://{listen}/hello/            # path routing; run it a few times\n"
         f"  curl -H 'Host: hello' http://{listen}/  # host routing\n"
+        f"  curl http://{listen}/frontend/         # frontend calls hello through its agent\n"
         f"  curl http://{admin}/mesh/members       # the gateway's live view\n"
         "\nCtrl-C stops everything.",
         flush=True,

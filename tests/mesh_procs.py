@@ -80,7 +80,8 @@ class Mesh:
         )
 
     def agent(self, service_proc: Proc, service: str = "hello", *extra: str) -> Proc:
-        admin = free_port()
+        """The agent of `service_proc`; its outbound proxy port is the Proc's `port`."""
+        admin, outbound = free_port(), free_port()
         return self.spawn(
             f"{service_proc.label}-agent",
             "agent",
@@ -90,9 +91,12 @@ class Mesh:
             str(service_proc.port),
             "--admin-port",
             str(admin),
+            "--outbound",
+            f"127.0.0.1:{outbound}",
             "--instance-id",
             f"{service_proc.label}-agent",
             *extra,
+            port=outbound,
             admin_port=admin,
         )
 

@@ -73,7 +73,7 @@ def test_mesh_up_serves_three_instances_and_ctrl_c_leaves_nothing(tmp_path: Path
         text = banner.decode()
         assert f"curl http://127.0.0.1:{port}/hello/" in text
         children = descendants(up.pid)
-        assert len(children) >= 8  # nats-server, gateway, 3 services, 3 agents
+        assert len(children) >= 10  # nats-server, gateway (+workers), 4 services, 4 agents
 
         client = Client(port)
         instances = set()
@@ -83,6 +83,16 @@ def test_mesh_up_serves_three_instances_and_ctrl_c_leaves_nothing(tmp_path: Path
             instances.add(json.loads(body)["instance"])
         client.close()
         assert instances == {"hello-1", "hello-2", "hello-3"}
+        # The frontend calls hello by name through its own agent's outbound proxy.
+        client = Client(port)
+        status, _, body = client.request("GET", "/frontend/via")
+        client.close()
+        assert status == 200
+        answer = json.loads(body)
+        assert answer["instance"] == "frontend-1"
+        assert answer["upstream"]["status"] == 200
+        assert answer["upstream"]["body"]["instance"].startswith("hello-")
+        assert answer["upstream"]["body"]["path"] == "/via"
 
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
