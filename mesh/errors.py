@@ -46,6 +46,15 @@ class BusTimeout(BusError):
     """A request or acknowledgement did not arrive in time."""
 
 
+class Conflict(BusError):
+    """A compare-and-set write lost: someone changed the key since it was read."""
+
+    def __init__(self, key: str, expected: int) -> None:
+        super().__init__(f"{key} changed since revision {expected} was read")
+        self.key = key
+        self.expected = expected
+
+
 class NatsServerError(MeshError):
     """The embedded nats-server binary is missing or did not start."""
 

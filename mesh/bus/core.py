@@ -1,4 +1,4 @@
-"""The NATS bus: the only module that imports nats; maps its errors to mesh errors."""
+"""Core NATS: connection with reconnect handling, publish, subscribe, request, streams."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def _tls(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def _mapped(exc: BaseException) -> BusError:
+def mapped(exc: BaseException) -> BusError:
     if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError):
         return BusTimeout(str(exc) or "NATS did not answer in time")
     if isinstance(exc, nats.errors.NoRespondersError):
@@ -191,7 +191,7 @@ class NatsBus:
         try:
             await self._nc.publish(subject, data, headers=headers)
         except Exception as exc:
-            raise _mapped(exc) from exc
+            raise mapped(exc) from exc
 
     async def subscribe(self, subject: str, handler: Handler) -> None:
         """Deliver every message on `subject` to `handler`, from now and after reconnects."""
@@ -212,7 +212,7 @@ class NatsBus:
         try:
             msg = await self._nc.request(subject, data, timeout=timeout)
         except Exception as exc:
-            raise _mapped(exc) from exc
+            raise mapped(exc) from exc
         return bytes(msg.data)
 
     async def flush(self, timeout: float) -> None:
@@ -221,7 +221,7 @@ class NatsBus:
         try:
             await self._nc.flush(timeout=max(1, round(timeout)))
         except Exception as exc:
-            raise _mapped(exc) from exc
+            raise mapped(exc) from exc
 
     async def wait_connected(self) -> None:
         await self._up.wait()
@@ -252,7 +252,7 @@ class NatsBus:
             except nats.js.errors.BadRequestError:
                 await js.update_stream(config)  # exists with other limits: adopt ours
         except Exception as exc:
-            raise _mapped(exc) from exc
+            raise mapped(exc) from exc
 
     async def replay(
         self, stream: str, subject: str, since: float | None, handler: Handler
@@ -272,7 +272,7 @@ class NatsBus:
                 subject, stream=stream, cb=deliver, ordered_consumer=True, config=config
             )
         except Exception as exc:
-            raise _mapped(exc) from exc
+            raise mapped(exc) from exc
 
     async def close(self) -> None:
         self._closing = True
