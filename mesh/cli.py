@@ -15,8 +15,9 @@ import msgspec
 from mesh import clock, config, roster, runtime, subjects
 from mesh import view as membership
 from mesh.bus import Delivery, NatsBus
+from mesh.census import census
 from mesh.errors import ConfigError, InvalidMessage, MeshError
-from mesh.messages import Event, Sync, decode, encode
+from mesh.messages import Event, decode
 
 
 def _common() -> argparse.ArgumentParser:
@@ -105,26 +106,11 @@ def _members(args: argparse.Namespace) -> int:
 
     async def collect() -> membership.View:
         bus = NatsBus(settings, name="mesh-members")
-        view = membership.View(timing)
-
-        async def fold(delivery: Delivery) -> None:
-            nonlocal view
-            try:
-                message = decode(delivery.subject, delivery.data)
-            except InvalidMessage:
-                return
-            view, _ = membership.apply(view, message, clock.monotonic())
-
         try:
             await bus.start(wait=5.0)
-            await bus.subscribe(subjects.HEARTBEATS, fold)
-            await bus.subscribe(subjects.LEAVES, fold)
-            await bus.flush(2.0)
-            await bus.publish(subjects.SYNC, encode(Sync(node="mesh-members")))
-            await asyncio.sleep(wait)
+            return await census(bus, timing, wait, asker="mesh-members")
         finally:
             await bus.close()
-        return view
 
     view = asyncio.run(collect())
     rows = roster.rows(view, clock.monotonic())

@@ -1,0 +1,132 @@
+"""A bounded open-loop load generator for chaos tests: fixed rate, fixed duration, tallies."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+
+@dataclass
+class Tally:
+    """What a load run saw; `failures` lists every non-2xx or transport error."""
+
+    sent: int = 0
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    by_instance: collections.Counter[str] = field(default_factory=collections.Counter)
+    timeline: list[tuple[float, str, int]] = field(default_factory=list)  # (t, instance, status)
+
+    def share(self, instance: str, since: float = 0.0) -> float:
+        """Fraction of answered requests served by `instance` at or after `since` seconds."""
+        picked = [i for t, i, _ in self.timeline if t >= since and i]
+        return picked.count(instance) / len(picked) if picked else 0.0
+
+
+class Load:
+    """Runs in a thread of its own so the test body can kill processes meanwhile."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        rate: float = 200.0,
+        duration: float = 20.0,
+        method: str = "GET",
+        methods: tuple[str, ...] | None = None,
+        headers: dict[str, str] | None = None,
+        proxy: str | None = None,
+        timeout: float = 10.0,
+        concurrency: int = 64,
+    ) -> None:
+        self.url = url
+        self.rate = rate
+        self.duration = duration
+        self.methods = methods or (method,)
+        self.headers = headers or {}
+        self.proxy = proxy
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.tally = Tally()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.started = 0.0
+
+    def __enter__(self) -> Load:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.join()
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self._thread.start()
+
+    def join(self) -> Tally:
+        self._thread.join(self.duration + self.timeout + 30)
+        assert not self._thread.is_alive(), "load generator did not finish"
+        return self.tally
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    async def _run(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        gate = asyncio.Semaphore(self.concurrency)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            start = time.monotonic()
+            total = int(self.rate * self.duration)
+            tasks = []
+            for n in range(total):  # bounded in count and, by the schedule, in time
+                due = start + n / self.rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                method = self.methods[n % len(self.methods)]
+                await gate.acquire()
+                tasks.append(asyncio.create_task(self._one(session, method, start, gate)))
+            await asyncio.gather(*tasks)
+
+    async def _one(
+        self, session: aiohttp.ClientSession, method: str, start: float, gate: asyncio.Semaphore
+    ) -> None:
+        tally = self.tally
+        tally.sent += 1
+        body = b'{"n": 1}' if method in ("POST", "PUT", "PATCH") else None
+        try:
+            async with session.request(
+                method, self.url, data=body, headers=self.headers, proxy=self.proxy
+            ) as response:
+                data = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            tally.failures.append(f"{method} {type(exc).__name__}: {exc}")
+            tally.timeline.append((time.monotonic() - start, "", 0))
+            return
+        finally:
+            gate.release()
+        instance = ""
+        with contextlib.suppress(ValueError):
+            instance = json.loads(data).get("instance", "")
+        tally.timeline.append((time.monotonic() - start, instance, status))
+        if 200 <= status < 300:
+            tally.ok += 1
+            tally.by_instance[instance] += 1
+        else:
+            tally.failures.append(f"{method} {status} {data[:200]!r}")
+
+
+def at(seconds: float, action: Callable[[], None], load: Load) -> None:
+    """Run `action` once `load` has run for `seconds`."""
+    delay = seconds - load.elapsed()
+    if delay > 0:
+        time.sleep(delay)
+    action()
