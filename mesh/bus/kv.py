@@ -156,4 +156,3 @@ class Watch:
             await self._task
         with contextlib.suppress(Exception):
             await self._watcher.stop()  # type: ignore[no-untyped-call]
-
