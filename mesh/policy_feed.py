@@ -1,0 +1,160 @@
+"""Every node's policy intake: watch the bucket, compile each revision, swap it in, acknowledge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+import msgspec
+
+from mesh import subjects
+from mesh.bus import NatsBus
+from mesh.bus.kv import KvEntry, KvStore, Watch
+from mesh.errors import BusError, MeshError
+from mesh.events import EventLog
+from mesh.messages import Event, EventKind
+from mesh.metrics import Metrics
+from mesh.policy.decode import parse
+from mesh.policy.model import Document
+from mesh.policy.model import key as key_of
+from mesh.policy.problem import Problem
+
+log = logging.getLogger(__name__)
+
+RETRY_OPEN = 2.0  # seconds between attempts to open a bucket nobody has created yet
+_DETAIL = 128  # event detail values are bounded on the wire
+
+
+class PolicyRejected(MeshError):
+    """A revision that does not compile here; the node keeps the last good one."""
+
+
+Compiler = Callable[[Mapping[str, Document]], None]
+
+
+class PolicyFeed:
+    """Keeps `documents` equal to the newest revisions this node could compile."""
+
+    def __init__(
+        self,
+        bus: NatsBus,
+        *,
+        node: str,
+        role: str,
+        events: EventLog,
+        metrics: Metrics,
+        compile_and_swap: Compiler,
+    ) -> None:
+        self._bus = bus
+        self._node = node
+        self._role = role
+        self._events = events
+        self._compile = compile_and_swap
+        self.documents: dict[str, Document] = {}
+        self.revisions: dict[str, int] = {}
+        self._store = KvStore(bus, subjects.POLICY_BUCKET)
+        self._watch: Watch | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._resync = asyncio.Event()
+        self.ready = asyncio.Event()  # the bucket's current revisions were applied once
+        metrics.gauge(
+            "mesh_policy_revision",
+            "Revision of each policy applied here.",
+            ("key",),
+            self._revision_gauge,
+        )
+
+    def _revision_gauge(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        return [((key,), float(rev)) for key, rev in self.revisions.items()]
+
+    async def start(self) -> None:
+        self._bus.on_state(self._on_bus_state)
+        self._task = asyncio.create_task(self._run(), name="policy-feed")
+
+    def _on_bus_state(self, connected: bool) -> None:
+        if connected:
+            self._resync.set()  # a restarted server may have lost our watch's consumer
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._bus.wait_connected()
+                await self._store.open(create=False)
+                await self._restart_watch()
+                await self._resync.wait()
+                self._resync.clear()
+            except BusError as exc:
+                log.debug("policy bucket not available yet: %s", exc)
+                # Applies nothing, serves on: a mesh without policies uses its defaults.
+                self.ready.set()
+                await asyncio.sleep(RETRY_OPEN)
+
+    async def _restart_watch(self) -> None:
+        if self._watch is not None:
+            await self._watch.stop()
+        self._watch = await self._store.watch(self._on_entry)
+        await self._watch.initial.wait()
+        self.ready.set()
+
+    async def _on_entry(self, entry: KvEntry) -> None:
+        if self.revisions.get(entry.key, 0) >= entry.revision:
+            return  # a resync replays what we have already applied
+        candidate = dict(self.documents)
+        if entry.deleted:
+            candidate.pop(entry.key, None)
+        else:
+            document = self._decode(entry)
+            if isinstance(document, str):
+                self._acknowledge("policy.rejected", entry, document)
+                return
+            candidate[entry.key] = document
+        try:
+            self._compile(candidate)
+        except PolicyRejected as exc:
+            self._acknowledge("policy.rejected", entry, str(exc))
+            return
+        self.documents = candidate
+        self.revisions[entry.key] = entry.revision
+        self._acknowledge("policy.applied", entry, "deleted" if entry.deleted else "")
+
+    def _decode(self, entry: KvEntry) -> Document | str:
+        where = f"{subjects.POLICY_BUCKET}/{entry.key}@{entry.revision}"
+        try:
+            raw = msgspec.json.decode(entry.value)
+        except msgspec.DecodeError as exc:
+            return f"{where}: not JSON: {exc}"
+        document = parse(raw, file=where, doc_index=None)
+        if isinstance(document, Problem):
+            return str(document)
+        if key_of(document) != entry.key:
+            return f"{where}: holds {key_of(document)}"
+        return document
+
+    def _acknowledge(self, kind: EventKind, entry: KvEntry, reason: str) -> None:
+        level = logging.INFO if kind == "policy.applied" else logging.WARNING
+        log.log(level, "%s %s revision %d %s", kind, entry.key, entry.revision, reason)
+        name = entry.key.partition(".")[2]
+        self._events.emit(
+            Event(
+                id=f"{kind}:{entry.key}:{entry.revision}:{self._node}",
+                kind=kind,
+                service=name if subjects.is_valid_name(name) else "invalid",
+                instance=self._node,
+                detail={
+                    "key": entry.key[:_DETAIL],
+                    "revision": str(entry.revision),
+                    "role": self._role,
+                    "reason": reason[:_DETAIL],
+                },
+            )
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._watch is not None:
+            await self._watch.stop()
