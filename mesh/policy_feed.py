@@ -46,6 +46,7 @@ class PolicyFeed:
         events: EventLog,
         metrics: Metrics,
         compile_and_swap: Compiler,
+        create_bucket: bool = False,
     ) -> None:
         self._bus = bus
         self._node = node
@@ -58,6 +59,8 @@ class PolicyFeed:
         self._watch: Watch | None = None
         self._task: asyncio.Task[None] | None = None
         self._resync = asyncio.Event()
+        # Gateways create the bucket so a first apply is seen at once; agents only read.
+        self._create = create_bucket
         self.ready = asyncio.Event()  # the bucket's current revisions were applied once
         metrics.gauge(
             "mesh_policy_revision",
@@ -81,7 +84,8 @@ class PolicyFeed:
         while True:
             try:
                 await self._bus.wait_connected()
-                await self._store.open(create=False)
+                await self._store.open(create=self._create)
+
                 await self._restart_watch()
                 await self._resync.wait()
                 self._resync.clear()

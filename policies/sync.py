@@ -1,0 +1,54 @@
+"""`mesh policy sync DIR [--watch]`: keep the bucket in step with a folder of documents."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from watchfiles import awatch
+
+from mesh.errors import Conflict
+from policies.loader import load
+from policies.plan import plan, render
+from policies.store import PolicyStore
+
+log = logging.getLogger(__name__)
+
+
+async def sync_once(store: PolicyStore, folder: str, *, prune: bool) -> bool:
+    """Apply the folder as it is now; invalid folders change nothing. True if consistent."""
+    loaded = load(folder)
+    for problem in loaded.errors:
+        print(f"error: {problem}", file=sys.stderr)
+    if not loaded.ok:
+        print("not synced: fix the errors above", file=sys.stderr, flush=True)
+        return False
+    for attempt in range(2):
+        changes = plan(loaded.documents, await store.stored(), prune=prune)
+        if not changes:
+            return True
+        print(render(changes), end="", flush=True)
+        try:
+            for key, revision in (await store.write(changes)).items():
+                print(f"wrote {key} revision {revision}", flush=True)
+            return True
+        except Conflict as exc:
+            # Someone wrote meanwhile: read again and recompute once, then give up loudly.
+            print(
+                f"conflict ({exc}); {'retrying' if attempt == 0 else 'giving up'}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return False
+
+
+async def sync(
+    store: PolicyStore, folder: str, *, watch: bool, prune: bool, debounce: float
+) -> int:
+    ok = await sync_once(store, folder, prune=prune)
+    if not watch:
+        return 0 if ok else 1
+    print(f"watching {folder} (Ctrl-C stops)", flush=True)
+    async for _ in awatch(folder, debounce=int(debounce * 1000), recursive=True):
+        await sync_once(store, folder, prune=prune)
+    return 0
