@@ -1,0 +1,1 @@
+"""Pure failover decisions: retries, backoff, retry budget, outlier ejection, evidence, limits."""
