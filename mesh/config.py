@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         0, ge=0, description="Largest request body in bytes (413 beyond); 0 = no limit."
     )
+    # Kept in memory per in-flight request on a reused connection: larger values let more
+    # uploads survive an upstream that closed an idle connection, at that memory's cost.
+    retry_body_bytes: int = Field(
+        65536,
+        ge=0,
+        description="Largest request body resent on a fresh connection if a reused one was stale.",
+    )
 
     # --- event log ---
     events_max_age: float = Field(

@@ -101,4 +101,8 @@ class UpstreamTimeout(ProxyError):
 
 
 class UpstreamReset(ProxyError):
-    """The instance closed or reset the connection before a complete response head."""
+    """The instance closed or reset the connection before its response was complete."""
+
+
+class UpstreamProtocolError(ProxyError):
+    """The instance answered with something this proxy cannot relay as valid HTTP/1.1."""

@@ -41,9 +41,11 @@ class Engine:
         self.request_timeout = settings.request_timeout
         self.max_header_bytes = settings.max_header_bytes
         self.max_body_bytes = settings.max_body_bytes
+        self.retry_body_bytes = settings.retry_body_bytes
         self.client_idle_timeout = settings.client_idle_timeout
         self.pools = Pools(max_idle=settings.pool_max_idle, idle_timeout=settings.pool_idle_timeout)
         self.connections: set[ClientConnection] = set()
+        self.draining = False  # shutting down: every response closes its connection
         self.router: Router = self._default_router
 
     def _default_router(self, request: Request) -> Routed:

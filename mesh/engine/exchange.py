@@ -8,28 +8,32 @@ from typing import TYPE_CHECKING
 from mesh import errors
 from mesh.balance.endpoint import Endpoint
 from mesh.engine import replies
-from mesh.engine.headers import HOP_BY_HOP, Header, connection_tokens, forward_request_head, render
+from mesh.engine.headers import Header, forward_request_head, render
 from mesh.engine.request import Request
+from mesh.engine.response import NO_BODY_STATUS, client_head, interim_head, switching_head
 from mesh.engine.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
     from mesh.engine.engine import Engine, Routed
     from mesh.engine.server import ClientConnection
 
-_NO_BODY_STATUS = frozenset({204, 304})
-
 
 class Exchange:
-    """Drives one request: route, pick, connect, stream both ways, finish exactly once."""
+    """Drives one request: route, pick, connect, stream both ways, finish exactly once.
+
+    A request written to a reused connection that the upstream had already closed is
+    sent again, once, on a fresh one: only if no byte of an answer came back, and only
+    if its body is still at hand (none, or one no larger than `retry_body_bytes`).
+    """
 
     __slots__ = (
         "_connecting",
-        "_upgrade_backlog",
         "client",
         "done",
         "endpoint",
         "engine",
         "flags",
+        "head",
         "head_only",
         "keep_alive",
         "rechunk",
@@ -37,6 +41,7 @@ class Exchange:
         "request_id",
         "response_started",
         "routed",
+        "stale_retry",
         "started",
         "status",
         "timer",
@@ -51,19 +56,20 @@ class Exchange:
         self.head_only = request.method == b"HEAD"
         self.done = False
         self.response_started = False
-        self.keep_alive = request.keep_alive
+        self.keep_alive = request.keep_alive and not engine.draining
         self.rechunk = False
         self.upstream_delimited = True
         self.status = 0
         self.flags = "-"
+        self.head = b""  # the head as sent upstream, kept to send again on a retry
         self.request_id = b""
+        self.stale_retry = False  # a retry on a fresh connection is still possible
         self.routed: Routed | None = None
         self.endpoint: Endpoint | None = None
         self.upstream: UpstreamConnection | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.started = engine.loop.time()
         self._connecting: asyncio.Task[None] | None = None
-        self._upgrade_backlog: list[bytes] | None = [] if request.upgrade else None
 
     # --- start ---
 
@@ -85,60 +91,57 @@ class Exchange:
     async def _open(self, endpoint: Endpoint) -> None:
         try:
             conn = await self.engine.pools.connect(endpoint.address, self.engine.connect_timeout)
-        except TimeoutError:
-            self.fail(self._error(errors.UpstreamTimeout, "connect timed out"))
-            return
-        except OSError as exc:
-            self.fail(
-                self._error(errors.UpstreamConnectFailure, f"connect failed: {exc.strerror or exc}")
-            )
+        except errors.ProxyError as exc:
+            self.fail(exc)
             return
         if self.done:
             conn.close()
             return
         self._attach(conn)
 
-    def _error(self, kind: type[errors.ProxyError], detail: str) -> errors.ProxyError:
-        endpoint = self.endpoint
-        return kind(
-            detail,
-            service=endpoint.service if endpoint else "",
-            instance=endpoint.instance if endpoint else "",
-        )
-
     def _attach(self, conn: UpstreamConnection) -> None:
         self.upstream = conn
         conn.attach(self)
+        client = self.client
+        if not conn.writable:
+            client.set_reading(False, reason="upstream")
+        if client.write_paused:
+            conn.pause_reading()
         request = self.request
+        if self.head:  # the retry of a request a stale connection swallowed
+            if not request.resendable:  # its body grew too large meanwhile
+                self.fail(errors.UpstreamReset("connection lost mid-request"))
+                return
+            conn.write(self.head)
+            for chunk in request.kept or ():
+                self._send_body(chunk)
+            request.kept = None
+            if request.complete and request.has_body:
+                self._end_body()
+            client.set_reading(True, reason="upstream")
+            return
         routed = self.routed
         assert routed is not None
-        lines, self.request_id = forward_request_head(
-            request.method,
+        self.head, self.request_id = forward_request_head(
+            request,
             routed.target,
-            request.headers,
-            client_ip=request.client,
+            service=routed.service,
             proto=b"http",
             strip_mesh=self.engine.strip_mesh_headers,
             rng=self.engine.rng,
         )
-        if request.chunked:
-            lines += b"transfer-encoding: chunked\r\n"
-        if request.upgrade:
-            lines += b"connection: upgrade\r\nupgrade: %s\r\n" % _header(
-                request.headers, b"upgrade"
-            )
-        conn.write(lines + b"\r\n")
-        if request.upgrade:
-            backlog, self._upgrade_backlog = self._upgrade_backlog or [], None
-            for data in backlog:
-                conn.write(data)
-        elif request.has_body:
+        conn.write(self.head)
+        self.stale_retry = conn.uses > 1
+        if request.has_body:
+            if self.stale_retry:
+                request.keep(self.engine.retry_body_bytes)
             request.drain_to(self._send_body, self._end_body)
+            client.set_reading(True, reason="body")  # what it buffered is upstream now
 
     def _send_body(self, chunk: bytes) -> None:
         upstream = self.upstream
         if upstream is None:
-            return
+            return  # between a stale connection and its replacement: the request keeps it
         if self.request.chunked:
             upstream.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         else:
@@ -148,55 +151,61 @@ class Exchange:
         if self.upstream is not None and self.request.chunked:
             self.upstream.write(b"0\r\n%s\r\n" % render(self.request.trailers))
 
-    def client_data(self, data: bytes) -> None:
-        """Raw bytes from the client after an upgrade request (the tunnel's first bytes)."""
-        if self._upgrade_backlog is not None:
-            self._upgrade_backlog.append(data)
-        elif self.upstream is not None:
-            self.upstream.write(data)
-
     # --- ResponseListener ---
 
-    def on_interim(self, status: int, headers: list[Header]) -> None:
-        if self.request.version == b"1.1":
-            self.client.write(
-                b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, _reason(status), render(headers))
-            )
+    def on_interim(self, status: int, reason: bytes, headers: list[Header]) -> None:
+        if self.request.version == b"1.1":  # HTTP/1.0 clients cannot take a 1xx
+            self.client.write(interim_head(status, reason, headers))
 
     def on_response_head(
-        self, status: int, reason: bytes, headers: list[Header], delimited: bool
+        self, status: int, reason: bytes, headers: list[Header], upgrade: bool
     ) -> None:
+        request = self.request
+        if status == 101:
+            self._switch(reason, headers, upgrade)
+            return
+        if request.upgrade:
+            # Declined: what the client sent after its request was meant for the new
+            # protocol; it never reaches the upstream, and the connection ends here.
+            request.discard()
+            self.keep_alive = False
+        if self.engine.draining or not request.complete:
+            # An answer before the end of the body usually means the rest will not be
+            # read: the connection is announced to end with it (see on_response_end).
+            self.keep_alive = False
+        try:
+            head = client_head(
+                request.version,
+                status,
+                reason,
+                headers,
+                bodiless=self.head_only or status in NO_BODY_STATUS,
+                keep_alive=self.keep_alive,
+            )
+        except errors.UpstreamProtocolError as exc:
+            self.fail(exc)
+            return
         self.status = status
         self.response_started = True
-        self.upstream_delimited = delimited
-        request = self.request
-        http10 = request.version == b"1.0"
-        drop = connection_tokens(headers)
-        out = [b"HTTP/%s %d %s\r\n" % (request.version, status, reason or _reason(status))]
-        chunked = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname in HOP_BY_HOP or lname in drop:
-                if lname == b"transfer-encoding":
-                    chunked = True
-                continue
-            out.append(b"%s: %s\r\n" % (name, value))
-        if status == 101:
-            out.append(b"connection: upgrade\r\nupgrade: %s\r\n" % _header(headers, b"upgrade"))
-            self.client.write(b"".join(out) + b"\r\n")
+        self.rechunk = head.rechunk
+        self.upstream_delimited = head.delimited
+        self.keep_alive = head.keep_alive
+        self.client.write(head.data)
+
+    def _switch(self, reason: bytes, headers: list[Header], upgrade: bool) -> None:
+        """A 101: from here on bytes flow as they are, both ways, until a side closes."""
+        conn = self.upstream
+        if not (self.request.upgrade and upgrade) or conn is None:
+            self.fail(errors.UpstreamProtocolError("101 without an agreed upgrade"))
             return
-        bodiless = self.head_only or status in _NO_BODY_STATUS
-        if not bodiless and (chunked or not delimited):
-            if http10:
-                self.keep_alive = False  # a 1.0 client reads to the close
-            else:
-                self.rechunk = True
-                out.append(b"transfer-encoding: chunked\r\n")
-        if not self.keep_alive:
-            out.append(b"connection: close\r\n")
-        elif http10:
-            out.append(b"connection: keep-alive\r\n")
-        self.client.write(b"".join(out) + b"\r\n")
+        self.status = 101
+        self.response_started = True
+        if self.timer is not None:  # a tunnel lives as long as both sides want it
+            self.timer.cancel()
+            self.timer = None
+        self.client.write(switching_head(reason, headers))
+        self.request.drain_to(conn.write, _nothing)
+        self.client.set_reading(True, reason="body")
 
     def on_response_body(self, chunk: bytes) -> None:
         if self.rechunk:
@@ -208,15 +217,16 @@ class Exchange:
         if self.rechunk:
             self.client.write(b"0\r\n%s\r\n" % render(trailers))
         conn, self.upstream = self.upstream, None
+        request = self.request
         if conn is not None:
-            if reusable and self.request.complete and not self.done:
+            if reusable and request.complete:
                 self.engine.pools.give_back(conn, self.engine.loop.time())
             else:
                 conn.close()
-        if not self.request.complete:
+        if not request.complete:
             # The upstream answered before the body ended; the rest of it is not worth
             # reading, and the connection cannot carry another request after it.
-            self.request.discard()
+            request.discard()
             self.keep_alive = False
         self._finish()
 
@@ -226,21 +236,29 @@ class Exchange:
     def on_upstream_lost(self, exc: Exception | None) -> None:
         if self.done:
             return
-        self.upstream = None
+        conn, self.upstream = self.upstream, None
         if self.status == 101:
             self.client.close()
             self._finish()
-        elif self.response_started and not self.upstream_delimited and exc is None:
-            self.on_response_end([], reusable=False)  # a close-delimited body ends here
         elif self.response_started:
-            self.fail(self._error(errors.UpstreamReset, "upstream closed mid-response"))
+            if not self.upstream_delimited and exc is None:
+                self.on_response_end([], reusable=False)  # a read-to-close body ends here
+            elif isinstance(exc, errors.ProxyError):
+                self.fail(exc)
+            else:
+                self.fail(errors.UpstreamReset("upstream closed mid-response"))
+        elif self.stale_retry and self.request.resendable and conn and not conn.answered:
+            self.stale_retry = False
+            self.client.set_reading(False, reason="upstream")  # until the body can flow again
+            endpoint = self.endpoint
+            assert endpoint is not None
+            self.engine.metrics.attempt(endpoint.service, "stale_connection_retried")
+            self._connecting = self.engine.loop.create_task(self._open(endpoint))
+        elif isinstance(exc, errors.ProxyError):
+            self.fail(exc)
         else:
-            detail = (
-                f"upstream closed before responding ({type(exc).__name__})"
-                if exc
-                else ("upstream closed before responding")
-            )
-            self.fail(self._error(errors.UpstreamReset, detail))
+            why = f" ({type(exc).__name__})" if exc else ""
+            self.fail(errors.UpstreamReset(f"upstream closed before responding{why}"))
 
     def on_upstream_writable(self, writable: bool) -> None:
         self.client.set_reading(writable, reason="upstream")
@@ -259,27 +277,27 @@ class Exchange:
 
     def _timed_out(self) -> None:
         self.timer = None
-        self.fail(
-            self._error(
-                errors.UpstreamTimeout, f"no response within {self.engine.request_timeout:g} s"
-            )
-        )
+        timeout = self.engine.request_timeout
+        self.fail(errors.UpstreamTimeout(f"no complete response within {timeout:g} s"))
 
     def fail(self, error: errors.ProxyError) -> None:
-        """End with a proxy-made response, or by closing the client if one already started."""
+        """End with a proxy-made response, or by cutting the client if one already started."""
         if self.done:
             return
-        self._release_upstream()
+        endpoint = self.endpoint
+        if endpoint is not None and not error.instance:  # say which instance was tried
+            error.service, error.instance = endpoint.service, endpoint.instance
+        self._release_upstream(abort=True)
+        self.status, self.flags = replies.classify(error)
         if self.response_started:
             # Never let a truncated body look complete: the client sees the connection drop.
-            self.status, self.flags = replies.classify(error)[0], replies.classify(error)[1]
             self.keep_alive = False
             self.client.abort()
         else:
-            if not self.request.complete:
+            if not self.request.complete or self.request.upgrade:
                 self.request.discard()
                 self.keep_alive = False
-            self.status, self.flags, data = replies.render(
+            data = replies.render(
                 error,
                 request_id=self.request_id,
                 keep_alive=self.keep_alive,
@@ -289,21 +307,26 @@ class Exchange:
         self._finish()
 
     def cancel(self) -> None:
-        """The client went away: drop everything, count it as downstream disconnect."""
+        """The client went away: drop everything; a tunnel's upstream gets what was sent."""
         if self.done:
             return
-        self._release_upstream()
-        self.status, self.flags = 499, "DC"
+        tunnel = self.status == 101
+        self._release_upstream(abort=not tunnel)
+        if not tunnel:
+            self.status, self.flags = 499, "DC"  # downstream disconnect, as Envoy counts it
         self.keep_alive = False
         self._finish()
 
-    def _release_upstream(self) -> None:
+    def _release_upstream(self, *, abort: bool) -> None:
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         conn, self.upstream = self.upstream, None
         if conn is not None:
             conn.listener = None
-            conn.abort()
+            if abort:
+                conn.abort()
+            else:
+                conn.close()
 
     def _finish(self) -> None:
         if self.done:
@@ -323,24 +346,5 @@ class Exchange:
         self.client.exchange_done(self)
 
 
-def _header(headers: list[Header], lname: bytes) -> bytes:
-    for name, value in headers:
-        if name.lower() == lname:
-            return value
-    return b""
-
-
-_STATUS_REASONS: dict[int, bytes] = {}
-
-
-def _reason(status: int) -> bytes:
-    reason = _STATUS_REASONS.get(status)
-    if reason is None:
-        from http import HTTPStatus
-
-        try:
-            reason = HTTPStatus(status).phrase.encode()
-        except ValueError:
-            reason = b"Unknown"
-        _STATUS_REASONS[status] = reason
-    return reason
+def _nothing() -> None:
+    """The end of a tunnel's client side is its close, not a message boundary."""

@@ -5,6 +5,11 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mesh.engine.request import Request
 
 # RFC 9110 §7.6.1 plus the de-facto ones; a proxy must never forward these.
 HOP_BY_HOP = frozenset(
@@ -19,6 +24,15 @@ HOP_BY_HOP = frozenset(
         b"transfer-encoding",
         b"upgrade",
     }
+)
+# `Connection: content-length` must not strip the framing (the body would then read as
+# the next request), nor `Connection: host` the authority.
+_PROTECTED = frozenset({b"host", b"content-length"})
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b"keep-alive, upgrade"})
+_NONE: frozenset[bytes] = frozenset()
+# version-trace id-parent id-flags; version ff and all-zero ids are invalid (W3C §3.2.2).
+_TRACEPARENT = re.compile(
+    rb"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
 )
 
 Header = tuple[bytes, bytes]
@@ -37,13 +51,15 @@ def new_traceparent(rng: random.Random) -> bytes:
     return f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64):016x}-01".encode()
 
 
-def connection_tokens(headers: list[Header]) -> frozenset[bytes]:
-    """Header names listed in `Connection`, which are hop-by-hop for this message only."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return frozenset(tokens)
+def listed(connection: bytes) -> frozenset[bytes]:
+    """Header names a `Connection` value makes hop-by-hop for this message only."""
+    if not connection:
+        return _NONE
+    lowered = connection.lower()
+    if lowered in _USUAL_CONNECTION:
+        return _NONE
+    tokens = frozenset(t.strip() for t in lowered.split(b","))
+    return tokens - HOP_BY_HOP - _PROTECTED - {b""}
 
 
 def render(headers: list[Header]) -> bytes:
@@ -51,35 +67,36 @@ def render(headers: list[Header]) -> bytes:
 
 
 def forward_request_head(
-    method: bytes,
+    request: Request,
     target: bytes,
-    headers: list[Header],
     *,
-    client_ip: str,
+    service: str,
     proto: bytes,
     strip_mesh: bool,
     rng: random.Random,
 ) -> tuple[bytes, bytes]:
-    """(head lines for the upstream without the final CRLF, request id).
+    """(the complete head to send upstream, the request id).
 
-    Hop-by-hop headers are removed; x-forwarded-*, x-request-id and traceparent added.
+    Hop-by-hop headers are removed and the framing is written by the proxy itself;
+    x-forwarded-*, x-request-id and traceparent are appended, propagated or created.
     """
-    drop = connection_tokens(headers) if _has(headers, b"connection") else frozenset()
-    out: list[bytes] = [b"%s %s HTTP/1.1\r\n" % (method, target)]
+    drop = listed(request.connection)
+    out: list[bytes] = [b"%s %s HTTP/1.1\r\n" % (request.method, target)]
     request_id = b""
     traceparent = False
     forwarded_for = b""
     forwarded_proto = forwarded_host = False
-    host = b""
-    for name, value in headers:
+    for name, value in request.headers:
         lname = name.lower()
         if lname in HOP_BY_HOP or lname in drop:
             continue
         if lname.startswith(b"x-"):
             if lname == b"x-request-id":
+                if request_id:
+                    continue  # one id per request, or logs on both sides disagree
                 request_id = value
             elif lname == b"x-forwarded-for":
-                forwarded_for = value
+                forwarded_for = value if not forwarded_for else forwarded_for + b", " + value
                 continue
             elif lname == b"x-forwarded-proto":
                 forwarded_proto = True
@@ -88,11 +105,14 @@ def forward_request_head(
             elif strip_mesh and lname.startswith(b"x-mesh-"):
                 continue
         elif lname == b"traceparent":
+            # A second or malformed one is dropped; a fresh trace starts below (W3C §3.2).
+            if traceparent or _TRACEPARENT.fullmatch(value) is None:
+                continue
             traceparent = True
-        elif lname == b"host":
-            host = value
         out.append(b"%s: %s\r\n" % (name, value))
-    client = client_ip.encode()
+    if not request.host:
+        out.append(b"host: %s\r\n" % service.encode())
+    client = request.client.encode()
     out.append(
         b"x-forwarded-for: %s, %s\r\n" % (forwarded_for, client)
         if forwarded_for
@@ -100,15 +120,16 @@ def forward_request_head(
     )
     if not forwarded_proto:
         out.append(b"x-forwarded-proto: %s\r\n" % proto)
-    if not forwarded_host and host:
-        out.append(b"x-forwarded-host: %s\r\n" % host)
+    if not forwarded_host and request.host:
+        out.append(b"x-forwarded-host: %s\r\n" % request.host)
     if not request_id:
         request_id = new_request_id()
         out.append(b"x-request-id: %s\r\n" % request_id)
     if not traceparent:
         out.append(b"traceparent: %s\r\n" % new_traceparent(rng))
+    if request.chunked:
+        out.append(b"transfer-encoding: chunked\r\n")
+    if request.upgrade:
+        out.append(b"connection: upgrade\r\nupgrade: %s\r\n" % request.upgrade_to)
+    out.append(b"\r\n")
     return b"".join(out), request_id
-
-
-def _has(headers: list[Header], lname: bytes) -> bool:
-    return any(name.lower() == lname for name, _ in headers)

@@ -9,9 +9,13 @@ import socket
 from mesh.engine.engine import Engine
 
 _SWEEP_EVERY = 1.0
+# How often a graceful stop looks for connections that finished (a stop is rare).
+_DRAIN_POLL = 0.02
 
 
 class Listener:
+    """Accepts client connections for one engine; `stop` drains them gracefully."""
+
     def __init__(self, engine: Engine, host: str, port: int, *, reuse_port: bool = False) -> None:
         self.engine = engine
         self.host = host
@@ -41,26 +45,29 @@ class Listener:
     async def stop(self, deadline: float) -> int:
         """Stop accepting, let in-flight requests finish for up to `deadline` seconds.
 
-        Idle keep-alive clients are closed at once; returns how many connections had to
+        Responses finished meanwhile carry `connection: close` and end their connection;
+        idle keep-alive clients are closed at once. Returns how many connections had to
         be cut when the deadline passed.
         """
+        engine = self.engine
+        engine.draining = True
         if self._server is not None:
             self._server.close()
-        loop = self.engine.loop
+        loop = engine.loop
         end = loop.time() + deadline
         while True:
-            for conn in list(self.engine.connections):
+            for conn in list(engine.connections):
                 if conn.idle:
                     conn.close()
-            busy = [c for c in self.engine.connections if not c.idle]
+            busy = [c for c in engine.connections if not c.idle]
             if not busy or loop.time() >= end:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(min(_DRAIN_POLL, max(0.0, end - loop.time())))
         for conn in busy:
             conn.abort()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        self.engine.pools.close()
+        engine.pools.close()
         return len(busy)

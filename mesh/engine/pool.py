@@ -7,6 +7,7 @@ import socket
 from collections import deque
 
 from mesh.engine.upstream import UpstreamConnection
+from mesh.errors import UpstreamConnectFailure, UpstreamTimeout
 
 Key = tuple[str, int]
 
@@ -30,11 +31,16 @@ class Pools:
         return None
 
     async def connect(self, key: Key, timeout: float) -> UpstreamConnection:
-        """A new connection; raises OSError or TimeoutError as the network does."""
+        """A new connection; raises UpstreamTimeout or UpstreamConnectFailure."""
         loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(key), key[0], key[1]), timeout
-        )
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(key), key[0], key[1]), timeout
+            )
+        except TimeoutError:
+            raise UpstreamTimeout("connect timed out") from None
+        except OSError as exc:
+            raise UpstreamConnectFailure(f"connect failed: {exc.strerror or exc}") from None
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -45,10 +51,15 @@ class Pools:
         """Keep `conn` for reuse, or close it if the pool for its address is full."""
         if conn.closed:
             return
-        idle = self._idle.setdefault(conn.key, deque())
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = deque()
         if len(idle) >= self.max_idle:
             conn.close()
             return
+        # Reading stays on while idle, so an upstream's close is seen (and the connection
+        # dropped) before a request is written to it.
+        conn.resume_reading()
         conn.idle_since = now
         idle.append(conn)
 

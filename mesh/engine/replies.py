@@ -16,6 +16,7 @@ STATUS: dict[type[errors.ProxyError], tuple[int, str]] = {
     errors.UpstreamConnectFailure: (502, "UF"),
     errors.UpstreamTimeout: (504, "UT"),
     errors.UpstreamReset: (502, "UC"),
+    errors.UpstreamProtocolError: (502, "UPE"),
 }
 
 _REASONS = {
@@ -51,8 +52,8 @@ def classify(error: errors.ProxyError) -> tuple[int, str]:
 
 def render(
     error: errors.ProxyError, *, request_id: bytes = b"", keep_alive: bool, head_only: bool = False
-) -> tuple[int, str, bytes]:
-    """(status, flags, bytes of the complete response) for an error the proxy answers itself."""
+) -> bytes:
+    """The complete response (head and JSON body) for an error the proxy answers itself."""
     status, flags = classify(error)
     body = _encode(
         Body(
@@ -72,4 +73,4 @@ def render(
     if request_id:
         head += b"x-request-id: %s\r\n" % request_id
     head += b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n"
-    return status, flags, head if head_only else head + body
+    return head if head_only else head + body

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 _MAX_QUEUED = 16
 # Body bytes buffered before an upstream connection is ready; beyond this we stop reading.
 _BODY_BUFFER = 256 * 1024
+# After an error answer the client may still be sending: read and drop its bytes this
+# long, so that closing does not reset the connection before it has read the answer.
+_LINGER = 2.0
 
 
 class ClientConnection(asyncio.Protocol):
@@ -31,18 +34,27 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.closing = False
+        self.write_paused = False
         self.last_active = 0.0
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[Header] = []
         self._header_bytes = 0
+        # Bytes the parser reported (line, headers, bodies); when a read reports none, it
+        # went into a line httptools holds back until it ends (a header, a trailer, a chunk
+        # extension), and counts against the head limit so an endless line is refused early.
+        self._reported = 0
+        self._unreported = 0
         self._parsing: Request | None = None  # the request whose body is arriving
         self._queue: deque[Request] = deque()
         self._active: Exchange | None = None
-        self._tunnel: Exchange | None = None
+        self._tunnel: Request | None = None  # after an upgrade request, bytes belong to it
         self._rejection: errors.ProxyError | None = None  # answered once earlier ones finish
         self._paused: set[str] = set()
-        self._write_paused = False
+        self._eof = False  # the client sent everything it will send
+        # Exchanges answered at once (404, 503) end inside _next: without this guard a
+        # read full of pipelined requests would recurse once per request.
+        self._starting = False
 
     # --- asyncio.Protocol ---
 
@@ -54,25 +66,43 @@ class ClientConnection(asyncio.Protocol):
         self.engine.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return  # lingering after an error answer: what comes is dropped
         self.last_active = self.engine.loop.time()
-        if self._tunnel is not None:
-            self._tunnel.client_data(data)
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.feed(data)
+            if tunnel.buffered > _BODY_BUFFER:
+                self.set_reading(False, reason="body")
             return
+        reported = self._reported
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self._start_tunnel(data[upgrade.args[0] :])
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, errors.ProxyError):
-                self._reject(cause)
-            else:
-                self._reject(errors.BadRequest(f"cannot process request: {cause or exc}"))
+            if not isinstance(cause, errors.ProxyError):
+                cause = errors.BadRequest(f"cannot process request: {cause or exc}")
+            self._reject(cause)
             return
         except httptools.HttpParserError as exc:
             self._reject(errors.BadRequest(f"malformed request: {exc}"))
             return
+        if reported != self._reported:
+            self._unreported = 0
+        else:
+            self._unreported += len(data)
+            if self._header_bytes + self._unreported > self.engine.max_header_bytes:
+                self._reject(errors.HeadersTooLarge("request head too large"))
+                return
         self._next()
+
+    def eof_received(self) -> bool:
+        if self.closing or self._tunnel is not None or self._parsing is not None or self.idle:
+            return False  # close now: nothing complete is left to answer
+        self._eof = True  # answer what was asked, then close (see _next)
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -80,22 +110,17 @@ class ClientConnection(asyncio.Protocol):
         active, self._active = self._active, None
         if active is not None:
             active.cancel()
-        tunnel, self._tunnel = self._tunnel, None
-        if tunnel is not None:
-            tunnel.cancel()
         self._queue.clear()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
-        exchange = self._tunnel or self._active
-        if exchange is not None:
-            exchange.client_writable(False)
+        self.write_paused = True
+        if self._active is not None:
+            self._active.client_writable(False)
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        exchange = self._tunnel or self._active
-        if exchange is not None:
-            exchange.client_writable(True)
+        self.write_paused = False
+        if self._active is not None:
+            self._active.client_writable(True)
 
     # --- httptools callbacks ---
 
@@ -103,15 +128,19 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._header_bytes = 0
+        self._reported += 1
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._header_bytes += len(url)
+        self._reported += len(url)
         if self._header_bytes > self.engine.max_header_bytes:
             raise errors.HeadersTooLarge("request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
+        size = len(name) + len(value) + 4
+        self._header_bytes += size
+        self._reported += size
         if self._header_bytes > self.engine.max_header_bytes:
             raise errors.HeadersTooLarge(
                 f"request head exceeds {self.engine.max_header_bytes} bytes"
@@ -123,27 +152,24 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        headers = self._headers
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise errors.BadRequest(f"HTTP/{version} is not supported")
         method = parser.get_method()
-        content_length, chunked, host, expect = _framing(headers)
+        if method == b"CONNECT":
+            raise errors.BadRequest("CONNECT is not supported")
         request = Request(
             method,
             self._url,
-            parser.get_http_version().encode(),
-            headers,
+            b"1.1" if version == "1.1" else b"1.0",
+            self._headers,
             client=self.peer,
             keep_alive=parser.should_keep_alive(),
             upgrade=parser.should_upgrade(),
-            chunked=chunked,
-            content_length=content_length,
-            host=host,
-            expect_continue=expect,
         )
-        if method == b"CONNECT":
-            raise errors.BadRequest("CONNECT is not supported")
         limit = self.engine.max_body_bytes
-        if limit and content_length is not None and content_length > limit:
-            raise errors.BodyTooLarge(f"body of {content_length} bytes exceeds {limit}")
+        if limit and request.content_length is not None and request.content_length > limit:
+            raise errors.BodyTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
         self._parsing = request
         self._queue.append(request)
 
@@ -153,6 +179,7 @@ class ClientConnection(asyncio.Protocol):
         limit = self.engine.max_body_bytes
         if limit and request.body_seen + len(chunk) > limit:
             raise errors.BodyTooLarge(f"body exceeds {limit} bytes")
+        self._reported += len(chunk)
         request.feed(chunk)
         if request.buffered > _BODY_BUFFER:
             self.set_reading(False, reason="body")
@@ -166,43 +193,51 @@ class ClientConnection(asyncio.Protocol):
     # --- running requests in order ---
 
     def _next(self) -> None:
-        while self._active is None and self._queue and not self.closing:
-            request = self._queue.popleft()
-            self._active = exchange = Exchange(self, request, self.engine)
-            exchange.start()
-        if self._active is None and self._rejection is not None and not self.closing:
-            status, flags, data = replies.render(self._rejection, keep_alive=False)
-            self._rejection = None
-            self.engine.metrics.request_done("", "", status, flags, 0.0)
-            self.write(data)
-            self.close()
+        if self._starting:
             return
+        self._starting = True
+        try:
+            while self._active is None and self._queue and not self.closing:
+                request = self._queue.popleft()
+                self._active = exchange = Exchange(self, request, self.engine)
+                exchange.start()
+        finally:
+            self._starting = False
+        if self._active is None and not self.closing:
+            if self._rejection is not None:
+                error, self._rejection = self._rejection, None
+                status, flags = replies.classify(error)
+                self.engine.metrics.request_done("", "", status, flags, 0.0)
+                self.write(replies.render(error, keep_alive=False))
+                self.close(linger=True)
+                return
+            if self._eof:
+                self.close()
+                return
         self.set_reading(len(self._queue) < _MAX_QUEUED, reason="pipeline")
 
     def _start_tunnel(self, rest: bytes) -> None:
-        """An upgrade request was parsed; from here on the client's bytes are opaque."""
-        self._next()
-        exchange = self._active
-        if exchange is None or not exchange.request.upgrade:
-            self._reject(errors.BadRequest("upgrade request behind a pipelined request"))
-            return
-        self._tunnel = exchange
+        """An upgrade request was parsed: the client's next bytes are for the new protocol.
+
+        They are held in the request until the upstream answers 101, and dropped if it
+        answers anything else; nothing after an upgrade request is parsed as HTTP.
+        """
+        # Parsed in this very feed (an upgrade request has no body), so still queued last.
+        self._tunnel = tunnel = self._queue[-1]
         if rest:
-            exchange.client_data(rest)
+            tunnel.feed(rest)
 
     def exchange_done(self, exchange: Exchange) -> None:
-        if exchange is self._tunnel:
-            self._tunnel = None
         if exchange is not self._active:
             return
         self._active = None
         self.last_active = self.engine.loop.time()
-        if not exchange.keep_alive or (exchange.request.upgrade and exchange.status != 101):
-            self.close()
+        request = exchange.request
+        if not exchange.keep_alive or request.upgrade:
+            # The client may be mid-body (or mid-tunnel): let it read the answer first.
+            self.close(linger=not request.complete or request.upgrade)
             return
-        if exchange.status == 101:
-            return
-        self.set_reading(True, reason="body")
+        self.set_reading(True, reason="upstream")  # that exchange's upstream is gone
         self._next()
 
     def _reject(self, error: errors.ProxyError) -> None:
@@ -239,11 +274,21 @@ class ClientConnection(asyncio.Protocol):
         elif not was_paused and self._paused:
             self.transport.pause_reading()
 
-    def close(self) -> None:
-        """Close after what was written is flushed."""
-        if self.transport is not None and not self.closing:
+    def close(self, *, linger: bool = False) -> None:
+        """Close after what was written is flushed; `linger` drains the client a while first."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if linger and not self.closing and transport.can_write_eof():
             self.closing = True
-            self.transport.close()
+            transport.write_eof()  # the answer, then FIN; reading goes on, into nothing
+            if self._paused:
+                self._paused.clear()
+                transport.resume_reading()
+            self.engine.loop.call_later(_LINGER, transport.close)
+            return
+        self.closing = True
+        transport.close()
 
     def abort(self) -> None:
         """Drop the connection at once (RST): the client must not mistake a cut for an end."""
@@ -254,30 +299,3 @@ class ClientConnection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         return self._active is None and not self._queue and self._parsing is None
-
-
-def _framing(headers: list[Header]) -> tuple[int | None, bool, bytes, bool]:
-    """(content length, chunked, host, expects 100-continue), refusing ambiguous framing."""
-    content_length: int | None = None
-    chunked = False
-    host = b""
-    expect = False
-    for name, value in headers:
-        lname = name.lower()
-        if lname == b"content-length":
-            if content_length is not None or not value.isdigit():
-                raise errors.BadRequest("invalid or repeated Content-Length")
-            content_length = int(value)
-        elif lname == b"transfer-encoding":
-            if chunked or value.strip().lower() != b"chunked":
-                raise errors.BadRequest("unsupported Transfer-Encoding (only 'chunked')")
-            chunked = True
-        elif lname == b"host":
-            if host:
-                raise errors.BadRequest("repeated Host")
-            host = value
-        elif lname == b"expect":
-            expect = value.lower() == b"100-continue"
-    if chunked and content_length is not None:
-        raise errors.BadRequest("both Content-Length and Transfer-Encoding")
-    return content_length, chunked, host, expect

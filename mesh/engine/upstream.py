@@ -8,6 +8,7 @@ from typing import Protocol, cast
 import httptools
 
 from mesh.engine.headers import Header
+from mesh.errors import UpstreamProtocolError
 
 
 class ResponseListener(Protocol):
@@ -15,10 +16,10 @@ class ResponseListener(Protocol):
 
     head_only: bool  # the request was HEAD: the response has no body whatever it says
 
-    def on_interim(self, status: int, headers: list[Header]) -> None: ...
+    def on_interim(self, status: int, reason: bytes, headers: list[Header]) -> None: ...
 
     def on_response_head(
-        self, status: int, reason: bytes, headers: list[Header], delimited: bool
+        self, status: int, reason: bytes, headers: list[Header], upgrade: bool
     ) -> None: ...
 
     def on_response_body(self, chunk: bytes) -> None: ...
@@ -40,15 +41,19 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.listener: ResponseListener | None = None
         self.closed = False
-        self.uses = 0  # exchanges served; >0 means a reused connection that may be stale
+        self.uses = 0  # exchanges served; >1 means a reused connection that may be stale
         self.idle_since = 0.0
+        self.answered = False  # the upstream sent a byte for the current exchange
+        self.writable = True  # the transport's write buffer is below its high-water mark
         self.tunnel = False  # after a 101, bytes are relayed as they are
         self._parser: httptools.HttpResponseParser | None = None
         self._headers: list[Header] = []
         self._trailers: list[Header] = []
         self._reason = b""
         self._in_body = False  # the head was delivered; later headers are trailers
-        self._got_bytes = False
+        # A response ended in the bytes being parsed: whatever follows them was never asked
+        # for (the next exchange may already be attached, its request not yet answered).
+        self._ended = False
 
     # --- asyncio.Protocol ---
 
@@ -61,7 +66,8 @@ class UpstreamConnection(asyncio.Protocol):
             # An idle connection must stay silent; anything else is a broken upstream.
             self.close()
             return
-        self._got_bytes = True
+        self.answered = True
+        self._ended = False
         if self.tunnel:
             listener.on_upgraded(data)
             return
@@ -70,31 +76,39 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self.tunnel = True
             rest = data[upgrade.args[0] :]
             if rest and self.listener is not None:
                 self.listener.on_upgraded(rest)
         except httptools.HttpParserError as exc:
-            self.close()
-            if self.listener is not None:
-                self.listener.on_upstream_lost(exc)
+            listener, self.listener = self.listener, None
+            self.abort()
+            if listener is not None:
+                cause = exc.__context__
+                if not isinstance(cause, UpstreamProtocolError):
+                    cause = UpstreamProtocolError(f"invalid response: {cause or exc}")
+                listener.on_upstream_lost(cause)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        listener = self.listener
-        self.listener = None
+        listener, self.listener = self.listener, None
         if listener is not None:
             listener.on_upstream_lost(exc)
 
     def pause_writing(self) -> None:
+        self.writable = False
         if self.listener is not None:
             self.listener.on_upstream_writable(False)
 
     def resume_writing(self) -> None:
+        self.writable = True
         if self.listener is not None:
             self.listener.on_upstream_writable(True)
 
     # --- httptools callbacks ---
+
+    def on_message_begin(self) -> None:
+        if self._ended:
+            raise UpstreamProtocolError("bytes after the end of a response")
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -111,31 +125,33 @@ class UpstreamConnection(asyncio.Protocol):
         headers, self._headers = self._headers, []
         reason, self._reason = self._reason, b""
         if 100 <= status < 200 and status != 101:
-            listener.on_interim(status, headers)
+            listener.on_interim(status, reason, headers)
             return
         self._in_body = True
-        delimited = _delimited(headers)
-        listener.on_response_head(status, reason, headers, delimited)
-        if listener.head_only and status != 101:
+        self.tunnel = status == 101
+        listener.on_response_head(status, reason, headers, parser.should_upgrade())
+        if listener.head_only and not self.tunnel and self.listener is listener:
             # The parser would wait for a body that HEAD never gets; end here and use a
             # fresh parser for the next exchange on this connection.
             self._parser = None
             self._finish(parser.should_keep_alive())
 
     def on_body(self, chunk: bytes) -> None:
+        if self._ended:  # a body after a HEAD response: only a broken upstream sends one
+            raise UpstreamProtocolError("a body after the end of a response")
         if self.listener is not None:
             self.listener.on_response_body(chunk)
 
     def on_message_complete(self) -> None:
         parser = self._parser
-        if parser is None or not self._in_body:
-            return  # the end of an interim (1xx) response, or a HEAD already finished
+        if parser is None or not self._in_body or self.tunnel:
+            return  # an interim (1xx) response, a HEAD already finished, or a 101
         self._finish(parser.should_keep_alive())
 
     def _finish(self, keep_alive: bool) -> None:
-        listener = self.listener
-        self.listener = None
+        listener, self.listener = self.listener, None
         self._in_body = False
+        self._ended = True
         trailers, self._trailers = self._trailers, []
         if listener is not None:
             listener.on_response_end(trailers, keep_alive and not self.closed)
@@ -145,17 +161,9 @@ class UpstreamConnection(asyncio.Protocol):
     def attach(self, listener: ResponseListener) -> None:
         self.listener = listener
         self.uses += 1
-        self._got_bytes = False
-        self._in_body = False
-        self._headers = []
-        self._trailers = []
-        self._reason = b""
-        self._parser = httptools.HttpResponseParser(self)
-
-    @property
-    def answered(self) -> bool:
-        """The upstream sent at least one byte for the current exchange."""
-        return self._got_bytes
+        self.answered = False
+        if self._parser is None:
+            self._parser = httptools.HttpResponseParser(self)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -170,20 +178,13 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def close(self) -> None:
+        """Close once what was written is flushed."""
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
+        """Drop the connection at once: what it carries must not be taken as complete."""
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
-
-
-def _delimited(headers: list[Header]) -> bool:
-    """Whether the response declares its length (Content-Length or chunked)."""
-    for name, _ in headers:
-        lname = name.lower()
-        if lname == b"content-length" or lname == b"transfer-encoding":
-            return True
-    return False
