@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 
 from mesh.view import Member, View, routable
@@ -16,6 +17,7 @@ class Endpoint:
     weight: int
     zone: str
     meta: dict[str, str] = field(hash=False, compare=False)
+    since: float = 0.0  # monotonic time it entered its state: slow start counts from here
 
     @property
     def address(self) -> tuple[str, int]:
@@ -24,9 +26,15 @@ class Endpoint:
 
 def of(member: Member) -> Endpoint:
     r = member.record
-    return Endpoint(r.service, r.instance, r.host, r.port, r.weight, r.zone, r.meta)
+    return Endpoint(r.service, r.instance, r.host, r.port, r.weight, r.zone, r.meta, member.since)
 
 
 def by_service(view: View) -> dict[str, tuple[Endpoint, ...]]:
     """Routable endpoints of every service, in a stable order."""
     return {service: tuple(of(m) for m in members) for service, members in routable(view).items()}
+
+
+def allowed(endpoints: Sequence[Endpoint], exclude: Set[str]) -> list[int]:
+    """Indexes of the endpoints not in `exclude`; of them all when every one is excluded."""
+    kept = [i for i, e in enumerate(endpoints) if e.instance not in exclude]
+    return kept or list(range(len(endpoints)))
