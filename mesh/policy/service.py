@@ -81,11 +81,14 @@ class Retries(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     """`attempts` retries after the first try, each on another instance, when `on` holds."""
 
     attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    # DESIGN §10 plus reset: idempotent requests cut before any answer go elsewhere.
     on: Annotated[tuple[RetryOn, ...], msgspec.Meta(max_length=16)] = (
         "connect-failure",
         "refused",
+        "reset",
         503,
     )
+
     backoff: Backoff = Backoff()
     budget: Budget = Budget()
 

@@ -39,7 +39,9 @@ class RetryPolicy:
     """
 
     attempts: int = 2
-    on: frozenset[Condition] = frozenset({"connect-failure", "refused", 503})
+    # reset joins DESIGN §10's list: an idempotent request cut before any answer (an
+    # instance killed mid-request) is safe to send elsewhere; others are never resent.
+    on: frozenset[Condition] = frozenset({"connect-failure", "refused", "reset", 503})
     per_try_timeout: float | None = None  # None: each try may use the whole deadline
     backoff_base: float = 0.025
     backoff_cap: float = 0.250

@@ -34,7 +34,7 @@ def problem(obj: object) -> Problem:
     return result
 
 
-def test_service_defaults_are_design_section_10() -> None:
+def test_service_defaults_are_design_section_10_plus_reset_retries() -> None:
     document = parse(SERVICE)
     assert isinstance(document, Service)
     assert document.balance.algorithm == "least_request"
@@ -42,7 +42,7 @@ def test_service_defaults_are_design_section_10() -> None:
     assert document.balance.default_rtt == pytest.approx(0.030)
     assert (document.timeouts.connect, document.timeouts.request) == (1.0, 15.0)
     assert document.retries.attempts == 2
-    assert document.retries.on == ("connect-failure", "refused", 503)
+    assert document.retries.on == ("connect-failure", "refused", "reset", 503)  # + reset
     assert (document.retries.backoff.base, document.retries.backoff.cap) == (0.025, 0.25)
     assert (document.retries.budget.ratio, document.retries.budget.min_per_second) == (0.2, 10)
     outlier = document.outlier

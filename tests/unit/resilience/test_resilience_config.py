@@ -14,7 +14,7 @@ from mesh.resilience.retry import RetryPolicy
 def test_design_defaults() -> None:
     config = ResilienceConfig()
     assert config.retry == RetryPolicy(
-        attempts=2, on=frozenset({"connect-failure", "refused", 503}), backoff_base=0.025
+        attempts=2, on=frozenset({"connect-failure", "refused", "reset", 503}), backoff_base=0.025
     )
     assert config.retry.backoff_cap == 0.25
     assert config.budget == BudgetConfig(ratio=0.2, min_per_second=10.0)

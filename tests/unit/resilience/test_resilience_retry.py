@@ -36,8 +36,10 @@ def policy(*on: Condition, attempts: int = 2) -> RetryPolicy:
         (o.response(502), "GET", 0, False),  # not in the default conditions
         (o.response(500), "GET", 0, False),
         (o.response(200), "GET", 0, False),
-        (o.RESET, "GET", 0, False),
-        (o.TIMEOUT, "GET", 0, False),
+        (o.RESET, "GET", 0, True),  # reset is a default: the instance died mid-request
+        (o.TIMEOUT, "GET", 0, True),  # reset covers every attempt that got no answer
+        (o.RESET, "POST", 0, False),  # but a request that may have reached it, never
+        (o.RESET_UNSENT, "POST", 0, True),
     ],
 )
 def test_default_policy(outcome: Outcome, method: str, retries_done: int, expected: bool) -> None:
@@ -120,7 +122,8 @@ def test_policy_rejects(fields: dict[str, Any]) -> None:
 
 def test_default_policy_fields() -> None:
     assert DEFAULT.attempts == 2
-    assert DEFAULT.on == {"connect-failure", "refused", 503}
+    assert DEFAULT.on == {"connect-failure", "refused", "reset", 503}
+
     assert (DEFAULT.per_try_timeout, DEFAULT.backoff_base, DEFAULT.backoff_cap) == (
         None,
         0.025,
