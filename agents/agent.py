@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from agents.health import HealthChecker
 from mesh import subjects
 from mesh.config import Settings, parse_hostport
-from mesh.directory import Directory
-from mesh.engine.engine import Engine
 from mesh.engine.listener import Listener
+from mesh.forwarding import Forwarding
 from mesh.messages import Health, Heartbeat
 from mesh.node import Node
 
@@ -34,8 +33,6 @@ class AgentOptions:
     version: str = ""
     meta: dict[str, str] = field(default_factory=dict)
     instance_id: str = ""
-    outbound: str = "127.0.0.1:15001"  # '' = no outbound proxy
-
     outbound: str = "127.0.0.1:15001"  # '' = no outbound proxy
 
 
@@ -86,8 +83,19 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         ),
     )
     node.announcer.update(admin_port=admin_port)
-    outbound = await _outbound(settings, node, options.outbound)
+    # Every agent takes policies (and acknowledges them), even without an outbound proxy.
+    forwarding = Forwarding(
+        node,
+        settings,
+        role="agent",
+        zone=options.zone,
+        strip_mesh_headers=False,  # the caller is our own service: its headers are trusted
+        default_routes=True,
+        create_bucket=False,
+    )
     await node.start()
+    await forwarding.start(wait_policies=settings.policy_wait)
+    outbound = await _outbound(forwarding, options.outbound)
     checker.start()
     log.info(
         "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s)",
@@ -106,19 +114,16 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     await node.announcer.leave("shutdown")
     if outbound is not None:
         await outbound.stop(DRAIN_DEADLINE)
+    await forwarding.stop()
     await node.stop()
     return 0
 
 
-async def _outbound(settings: Settings, node: Node, address: str) -> Listener | None:
+async def _outbound(forwarding: Forwarding, address: str) -> Listener | None:
     """The local service's way out: `HTTP_PROXY=http://<address>` or `Host: <service>`."""
     if not address:
         return None
     host, port = parse_hostport(address)
-    directory = Directory()
-    # The caller is our own service, so its x-mesh-* headers are trusted as they are.
-    engine = Engine(settings, directory, node.metrics, strip_mesh_headers=False)
-    node.discovery.on_change(lambda view: engine.view_changed(directory.update(view)))
-    listener = Listener(engine, host, port)
+    listener = Listener(forwarding.engine, host, port)
     await listener.start()
     return listener

@@ -8,13 +8,11 @@ import secrets
 
 from mesh import subjects
 from mesh.config import Settings, parse_hostport
-from mesh.directory import Directory
-from mesh.engine.engine import Engine
 from mesh.engine.listener import Listener
 from mesh.events import ensure_stream
+from mesh.forwarding import Forwarding
 from mesh.messages import Heartbeat
 from mesh.node import Node
-from mesh.view import View
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +36,29 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
         interval=settings.timing.interval,
     )
     node = Node(settings, record)
-    directory = Directory()
-    engine = Engine(settings, directory, node.metrics, strip_mesh_headers=True)
-
-    def adopt(view: View) -> None:
-        engine.view_changed(directory.update(view))
-
-    node.discovery.on_change(adopt)
-    listener = Listener(engine, host, port, reuse_port=worker is not None)
+    forwarding = Forwarding(
+        node,
+        settings,
+        role="gateway",
+        zone=settings.zone,
+        strip_mesh_headers=True,  # the edge: clients must not speak for the mesh
+        default_routes=settings.gateway_default_routes,
+        create_bucket=True,
+    )
+    await node.start()
+    events_stream = asyncio.create_task(ensure_stream(node.bus, settings), name="events-stream")
+    # The current policies apply before the first request is served.
+    await forwarding.start(wait_policies=settings.policy_wait)
+    listener = Listener(forwarding.engine, host, port, reuse_port=worker is not None)
     await listener.start()
+    # The admin port answers once the gateway serves: its /healthz means "ready".
     bound_admin = await node.serve_admin(
         admin_host,
         admin_port,
         lambda: (True, {"instance": record.instance, "nats": node.bus.connected}),
     )
     node.announcer.update(port=listener.port, admin_port=bound_admin)
-    await node.start()
-    events_stream = asyncio.create_task(ensure_stream(node.bus, settings), name="events-stream")
+
     log.info(
         "gateway %s listening on %s:%d (admin %s:%d)",
         record.instance,
@@ -69,5 +73,6 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
     cut = await listener.stop(DRAIN_DEADLINE)
     if cut:
         log.warning("%d connections cut at the drain deadline", cut)
+    await forwarding.stop()
     await node.stop()
     return 0

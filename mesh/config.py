@@ -136,10 +136,61 @@ class Settings(BaseSettings):
     retry_body_bytes: int = Field(
         65536,
         ge=0,
-        description="Largest request body resent on a fresh connection if a reused one was stale.",
+        description="Largest request body kept to resend (stale connection or retry).",
+    )
+
+    # --- balancing and failover for services without a Service policy document ---
+    balance_algorithm: Literal[
+        "random", "round_robin", "least_request", "least_response_time", "consistent_hash"
+    ] = Field("least_request", description="Balancing algorithm (DESIGN §5).")
+    # Each retry is another instance; more retries hide more failures but add load when
+    # a whole service is sick (the retry budget bounds that).
+    retry_attempts: int = Field(2, ge=0, le=10, description="Retries after the first try.")
+    retry_on: str = Field(
+        "connect-failure,refused,reset,503",
+        description="Retry conditions: connect-failure, refused, reset, timeout, 5xx, "
+        "gateway-error or status codes, comma-separated.",
+    )
+    per_try_timeout: float | None = Field(
+        None, gt=0, description="Seconds one attempt may take (default: the whole deadline)."
+    )
+    # Lower streaks eject sooner but also eject instances with a passing bad patch.
+    outlier_consecutive_5xx: int = Field(
+        5, ge=0, description="5xx answers in a row that eject an instance (0 = off)."
+    )
+    outlier_consecutive_gateway_errors: int = Field(
+        5, ge=0, description="502/503/504 or no answer in a row that eject (0 = off)."
+    )
+    outlier_base_ejection: float = Field(
+        30.0, gt=0, description="Seconds of the first ejection; n-th lasts n times longer."
+    )
+    outlier_max_ejection: float = Field(300.0, gt=0, description="Longest ejection, seconds.")
+    max_ejected_percent: int = Field(
+        50, ge=0, le=100, description="Largest share of a service ejected at once."
+    )
+    max_requests: int = Field(
+        1024, ge=1, description="Requests in flight per service from this node (503 UO beyond)."
+    )
+    # Higher keeps load off the few healthy instances left; lower trusts health checks more.
+    panic_threshold: float = Field(
+        0.5, ge=0, le=1, description="Below this healthy share, balance over every instance."
+    )
+    slow_start: float = Field(
+        0.0, ge=0, description="Seconds a new instance's share ramps up over (0 = off)."
+    )
+    zone: str = Field("", description="This node's zone, for zone-aware balancing.")
+    zone_aware: bool = Field(False, description="Prefer instances in this node's zone.")
+    # A node waits this long for the current policies before serving (NATS may be down).
+    policy_wait: float = Field(
+        5.0, ge=0, description="Seconds a starting node waits for the current policies."
+    )
+    gateway_default_routes: bool = Field(
+        True,
+        description="Route by Host or first path segment when no Route policy matches.",
     )
 
     # --- event log ---
+
     events_max_age: float = Field(
         7 * 86400.0, gt=0, description="Seconds events are kept in the MESH_EVENTS stream."
     )

@@ -1,46 +1,176 @@
-"""The forwarding path's read side of the view: routable endpoints and balancer state."""
+"""The forwarding path's read side of the view: each service's endpoints, balancers, ejections."""
 
 from __future__ import annotations
 
-from mesh.balance import round_robin
-from mesh.balance.endpoint import Endpoint, by_service
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mesh.balance.endpoint import Endpoint, of
 from mesh.errors import NoHealthyUpstream, NoRoute
-from mesh.view import View
+from mesh.messages import Evidence
+from mesh.policy.compile import Compiled, ServicePolicy
+from mesh.resilience.outcome import Outcome
+from mesh.resilience.outlier import Capped, Effect, Ejected, Restored
+from mesh.service_state import ServiceState
+from mesh.view import State, View
+
+EjectionListener = Callable[[str, Ejected | Restored], None]
+_RNG = random.Random()  # for callers that bring none (tools, tests)
+
+
+@dataclass(frozen=True, slots=True)
+class _Members:
+    everyone: tuple[Endpoint, ...]  # alive agents, healthy or not (the panic threshold's base)
+    routable: frozenset[str]  # instance ids passing their checks and not draining
 
 
 class Directory:
-    """Rebuilt whenever the view's routing changes; read on every request."""
+    """Rebuilt when the view or the policies change; read on every request."""
 
-    def __init__(self) -> None:
-        self._endpoints: dict[str, tuple[Endpoint, ...]] = {}
+    def __init__(self, *, node: str = "", compiled: Compiled | None = None) -> None:
+        self.node = node
+        self._compiled = compiled or Compiled(routes=None, services={}, default=ServicePolicy())
+        self._members: dict[str, _Members] = {}
+        self._states: dict[str, ServiceState] = {}
         self._known: frozenset[str] = frozenset()
-        self._cursors: dict[str, int] = {}
         self.version = -1
+        self.on_ejection: EjectionListener | None = None  # the shell turns these into events
+        self.on_evidence: Callable[[Evidence], None] | None = None  # ... and publishes these
+        self.capped = 0  # ejections refused by a cap, for metrics
 
-    def update(self, view: View) -> set[tuple[str, int]]:
-        """Adopt `view`; returns the addresses that stopped being routable (to close pools)."""
-        before = {e.address for eps in self._endpoints.values() for e in eps}
-        self._endpoints = by_service(view)
-        self._known = frozenset(
-            m.record.service for m in view.members.values() if m.record.role == "agent"
-        )
+    # --- inputs ---
+
+    def update(self, view: View, now: float = 0.0) -> set[tuple[str, int]]:
+        """Adopt `view`; returns the addresses no longer routable anywhere (to close pools)."""
+        before = self._addresses()
+        grouped: dict[str, tuple[list[Endpoint], set[str]]] = {}
+        known: set[str] = set()
+        for instance in sorted(view.members):
+            member = view.members[instance]
+            if member.record.role != "agent":
+                continue
+            known.add(member.record.service)
+            if member.state is State.ALIVE and not member.record.draining:
+                everyone, routable = grouped.setdefault(member.record.service, ([], set()))
+                everyone.append(of(member))
+                if member.routable:
+                    routable.add(instance)
+        self._members = {
+            service: _Members(tuple(everyone), frozenset(routable))
+            for service, (everyone, routable) in grouped.items()
+        }
+        self._known = frozenset(known)
+        for service in list(self._states):
+            if service not in known:
+                del self._states[service]
+        for service, state in self._states.items():
+            members = self._members.get(service)
+            state.refresh(
+                members.everyone if members else (),
+                members.routable if members else frozenset(),
+                now,
+            )
         self.version = view.version
-        after = {e.address for eps in self._endpoints.values() for e in eps}
-        return before - after
+        return before - self._addresses()
+
+    def set_policies(self, compiled: Compiled) -> None:
+        """A new policy revision: services whose policy changed start afresh."""
+        self._compiled = compiled
+        for service in list(self._states):
+            if self._states[service].policy != compiled.policy(service):
+                del self._states[service]  # rebuilt on next use with the new policy
+
+    def receive_evidence(self, evidence: Evidence, now: float) -> None:
+        """Another observer (or we) saw an instance fail: maybe eject it here too."""
+        state = self.state(evidence.service) if evidence.service in self._members else None
+        if state is None or not state.has(evidence.instance):
+            return  # not in our view: nothing to eject
+        self._effects(state, state.jury_receives(evidence, now), now)
+
+    def tick(self, now: float) -> None:
+        """Restore instances whose ejection ran out."""
+        for state in list(self._states.values()):
+            restored = state.expire(now)
+            if restored:
+                self._effects(state, restored, now)
+
+    # --- the hot path ---
 
     def knows(self, service: str) -> bool:
         return service in self._known
 
-    def endpoints(self, service: str) -> tuple[Endpoint, ...]:
-        return self._endpoints.get(service, ())
+    def state(self, service: str) -> ServiceState | None:
+        state = self._states.get(service)
+        if state is None:
+            if service not in self._known:
+                return None
+            state = ServiceState(service, self._compiled.policy(service), self.node)
+            members = self._members.get(service)
+            if members is not None:
+                state.refresh(members.everyone, members.routable, 0.0)
+            self._states[service] = state
+        return state
 
-    def pick(self, service: str) -> Endpoint:
-        endpoints = self._endpoints.get(service)
-        if not endpoints:
-            if service in self._known:
-                raise NoHealthyUpstream(f"no healthy instance of {service!r}", service=service)
+    def pick(
+        self,
+        service: str,
+        rng: random.Random | None = None,
+        now: float = 0.0,
+        *,
+        subset: tuple[tuple[str, str], ...] = (),
+        exclude: Sequence[str] = (),
+        key: bytes | None = None,
+    ) -> Endpoint:
+        """One endpoint of `service`: NoRoute if unknown, NoHealthyUpstream if none is fit."""
+        state = self.state(service)
+        if state is None:
             raise NoRoute(f"no service named {service!r}", service=service)
-        endpoint, self._cursors[service] = round_robin.pick(
-            endpoints, self._cursors.get(service, 0)
-        )
+        endpoint = state.pick(rng or _RNG, now, subset, frozenset(exclude), key)
+        if endpoint is None:
+            where = "" if not subset else " with " + ", ".join(f"{k}={v}" for k, v in subset)
+            raise NoHealthyUpstream(f"no healthy instance of {service!r}{where}", service=service)
         return endpoint
+
+    def endpoints(self, service: str) -> tuple[Endpoint, ...]:
+        """Routable endpoints (not counting ejections), for tables and tests."""
+        members = self._members.get(service)
+        if members is None:
+            return ()
+        return tuple(e for e in members.everyone if e.instance in members.routable)
+
+    def observe(
+        self, state: ServiceState, endpoint: Endpoint, outcome: Outcome, now: float
+    ) -> None:
+        """One attempt's outcome: outlier detection here, evidence for the others."""
+        effects, evidence = state.observe(endpoint.instance, outcome, now)
+        if effects:
+            self._effects(state, effects, now)
+        if evidence is not None and self.on_evidence is not None:
+            self.on_evidence(evidence)
+
+    def _effects(self, state: ServiceState, effects: Sequence[Effect], now: float) -> None:
+        changed = False
+        for effect in effects:
+            if isinstance(effect, Capped):
+                self.capped += 1
+                continue
+            changed = True
+            if self.on_ejection is not None:
+                self.on_ejection(state.name, effect)
+        if changed:
+            members = self._members.get(state.name)
+            if members is not None:
+                state.refresh(members.everyone, members.routable, now)
+
+    def ejected_counts(self) -> dict[str, int]:
+        return {name: state.ejections.count for name, state in self._states.items()}
+
+    def _addresses(self) -> set[tuple[str, int]]:
+
+        return {
+            e.address
+            for members in self._members.values()
+            for e in members.everyone
+            if e.instance in members.routable
+        }

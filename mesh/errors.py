@@ -96,6 +96,35 @@ class UpstreamConnectFailure(ProxyError):
     """Connecting to the chosen instance failed (refused, unreachable)."""
 
 
+class UpstreamRefused(UpstreamConnectFailure):
+    """Nothing listens at the instance's address (ECONNREFUSED): its process is gone."""
+
+
+class Overflow(ProxyError):
+    """The service's concurrency limit is reached on this node."""
+
+
+class RateLimited(ProxyError):
+    """The route's rate limit for this client key is exhausted."""
+
+    def __init__(self, detail: str, *, retry_after: float, service: str = "") -> None:
+        super().__init__(detail, service=service)
+        self.retry_after = retry_after
+
+
+class RetriesExhausted(ProxyError):
+    """Every allowed attempt failed; `last` is the final attempt's error."""
+
+    def __init__(self, last: ProxyError, attempts: int) -> None:
+        super().__init__(
+            f"{attempts} attempts failed; last: {last.detail}",
+            service=last.service,
+            instance=last.instance,
+        )
+        self.last = last
+        self.attempts = attempts
+
+
 class UpstreamTimeout(ProxyError):
     """Connect or response timeout towards the chosen instance."""
 

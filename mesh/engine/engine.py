@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections.abc import Callable
 
-from mesh.balance.endpoint import Endpoint
 from mesh.config import Settings
 from mesh.directory import Directory
 from mesh.engine.pool import Pools
@@ -46,16 +45,14 @@ class Engine:
         self.pools = Pools(max_idle=settings.pool_max_idle, idle_timeout=settings.pool_idle_timeout)
         self.connections: set[ClientConnection] = set()
         self.draining = False  # shutting down: every response closes its connection
-        self.router: Router = self._default_router
+        self.router: Router = self.default_router
+        self.on_sweep: Callable[[], None] | None = None  # the owner's periodic duties
 
-    def _default_router(self, request: Request) -> Routed:
+    def default_router(self, request: Request) -> Routed:
         return default_route(request, self.directory.knows)
 
     def route(self, request: Request) -> Routed:
         return self.router(request)
-
-    def pick(self, service: str) -> Endpoint:
-        return self.directory.pick(service)
 
     def protocol(self) -> ClientConnection:
         return ClientConnection(self)
@@ -69,6 +66,9 @@ class Engine:
         """Periodic housekeeping: idle upstream connections and idle clients."""
         now = self.loop.time()
         self.pools.expire(now)
+        if self.on_sweep is not None:
+            self.on_sweep()
+
         for conn in list(self.connections):
             if conn.idle and now - conn.last_active > self.client_idle_timeout:
                 conn.close()

@@ -70,6 +70,7 @@ def forward_request_head(
     request: Request,
     target: bytes,
     *,
+    host: bytes | None = None,
     service: str,
     proto: bytes,
     strip_mesh: bool,
@@ -79,6 +80,7 @@ def forward_request_head(
 
     Hop-by-hop headers are removed and the framing is written by the proxy itself;
     x-forwarded-*, x-request-id and traceparent are appended, propagated or created.
+    `host` (a route's rewrite) replaces the client's Host; x-forwarded-host keeps it.
     """
     drop = listed(request.connection)
     out: list[bytes] = [b"%s %s HTTP/1.1\r\n" % (request.method, target)]
@@ -104,14 +106,19 @@ def forward_request_head(
                 forwarded_host = True
             elif strip_mesh and lname.startswith(b"x-mesh-"):
                 continue
+        elif host is not None and lname == b"host":
+            continue
         elif lname == b"traceparent":
             # A second or malformed one is dropped; a fresh trace starts below (W3C §3.2).
             if traceparent or _TRACEPARENT.fullmatch(value) is None:
                 continue
             traceparent = True
         out.append(b"%s: %s\r\n" % (name, value))
-    if not request.host:
+    if host is not None:
+        out.append(b"host: %s\r\n" % host)
+    elif not request.host:
         out.append(b"host: %s\r\n" % service.encode())
+
     client = request.client.encode()
     out.append(
         b"x-forwarded-for: %s, %s\r\n" % (forwarded_for, client)

@@ -7,7 +7,7 @@ import socket
 from collections import deque
 
 from mesh.engine.upstream import UpstreamConnection
-from mesh.errors import UpstreamConnectFailure, UpstreamTimeout
+from mesh.errors import UpstreamConnectFailure, UpstreamRefused, UpstreamTimeout
 
 Key = tuple[str, int]
 
@@ -39,8 +39,11 @@ class Pools:
             )
         except TimeoutError:
             raise UpstreamTimeout("connect timed out") from None
+        except ConnectionRefusedError:
+            raise UpstreamRefused("connect failed: connection refused") from None
         except OSError as exc:
             raise UpstreamConnectFailure(f"connect failed: {exc.strerror or exc}") from None
+
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

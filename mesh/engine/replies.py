@@ -17,12 +17,15 @@ STATUS: dict[type[errors.ProxyError], tuple[int, str]] = {
     errors.UpstreamTimeout: (504, "UT"),
     errors.UpstreamReset: (502, "UC"),
     errors.UpstreamProtocolError: (502, "UPE"),
+    errors.Overflow: (503, "UO"),
+    errors.RateLimited: (429, "RL"),
 }
 
 _REASONS = {
     400: b"Bad Request",
     404: b"Not Found",
     413: b"Content Too Large",
+    429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     502: b"Bad Gateway",
@@ -38,12 +41,15 @@ class Body(msgspec.Struct, omit_defaults=True):
     service: str = ""
     instance: str = ""
     request_id: str = ""
+    attempts: int = 0  # with URX: how many instances were tried
 
 
 _encode = msgspec.json.Encoder().encode
 
 
 def classify(error: errors.ProxyError) -> tuple[int, str]:
+    if isinstance(error, errors.RetriesExhausted):
+        return classify(error.last)[0], "URX"  # the last failure's status, Envoy's flag
     for cls in type(error).__mro__:
         if cls in STATUS:
             return STATUS[cls]
@@ -63,6 +69,7 @@ def render(
             service=error.service,
             instance=error.instance,
             request_id=request_id.decode("latin-1"),
+            attempts=error.attempts if isinstance(error, errors.RetriesExhausted) else 0,
         )
     )
     head = (
@@ -72,5 +79,8 @@ def render(
     )
     if request_id:
         head += b"x-request-id: %s\r\n" % request_id
+    if isinstance(error, errors.RateLimited):
+        head += b"retry-after: %d\r\n" % max(1, round(error.retry_after + 0.5))
+
     head += b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n"
     return head if head_only else head + body

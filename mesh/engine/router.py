@@ -11,11 +11,20 @@ from mesh.errors import NoRoute
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """Where a request goes: the service, the target to send upstream, the route's name."""
+    """Where a request goes: the service, the target to send upstream, the route's name.
+
+    A policy route may also narrow the instances (`subset` of metadata), replace the
+    Host sent upstream, and override the service's timeouts.
+    """
 
     service: str
     target: bytes
     route: str
+    subset: tuple[tuple[str, str], ...] = ()
+    host: bytes | None = None
+    connect_timeout: float | None = None
+    request_timeout: float | None = None
+    per_try_timeout: float | None = None
 
 
 def _hostname(authority: bytes) -> str:

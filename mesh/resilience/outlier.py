@@ -87,7 +87,13 @@ class Ejections:
         self._ejected: dict[str, _Host] = {}
         self._max_times = math.ceil(config.max_ejection / config.base_ejection)
 
+    @property
+    def count(self) -> int:
+        """Instances ejected (some may have run out until the next expire())."""
+        return len(self._ejected)
+
     def is_ejected(self, instance: str, now: float) -> bool:
+
         host = self._ejected.get(instance)
         return host is not None and now < host.until
 

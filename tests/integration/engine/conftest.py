@@ -74,9 +74,11 @@ async def proxies() -> AsyncIterator[ProxyFactory]:
         strip_mesh_headers: bool = True,
         **settings: Any,
     ) -> Proxy:
+        # Conformance is about one attempt: retries are tested on their own (test_failover).
+        settings.setdefault("retry_attempts", 0)
         engine = Engine(
             Settings(**settings),
-            directory(services, failing),
+            directory(services, failing, Settings(**settings)),
             Metrics(),
             strip_mesh_headers=strip_mesh_headers,
         )

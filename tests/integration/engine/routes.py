@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mesh import view as membership
+from mesh.config import Settings
+from mesh.defaults import default_compiled
 from mesh.directory import Directory
 from mesh.messages import Heartbeat
 from mesh.timing import PRESETS
 
 
 def directory(
-    services: Mapping[str, list[int]], failing: Mapping[str, list[int]] | None = None
+    services: Mapping[str, list[int]],
+    failing: Mapping[str, list[int]] | None = None,
+    settings: Settings | None = None,
 ) -> Directory:
     """One agent per (service, port); those in `failing` fail their health check."""
     view = membership.View(timing=PRESETS["lan"])
@@ -28,6 +32,6 @@ def directory(
                     health=health,  # type: ignore[arg-type]
                 )
                 view, _ = membership.apply(view, record, 0.0)
-    result = Directory()
+    result = Directory(compiled=default_compiled(settings or Settings()))
     result.update(view)
     return result

@@ -1,0 +1,93 @@
+"""Routing by policy: Route documents first, then (optionally) the default routes; rate limits."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from mesh import clock
+from mesh.engine.request import Request
+from mesh.engine.router import Routed
+from mesh.errors import BadRequest, NoRoute, RateLimited
+from mesh.policy.match import RouteTable, choose
+from mesh.policy.route import Route
+from mesh.ratelimit import TokenBuckets
+
+Router = Callable[[Request], Routed]
+
+_DOT_SEGMENTS = (b"/./", b"/../")
+
+
+class _Limit:
+    __slots__ = ("buckets", "header")
+
+    def __init__(self, route: Route) -> None:
+        limit = route.rate_limit
+        assert limit is not None
+        burst = limit.burst or max(1, round(limit.requests_per_second))
+        self.buckets = TokenBuckets(limit.requests_per_second, burst)
+        # api_key arrives with edge authentication; until then it keys by client address.
+        self.header = limit.key[7:].lower().encode() if limit.key.startswith("header:") else b""
+
+    def key(self, request: Request) -> bytes:
+        if not self.header:
+            return request.client.encode()
+        for name, value in request.headers:
+            if name.lower() == self.header:
+                return value
+        return b"-"  # requests without the header share one bucket
+
+
+class PolicyRouter:
+    """Compiled once per policy revision; `fallback` is the default routes, or None."""
+
+    def __init__(
+        self, table: RouteTable, fallback: Router | None, rng: random.Random | None = None
+    ) -> None:
+        self._table = table
+        self._fallback = fallback
+        self._rng = rng or random.Random()
+        self._limits: dict[str, _Limit] = {}
+
+    def __call__(self, request: Request) -> Routed:
+        host, target = request.host, request.target
+        if target[:7].lower() == b"http://":  # proxy use: the authority names the host
+            authority, slash, path = target[7:].partition(b"/")
+            host, target = authority, (slash + path) if slash else b"/"
+        path = target.partition(b"?")[0]
+        if any(dots in path for dots in _DOT_SEGMENTS) or path.endswith((b"/.", b"/..")):
+            # Routes compare paths as sent; a dot segment could reach what a route guards.
+            raise BadRequest("dot segments in the path")
+        matched = self._table.match(request.method, host, target, request.headers)
+        if matched is None:
+            if self._fallback is not None:
+                return self._fallback(request)
+            raise NoRoute(f"no route matches {request.method.decode()} {target[:64]!r}")
+        route = matched.route
+        if route.rate_limit is not None:
+            self._check(route, request)
+        destination = choose(route, self._rng)
+        timeouts = route.timeouts
+        rewrite = route.rewrite
+        return Routed(
+            destination.service,
+            matched.target,
+            route.name,
+            tuple(sorted(destination.subset.items())),
+            rewrite.host.encode() if rewrite is not None and rewrite.host else None,
+            timeouts.connect if timeouts else None,
+            timeouts.request if timeouts else None,
+            timeouts.per_try if timeouts else None,
+        )
+
+    def _check(self, route: Route, request: Request) -> None:
+        limit = self._limits.get(route.name)
+        if limit is None:
+            limit = self._limits[route.name] = _Limit(route)
+        key = limit.key(request)
+        now = clock.monotonic()
+        if not limit.buckets.allow(key, now):
+            raise RateLimited(
+                f"rate limit of route {route.name!r} exceeded",
+                retry_after=limit.buckets.retry_after(key, now),
+            )

@@ -1,0 +1,130 @@
+"""One service as this node calls it: balancers, ejections, limit and budget, decided purely."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from mesh.balance.balancer import Balancer, make_balancer
+from mesh.balance.endpoint import Endpoint
+from mesh.balance.subset import candidates
+from mesh.messages import Evidence
+from mesh.policy.compile import ServicePolicy
+from mesh.resilience.budget import RetryBudget
+from mesh.resilience.evidence import Jury, Publisher
+from mesh.resilience.limits import ConcurrencyLimit
+from mesh.resilience.outcome import Outcome
+from mesh.resilience.outlier import Effect, Ejections, Restored
+
+Subset = tuple[tuple[str, str], ...]  # instance metadata a route requires, sorted
+
+_NO_EFFECTS: Sequence[Effect] = ()
+
+
+class ServiceState:
+    """Mutable for speed, but every decision takes `now` and the rng: no clock, no I/O."""
+
+    __slots__ = (
+        "_balancers",
+        "_candidates",
+        "_everyone",
+        "_ids",
+        "budget",
+        "ejections",
+        "jury",
+        "limit",
+        "name",
+        "panicking",
+        "policy",
+        "publisher",
+    )
+
+    def __init__(self, name: str, policy: ServicePolicy, node: str) -> None:
+        self.name = name
+        self.policy = policy
+        resilience = policy.resilience
+        self.ejections = Ejections(resilience.outlier)
+        self.limit = ConcurrencyLimit(resilience.max_requests)
+        self.budget = RetryBudget(resilience.budget)
+        self.publisher = Publisher(resilience.evidence, name, node or "node")
+        self.jury = Jury(resilience.evidence)
+        self._everyone: tuple[Endpoint, ...] = ()
+        self._ids: frozenset[str] = frozenset()
+        self._candidates: Sequence[Endpoint] = ()
+        self._balancers: dict[Subset, tuple[Balancer, Sequence[Endpoint]]] = {}
+        self.panicking = False
+
+    def has(self, instance: str) -> bool:
+        return instance in self._ids
+
+    @property
+    def total(self) -> int:
+        return len(self._everyone)
+
+    def refresh(self, everyone: tuple[Endpoint, ...], routable: frozenset[str], now: float) -> None:
+        """New members or ejections: recompute who may be picked and feed the balancers."""
+        gone = self._ids - {e.instance for e in everyone}
+        for instance in gone:
+            self.ejections.forget(instance)
+            self.publisher.forget(instance)
+            self.jury.forget(instance)
+        self._everyone = everyone
+        self._ids = frozenset(e.instance for e in everyone)
+        healthy = [
+            e
+            for e in everyone
+            if e.instance in routable and not self.ejections.is_ejected(e.instance, now)
+        ]
+        if healthy:
+            self._candidates, self.panicking = candidates(self.policy.balance, everyone, healthy)
+        else:
+            # Fail fast (DESIGN §5): with nothing healthy, panic would only send requests
+            # to instances known to fail them.
+            self._candidates, self.panicking = (), False
+        for subset in list(self._balancers):
+            self._feed(subset)
+
+    def _feed(self, subset: Subset) -> Sequence[Endpoint]:
+        chosen = (
+            self._candidates
+            if not subset
+            else [e for e in self._candidates if all(e.meta.get(k) == v for k, v in subset)]
+        )
+        entry = self._balancers.get(subset)
+        balancer = entry[0] if entry else make_balancer(self.policy.balance)
+        if chosen:
+            balancer.update(chosen)
+        self._balancers[subset] = (balancer, chosen)
+        return chosen
+
+    def balancer(self, subset: Subset) -> Balancer:
+        return self._balancers[subset][0]
+
+    def pick(
+        self,
+        rng: random.Random,
+        now: float,
+        subset: Subset,
+        exclude: frozenset[str],
+        key: bytes | None,
+    ) -> Endpoint | None:
+        entry = self._balancers.get(subset)
+        chosen = entry[1] if entry is not None else self._feed(subset)
+        if not chosen:
+            return None
+        return self._balancers[subset][0].pick(rng, now, key, exclude)
+
+    def observe(
+        self, instance: str, outcome: Outcome, now: float
+    ) -> tuple[Sequence[Effect], Evidence | None]:
+        """Outlier bookkeeping and whether the sighting is worth telling the mesh."""
+        if instance not in self._ids:
+            return _NO_EFFECTS, None  # it left meanwhile
+        effects = self.ejections.observe(instance, outcome, now, self.total)
+        return effects, self.publisher.should_publish(instance, outcome, now)
+
+    def jury_receives(self, evidence: Evidence, now: float) -> Sequence[Effect]:
+        return self.jury.receive(evidence, now, self.total, self.ejections)
+
+    def expire(self, now: float) -> list[Restored]:
+        return self.ejections.expire(now)
