@@ -1,0 +1,191 @@
+"""Chaos with real processes: instances die, fail, restart and slow down under load.
+
+Load runs through the gateway and through an agent's outbound proxy at once, 100
+requests/s each, bounded in count and time (tests/load.py).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from load import Load, Tally
+from mesh_procs import Mesh, Proc, routable, wait_for
+
+from mesh.natsserver import NatsServer
+
+INSTANCES = ("hello-a", "hello-b", "hello-c")
+RATE = 100.0  # per path: 200 requests/s in all
+
+
+@dataclass
+class Chaos:
+    mesh: Mesh
+    services: dict[str, Proc]
+    agents: dict[str, Proc]
+    gateway: Proc
+    caller: Proc  # the agent of `shop`, whose outbound proxy is the second path
+
+    def loads(self, duration: float, **options: object) -> tuple[Load, Load]:
+        via_gateway = Load(
+            f"http://127.0.0.1:{self.gateway.port}/hello/chaos",
+            rate=RATE,
+            duration=duration,
+            **options,  # type: ignore[arg-type]
+        )
+        via_agent = Load(
+            "http://hello/chaos",
+            proxy=f"http://127.0.0.1:{self.caller.port}",
+            rate=RATE,
+            duration=duration,
+            **options,  # type: ignore[arg-type]
+        )
+        return via_gateway, via_agent
+
+    def replace(self, name: str) -> None:
+        """Start a fresh instance (new port) under `name` and wait until routed."""
+        service = self.mesh.service(name)
+        self.services[name] = service
+        self.agents[name] = self.mesh.agent(service)
+        address = f"127.0.0.1:{service.port}"
+        for node in (self.gateway, self.caller):
+            wait_for(lambda node=node: address in routable(node.admin_port), timeout=20)
+
+    def demo(self, name: str, order: str) -> None:
+        port = self.services[name].port
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{order}", method="POST")
+        urllib.request.urlopen(request, timeout=5).read()
+
+
+@pytest.fixture
+def chaos(
+    fresh_nats: NatsServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Chaos]:
+    env = getattr(request, "param", {})
+    mesh = Mesh(fresh_nats.url, tmp_path, env=dict(env))
+    try:
+        services = {name: mesh.service(name) for name in INSTANCES}
+        agents = {name: mesh.agent(services[name]) for name in INSTANCES}
+        shop = mesh.service("shop-1", service="shop")
+        caller = mesh.agent(shop, "shop")
+        gateway = mesh.gateway()
+        for node in (gateway, caller):
+            wait_for(lambda node=node: len(routable(node.admin_port)) == 3, timeout=30)
+        yield Chaos(mesh, services, agents, gateway, caller)
+    finally:
+        mesh.close()
+
+
+def run(loads: tuple[Load, Load]) -> tuple[Tally, Tally]:
+    for load in loads:
+        load.start()
+    return loads[0].join(), loads[1].join()
+
+
+def ejections(admin_port: int, service: str = "hello") -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith(f'mesh_ejections_active{{service="{service}"}}'):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_kill_9_of_an_instance_mid_load_fails_no_idempotent_request(chaos: Chaos) -> None:
+    loads = chaos.loads(12.0)
+    for load in loads:
+        load.start()
+    time.sleep(4.0)
+    chaos.services["hello-b"].signal(signal.SIGKILL)
+    chaos.agents["hello-b"].signal(signal.SIGKILL)
+    gateway, agent = loads[0].join(), loads[1].join()
+    for tally in (gateway, agent):
+        assert tally.failures == [], tally.failures[:5]
+        assert tally.ok == tally.sent
+    dead = [i for t, i, _ in gateway.timeline + agent.timeline if t > 5.0 and i == "hello-b"]
+    assert dead == []
+    print(f"\nkill -9 under load: {gateway.sent + agent.sent} requests, 0 failed")
+
+
+def test_b_an_instance_answering_503_is_ejected_everywhere_within_1s(chaos: Chaos) -> None:
+    loads = chaos.loads(10.0)
+    for load in loads:
+        load.start()
+    time.sleep(3.0)
+    chaos.demo("hello-c", "/_demo/fail?status=503")
+    failed_at = loads[0].elapsed()
+    gateway, agent = loads[0].join(), loads[1].join()
+    for tally in (gateway, agent):
+        # 503 is retried on another instance: the clients should not even notice.
+        assert tally.failures == [], tally.failures[:5]
+        assert tally.share("hello-c", since=failed_at + 1.0) < 0.02, tally.by_instance
+    # Ejected on every node: the two that saw it fail, and those that only heard of it.
+    nodes = [chaos.gateway, chaos.caller, *chaos.agents.values()]
+    counts = [ejections(node.admin_port) for node in nodes]
+    assert counts == [1.0] * len(nodes), counts
+    print(
+        f"\n503 instance: share after 1 s {gateway.share('hello-c', failed_at + 1):.3f} "
+        f"(gateway) {agent.share('hello-c', failed_at + 1):.3f} (agent); ejected on "
+        f"{len(nodes)} nodes"
+    )
+
+
+def test_c_a_rolling_restart_with_graceful_leave_fails_nothing_posts_included(
+    chaos: Chaos,
+) -> None:
+    loads = chaos.loads(22.0, methods=("GET", "POST"))
+    for load in loads:
+        load.start()
+    time.sleep(2.0)
+    for name in INSTANCES:
+        chaos.agents[name].signal(signal.SIGTERM)  # leave: no new requests go there
+        time.sleep(1.0)  # in-flight ones finish
+        chaos.services[name].signal(signal.SIGTERM)
+        chaos.services[name].wait(10)
+        chaos.replace(name)
+    gateway, agent = loads[0].join(), loads[1].join()
+    for tally in (gateway, agent):
+        assert tally.failures == [], tally.failures[:5]
+        assert tally.ok == tally.sent
+    print(f"\nrolling restart: {gateway.sent + agent.sent} requests (half POST), 0 failed")
+
+
+@pytest.mark.parametrize(
+    "chaos", [{"MESH_BALANCE_ALGORITHM": "least_response_time"}], indirect=True
+)
+def test_d_least_response_time_avoids_a_10x_slower_instance(chaos: Chaos) -> None:
+    for name in INSTANCES:
+        chaos.demo(name, "/_demo/delay?ms=" + ("50" if name == "hello-a" else "5"))
+    gateway, agent = run(chaos.loads(10.0))
+    for tally in (gateway, agent):
+        assert tally.failures == []
+        assert tally.share("hello-a", since=2.0) < 0.10, tally.by_instance
+    print(
+        f"\n10x slower instance share: {gateway.share('hello-a', 2.0):.3f} (gateway) "
+        f"{agent.share('hello-a', 2.0):.3f} (agent)"
+    )
+
+
+def test_e_nats_down_for_10s_mid_load_fails_nothing_and_the_view_catches_up(
+    chaos: Chaos, fresh_nats: NatsServer
+) -> None:
+    loads = chaos.loads(18.0)
+    for load in loads:
+        load.start()
+    time.sleep(2.0)
+    fresh_nats.kill()
+    newcomer = chaos.mesh.service("hello-d")
+    chaos.mesh.agent(newcomer)
+    time.sleep(10.0)
+    fresh_nats.restart_sync()
+    address = f"127.0.0.1:{newcomer.port}"
+    for node in (chaos.gateway, chaos.caller):
+        wait_for(lambda node=node: address in routable(node.admin_port), timeout=5)
+    gateway, agent = loads[0].join(), loads[1].join()
+    for tally in (gateway, agent):
+        assert tally.failures == [], tally.failures[:5]
+    print(f"\nNATS down 10 s: {gateway.sent + agent.sent} requests, 0 failed; view current")
