@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from agents.health import HealthChecker
 from mesh import subjects
+from mesh.admin import HealthCheck
 from mesh.config import Settings, parse_hostport
 from mesh.engine.listener import Listener
 from mesh.forwarding import Forwarding
@@ -69,20 +70,6 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         interval=settings.timing.interval,
     )
     node = Node(settings, record)
-    admin_port = await node.serve_admin(
-        "127.0.0.1",
-        options.admin_port,
-        lambda: (
-            checker.verdict.health == "passing",
-            {
-                "service": service,
-                "instance": instance,
-                "nats": node.bus.connected,
-                "check": checker.last_reason,
-            },
-        ),
-    )
-    node.announcer.update(admin_port=admin_port)
     # Every agent takes policies (and acknowledges them), even without an outbound proxy.
     forwarding = Forwarding(
         node,
@@ -93,9 +80,19 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         default_routes=True,
         create_bucket=False,
     )
+    try:
+        # Ports first: a taken one ends the agent before it ever joins the mesh.
+        outbound = await _outbound(forwarding, options.outbound)
+        admin_port = await node.serve_admin("127.0.0.1", options.admin_port, _health(checker, node))
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        await checker.stop()
+        return 1
+    node.announcer.update(admin_port=admin_port)
     await node.start()
     await forwarding.start(wait_policies=settings.policy_wait)
-    outbound = await _outbound(forwarding, options.outbound)
+    if outbound is not None:
+        await outbound.serve()  # the current policies are in (or the wait ran out)
     checker.start()
     log.info(
         "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s)",
@@ -119,11 +116,25 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     return 0
 
 
+def _health(checker: HealthChecker, node: Node) -> HealthCheck:
+    def health() -> tuple[bool, dict[str, object]]:
+        record = node.announcer.record
+        detail: dict[str, object] = {
+            "service": record.service,
+            "instance": record.instance,
+            "nats": node.bus.connected,
+            "check": checker.last_reason,
+        }
+        return checker.verdict.health == "passing", detail
+
+    return health
+
+
 async def _outbound(forwarding: Forwarding, address: str) -> Listener | None:
     """The local service's way out: `HTTP_PROXY=http://<address>` or `Host: <service>`."""
     if not address:
         return None
     host, port = parse_hostport(address)
     listener = Listener(forwarding.engine, host, port)
-    await listener.start()
+    await listener.start(serve=False)
     return listener

@@ -45,12 +45,18 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
         default_routes=settings.gateway_default_routes,
         create_bucket=True,
     )
+    listener = Listener(forwarding.engine, host, port, reuse_port=worker is not None)
+    try:
+        await listener.start(serve=False)  # a taken port ends us before we join the mesh
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", settings.gateway_listen, exc)
+        return 1
     await node.start()
     events_stream = asyncio.create_task(ensure_stream(node.bus, settings), name="events-stream")
     # The current policies apply before the first request is served.
     await forwarding.start(wait_policies=settings.policy_wait)
-    listener = Listener(forwarding.engine, host, port, reuse_port=worker is not None)
-    await listener.start()
+    await listener.serve()
+
     # The admin port answers once the gateway serves: its /healthz means "ready".
     bound_admin = await node.serve_admin(
         admin_host,

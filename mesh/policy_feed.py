@@ -94,6 +94,12 @@ class PolicyFeed:
                 # Applies nothing, serves on: a mesh without policies uses its defaults.
                 self.ready.set()
                 await asyncio.sleep(RETRY_OPEN)
+            except Exception:
+                # Whatever went wrong, a node that stops taking policies must say so and
+                # try again: it would otherwise silently serve an old revision forever.
+                log.exception("policy watch failed; retrying")
+                await asyncio.sleep(RETRY_OPEN)
+
 
     async def _restart_watch(self) -> None:
         if self._watch is not None:

@@ -18,9 +18,9 @@ ACK_SUBJECT = f"{subjects.PREFIX}.events.policy.>"
 @dataclass
 class NodeAck:
     role: str
-    applied: dict[str, int] = field(default_factory=dict)  # key -> revision
-    rejected: dict[str, str] = field(default_factory=dict)  # key -> reason
-    last: float = 0.0  # seconds after the write when its last awaited answer came
+    # key -> (revision, applied?, reason, seconds after the write): every answer heard,
+    # kept from before the write's revisions are known (a fast node answers that soon).
+    answers: dict[str, tuple[int, bool, str, float]] = field(default_factory=dict)
 
 
 class AckCollector:
@@ -30,12 +30,13 @@ class AckCollector:
         self._bus = bus
         self.nodes = {node: NodeAck(role) for node, role in nodes.items()}
         self._expected: dict[str, int] = {}
-        self._written_at = 0.0
+        self._written_at = time.monotonic()
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
         await self._bus.subscribe(ACK_SUBJECT, self._on_event)
         await self._bus.flush(2.0)
+        self._written_at = time.monotonic()
 
     def expect(self, revisions: Mapping[str, int], written_at: float) -> None:
         self._expected = dict(revisions)
@@ -49,22 +50,24 @@ class AckCollector:
         if not isinstance(event, Event):
             return
         ack = self.nodes.get(event.instance)
-        key = event.detail.get("key", "")
-        if ack is None or key not in self._expected:
+        if ack is None or event.kind not in ("policy.applied", "policy.rejected"):
             return
+        key = event.detail.get("key", "")
         revision = int(event.detail.get("revision", "0"))
-        if revision < self._expected[key]:
-            return  # an answer about an older revision
-        if event.kind == "policy.applied":
-            ack.applied[key] = revision
-            ack.rejected.pop(key, None)
-        elif event.kind == "policy.rejected":
-            ack.rejected[key] = event.detail.get("reason", "")
-        ack.last = time.monotonic() - self._written_at
+        previous = ack.answers.get(key)
+        if previous is not None and previous[0] > revision:
+            return  # an answer about an older revision, arriving late
+        applied = event.kind == "policy.applied"
+        took = time.monotonic() - self._written_at
+        ack.answers[key] = (revision, applied, event.detail.get("reason", ""), took)
         self._changed.set()
 
+    def _answer(self, ack: NodeAck, key: str) -> tuple[int, bool, str, float] | None:
+        answer = ack.answers.get(key)
+        return answer if answer is not None and answer[0] >= self._expected[key] else None
+
     def answered(self, ack: NodeAck) -> bool:
-        return all(k in ack.applied or k in ack.rejected for k in self._expected)
+        return all(self._answer(ack, key) is not None for key in self._expected)
 
     async def wait(self, timeout: float) -> bool:
         """True when every node answered every key before `timeout`."""
@@ -80,19 +83,31 @@ class AckCollector:
                 return False
         return True
 
+    def last_answer(self) -> float:
+        """Seconds from the write to the last awaited answer."""
+        times = [
+            answer[3]
+            for ack in self.nodes.values()
+            for key in self._expected
+            if (answer := self._answer(ack, key)) is not None
+        ]
+        return max(times, default=0.0)
+
     def report(self) -> tuple[str, bool]:
         """A table of the answers, and whether every node applied every key."""
         lines = [f"{'NODE':<32} {'ROLE':<8} {'RESULT':<9} TIME"]
         clean = True
         for node, ack in sorted(self.nodes.items()):
-            if ack.rejected:
-                result = "rejected"
-                detail = "; ".join(f"{k}: {r}" for k, r in ack.rejected.items())
-            elif self.answered(ack):
+            answers = {key: self._answer(ack, key) for key in self._expected}
+            rejected = {k: a[2] for k, a in answers.items() if a is not None and not a[1]}
+            if rejected:
+                result, detail = "rejected", "; ".join(f"{k}: {r}" for k, r in rejected.items())
+            elif all(answers.values()):
                 result, detail = "applied", ""
             else:
                 result, detail = "silent", "no answer before the timeout"
             clean = clean and result == "applied"
-            when = f"{ack.last * 1000:.0f} ms" if result != "silent" else "-"
+            took = max((a[3] for a in answers.values() if a is not None), default=0.0)
+            when = f"{took * 1000:.0f} ms" if result != "silent" else "-"
             lines.append(f"{node:<32} {ack.role:<8} {result:<9} {when} {detail}".rstrip())
         return "\n".join(lines), clean

@@ -138,7 +138,7 @@ async def _write(
     complete = await collector.wait(args.timeout)
     table, clean = collector.report()
     print(table)
-    took = max((a.last for a in collector.nodes.values()), default=0.0)
+    took = collector.last_answer()
     state = "every live node applied it" if clean else "NOT applied everywhere"
     print(f"{len(collector.nodes)} nodes; {state}; last answer after {took * 1000:.0f} ms")
     return 0 if clean and complete else 4

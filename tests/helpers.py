@@ -9,12 +9,24 @@ from typing import Any
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (another process may still take it later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 right now, never the same one twice in a session.
+
+    A port is released as soon as it is handed out, so the kernel may offer it again
+    before the process meant to bind it does: remembering them keeps two children of
+    one test from being given the same port.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+
 
 
 class NonLoopbackSocket(RuntimeError):

@@ -18,6 +18,15 @@ class Endpoint:
     zone: str
     meta: dict[str, str] = field(hash=False, compare=False)
     since: float = 0.0  # monotonic time it entered its state: slow start counts from here
+    version: str = ""
+
+    def label(self, key: str) -> str | None:
+        """A subset key's value here: `version` and `zone` are labels like the metadata."""
+        if key == "version" and self.version:
+            return self.version
+        if key == "zone" and self.zone:
+            return self.zone
+        return self.meta.get(key)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -26,7 +35,9 @@ class Endpoint:
 
 def of(member: Member) -> Endpoint:
     r = member.record
-    return Endpoint(r.service, r.instance, r.host, r.port, r.weight, r.zone, r.meta, member.since)
+    return Endpoint(
+        r.service, r.instance, r.host, r.port, r.weight, r.zone, r.meta, member.since, r.version
+    )
 
 
 def by_service(view: View) -> dict[str, tuple[Endpoint, ...]]:

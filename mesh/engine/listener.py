@@ -24,20 +24,27 @@ class Listener:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, serve: bool = True) -> None:
+        """Bind (a taken port fails here); with `serve=False`, accept only after serve()."""
         self._server = await self.engine.loop.create_server(
             self.engine.protocol,
             self.host,
             self.port,
             reuse_port=self.reuse_port or None,
             backlog=2048,
+            start_serving=serve,
         )
         for sock in self._server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 self.port = sock.getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep(), name="engine-sweep")
 
+    async def serve(self) -> None:
+        if self._server is not None:
+            await self._server.start_serving()
+
     async def _sweep(self) -> None:
+
         while True:
             await asyncio.sleep(_SWEEP_EVERY)
             self.engine.sweep()
