@@ -100,7 +100,6 @@ class PolicyFeed:
                 log.exception("policy watch failed; retrying")
                 await asyncio.sleep(RETRY_OPEN)
 
-
     async def _restart_watch(self) -> None:
         if self._watch is not None:
             await self._watch.stop()

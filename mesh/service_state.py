@@ -89,7 +89,6 @@ class ServiceState:
             self._candidates
             if not subset
             else [e for e in self._candidates if all(e.label(k) == v for k, v in subset)]
-
         )
         entry = self._balancers.get(subset)
         balancer = entry[0] if entry else make_balancer(self.policy.balance)

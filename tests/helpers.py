@@ -28,7 +28,6 @@ def free_port() -> int:
             return port
 
 
-
 class NonLoopbackSocket(RuntimeError):
     """A test tried to bind or connect outside 127.0.0.0/8 (or ::1).
 
