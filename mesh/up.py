@@ -13,12 +13,15 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from mesh import config, runtime
 from mesh.errors import MeshError
 from mesh.process import die_with_parent
 
 STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
+# The example policies ship beside the packages (a sibling of mesh/, installed or not).
+EXAMPLES = Path(__file__).resolve().parent.parent / "policies" / "examples"
 
 
 @dataclass
@@ -42,6 +45,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     parser.add_argument("--instances", type=int, default=3, help="instances of `hello` (3)")
     parser.add_argument(
         "--ready-timeout", type=float, default=20.0, help="seconds to wait for the mesh to be ready"
+    )
+    parser.add_argument(
+        "--policies",
+        default=str(EXAMPLES),
+        help="policy documents to apply once the mesh is up ('' = none; default: the examples)",
     )
     parser.set_defaults(func=main)
 
@@ -158,7 +166,8 @@ async def _up(args: argparse.Namespace, settings: config.Settings) -> int:
         await asyncio.to_thread(
             _wait_ready, args.admin, args.instances, children, args.ready_timeout
         )
-        _print_banner(rows, args.listen, args.admin)
+        applied = await asyncio.to_thread(_apply_policies, args.policies, env)
+        _print_banner(rows, args.listen, args.admin, url, applied)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -184,11 +193,33 @@ async def _watch(children: list[Child], stop: asyncio.Event) -> None:
         await asyncio.sleep(0.5)
 
 
-def _print_banner(rows: list[tuple[str, str]], listen: str, admin: str) -> None:
+def _apply_policies(folder: str, env: dict[str, str]) -> str:
+    """`mesh policy apply -f folder` against the new mesh; a line for the banner."""
+    if not folder:
+        return ""
+    result = subprocess.run(
+        [sys.executable, "-m", "mesh", "policy", "apply", "-f", folder],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        return f"policies from {folder} NOT applied: {result.stderr.strip()[:300]}"
+    written = sum(line.startswith("wrote ") for line in result.stdout.splitlines())
+    return f"{written} policy documents applied from {folder} (see: mesh policy list)"
+
+
+def _print_banner(
+    rows: list[tuple[str, str]], listen: str, admin: str, url: str, applied: str
+) -> None:
     width = max(len(label) for label, _ in rows)
     print("natsmesh is up:\n")
     for label, where in rows:
         print(f"  {label:<{width}}  {where}")
+    if applied:
+        print(f"\n{applied}")
+    print(f"\nFor other mesh commands in another terminal:\n  export MESH_NATS_URL={url}")
     print(
         "\nTry:\n"
         f"  curl http://{listen}/hello/            # path routing; run it a few times\n"

@@ -72,6 +72,7 @@ def test_mesh_up_serves_three_instances_and_ctrl_c_leaves_nothing(tmp_path: Path
             assert time.monotonic() < deadline, banner.decode()
         text = banner.decode()
         assert f"curl http://127.0.0.1:{port}/hello/" in text
+        assert "7 policy documents applied from" in text  # the examples
         children = descendants(up.pid)
         assert len(children) >= 10  # nats-server, gateway (+workers), 4 services, 4 agents
 
@@ -93,6 +94,26 @@ def test_mesh_up_serves_three_instances_and_ctrl_c_leaves_nothing(tmp_path: Path
         assert answer["upstream"]["status"] == 200
         assert answer["upstream"]["body"]["instance"].startswith("hello-")
         assert answer["upstream"]["body"]["path"] == "/via"
+        # The README's live change: a route applied from another terminal, at once.
+        url = text.split("export MESH_NATS_URL=", 1)[1].split()[0]
+        route = tmp_path / "greet.yaml"
+        route.write_text(
+            "kind: Route\nname: greet\nmatch: {path_prefix: /greet}\n"
+            "rewrite: {replace_prefix: /}\nto: [{service: hello}]\n"
+        )
+        applied = subprocess.run(
+            [sys.executable, "-m", "mesh", "policy", "apply", "-f", str(route), "--wait"],
+            env={**os.environ, "MESH_NATS_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "every live node applied it" in applied.stdout, applied.stdout + applied.stderr
+        client = Client(port)
+        status, _, body = client.request("GET", "/greet/anything")
+        client.close()
+        assert status == 200
+        assert json.loads(body)["path"] == "/anything"
 
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
