@@ -1,9 +1,10 @@
-"""The admin HTTP app shared by gateway and agent: /healthz, /metrics, /mesh/members."""
+"""The admin HTTP app of gateway and agent: /healthz, /metrics, /mesh/members, /mesh/upstreams."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -14,7 +15,11 @@ HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
 
 
 def build(
-    *, registry: CollectorRegistry, view: Callable[[], View], health: HealthCheck
+    *,
+    registry: CollectorRegistry,
+    view: Callable[[], View],
+    health: HealthCheck,
+    upstreams: Callable[[], object] | None = None,
 ) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         ok, detail = health()
@@ -32,10 +37,15 @@ def build(
             body=roster.to_json(view(), clock.monotonic()), content_type="application/json"
         )
 
+    async def upstream_state(request: web.Request) -> web.Response:
+        body = upstreams() if upstreams is not None else {}
+        return web.Response(body=msgspec.json.encode(body), content_type="application/json")
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/mesh/members", members)
+    app.router.add_get("/mesh/upstreams", upstream_state)
     return app
 
 

@@ -163,7 +163,31 @@ class Directory:
             if members is not None:
                 state.refresh(members.everyone, members.routable, now)
 
+    def describe(self, now: float) -> dict[str, object]:
+        """Every service this node has called: its instances as the balancer sees them."""
+        out: dict[str, object] = {}
+        for name, state in sorted(self._states.items()):
+            members = self._members.get(name)
+            everyone = members.everyone if members else ()
+            out[name] = {
+                "algorithm": state.policy.balance.algorithm,
+                "panicking": state.panicking,
+                "in_flight": state.limit.active,
+                "max_requests": state.limit.limit,
+                "instances": [
+                    {
+                        "instance": e.instance,
+                        "address": f"{e.host}:{e.port}",
+                        "healthy": members is not None and e.instance in members.routable,
+                        "ejected": state.ejections.is_ejected(e.instance, now),
+                    }
+                    for e in everyone
+                ],
+            }
+        return out
+
     def ejected_counts(self) -> dict[str, int]:
+
         return {name: state.ejections.count for name, state in self._states.items()}
 
     def _addresses(self) -> set[tuple[str, int]]:

@@ -74,6 +74,7 @@ class Forwarding:
             "mesh_ejections_active", "Instances ejected here.", ("service",), self._ejected
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        node.upstreams = lambda: self.directory.describe(clock.monotonic())
 
     def _fallback(self, request: Request) -> Routed:
         return self.engine.default_router(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
@@ -40,6 +40,9 @@ class Node:
         )
         self.announcer = Announcer(self.bus, record)
         self._admin: web.AppRunner | None = None
+        # The forwarding path's state for /mesh/upstreams, when this node has one.
+        self.upstreams: Callable[[], object] | None = None
+
         self.metrics.gauge(
             "mesh_members",
             "Members in this node's view.",
@@ -71,7 +74,12 @@ class Node:
         await self.announcer.start()
 
     async def serve_admin(self, host: str, port: int, health: admin.HealthCheck) -> int:
-        app = admin.build(registry=self.registry, view=lambda: self.view, health=health)
+        app = admin.build(
+            registry=self.registry,
+            view=lambda: self.view,
+            health=health,
+            upstreams=lambda: self.upstreams() if self.upstreams else {},
+        )
         self._admin, bound = await admin.serve(app, host, port)
         return bound
 

@@ -18,7 +18,7 @@ ACK_SUBJECT = f"{subjects.PREFIX}.events.policy.>"
 @dataclass
 class NodeAck:
     role: str
-    # key -> (revision, applied?, reason, seconds after the write): every answer heard,
+    # key -> (revision, applied?, reason, monotonic time it arrived): every answer heard,
     # kept from before the write's revisions are known (a fast node answers that soon).
     answers: dict[str, tuple[int, bool, str, float]] = field(default_factory=dict)
 
@@ -58,8 +58,7 @@ class AckCollector:
         if previous is not None and previous[0] > revision:
             return  # an answer about an older revision, arriving late
         applied = event.kind == "policy.applied"
-        took = time.monotonic() - self._written_at
-        ack.answers[key] = (revision, applied, event.detail.get("reason", ""), took)
+        ack.answers[key] = (revision, applied, event.detail.get("reason", ""), time.monotonic())
         self._changed.set()
 
     def _answer(self, ack: NodeAck, key: str) -> tuple[int, bool, str, float] | None:
@@ -86,7 +85,7 @@ class AckCollector:
     def last_answer(self) -> float:
         """Seconds from the write to the last awaited answer."""
         times = [
-            answer[3]
+            answer[3] - self._written_at
             for ack in self.nodes.values()
             for key in self._expected
             if (answer := self._answer(ack, key)) is not None
@@ -107,7 +106,9 @@ class AckCollector:
             else:
                 result, detail = "silent", "no answer before the timeout"
             clean = clean and result == "applied"
-            took = max((a[3] for a in answers.values() if a is not None), default=0.0)
+            took = max(
+                (a[3] - self._written_at for a in answers.values() if a is not None), default=0.0
+            )
             when = f"{took * 1000:.0f} ms" if result != "silent" else "-"
             lines.append(f"{node:<32} {ack.role:<8} {result:<9} {when} {detail}".rstrip())
         return "\n".join(lines), clean

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from typing import TYPE_CHECKING
-
 from mesh import errors
-from mesh.balance.balancer import Balancer
 from mesh.balance.endpoint import Endpoint
 from mesh.balance.keys import hash_key
 from mesh.engine import replies
 from mesh.engine.failover import Failover
-from mesh.engine.headers import Header, forward_request_head, render
-from mesh.engine.request import Request
-from mesh.engine.response import NO_BODY_STATUS, client_head, interim_head, switching_head
+from mesh.engine.headers import forward_request_head, render
+from mesh.engine.relay import Relay
+from mesh.engine.retrying import Retrying
 from mesh.engine.upstream import UpstreamConnection
 from mesh.resilience import outcome as outcomes
-from mesh.resilience.outcome import Outcome
-from mesh.service_state import ServiceState
-
-if TYPE_CHECKING:
-    from mesh.engine.engine import Engine, Routed
-    from mesh.engine.server import ClientConnection
 
 
-class Exchange:
+class Exchange(Relay, Retrying):
     """Drives one request: route, pick, connect, stream both ways, finish exactly once.
 
     Stages, in order: route (and its rate limit), concurrency limit, deadline, then
@@ -37,62 +26,7 @@ class Exchange:
     `retry_body_bytes`.
     """
 
-    __slots__ = (
-        "_attempt_start",
-        "_balancer",
-        "_connecting",
-        "_key",
-        "_try_timer",
-        "client",
-        "done",
-        "endpoint",
-        "engine",
-        "failover",
-        "flags",
-        "head",
-        "head_only",
-        "keep_alive",
-        "rechunk",
-        "request",
-        "request_id",
-        "response_started",
-        "routed",
-        "stale_retry",
-        "started",
-        "state",
-        "status",
-        "timer",
-        "upstream",
-        "upstream_delimited",
-    )
-
-    def __init__(self, client: ClientConnection, request: Request, engine: Engine) -> None:
-        self.client = client
-        self.request = request
-        self.engine = engine
-        self.head_only = request.method == b"HEAD"
-        self.done = False
-        self.response_started = False
-        self.keep_alive = request.keep_alive and not engine.draining
-        self.rechunk = False
-        self.upstream_delimited = True
-        self.status = 0
-        self.flags = "-"
-        self.head = b""  # the head as sent upstream, kept to send again on a retry
-        self.request_id = b""
-        self.stale_retry = False  # a retry on a fresh connection is still possible
-        self.routed: Routed | None = None
-        self.state: ServiceState | None = None
-        self.failover: Failover | None = None
-        self.endpoint: Endpoint | None = None
-        self._balancer: Balancer | None = None
-        self._attempt_start = 0.0
-        self._try_timer: asyncio.TimerHandle | None = None
-        self._key: bytes | None = None
-        self.upstream: UpstreamConnection | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.started = engine.loop.time()
-        self._connecting: asyncio.Task[None] | None = None
+    __slots__ = ()
 
     # --- start ---
 
@@ -225,132 +159,6 @@ class Exchange:
         if self.upstream is not None and self.request.chunked:
             self.upstream.write(b"0\r\n%s\r\n" % render(self.request.trailers))
 
-    # --- ResponseListener ---
-
-    def on_interim(self, status: int, reason: bytes, headers: list[Header]) -> None:
-        if self.request.version == b"1.1":  # HTTP/1.0 clients cannot take a 1xx
-            self.client.write(interim_head(status, reason, headers))
-
-    def on_response_head(
-        self, status: int, reason: bytes, headers: list[Header], upgrade: bool
-    ) -> None:
-        request = self.request
-        if status == 101:
-            self._switch(reason, headers, upgrade)
-            return
-        if self._try_timer is not None:
-            self._try_timer.cancel()
-            self._try_timer = None
-        outcome = outcomes.response(status)
-        if status >= 500 and self._retry_instead(outcome):
-            return
-        self._observe(outcome)
-        if request.upgrade:
-            # Declined: what the client sent after its request was meant for the new
-            # protocol; it never reaches the upstream, and the connection ends here.
-            request.discard()
-            self.keep_alive = False
-        if self.engine.draining or not request.complete:
-            # An answer before the end of the body usually means the rest will not be
-            # read: the connection is announced to end with it (see on_response_end).
-            self.keep_alive = False
-        try:
-            head = client_head(
-                request.version,
-                status,
-                reason,
-                headers,
-                bodiless=self.head_only or status in NO_BODY_STATUS,
-                keep_alive=self.keep_alive,
-            )
-        except errors.UpstreamProtocolError as exc:
-            self.fail(exc)
-            return
-        self.status = status
-        self.response_started = True
-        self.rechunk = head.rechunk
-        self.upstream_delimited = head.delimited
-        self.keep_alive = head.keep_alive
-        self.client.write(head.data)
-
-    def _switch(self, reason: bytes, headers: list[Header], upgrade: bool) -> None:
-        """A 101: from here on bytes flow as they are, both ways, until a side closes."""
-        conn = self.upstream
-        if not (self.request.upgrade and upgrade) or conn is None:
-            self.fail(errors.UpstreamProtocolError("101 without an agreed upgrade"))
-            return
-        self.status = 101
-        self.response_started = True
-        if self.timer is not None:  # a tunnel lives as long as both sides want it
-            self.timer.cancel()
-            self.timer = None
-        self.client.write(switching_head(reason, headers))
-        self.request.drain_to(conn.write, _nothing)
-        self.client.set_reading(True, reason="body")
-
-    def on_response_body(self, chunk: bytes) -> None:
-        if self.rechunk:
-            self.client.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        else:
-            self.client.write(chunk)
-
-    def on_response_end(self, trailers: list[Header], reusable: bool) -> None:
-        self._end_attempt(ok=self.status < 500)
-        if self.rechunk:
-            self.client.write(b"0\r\n%s\r\n" % render(trailers))
-        conn, self.upstream = self.upstream, None
-        request = self.request
-        if conn is not None:
-            if reusable and request.complete:
-                self.engine.pools.give_back(conn, self.engine.loop.time())
-            else:
-                conn.close()
-        if not request.complete:
-            # The upstream answered before the body ended; the rest of it is not worth
-            # reading, and the connection cannot carry another request after it.
-            request.discard()
-            self.keep_alive = False
-        self._finish()
-
-    def on_upgraded(self, data: bytes) -> None:
-        self.client.write(data)
-
-    def on_upstream_lost(self, exc: Exception | None) -> None:
-        if self.done:
-            return
-        conn, self.upstream = self.upstream, None
-        if self.status == 101:
-            self.client.close()
-            self._finish()
-        elif self.response_started:
-            if not self.upstream_delimited and exc is None:
-                self.on_response_end([], reusable=False)  # a read-to-close body ends here
-            elif isinstance(exc, errors.ProxyError):
-                self.fail(exc)
-            else:
-                self.fail(errors.UpstreamReset("upstream closed mid-response"))
-        elif self.stale_retry and self.request.resendable and conn and not conn.answered:
-            self.stale_retry = False
-            self.client.set_reading(False, reason="upstream")  # until the body can flow again
-            endpoint = self.endpoint
-            assert endpoint is not None
-            self.engine.metrics.attempt(endpoint.service, "stale_connection_retried")
-            timeout = self.failover.connect_timeout if self.failover else 1.0
-            self._connecting = self.engine.loop.create_task(self._open(endpoint, timeout))
-
-        elif isinstance(exc, errors.UpstreamProtocolError):
-            self._attempt_failed(outcomes.RESET, exc)
-        elif isinstance(exc, errors.ProxyError):
-            self.fail(exc)
-        else:
-            why = f" ({type(exc).__name__})" if exc else ""
-            self._attempt_failed(
-                outcomes.RESET, errors.UpstreamReset(f"upstream closed before responding{why}")
-            )
-
-    def on_upstream_writable(self, writable: bool) -> None:
-        self.client.set_reading(writable, reason="upstream")
-
     # --- client flow control ---
 
     def client_writable(self, writable: bool) -> None:
@@ -368,64 +176,6 @@ class Exchange:
         failover = self.failover
         timeout = failover.deadline - self.started if failover else self.engine.request_timeout
         self.fail(errors.UpstreamTimeout(f"no complete response within {timeout:g} s"))
-
-    def _try_timed_out(self) -> None:
-        self._try_timer = None
-        if not self.response_started and not self.done:
-            self._attempt_failed(outcomes.TIMEOUT, errors.UpstreamTimeout("per-try timeout"))
-
-    # --- failover ---
-
-    def _observe(self, outcome: Outcome) -> None:
-        """Tell outlier detection (and, through it, the mesh) how the attempt went."""
-        endpoint, state = self.endpoint, self.state
-        if endpoint is not None and state is not None:
-            self.engine.directory.observe(state, endpoint, outcome, self.engine.loop.time())
-
-    def _end_attempt(self, *, ok: bool) -> None:
-        balancer, endpoint = self._balancer, self.endpoint
-        self._balancer = None
-        if self._try_timer is not None:
-            self._try_timer.cancel()
-            self._try_timer = None
-        if balancer is not None and endpoint is not None:
-            now = self.engine.loop.time()
-            with contextlib.suppress(KeyError):  # it left the balancer's set meanwhile
-                balancer.on_end(endpoint, now, now - self._attempt_start, ok)
-
-    def _retry_instead(self, outcome: Outcome) -> bool:
-        """A failure before the client saw anything: try another instance if allowed."""
-        failover, request = self.failover, self.request
-        if failover is None or request.upgrade or not request.resendable or self.done:
-            return False
-        delay = failover.next_delay(outcome, self.engine.loop.time(), self.engine.rng)
-        if delay is None:
-            return False
-        self._observe(outcome)
-        self._end_attempt(ok=False)
-        self._release_upstream(abort=True)
-        self.client.set_reading(False, reason="upstream")  # until the body can flow again
-        self.engine.metrics.attempt(self.routed.service if self.routed else "", "retried")
-        self._try_timer = self.engine.loop.call_later(delay, self._attempt)
-        return True
-
-    def _attempt_failed(self, outcome: Outcome, error: errors.ProxyError) -> None:
-        if self.done:
-            return
-        if self._retry_instead(outcome):
-            return
-        self._observe(outcome)
-        failover = self.failover
-        if failover is not None and failover.retries:
-            error = self._located(error)
-            error = errors.RetriesExhausted(error, len(failover.tried))
-        self.fail(error)
-
-    def _located(self, error: errors.ProxyError) -> errors.ProxyError:
-        endpoint = self.endpoint
-        if endpoint is not None and not error.instance:  # say which instance was tried
-            error.service, error.instance = endpoint.service, endpoint.instance
-        return error
 
     def fail(self, error: errors.ProxyError) -> None:
         """End with a proxy-made response, or by cutting the client if one already started."""
@@ -496,7 +246,3 @@ class Exchange:
             self.engine.loop.time() - self.started,
         )
         self.client.exchange_done(self)
-
-
-def _nothing() -> None:
-    """The end of a tunnel's client side is its close, not a message boundary."""

@@ -120,8 +120,8 @@ class Request:
 
     @property
     def resendable(self) -> bool:
-        """Everything forwarded so far can be sent again (see keep)."""
-        return self.kept is not None or not self.has_body
+        """Everything forwarded so far can be sent again (see keep), or nothing was yet."""
+        return self.kept is not None or not self.has_body or self.sink is None
 
     def feed(self, chunk: bytes) -> None:
         self.body_seen += len(chunk)
