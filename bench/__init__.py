@@ -1,0 +1,1 @@
+"""Benchmarks: natsmesh's forwarding engine against nginx, HAProxy and a bare relay."""

@@ -1,0 +1,338 @@
+"""Failover benchmark: how long a dead or hung instance stays in anyone's view, and who notices.
+
+    python -m bench.failover              # 4 scenarios x 5 runs
+    python -m bench.failover --runs 2     # quicker
+
+For kill -9 and for a hung instance (SIGSTOP), each measured twice: with no traffic,
+where only heartbeat silence (or the agent's health check) can tell, and under load
+through a gateway and an agent's outbound proxy, where the forwarding path's evidence
+travels mesh-wide. "Out of every view" means no node observed (the gateway, the calling
+agent, the other instances' agents) would route to it any more: unroutable in its view
+or ejected. Client-visible errors are the failed requests of the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.console import BenchError, say
+from bench.loopback import free_port, http_get, wait_until
+from bench.processes import Processes, sigterm_as_exit
+from bench.results import environment, write_results
+from bench.tables import table
+from mesh.config import load as load_settings
+from mesh.natsserver import NatsServer, find_binary
+
+SCENARIOS = ("kill9-quiet", "kill9-load", "hung-quiet", "hung-load")
+MESH = [sys.executable, "-m", "mesh"]
+# Hung instances answer nothing: a per-try timeout lets callers give up on them (and
+# count it as evidence); without one they wait for the whole request timeout.
+ENV = {"MESH_PER_TRY_TIMEOUT": "0.3", "MESH_LOG_LEVEL": "warning"}
+
+
+@dataclass
+class Node:
+    label: str
+    admin: int
+
+
+@dataclass
+class Instance:
+    name: str
+    port: int
+    service: Any
+    agent: Any
+    node: Node
+
+
+@dataclass
+class Load:
+    """Two bounded request loops (gateway, agent outbound) counting what clients saw."""
+
+    gateway: int
+    outbound: int
+    rate: float
+    ok: int = 0
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for port, proxied in ((self.gateway, False), (self.outbound, True)):
+            thread = threading.Thread(target=self._loop, args=(port, proxied), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _loop(self, port: int, proxied: bool) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        target = "http://hello/bench" if proxied else "/hello/bench"
+        gap = 1.0 / self.rate
+        deadline = time.monotonic() + 60  # bounded even if the run never ends
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn.request("GET", target)
+                response = conn.getresponse()
+                response.read()
+                if response.status == 200:
+                    self.ok += 1
+                else:
+                    self.errors.append(f"{response.status} {response.getheader('x-mesh-flags')}")
+                if response.will_close:
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                self.errors.append(type(exc).__name__)
+                conn.close()
+            time.sleep(gap)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+
+def out_of_view(node: Node, instance: str) -> bool:
+    """True once `node` would not route to `instance` (unroutable or ejected)."""
+    _, body = http_get(node.admin, "/mesh/members", timeout=1)
+    member = next((m for m in json.loads(body)["members"] if m["instance"] == instance), None)
+    if member is None or not member["routable"]:
+        return True
+    _, body = http_get(node.admin, "/mesh/upstreams", timeout=1)
+    hello = json.loads(body).get("hello", {"instances": []})
+    return any(i["instance"] == instance and i["ejected"] for i in hello["instances"])
+
+
+def start_instance(procs: Processes, name: str) -> Instance:
+    port, admin, outbound = free_port(), free_port(), free_port()
+    common = ["--service", "hello", "--port", str(port)]
+    service = procs.start(name, [*MESH, "demo-service", *common, "--instance-id", name], env=ENV)
+    agent = procs.start(
+        f"{name}-agent",
+        [
+            *MESH,
+            "agent",
+            *common,
+            "--admin-port",
+            str(admin),
+            "--outbound",
+            f"127.0.0.1:{outbound}",
+            "--instance-id",
+            f"{name}-agent",
+        ],
+        env=ENV,
+    )
+    return Instance(name, port, service, agent, Node(f"{name}-agent", admin))
+
+
+def routable_everywhere(nodes: list[Node], instance: str) -> bool:
+    return all(not out_of_view(node, instance) for node in nodes)
+
+
+def one_run(
+    procs: Processes,
+    scenario: str,
+    victim: Instance,
+    others: list[Instance],
+    gateway: Node,
+    caller: Node,
+    caller_port: int,
+    rate: float,
+) -> dict[str, Any]:
+    observers = [gateway, caller, *(i.node for i in others)]
+    load = Load(procs_port(gateway), caller_port, rate) if scenario.endswith("load") else None
+    if load is not None:
+        load.start()
+        time.sleep(1.0)
+    struck = time.monotonic()
+    if scenario.startswith("kill9"):
+        victim.service.popen.send_signal(signal.SIGKILL)
+        victim.agent.popen.send_signal(signal.SIGKILL)
+    elif scenario == "hung-quiet":  # the whole instance freezes, agent included
+        victim.service.popen.send_signal(signal.SIGSTOP)
+        victim.agent.popen.send_signal(signal.SIGSTOP)
+    else:  # hung under load: the service freezes, its agent still checks it
+        victim.service.popen.send_signal(signal.SIGSTOP)
+    seen: dict[str, float] = {}
+    deadline = struck + 20
+    while len(seen) < len(observers) and time.monotonic() < deadline:
+        for node in observers:
+            if node.label not in seen and out_of_view(node, f"{victim.name}-agent"):
+                seen[node.label] = time.monotonic() - struck
+        time.sleep(0.005)
+    if load is not None:
+        time.sleep(1.0)
+        load.stop()
+    for popen in (victim.service.popen, victim.agent.popen):
+        popen.send_signal(signal.SIGCONT)
+        popen.send_signal(signal.SIGKILL)
+    return {
+        "scenario": scenario,
+        "first": min(seen.values(), default=float("nan")),
+        "every": max(seen.values()) if len(seen) == len(observers) else float("nan"),
+        "per_node": seen,
+        "requests": (load.ok + len(load.errors)) if load else 0,
+        "errors": load.errors if load else [],
+    }
+
+
+_GATEWAY_PORT: dict[int, int] = {}
+
+
+def procs_port(node: Node) -> int:
+    return _GATEWAY_PORT[node.admin]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(v for v in values if v == v)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per scenario (5)")
+    parser.add_argument("--rate", type=float, default=50.0, help="requests/s per path (50)")
+    args = parser.parse_args()
+    results: list[dict[str, Any]] = []
+    with sigterm_as_exit(), tempfile.TemporaryDirectory() as tmp:
+        server = NatsServer(find_binary(load_settings().nats_server_bin))
+        server.start_sync()
+        ENV["MESH_NATS_URL"] = server.url
+        try:
+            with Processes(Path(tmp)) as procs:
+                results = run_all(procs, args.runs, args.rate)
+        finally:
+            server.stop_sync()
+    report(results, args)
+    return 0
+
+
+def run_all(procs: Processes, runs: int, rate: float) -> list[dict[str, Any]]:
+    instances = [start_instance(procs, f"hello-{i}") for i in range(3)]
+    shop_port = free_port()
+    procs.start(
+        "shop", [*MESH, "demo-service", "--service", "shop", "--port", str(shop_port)], env=ENV
+    )
+    caller_admin, caller_port = free_port(), free_port()
+    procs.start(
+        "shop-agent",
+        [
+            *MESH,
+            "agent",
+            "--service",
+            "shop",
+            "--port",
+            str(shop_port),
+            "--admin-port",
+            str(caller_admin),
+            "--outbound",
+            f"127.0.0.1:{caller_port}",
+        ],
+        env=ENV,
+    )
+    gw_port, gw_admin = free_port(), free_port()
+    procs.start(
+        "gateway",
+        [
+            *MESH,
+            "gateway",
+            "--workers",
+            "1",
+            "--listen",
+            f"127.0.0.1:{gw_port}",
+            "--admin",
+            f"127.0.0.1:{gw_admin}",
+        ],
+        env=ENV,
+    )
+    gateway, caller = Node("gateway", gw_admin), Node("shop-agent", caller_admin)
+    _GATEWAY_PORT[gw_admin] = gw_port
+    results = []
+    serial = 3
+    for scenario in SCENARIOS:
+        for run in range(runs):
+            observers = [gateway, caller, *(i.node for i in instances)]
+            for instance in instances:
+                wait_until(
+                    f"{instance.name} routable",
+                    lambda i=instance, o=observers: routable_everywhere(o, f"{i.name}-agent"),
+                    timeout=30,
+                )
+            victim, others = instances[0], instances[1:]
+            say(f"{scenario} run {run + 1}/{runs}")
+            results.append(
+                one_run(procs, scenario, victim, others, gateway, caller, caller_port, rate)
+            )
+            instances = [*others, start_instance(procs, f"hello-{serial}")]
+            serial += 1
+            time.sleep(0.5)
+    return results
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    rows = []
+    summary = {}
+    for scenario in SCENARIOS:
+        runs = [r for r in results if r["scenario"] == scenario]
+        every = [r["every"] for r in runs]
+        first = [r["first"] for r in runs]
+        errors = sum(len(r["errors"]) for r in runs)
+        requests = sum(r["requests"] for r in runs)
+        summary[scenario] = {
+            "first_p50": percentile(first, 0.5),
+            "every_p50": percentile(every, 0.5),
+            "every_p99": percentile(every, 0.99),
+            "errors": errors,
+            "requests": requests,
+        }
+        s = summary[scenario]
+        rows.append(
+            [
+                scenario,
+                str(len(runs)),
+                f"{s['first_p50'] * 1000:.0f}",
+                f"{s['every_p50'] * 1000:.0f}",
+                f"{s['every_p99'] * 1000:.0f}",
+                f"{errors}/{requests}" if requests else "-",
+            ]
+        )
+    print()
+    print(
+        table(
+            ["scenario", "runs", "first ms p50", "every ms p50", "every ms p99", "client errors"],
+            rows,
+        )
+    )
+    print(
+        "\nquiet = no traffic (heartbeats / health checks only); load = requests through a "
+        "gateway and an agent (evidence path)."
+    )
+    path = write_results(
+        "failover",
+        {
+            "environment": environment({}),
+            "runs": args.runs,
+            "rate": args.rate,
+            "summary": summary,
+            "results": results,
+        },
+    )
+    say(f"results written to {path}")
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"bench.failover: {exc}", file=sys.stderr)
+        sys.exit(1)

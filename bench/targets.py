@@ -1,0 +1,281 @@
+"""What the proxy benchmark drives: the fixed upstream and each proxy in front of it.
+
+Every process binds 127.0.0.1 only and runs from a config file in the benchmark's
+temporary folder (no system service is touched). Each proxy runs one worker pinned to
+the proxy core; the upstream and the mesh's helpers (nats-server, agent) share the load
+core with wrk, so the proxy core does nothing but proxy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.console import BenchError, say
+from bench.cores import Cores, pin_threads, pinned
+from bench.loopback import free_port, http_get, wait_until
+from bench.processes import Processes
+from mesh.natsserver import NatsServer, find_binary
+
+SERVICE = "bench"  # the mesh service name; also the first path segment of every URL
+SMALL_BODY = b"hello, world\n"  # 13 bytes
+LARGE_SIZE = 64 * 1024
+PATHS = {"small": f"/{SERVICE}/small", "64k": f"/{SERVICE}/64k"}
+_STARTUP = 15.0  # seconds a process gets to start answering
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Something wrk can be pointed at; `pid` is the process (tree) whose CPU is measured."""
+
+    name: str
+    label: str
+    port: int
+    pid: int
+    cpus: str
+
+    def url(self, size: str) -> str:
+        return f"http://127.0.0.1:{self.port}{PATHS[size]}"
+
+
+def _ready(port: int, size: str = "small") -> bool:
+    status, body = http_get(port, PATHS[size])
+    expected = SMALL_BODY if size == "small" else None
+    return status == 200 and (body == expected or len(body) == LARGE_SIZE)
+
+
+def _verify(port: int, name: str) -> None:
+    """Both sizes answer 200 with the whole body: a broken config must fail before timing."""
+    for size in PATHS:
+        if not _ready(port, size):
+            raise BenchError(f"{name} does not relay {PATHS[size]} correctly")
+
+
+# --- the fixed upstream --------------------------------------------------------------
+
+# Serves the same answers on /small and /bench/small (and 64k): the gateway strips the
+# service segment, the other proxies forward the path as it is.
+_UPSTREAM_CONF = """\
+worker_processes 1;
+daemon off;
+pid {dir}/upstream.pid;
+error_log stderr warn;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/upstream-body;
+    proxy_temp_path {dir}/upstream-proxy;
+    # The default closes a keep-alive connection every 1000 requests; proxies would then
+    # spend part of each run reconnecting.
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location = /healthz {{ return 200 "ok\\n"; }}
+        location = /small {{ return 200 "hello, world\\n"; }}
+        location = /{service}/small {{ return 200 "hello, world\\n"; }}
+        # 64 KiB from a file: nginx caps a config token at 4 KiB, so `return` cannot hold it.
+        location = /64k {{ alias {dir}/64k.bin; }}
+        location = /{service}/64k {{ alias {dir}/64k.bin; }}
+    }}
+}}
+"""
+
+
+def start_upstream(procs: Processes, workdir: Path, nginx: str, cpus: str) -> Target:
+    port = free_port()
+    (workdir / "64k.bin").write_bytes(b"x" * LARGE_SIZE)
+    conf = workdir / "upstream.conf"
+    conf.write_text(_UPSTREAM_CONF.format(dir=workdir, port=port, service=SERVICE))
+    child = procs.start("upstream", pinned([nginx, "-p", str(workdir), "-c", str(conf)], cpus))
+    wait_until("the upstream nginx", lambda: _ready(port), timeout=_STARTUP, processes=procs)
+    _verify(port, "the upstream")
+    return Target("direct", "direct (no proxy)", port, child.pid, cpus)
+
+
+# --- nginx as a proxy ----------------------------------------------------------------
+
+_NGINX_PROXY_CONF = """\
+worker_processes 1;
+daemon off;
+pid {dir}/nginx-proxy.pid;
+error_log stderr warn;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/proxy-body;
+    proxy_temp_path {dir}/proxy-proxy;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    upstream {service} {{
+        server 127.0.0.1:{upstream};
+        keepalive 256;  # idle upstream connections kept: more than the largest wrk -c
+        keepalive_requests 10000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://{service};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";  # HTTP/1.1 keep-alive to the upstream
+            # What the natsmesh gateway adds too, so every proxy does the same job.
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Request-ID $request_id;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(procs: Processes, workdir: Path, nginx: str, upstream: int, cpus: str) -> Target:
+    port = free_port()
+    conf = workdir / "nginx-proxy.conf"
+    conf.write_text(
+        _NGINX_PROXY_CONF.format(dir=workdir, port=port, upstream=upstream, service=SERVICE)
+    )
+    child = procs.start("nginx", pinned([nginx, "-p", str(workdir), "-c", str(conf)], cpus))
+    wait_until("nginx", lambda: _ready(port), timeout=_STARTUP, processes=procs)
+    _verify(port, "nginx")
+    return Target("nginx", "nginx proxy_pass, keepalive", port, child.pid, cpus)
+
+
+# --- HAProxy -------------------------------------------------------------------------
+
+_HAPROXY_CONF = """\
+global
+    nbthread 1
+    maxconn 4096  # well above the largest wrk -c; HAProxy needs 2 fds per connection
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    option forwardfor
+
+frontend {service}
+    bind 127.0.0.1:{port}
+    # What the natsmesh gateway adds too, so every proxy does the same job.
+    unique-id-format %{{+X}}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid
+    http-request set-header X-Request-ID %[unique-id]
+    http-request set-header X-Forwarded-Proto http
+    default_backend upstream
+
+backend upstream
+    http-reuse always
+    server up 127.0.0.1:{upstream}
+"""
+
+
+def start_haproxy(
+    procs: Processes, workdir: Path, haproxy: str, upstream: int, cpus: str
+) -> Target:
+    port = free_port()
+    conf = workdir / "haproxy.cfg"
+    conf.write_text(_HAPROXY_CONF.format(port=port, upstream=upstream, service=SERVICE))
+    # -db: stay in the foreground, one process, so the group stop reaches it.
+    child = procs.start("haproxy", pinned([haproxy, "-db", "-f", str(conf)], cpus))
+    wait_until("HAProxy", lambda: _ready(port), timeout=_STARTUP, processes=procs)
+    _verify(port, "HAProxy")
+    return Target("haproxy", "HAProxy, http-reuse always", port, child.pid, cpus)
+
+
+# --- the bare relay ------------------------------------------------------------------
+
+
+def start_passthrough(procs: Processes, upstream: int, cpus: str) -> Target:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bench.passthrough",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--upstream",
+        f"127.0.0.1:{upstream}",
+    ]
+    child = procs.start("passthrough", pinned(command, cpus))
+    wait_until("the passthrough relay", lambda: _ready(port), timeout=_STARTUP, processes=procs)
+    _verify(port, "the passthrough relay")
+    return Target("passthrough", "asyncio+uvloop byte relay", port, child.pid, cpus)
+
+
+# --- natsmesh ------------------------------------------------------------------------
+
+
+def start_nats(stack: contextlib.ExitStack, cores: Cores) -> NatsServer:
+    """A private nats-server (JetStream on, as the gateway expects) on the load core."""
+    nats = NatsServer(find_binary(os.environ.get("MESH_NATS_SERVER_BIN")))
+    nats.start_sync()
+    stack.callback(nats.stop_sync)
+    if nats.pid is not None:
+        pin_threads(nats.pid, cores.load)  # NatsServer starts it itself: pin afterwards
+    return nats
+
+
+def start_natsmesh(
+    procs: Processes, nats_url: str, upstream: int, cores: Cores, workers: int
+) -> Target:
+    """An agent announcing the upstream as service `bench`, and a gateway routing to it.
+
+    One worker is pinned to the proxy core like every other proxy; with more workers the
+    gateway gets both cores (it could not spread over one), sharing the load core with wrk.
+    """
+    env = {"MESH_NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
+    mesh = [sys.executable, "-m", "mesh"]
+    agent = [
+        *mesh,
+        "agent",
+        "--service",
+        SERVICE,
+        "--port",
+        str(upstream),
+        "--admin-port",
+        "0",
+        "--outbound",
+        "",
+        "--instance-id",
+        "bench-upstream",
+    ]
+    procs.start("agent", pinned(agent, cores.load), env=env)
+    port, admin = free_port(), free_port()
+    gateway = [
+        *mesh,
+        "gateway",
+        "--workers",
+        str(workers),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--admin",
+        f"127.0.0.1:{admin}",
+    ]
+    cpus = cores.proxy if workers == 1 else cores.both
+    child = procs.start("gateway", pinned(gateway, cpus), env=env)
+
+    def routable() -> bool:
+        status, body = http_get(admin, "/mesh/members")
+        members = json.loads(body).get("members", []) if status == 200 else []
+        return any(m["service"] == SERVICE and m["routable"] for m in members)
+
+    wait_until("the gateway to see the upstream routable", routable, timeout=30, processes=procs)
+    if workers > 1:
+        # Each worker has its own view: wait until requests, spread over them, all succeed.
+        wait_until(
+            "every gateway worker to route",
+            lambda: all(_ready(port) for _ in range(8 * workers)),
+            timeout=30,
+            processes=procs,
+        )
+    _verify(port, "the natsmesh gateway")
+    label = f"natsmesh gateway ({workers} worker{'s' if workers > 1 else ''})"
+    say(f"natsmesh gateway on :{port} (admin :{admin}), NATS {nats_url}")
+    return Target("natsmesh", label, port, child.pid, cpus)
