@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 
 from mesh.balance.endpoint import Endpoint, of
@@ -126,10 +126,24 @@ class Directory:
         state = self.state(service)
         if state is None:
             raise NoRoute(f"no service named {service!r}", service=service)
-        endpoint = state.pick(rng or _RNG, now, subset, frozenset(exclude), key)
+        return self.pick_from(state, rng or _RNG, now, subset, frozenset(exclude), key)
+
+    def pick_from(
+        self,
+        state: ServiceState,
+        rng: random.Random,
+        now: float,
+        subset: tuple[tuple[str, str], ...],
+        exclude: Set[str],
+        key: bytes | None,
+    ) -> Endpoint:
+        """`pick` for a caller that holds the service's state already (the forwarding path)."""
+        endpoint = state.pick(rng, now, subset, exclude, key)
         if endpoint is None:
             where = "" if not subset else " with " + ", ".join(f"{k}={v}" for k, v in subset)
-            raise NoHealthyUpstream(f"no healthy instance of {service!r}{where}", service=service)
+            raise NoHealthyUpstream(
+                f"no healthy instance of {state.name!r}{where}", service=state.name
+            )
         return endpoint
 
     def endpoints(self, service: str) -> tuple[Endpoint, ...]:

@@ -58,7 +58,7 @@ class Forwarding:
         self.engine = Engine(
             settings, self.directory, node.metrics, strip_mesh_headers=strip_mesh_headers
         )
-        self.engine.router = self._fallback if default_routes else _no_route
+        self.engine.router = self.engine.default_router if default_routes else _no_route
         self.engine.on_sweep = self._sweep
         node.discovery.on_change(self._view_changed)
         self.feed = PolicyFeed(
@@ -75,9 +75,6 @@ class Forwarding:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         node.upstreams = lambda: self.directory.describe(clock.monotonic())
-
-    def _fallback(self, request: Request) -> Routed:
-        return self.engine.default_router(request)
 
     async def start(self, *, wait_policies: float) -> None:
         """Listen for evidence and policies; wait (bounded) for the current policies."""
@@ -103,7 +100,7 @@ class Forwarding:
         except ValueError as exc:
             raise PolicyRejected(str(exc)) from exc
         self.directory.set_policies(compiled)
-        fallback = self._fallback if self._default_routes else None
+        fallback = self.engine.default_router if self._default_routes else None
         if compiled.routes is None:
             self.engine.router = fallback or _no_route
         else:

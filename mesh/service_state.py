@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 from mesh.balance.balancer import Balancer, make_balancer
 from mesh.balance.endpoint import Endpoint
@@ -13,7 +13,7 @@ from mesh.policy.compile import ServicePolicy
 from mesh.resilience.budget import RetryBudget
 from mesh.resilience.evidence import Jury, Publisher
 from mesh.resilience.limits import ConcurrencyLimit
-from mesh.resilience.outcome import Outcome
+from mesh.resilience.outcome import Kind, Outcome
 from mesh.resilience.outlier import Effect, Ejections, Restored
 
 Subset = tuple[tuple[str, str], ...]  # instance metadata a route requires, sorted
@@ -105,7 +105,7 @@ class ServiceState:
         rng: random.Random,
         now: float,
         subset: Subset,
-        exclude: frozenset[str],
+        exclude: Set[str],
         key: bytes | None,
     ) -> Endpoint | None:
         entry = self._balancers.get(subset)
@@ -118,7 +118,15 @@ class ServiceState:
         self, instance: str, outcome: Outcome, now: float
     ) -> tuple[Sequence[Effect], Evidence | None]:
         """Outlier bookkeeping and whether the sighting is worth telling the mesh."""
+        if (
+            outcome.status < 500
+            and outcome.kind is Kind.RESPONSE
+            and not self.ejections.failing
+            and not self.publisher.failing
+        ):
+            return _NO_EFFECTS, None  # the usual case: all is well and stays so
         if instance not in self._ids:
+
             return _NO_EFFECTS, None  # it left meanwhile
         effects = self.ejections.observe(instance, outcome, now, self.total)
         return effects, self.publisher.should_publish(instance, outcome, now)

@@ -15,14 +15,14 @@ class HashSource:
     name: str = ""  # the header's (any case) or the cookie's (exact case); unused for addresses
 
 
-def hash_key(source: HashSource, headers: Sequence[Header], client: str) -> bytes | None:
+def hash_key(source: HashSource, headers: Sequence[Header], client: bytes) -> bytes | None:
     """The request's key, or None when it has none (the balancer then picks at random).
 
     An empty value counts as none: hashing it would pin every such request to one endpoint.
     The first occurrence wins when a header or cookie is repeated.
     """
     if source.kind == "client_address":
-        return client.encode() or None
+        return client or None
     if source.kind == "header":
         wanted = source.name.lower().encode()
         for name, value in headers:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from mesh.config import Settings
 from mesh.directory import Directory
+from mesh.engine.outbox import Outbox
 from mesh.engine.pool import Pools
 from mesh.engine.request import Request
 from mesh.engine.router import Routed, default_route
@@ -42,7 +43,11 @@ class Engine:
         self.max_body_bytes = settings.max_body_bytes
         self.retry_body_bytes = settings.retry_body_bytes
         self.client_idle_timeout = settings.client_idle_timeout
-        self.pools = Pools(max_idle=settings.pool_max_idle, idle_timeout=settings.pool_idle_timeout)
+        self.pools = Pools(
+            Outbox(self.loop),
+            max_idle=settings.pool_max_idle,
+            idle_timeout=settings.pool_idle_timeout,
+        )
         self.connections: set[ClientConnection] = set()
         self.draining = False  # shutting down: every response closes its connection
         self.router: Router = self.default_router
@@ -50,9 +55,6 @@ class Engine:
 
     def default_router(self, request: Request) -> Routed:
         return default_route(request, self.directory.knows)
-
-    def route(self, request: Request) -> Routed:
-        return self.router(request)
 
     def protocol(self) -> ClientConnection:
         return ClientConnection(self)

@@ -34,7 +34,7 @@ class Exchange(Relay, Retrying):
         engine = self.engine
         now = self.started
         try:
-            self.routed = routed = engine.route(self.request)
+            self.routed = routed = engine.router(self.request)
             state = engine.directory.state(routed.service)
             if state is None:
                 raise errors.NoRoute(f"no service named {routed.service!r}", service=routed.service)
@@ -62,22 +62,19 @@ class Exchange(Relay, Retrying):
         assert routed is not None
         self._try_timer = None
         now = engine.loop.time()
+        state = self.state
+        assert state is not None
         try:
-            endpoint = engine.directory.pick(
-                routed.service,
-                engine.rng,
-                now,
-                subset=routed.subset,
-                exclude=failover.tried,
-                key=self._key,
+            endpoint = engine.directory.pick_from(
+                state, engine.rng, now, routed.subset, failover.tried, self._key
             )
         except errors.ProxyError as exc:
             self.fail(exc)
             return
         self.endpoint = endpoint
-        failover.tried.append(endpoint.instance)
-        assert self.state is not None
-        self._balancer = balancer = self.state.balancer(routed.subset)
+        failover.tried.add(endpoint.instance)
+        self._balancer = balancer = state.balancer(routed.subset)
+
         balancer.on_start(endpoint, now)
         self._attempt_start = now
         if failover.per_try is not None:
@@ -234,8 +231,10 @@ class Exchange(Relay, Retrying):
         if self._try_timer is not None:
             self._try_timer.cancel()
             self._try_timer = None
-        self._end_attempt(ok=False)
+        if self._balancer is not None:
+            self._end_attempt(ok=False)
         if self.state is not None:
+
             self.state.limit.release()
         routed = self.routed
         self.engine.metrics.request_done(

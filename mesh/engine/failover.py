@@ -33,7 +33,8 @@ class Failover:
         self.deadline = now + (routed.request_timeout or resilience.request_timeout)
         self.connect_timeout = routed.connect_timeout or resilience.connect_timeout
         self.per_try = routed.per_try_timeout or resilience.retry.per_try_timeout
-        self.tried: list[str] = []
+        self.tried: set[str] = set()  # instances tried, excluded from the next pick
+
         self.retries = 0
 
     @property

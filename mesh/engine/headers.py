@@ -38,17 +38,17 @@ _TRACEPARENT = re.compile(
 Header = tuple[bytes, bytes]
 
 _REQUEST_IDS = itertools.count(1)
-_PROCESS_TAG = os.urandom(6).hex()
+_PROCESS_TAG = os.urandom(6).hex().encode()
 
 
 def new_request_id() -> bytes:
     """Unique per process start and request, without the cost of uuid4 on the hot path."""
-    return f"{_PROCESS_TAG}-{next(_REQUEST_IDS):x}".encode()
+    return b"%s-%x" % (_PROCESS_TAG, next(_REQUEST_IDS))
 
 
 def new_traceparent(rng: random.Random) -> bytes:
     """A W3C trace context for a request that arrived without one (sampled flag set)."""
-    return f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64):016x}-01".encode()
+    return b"00-%032x-%016x-01" % (rng.getrandbits(128), rng.getrandbits(64))
 
 
 def listed(connection: bytes) -> frozenset[bytes]:
@@ -90,7 +90,7 @@ def forward_request_head(
     forwarded_proto = forwarded_host = False
     for name, value in request.headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP or lname in drop:
+        if lname in HOP_BY_HOP or (drop and lname in drop):
             continue
         if lname.startswith(b"x-"):
             if lname == b"x-request-id":
@@ -119,12 +119,13 @@ def forward_request_head(
     elif not request.host:
         out.append(b"host: %s\r\n" % service.encode())
 
-    client = request.client.encode()
+    client = request.client
     out.append(
         b"x-forwarded-for: %s, %s\r\n" % (forwarded_for, client)
         if forwarded_for
         else b"x-forwarded-for: %s\r\n" % client
     )
+
     if not forwarded_proto:
         out.append(b"x-forwarded-proto: %s\r\n" % proto)
     if not forwarded_host and request.host:

@@ -31,7 +31,7 @@ class _Limit:
 
     def key(self, request: Request) -> bytes:
         if not self.header:
-            return request.client.encode()
+            return request.client
         for name, value in request.headers:
             if name.lower() == self.header:
                 return value

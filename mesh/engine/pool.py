@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections import deque
 
+from mesh.engine.outbox import Outbox
 from mesh.engine.upstream import UpstreamConnection
 from mesh.errors import UpstreamConnectFailure, UpstreamRefused, UpstreamTimeout
 
@@ -15,7 +16,8 @@ Key = tuple[str, int]
 class Pools:
     """Idle connections by instance address; the most recently used is reused first."""
 
-    def __init__(self, *, max_idle: int, idle_timeout: float) -> None:
+    def __init__(self, outbox: Outbox, *, max_idle: int, idle_timeout: float) -> None:
+        self.outbox = outbox
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self._idle: dict[Key, deque[UpstreamConnection]] = {}
@@ -35,7 +37,10 @@ class Pools:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(key), key[0], key[1]), timeout
+                loop.create_connection(
+                    lambda: UpstreamConnection(key, self.outbox), key[0], key[1]
+                ),
+                timeout,
             )
         except TimeoutError:
             raise UpstreamTimeout("connect timed out") from None

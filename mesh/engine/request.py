@@ -52,7 +52,7 @@ class Request:
         version: bytes,
         headers: list[Header],
         *,
-        client: str,
+        client: bytes,
         keep_alive: bool,
         upgrade: bool,
     ) -> None:
@@ -60,7 +60,7 @@ class Request:
         self.target = target
         self.version = version  # b"1.1" or b"1.0"
         self.headers = headers
-        self.client = client  # peer address, for x-forwarded-for
+        self.client = client  # peer address (ASCII), for x-forwarded-for
         self.keep_alive = keep_alive
         self.upgrade = upgrade
         self.content_length: int | None = None

@@ -12,6 +12,9 @@ NO_BODY_STATUS = frozenset({204, 304})
 
 _PHRASES = {int(s): s.phrase.encode() for s in HTTPStatus}
 _NONE: frozenset[bytes] = frozenset()
+# Headers that need a look: hop-by-hop ones and the length; the rest are copied as they are.
+_FRAMING = HOP_BY_HOP | {b"content-length"}
+
 
 
 def phrase(status: int) -> bytes:
@@ -65,22 +68,26 @@ def _copy(
     """Copy end-to-end headers into `out`; returns (Connection value, chunked, has length)."""
     connection = b""
     chunked = length = False
+    append = out.append
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"connection":
+        if lname in _FRAMING:
+            if lname == b"content-length":
+                length = True
+            elif lname == b"connection":
                 connection = value if not connection else connection + b"," + value
+                continue
             elif lname == b"transfer-encoding":
                 # Any other coding would reach the client undeclared once this header goes.
                 if chunked or value.lower() != b"chunked":
                     raise UpstreamProtocolError(f"unsupported Transfer-Encoding {value[:40]!r}")
                 chunked = True
+                continue
+            else:
+                continue  # the other hop-by-hop headers
+        elif drop and lname in drop:
             continue
-        if lname in drop:
-            continue
-        if lname == b"content-length":
-            length = True
-        out.append(b"%s: %s\r\n" % (name, value))
+        append(b"%s: %s\r\n" % (name, value))
     return connection, chunked, length
 
 

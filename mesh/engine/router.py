@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mesh.engine.request import Request
 from mesh.errors import NoRoute
 
 
-@dataclass(frozen=True, slots=True)
-class Routed:
+class Routed(NamedTuple):  # a tuple: made per request, four times cheaper than a dataclass
+
     """Where a request goes: the service, the target to send upstream, the route's name.
 
     A policy route may also narrow the instances (`subset` of metadata), replace the

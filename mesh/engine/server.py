@@ -32,7 +32,7 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.transport: asyncio.Transport | None = None
-        self.peer = ""
+        self.peer = b""  # the client's address, for x-forwarded-for and keys
         self.closing = False
         self.write_paused = False
         self.last_active = 0.0
@@ -51,6 +51,7 @@ class ClientConnection(asyncio.Protocol):
         self._tunnel: Request | None = None  # after an upgrade request, bytes belong to it
         self._rejection: errors.ProxyError | None = None  # answered once earlier ones finish
         self._paused: set[str] = set()
+        self._corked: list[bytes] | None = None  # writes held until uncork (see cork)
         self._eof = False  # the client sent everything it will send
         # Exchanges answered at once (404, 503) end inside _next: without this guard a
         # read full of pipelined requests would recurse once per request.
@@ -61,7 +62,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if isinstance(peer, tuple) else "unix"
+        self.peer = peer[0].encode() if isinstance(peer, tuple) else b"unix"
+
         self.last_active = self.engine.loop.time()
         self.engine.connections.add(self)
 
@@ -106,6 +108,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self._corked = None
         self.engine.connections.discard(self)
         active, self._active = self._active, None
         if active is not None:
@@ -258,13 +261,29 @@ class ClientConnection(asyncio.Protocol):
     # --- used by exchanges ---
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closing:
+        corked = self._corked
+        if corked is not None:
+            corked.append(data)
+        elif self.transport is not None and not self.closing:
             self.transport.write(data)
 
+    def cork(self) -> None:
+        """Hold writes until `uncork`: a response parsed from one read leaves in one send."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked:
+            self.write(corked[0] if len(corked) == 1 else b"".join(corked))
+
     def set_reading(self, on: bool, *, reason: str) -> None:
+        if on and not self._paused:
+            return  # the usual case, several times per request: nothing to change
         if self.transport is None or self.closing:
             return
         was_paused = bool(self._paused)
+
         if on:
             self._paused.discard(reason)
         else:
@@ -279,6 +298,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        self.uncork()  # what was written goes out before the end
         if linger and not self.closing and transport.can_write_eof():
             self.closing = True
             transport.write_eof()  # the answer, then FIN; reading goes on, into nothing
@@ -294,6 +314,7 @@ class ClientConnection(asyncio.Protocol):
         """Drop the connection at once (RST): the client must not mistake a cut for an end."""
         if self.transport is not None:
             self.closing = True
+            self._corked = None
             self.transport.abort()
 
     @property

@@ -8,13 +8,25 @@ from typing import Protocol, cast
 import httptools
 
 from mesh.engine.headers import Header
+from mesh.engine.outbox import Outbox
 from mesh.errors import UpstreamProtocolError
+
+
+class Batching(Protocol):
+    """The client side: writes made between `cork` and `uncork` leave in one send."""
+
+    def cork(self) -> None: ...
+
+    def uncork(self) -> None: ...
 
 
 class ResponseListener(Protocol):
     """The exchange currently using the connection; every call comes from the event loop."""
 
     head_only: bool  # the request was HEAD: the response has no body whatever it says
+
+    @property
+    def client(self) -> Batching: ...
 
     def on_interim(self, status: int, reason: bytes, headers: list[Header]) -> None: ...
 
@@ -36,8 +48,10 @@ class ResponseListener(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """Attached to at most one exchange at a time; idle between exchanges in its pool."""
 
-    def __init__(self, key: tuple[str, int]) -> None:
+    def __init__(self, key: tuple[str, int], outbox: Outbox) -> None:
         self.key = key
+        self._outbox = outbox
+        self._out: list[bytes] | None = None  # written, waiting for the outbox's flush
         self.transport: asyncio.Transport | None = None
         self.listener: ResponseListener | None = None
         self.closed = False
@@ -45,6 +59,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.answered = False  # the upstream sent a byte for the current exchange
         self.writable = True  # the transport's write buffer is below its high-water mark
+        self.reading = True  # not paused by back-pressure from the client
+
         self.tunnel = False  # after a 101, bytes are relayed as they are
         self._parser: httptools.HttpResponseParser | None = None
         self._headers: list[Header] = []
@@ -73,6 +89,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         parser = self._parser
         assert parser is not None
+        # One read usually holds a whole small response: its head, body and end go to the
+        # client in one send instead of one each, which is most of a small request's cost.
+        client = listener.client
+        client.cork()
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -87,6 +107,8 @@ class UpstreamConnection(asyncio.Protocol):
                 if not isinstance(cause, UpstreamProtocolError):
                     cause = UpstreamProtocolError(f"invalid response: {cause or exc}")
                 listener.on_upstream_lost(cause)
+        finally:
+            client.uncork()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -166,25 +188,45 @@ class UpstreamConnection(asyncio.Protocol):
             self._parser = httptools.HttpResponseParser(self)
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
+        """Sent when the outbox flushes, at the end of this loop iteration, in order."""
+        if self.transport is None or self.closed:
+            return
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self._outbox.add(self)
+        else:
+            out.append(data)
+
+    def flush(self) -> None:
+        out, self._out = self._out, None
+        if out and self.transport is not None and not self.closed:
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.reading = False
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if not self.reading and self.transport is not None and not self.closed:
+            self.reading = True
             self.transport.resume_reading()
 
     def close(self) -> None:
-        """Close once what was written is flushed."""
+        """Close once what was written is sent."""
+        self.flush()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
         """Drop the connection at once: what it carries must not be taken as complete."""
+        self._out = None
         self.closed = True
+
         if self.transport is not None:
             self.transport.abort()

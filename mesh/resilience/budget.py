@@ -34,7 +34,17 @@ class RetryBudget:
     not go backwards; an earlier `now` is counted in the newest bucket.
     """
 
-    __slots__ = ("_head", "_ratio", "_requests", "_reserve", "_retries", "_total_req", "_total_ret")
+    __slots__ = (
+        "_head",
+        "_head_end",
+        "_head_index",
+        "_ratio",
+        "_requests",
+        "_reserve",
+        "_retries",
+        "_total_req",
+        "_total_ret",
+    )
 
     def __init__(self, config: BudgetConfig) -> None:
         self._ratio = config.ratio
@@ -44,6 +54,8 @@ class RetryBudget:
         self._total_req = 0
         self._total_ret = 0
         self._head: int | None = None  # the whole second the newest bucket counts
+        self._head_end = -math.inf  # until then, `now` falls in the newest bucket
+        self._head_index = 0
 
     def _bucket(self, now: float) -> int:
         """The index of the bucket for `now`, emptying the buckets that left the window."""
@@ -63,12 +75,16 @@ class RetryBudget:
                 self._total_ret -= self._retries[i]
                 self._requests[i] = self._retries[i] = 0
         self._head = second
-        return second % size
+        self._head_end = second + 1
+        self._head_index = second % size
+        return self._head_index
 
     def record_request(self, now: float) -> None:
         """Count one request from a client (its first try; retries are not requests)."""
-        self._requests[self._bucket(now)] += 1
+        i = self._head_index if now < self._head_end else self._bucket(now)
+        self._requests[i] += 1
         self._total_req += 1
+
 
     def try_spend(self, now: float) -> bool:
         """Take one retry from the budget if it has room; False means do not retry."""

@@ -53,6 +53,12 @@ class Publisher:
 
     __slots__ = ("_sent", "_streaks", "config", "node", "service")
 
+    @property
+    def failing(self) -> bool:
+        """Some instance has a streak going: a success must be counted to end it."""
+        return bool(self._streaks)
+
+
     def __init__(self, config: EvidenceConfig, service: str, node: str) -> None:
         self.config = config
         self.service = service

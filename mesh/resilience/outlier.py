@@ -78,11 +78,13 @@ class Ejections:
     `now` must not go backwards.
     """
 
-    __slots__ = ("_ejected", "_hosts", "_max_times", "config")
+    __slots__ = ("_ejected", "_hosts", "_max_times", "config", "failing")
 
     def __init__(self, config: OutlierConfig) -> None:
         self.config = config
         self._hosts: dict[str, _Host] = {}
+        # Instances with a streak going: while empty, a success has nothing to reset.
+        self.failing: set[str] = set()
         # Ejected instances, including any whose time ran out since the last expire().
         self._ejected: dict[str, _Host] = {}
         self._max_times = math.ceil(config.max_ejection / config.base_ejection)
@@ -112,12 +114,15 @@ class Ejections:
         if kind is Kind.RESPONSE:
             if outcome.status < 500:
                 host.fives = host.gateways = 0
+                self.failing.discard(instance)
                 return _NOTHING
+            self.failing.add(instance)
             host.fives += 1
             host.gateways = host.gateways + 1 if outcome.status in _GATEWAY_STATUS else 0
         elif kind in HARD:
             return self.eject(instance, kind.value, now, total)
         else:
+            self.failing.add(instance)
             host.fives += 1
             host.gateways += 1
         config = self.config
@@ -139,6 +144,7 @@ class Ejections:
         if instance in self._ejected:  # expire() just ended the ones that ran out
             return effects
         host.fives = host.gateways = 0
+        self.failing.discard(instance)
         if (len(self._ejected) + 1) * 100 > self.config.max_ejected_percent * total:
             effects.append(Capped(instance, reason, "max-ejected-percent"))
             return effects
@@ -168,3 +174,5 @@ class Ejections:
         """Drop an instance that left the service (down or gone): it no longer counts."""
         self._hosts.pop(instance, None)
         self._ejected.pop(instance, None)
+        self.failing.discard(instance)
+
