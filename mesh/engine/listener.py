@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
+
 
 from mesh.engine.engine import Engine
 
@@ -40,6 +42,11 @@ class Listener:
         self._sweeper = asyncio.create_task(self._sweep(), name="engine-sweep")
 
     async def serve(self) -> None:
+        # What start-up built lives as long as the process: move it out of the collector's
+        # sight, so that full collections (pauses of milliseconds, seen in the p99) stay
+        # small.
+        gc.collect()
+        gc.freeze()
         if self._server is not None:
             await self._server.start_serving()
 
