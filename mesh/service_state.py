@@ -126,7 +126,6 @@ class ServiceState:
         ):
             return _NO_EFFECTS, None  # the usual case: all is well and stays so
         if instance not in self._ids:
-
             return _NO_EFFECTS, None  # it left meanwhile
         effects = self.ejections.observe(instance, outcome, now, self.total)
         return effects, self.publisher.should_publish(instance, outcome, now)

@@ -43,8 +43,9 @@ class Engine:
         self.max_body_bytes = settings.max_body_bytes
         self.retry_body_bytes = settings.retry_body_bytes
         self.client_idle_timeout = settings.client_idle_timeout
+        self.outbox = Outbox(self.loop)
         self.pools = Pools(
-            Outbox(self.loop),
+            self.outbox,
             max_idle=settings.pool_max_idle,
             idle_timeout=settings.pool_idle_timeout,
         )

@@ -234,7 +234,6 @@ class Exchange(Relay, Retrying):
         if self._balancer is not None:
             self._end_attempt(ok=False)
         if self.state is not None:
-
             self.state.limit.release()
         routed = self.routed
         self.engine.metrics.request_done(

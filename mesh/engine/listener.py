@@ -7,7 +7,6 @@ import contextlib
 import gc
 import socket
 
-
 from mesh.engine.engine import Engine
 
 _SWEEP_EVERY = 1.0

@@ -16,7 +16,6 @@ _NONE: frozenset[bytes] = frozenset()
 _FRAMING = HOP_BY_HOP | {b"content-length"}
 
 
-
 def phrase(status: int) -> bytes:
     return _PHRASES.get(status, b"Unknown")
 

@@ -10,7 +10,6 @@ from mesh.errors import NoRoute
 
 
 class Routed(NamedTuple):  # a tuple: made per request, four times cheaper than a dataclass
-
     """Where a request goes: the service, the target to send upstream, the route's name.
 
     A policy route may also narrow the instances (`subset` of metadata), replace the

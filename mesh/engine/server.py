@@ -51,7 +51,8 @@ class ClientConnection(asyncio.Protocol):
         self._tunnel: Request | None = None  # after an upgrade request, bytes belong to it
         self._rejection: errors.ProxyError | None = None  # answered once earlier ones finish
         self._paused: set[str] = set()
-        self._corked: list[bytes] | None = None  # writes held until uncork (see cork)
+        self._outbox = engine.outbox
+        self._out: list[bytes] | None = None  # written, waiting for the outbox's flush
         self._eof = False  # the client sent everything it will send
         # Exchanges answered at once (404, 503) end inside _next: without this guard a
         # read full of pipelined requests would recurse once per request.
@@ -108,7 +109,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self._corked = None
+        self._out = None
         self.engine.connections.discard(self)
         active, self._active = self._active, None
         if active is not None:
@@ -261,21 +262,27 @@ class ClientConnection(asyncio.Protocol):
     # --- used by exchanges ---
 
     def write(self, data: bytes) -> None:
-        corked = self._corked
-        if corked is not None:
-            corked.append(data)
-        elif self.transport is not None and not self.closing:
-            self.transport.write(data)
+        """Sent when the outbox flushes, at the end of this loop iteration, in order.
 
-    def cork(self) -> None:
-        """Hold writes until `uncork`: a response parsed from one read leaves in one send."""
-        if self._corked is None:
-            self._corked = []
+        A small response's head, body and end thus leave in one send, and the client's
+        side is woken once for all the responses of an iteration.
+        """
+        if self.transport is None or self.closing:
+            return
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self._outbox.add(self)
+        else:
+            out.append(data)
 
-    def uncork(self) -> None:
-        corked, self._corked = self._corked, None
-        if corked:
-            self.write(corked[0] if len(corked) == 1 else b"".join(corked))
+    def flush(self) -> None:
+        out, self._out = self._out, None
+        if out and self.transport is not None and not self.closing:
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)  # one writev, no copy
 
     def set_reading(self, on: bool, *, reason: str) -> None:
         if on and not self._paused:
@@ -298,7 +305,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self.uncork()  # what was written goes out before the end
+        self.flush()  # what was written goes out before the end
         if linger and not self.closing and transport.can_write_eof():
             self.closing = True
             transport.write_eof()  # the answer, then FIN; reading goes on, into nothing
@@ -314,7 +321,7 @@ class ClientConnection(asyncio.Protocol):
         """Drop the connection at once (RST): the client must not mistake a cut for an end."""
         if self.transport is not None:
             self.closing = True
-            self._corked = None
+            self._out = None
             self.transport.abort()
 
     @property

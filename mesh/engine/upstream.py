@@ -12,21 +12,10 @@ from mesh.engine.outbox import Outbox
 from mesh.errors import UpstreamProtocolError
 
 
-class Batching(Protocol):
-    """The client side: writes made between `cork` and `uncork` leave in one send."""
-
-    def cork(self) -> None: ...
-
-    def uncork(self) -> None: ...
-
-
 class ResponseListener(Protocol):
     """The exchange currently using the connection; every call comes from the event loop."""
 
     head_only: bool  # the request was HEAD: the response has no body whatever it says
-
-    @property
-    def client(self) -> Batching: ...
 
     def on_interim(self, status: int, reason: bytes, headers: list[Header]) -> None: ...
 
@@ -89,10 +78,6 @@ class UpstreamConnection(asyncio.Protocol):
             return
         parser = self._parser
         assert parser is not None
-        # One read usually holds a whole small response: its head, body and end go to the
-        # client in one send instead of one each, which is most of a small request's cost.
-        client = listener.client
-        client.cork()
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -107,8 +92,6 @@ class UpstreamConnection(asyncio.Protocol):
                 if not isinstance(cause, UpstreamProtocolError):
                     cause = UpstreamProtocolError(f"invalid response: {cause or exc}")
                 listener.on_upstream_lost(cause)
-        finally:
-            client.uncork()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -85,7 +85,6 @@ class RetryBudget:
         self._requests[i] += 1
         self._total_req += 1
 
-
     def try_spend(self, now: float) -> bool:
         """Take one retry from the budget if it has room; False means do not retry."""
         i = self._bucket(now)

@@ -58,7 +58,6 @@ class Publisher:
         """Some instance has a streak going: a success must be counted to end it."""
         return bool(self._streaks)
 
-
     def __init__(self, config: EvidenceConfig, service: str, node: str) -> None:
         self.config = config
         self.service = service

@@ -175,4 +175,3 @@ class Ejections:
         self._hosts.pop(instance, None)
         self._ejected.pop(instance, None)
         self.failing.discard(instance)
-
