@@ -31,6 +31,7 @@ class ServiceState:
         "_ids",
         "budget",
         "ejections",
+        "hash_on",
         "jury",
         "limit",
         "name",
@@ -43,6 +44,7 @@ class ServiceState:
         self.name = name
         self.policy = policy
         resilience = policy.resilience
+        balance = policy.balance
         self.ejections = Ejections(resilience.outlier)
         self.limit = ConcurrencyLimit(resilience.max_requests)
         self.budget = RetryBudget(resilience.budget)
@@ -53,6 +55,8 @@ class ServiceState:
         self._candidates: Sequence[Endpoint] = ()
         self._balancers: dict[Subset, tuple[Balancer, Sequence[Endpoint]]] = {}
         self.panicking = False
+        # What consistent_hash keys on; None for the algorithms that need no key.
+        self.hash_on = balance.hash_on if balance.algorithm == "consistent_hash" else None
 
     def has(self, instance: str) -> bool:
         return instance in self._ids

@@ -49,19 +49,19 @@ class Exchange(Relay, Retrying):
         self.state = state
         state.budget.record_request(now)
         self.failover = failover = Failover(state, routed, self.request.method, now)
-        hash_on = state.policy.balance.hash_on
-        if state.policy.balance.algorithm == "consistent_hash":
-            self._key = hash_key(hash_on, self.request.headers, self.request.client)
+        if state.hash_on is not None:
+            self._key = hash_key(state.hash_on, self.request.headers, self.request.client)
         self.timer = engine.loop.call_later(failover.deadline - now, self._timed_out)
-        self._attempt()
+        self._attempt(now)
 
-    def _attempt(self) -> None:
+    def _attempt(self, now: float | None = None) -> None:
         """Pick an instance (another one on a retry) and send the request to it."""
         engine, failover, routed = self.engine, self.failover, self.routed
         assert failover is not None
         assert routed is not None
         self._try_timer = None
-        now = engine.loop.time()
+        if now is None:  # a retry, after its backoff
+            now = engine.loop.time()
         state = self.state
         assert state is not None
         try:
