@@ -9,16 +9,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import nats.errors
 import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from mesh.bus.core import NatsBus, mapped
-from mesh.errors import Conflict
+from mesh.errors import BusTimeout, Conflict
 
 log = logging.getLogger(__name__)
 
 _DELETED = ("DEL", "PURGE")
+# nats-py's "initial values delivered" marker can come before values already on their
+# way (nats-io/nats.py#842): a read trusts the newest revision the stream reports instead,
+# and after the marker waits this long for values still in flight before it gives up.
+_GRACE = 1.0
+_READ_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +103,35 @@ class KvStore:
 
     async def entries(self) -> list[KvEntry]:
         """The current value of every live key."""
+        until = await self._last_revision()
         found: list[KvEntry] = []
-        await self._drain(await self._watch(">", history=False), found)
+        await self._drain(await self._watch(">", history=False), found, until)
         return [e for e in found if not e.deleted]
 
     async def history(self, key: str) -> list[KvEntry]:
         """Every stored revision of `key`, oldest first (deletions included)."""
+        until = await self._last_revision(key)
         found: list[KvEntry] = []
-        await self._drain(await self._watch(key, history=True), found)
+        await self._drain(await self._watch(key, history=True), found, until)
         return found
+
+    async def _last_revision(self, key: str | None = None) -> int:
+        """The newest revision in the bucket (of `key` alone, if given); 0 if there is none.
+
+        A replay of current values ends with it: the newest message of the stream is the
+        newest of its key, so a last-per-key replay delivers it, and delivers it last.
+        """
+        js = self._bus.client.jetstream()
+        stream = f"KV_{self.bucket}"
+        try:
+            if key is None:
+                info = await js.stream_info(stream)
+                return info.state.last_seq or 0
+            return (await js.get_last_msg(stream, f"$KV.{self.bucket}.{key}")).seq or 0
+        except nats.js.errors.NotFoundError:
+            return 0
+        except Exception as exc:
+            raise mapped(exc) from exc
 
     async def _watch(self, keys: str, *, history: bool) -> KeyValue.KeyWatcher:
         try:
@@ -113,42 +139,66 @@ class KvStore:
         except Exception as exc:
             raise mapped(exc) from exc
 
-    async def _drain(self, watcher: KeyValue.KeyWatcher, into: list[KvEntry]) -> None:
+    async def _drain(self, watcher: KeyValue.KeyWatcher, into: list[KvEntry], until: int) -> None:
+        """Collect the replay up to revision `until` (see _last_revision)."""
+        marker = False  # nats-py said the replay is over; it may be early
         try:
-            async for raw in watcher:
-                if raw is None:  # the marker after the initial values
-                    break
+            while until:
+                try:
+                    wait = _GRACE if marker else _READ_TIMEOUT
+                    raw = await watcher.updates(wait)  # type: ignore[no-untyped-call]
+                except nats.errors.TimeoutError:
+                    if marker:
+                        break  # revisions removed meanwhile (a purge): this is all there is
+                    raise BusTimeout(
+                        f"bucket {self.bucket}: no values within {_READ_TIMEOUT:g} s"
+                    ) from None
+                if raw is None:
+                    marker = True
+                    continue
                 into.append(_entry(raw))
+                if (raw.revision or 0) >= until:
+                    break
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def watch(self, handler: Callable[[KvEntry], Awaitable[None]]) -> Watch:
         """Deliver every key's current value, then each change, until stopped."""
+        until = await self._last_revision()
         watcher = await self._watch(">", history=False)
-        return Watch(watcher, handler)
+        return Watch(watcher, handler, until)
 
 
 class Watch:
     """A running watch; `initial` is set once the bucket's current values were delivered."""
 
     def __init__(
-        self, watcher: KeyValue.KeyWatcher, handler: Callable[[KvEntry], Awaitable[None]]
+        self,
+        watcher: KeyValue.KeyWatcher,
+        handler: Callable[[KvEntry], Awaitable[None]],
+        until: int,
     ) -> None:
         self._watcher = watcher
         self._handler = handler
+        self._until = until  # the replay of current values ends with this revision
         self.initial = asyncio.Event()
+        if not until:
+            self.initial.set()
         self._task = asyncio.create_task(self._run(), name="kv-watch")
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         async for raw in self._watcher:
-            if raw is None:
-                self.initial.set()
+            if raw is None:  # nats-py's marker may be early (see _GRACE): a fallback only
+                loop.call_later(_GRACE, self.initial.set)
                 continue
             try:
                 await self._handler(_entry(raw))
             except Exception:
                 log.exception("kv watch handler failed for %s", raw.key)
+            if (raw.revision or 0) >= self._until:
+                self.initial.set()
 
     async def stop(self) -> None:
         self._task.cancel()
