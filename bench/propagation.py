@@ -64,8 +64,13 @@ async def measure(url: str, nodes_expected: int, applies: int) -> dict[str, Any]
         first: list[float] = []
         incomplete = 0
         for i in range(applies + 1):  # the first one warms the watches up; not counted
-            loaded = load_text(DOCUMENT.format(request=5 + i * 0.01))
+            loaded = load_text(DOCUMENT.format(request=f"{5 + i * 0.01:.2f}"))
+            if loaded.errors:
+                raise BenchError(f"the benchmark's own document is invalid: {loaded.errors[0]}")
             changes = plan(loaded.documents, await store.stored(), prune=False)
+            if not changes:
+                raise BenchError(f"apply {i} would change nothing")
+
             started = time.monotonic()
             revisions = await store.write(changes)
             collector.expect(revisions, started)
