@@ -36,3 +36,38 @@ class Outbox:
         waiting, self._waiting = self._waiting, []
         for conn in waiting:
             conn.flush()
+
+
+class QueuedWrites:
+    """A connection whose writes wait in the outbox; mixed into both sides of the proxy."""
+
+    _outbox: Outbox
+    _out: list[bytes] | None  # written, waiting for the outbox's flush
+
+    def _open_transport(self) -> asyncio.Transport | None:
+        """The transport, while it may still be written to."""
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        """Sent when the outbox flushes, at the end of this loop iteration, in order.
+
+        A small response's head, body and end thus leave in one send, and each peer is
+        woken once for all that was written to it in an iteration.
+        """
+        if self._open_transport() is None:
+            return
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self._outbox.add(self)
+        else:
+            out.append(data)
+
+    def flush(self) -> None:
+        out, self._out = self._out, None
+        transport = self._open_transport()
+        if out and transport is not None:
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)  # one writev, no copy

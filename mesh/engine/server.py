@@ -12,6 +12,7 @@ from mesh import errors
 from mesh.engine import replies
 from mesh.engine.exchange import Exchange
 from mesh.engine.headers import Header
+from mesh.engine.outbox import QueuedWrites
 from mesh.engine.request import Request
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ _BODY_BUFFER = 256 * 1024
 _LINGER = 2.0
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(QueuedWrites, asyncio.Protocol):
     """One client connection: requests are parsed as they come and answered in order."""
 
     def __init__(self, engine: Engine) -> None:
@@ -52,7 +53,7 @@ class ClientConnection(asyncio.Protocol):
         self._rejection: errors.ProxyError | None = None  # answered once earlier ones finish
         self._paused: set[str] = set()
         self._outbox = engine.outbox
-        self._out: list[bytes] | None = None  # written, waiting for the outbox's flush
+        self._out = None
         self._eof = False  # the client sent everything it will send
         # Exchanges answered at once (404, 503) end inside _next: without this guard a
         # read full of pipelined requests would recurse once per request.
@@ -261,28 +262,8 @@ class ClientConnection(asyncio.Protocol):
 
     # --- used by exchanges ---
 
-    def write(self, data: bytes) -> None:
-        """Sent when the outbox flushes, at the end of this loop iteration, in order.
-
-        A small response's head, body and end thus leave in one send, and the client's
-        side is woken once for all the responses of an iteration.
-        """
-        if self.transport is None or self.closing:
-            return
-        out = self._out
-        if out is None:
-            self._out = [data]
-            self._outbox.add(self)
-        else:
-            out.append(data)
-
-    def flush(self) -> None:
-        out, self._out = self._out, None
-        if out and self.transport is not None and not self.closing:
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                self.transport.writelines(out)  # one writev, no copy
+    def _open_transport(self) -> asyncio.Transport | None:
+        return None if self.closing else self.transport
 
     def set_reading(self, on: bool, *, reason: str) -> None:
         if on and not self._paused:

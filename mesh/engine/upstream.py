@@ -8,7 +8,7 @@ from typing import Protocol, cast
 import httptools
 
 from mesh.engine.headers import Header
-from mesh.engine.outbox import Outbox
+from mesh.engine.outbox import Outbox, QueuedWrites
 from mesh.errors import UpstreamProtocolError
 
 
@@ -34,13 +34,13 @@ class ResponseListener(Protocol):
     def on_upstream_writable(self, writable: bool) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(QueuedWrites, asyncio.Protocol):
     """Attached to at most one exchange at a time; idle between exchanges in its pool."""
 
     def __init__(self, key: tuple[str, int], outbox: Outbox) -> None:
         self.key = key
         self._outbox = outbox
-        self._out: list[bytes] | None = None  # written, waiting for the outbox's flush
+        self._out = None
         self.transport: asyncio.Transport | None = None
         self.listener: ResponseListener | None = None
         self.closed = False
@@ -170,24 +170,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self._parser is None:
             self._parser = httptools.HttpResponseParser(self)
 
-    def write(self, data: bytes) -> None:
-        """Sent when the outbox flushes, at the end of this loop iteration, in order."""
-        if self.transport is None or self.closed:
-            return
-        out = self._out
-        if out is None:
-            self._out = [data]
-            self._outbox.add(self)
-        else:
-            out.append(data)
-
-    def flush(self) -> None:
-        out, self._out = self._out, None
-        if out and self.transport is not None and not self.closed:
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                self.transport.writelines(out)
+    def _open_transport(self) -> asyncio.Transport | None:
+        return None if self.closed else self.transport
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
