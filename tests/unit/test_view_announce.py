@@ -1,0 +1,168 @@
+"""mesh.view: first sightings, health, routable() and which changes bump the version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from factories import event, evidence, heartbeat, kinds, leave, new_view, sync
+from view_factories import announced, events, ids, member, ticks
+
+from mesh import view as v
+from mesh.messages import Load
+from mesh.view import State
+
+# --- announce ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "state", "routable", "expected"),
+    [
+        ({}, State.ALIVE, True, ["instance.up"]),
+        ({"health": "failing"}, State.ALIVE, False, ["instance.up", "health.failing"]),
+        ({"draining": True}, State.DRAINING, False, ["instance.up"]),
+        ({"role": "gateway"}, State.ALIVE, False, ["instance.up"]),
+    ],
+)
+def test_first_heartbeat_announces(
+    fields: dict[str, Any], state: State, routable: bool, expected: list[str]
+) -> None:
+    hb = heartbeat(seq=4, **fields)
+    view, effects = v.apply(new_view(), hb, 10.0)
+    m = member(view)
+    assert (m.record, m.state, m.heard, m.since, m.seq) == (hb, state, 10.0, 10.0, 4)
+    assert m.routable is routable
+    assert kinds(effects) == expected
+    # A first sighting leaves the seq out: observers that start later agree on the id.
+    assert ids(effects) == [f"{kind}:orders:i1:1:first" for kind in expected]
+    assert {(e.service, e.instance) for e in events(effects)} == {("orders", "i1")}
+    assert view.version == 1
+
+
+def test_heartbeat_refreshes_heard_but_keeps_since() -> None:
+    view = announced(heartbeat(seq=1), now=0.0)
+    hb = heartbeat(seq=2, load=Load(inflight=3, rps=9.5))
+    view, effects = v.apply(view, hb, 0.9)
+    m = member(view)
+    assert (m.record, m.state, m.heard, m.since, m.seq) == (hb, State.ALIVE, 0.9, 0.0, 2)
+    assert effects == []
+
+
+def test_messages_that_are_not_about_membership_change_nothing() -> None:
+    view = announced()
+    for message in (sync(), evidence(), event()):
+        assert v.apply(view, message, 1.0) == (view, [])
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+def test_health_failing_then_passing() -> None:
+    view = announced(heartbeat(seq=1), now=0.0)
+    assert v.routable(view) == {"orders": [member(view)]}
+
+    view, effects = v.apply(view, heartbeat(seq=2, health="failing"), 1.0)
+    m = member(view)
+    assert (m.state, m.since, m.routable) == (State.ALIVE, 0.0, False)  # an overlay, not a state
+    assert v.routable(view) == {}
+    assert ids(effects) == ["health.failing:orders:i1:1:2"]
+    assert view.version == 2
+
+    view, effects = v.apply(view, heartbeat(seq=3, health="failing"), 2.0)
+    assert effects == []
+    assert view.version == 2
+
+    view, effects = v.apply(view, heartbeat(seq=4), 3.0)
+    assert member(view).routable
+    assert v.routable(view) == {"orders": [member(view)]}
+    assert ids(effects) == ["health.passing:orders:i1:1:4"]
+    assert view.version == 3
+
+
+def test_an_unhealthy_member_still_expires_by_silence() -> None:
+    view = announced(heartbeat(health="failing"), now=0.0)
+    _, trace = ticks(view, 3.0, 6.0)
+    assert trace == [(3.0, "suspect", ["instance.suspect"]), (6.0, "down", ["instance.down"])]
+
+
+# --- version: bumped only by what can change routing ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "bumps"),
+    [
+        ({"load": Load(inflight=7, rps=100.0, error_rate=0.5, latency_ms=3.0)}, False),
+        ({}, False),  # only seq
+        ({"interval": 2.0}, False),
+        ({"admin_port": 15000}, False),
+        ({"weight": 5}, True),
+        ({"host": "10.0.0.2"}, True),
+        ({"port": 9001}, True),
+        ({"zone": "b"}, True),
+        ({"version": "2"}, True),
+        ({"meta": {"canary": "true"}}, True),
+        ({"health": "failing"}, True),
+        ({"draining": True}, True),
+        ({"role": "gateway"}, True),
+    ],
+)
+def test_version_bumps_only_on_routing_relevant_changes(
+    change: dict[str, Any], bumps: bool
+) -> None:
+    view = announced(heartbeat(seq=1), now=0.0)
+    after, _ = v.apply(view, heartbeat(seq=2, **change), 0.5)
+    assert after.version == view.version + bumps
+    assert member(after).seq == 2
+
+
+@pytest.mark.parametrize(
+    ("step", "bumps"),
+    [
+        pytest.param(lambda w: v.tick(w, 1.0)[0], False, id="tick-nothing-due"),
+        pytest.param(lambda w: v.tick(w, 3.0)[0], True, id="tick-suspect"),
+        pytest.param(lambda w: v.freeze(w, 1.0), False, id="freeze"),
+        pytest.param(lambda w: v.apply(w, heartbeat(seq=0), 1.0)[0], False, id="stale"),
+        pytest.param(lambda w: v.apply(w, leave(seq=2), 1.0)[0], True, id="leave"),
+        pytest.param(lambda w: v.apply(w, heartbeat("i2"), 1.0)[0], True, id="new-member"),
+    ],
+)
+def test_version_on_other_steps(step: Any, bumps: bool) -> None:
+    view = announced(heartbeat(seq=1), now=0.0)
+    assert step(view).version == view.version + bumps
+
+
+# --- routable() -----------------------------------------------------------------------------
+
+
+def test_routable_groups_by_service_in_instance_order() -> None:
+    view = announced(
+        heartbeat("o-c", "orders"),
+        heartbeat("o-a", "orders"),
+        heartbeat("b-1", "billing"),
+        heartbeat("o-b", "orders"),
+        heartbeat("x-fail", "orders", health="failing"),
+        heartbeat("x-drain", "orders", draining=True),
+        heartbeat("x-gw", "edge", role="gateway"),
+        heartbeat("x-left", "billing", seq=1),
+        heartbeat("x-quiet", "billing", interval=0.1),
+        now=0.0,
+    )
+    view, _ = v.apply(view, leave("x-left", "billing", seq=2), 0.0)
+    view, _ = v.tick(view, 0.35)  # x-quiet (0.1 s interval) is suspect
+    assert member(view, "x-quiet").state is State.SUSPECT
+    got = {service: [m.instance for m in ms] for service, ms in v.routable(view).items()}
+    assert got == {"billing": ["b-1"], "orders": ["o-a", "o-b", "o-c"]}
+    assert list(got) == ["billing", "orders"]
+
+
+def test_gateways_are_members_but_never_routable() -> None:
+    view = announced(heartbeat("gw-1", "edge", role="gateway"), now=0.0)
+    assert member(view, "gw-1").state is State.ALIVE
+    assert not member(view, "gw-1").routable
+    assert v.routable(view) == {}
+
+
+def test_members_of() -> None:
+    view = announced(heartbeat("a", "orders"), heartbeat("b", "billing"), heartbeat("c", "orders"))
+    assert sorted(m.instance for m in v.members_of(view, "orders")) == ["a", "c"]
+    assert list(v.members_of(view, "nobody")) == []
