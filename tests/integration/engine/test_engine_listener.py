@@ -54,7 +54,8 @@ async def test_stop_cuts_what_is_still_running_at_the_deadline(
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await proxy.listener.stop(0.2) == 1
-    assert 0.2 <= loop.time() - started < 2.0
+    # uvloop's clock steps in milliseconds: the float difference can land a hair under 0.2
+    assert 0.199 <= loop.time() - started < 2.0
     answer = await client.response()
     assert not answer.complete
     assert await client.closed()
