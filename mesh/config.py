@@ -132,8 +132,15 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(
         65536, ge=1024, description="Largest request line plus headers (431 beyond)."
     )
+    # A declared length over the limit is refused before anything is sent. A chunked body
+    # has no declared length: with a limit it is held whole before it is forwarded (so
+    # nothing of an oversized one reaches the upstream), which costs up to the limit in
+    # memory per uploading client; without one, every body streams.
     max_body_bytes: int = Field(
-        0, ge=0, description="Largest request body in bytes (413 beyond); 0 = no limit."
+        0,
+        ge=0,
+        description="Largest request body in bytes (413 beyond); 0 = no limit. "
+        "With a limit, chunked bodies are checked whole before they are forwarded.",
     )
     # Kept in memory per in-flight request on a reused connection: larger values let more
     # uploads survive an upstream that closed an idle connection, at that memory's cost.

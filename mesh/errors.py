@@ -84,6 +84,10 @@ class BodyTooLarge(ProxyError):
     """The request body exceeds the configured limit."""
 
 
+class ClientTimeout(ProxyError):
+    """The client did not send its whole request in time (a body held for the limit)."""
+
+
 class NoRoute(ProxyError):
     """No route matches the request."""
 

@@ -75,3 +75,5 @@ class Engine:
         for conn in list(self.connections):
             if conn.idle and now - conn.last_active > self.client_idle_timeout:
                 conn.close()
+            elif self.max_body_bytes:
+                conn.expire_hold(now, self.request_timeout)

@@ -11,6 +11,7 @@ STATUS: dict[type[errors.ProxyError], tuple[int, str]] = {
     errors.BadRequest: (400, "DPE"),
     errors.HeadersTooLarge: (431, "DPE"),
     errors.BodyTooLarge: (413, "DPE"),
+    errors.ClientTimeout: (408, "DT"),
     errors.NoRoute: (404, "NR"),
     errors.NoHealthyUpstream: (503, "UH"),
     errors.UpstreamConnectFailure: (502, "UF"),
@@ -24,6 +25,7 @@ STATUS: dict[type[errors.ProxyError], tuple[int, str]] = {
 _REASONS = {
     400: b"Bad Request",
     404: b"Not Found",
+    408: b"Request Timeout",
     413: b"Content Too Large",
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",

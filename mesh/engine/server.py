@@ -51,6 +51,9 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         self._active: Exchange | None = None
         self._tunnel: Request | None = None  # after an upgrade request, bytes belong to it
         self._rejection: errors.ProxyError | None = None  # answered once earlier ones finish
+        # With a body limit, a chunked body is held here until whole (see _hold).
+        self._holding: Request | None = None
+        self._holding_since = 0.0
         self._paused: set[str] = set()
         self._outbox = engine.outbox
         self._out = None
@@ -186,7 +189,7 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
             raise errors.BodyTooLarge(f"body exceeds {limit} bytes")
         self._reported += len(chunk)
         request.feed(chunk)
-        if request.buffered > _BODY_BUFFER:
+        if request.buffered > _BODY_BUFFER and request is not self._holding:
             self.set_reading(False, reason="body")
 
     def on_message_complete(self) -> None:
@@ -203,7 +206,12 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         self._starting = True
         try:
             while self._active is None and self._queue and not self.closing:
-                request = self._queue.popleft()
+                request = self._queue[0]
+                if request.chunked and self.engine.max_body_bytes and not request.complete:
+                    self._hold(request)
+                    break
+                self._queue.popleft()
+                self._holding = None
                 self._active = exchange = Exchange(self, request, self.engine)
                 exchange.start()
         finally:
@@ -220,6 +228,32 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
                 self.close()
                 return
         self.set_reading(len(self._queue) < _MAX_QUEUED, reason="pipeline")
+
+    def _hold(self, request: Request) -> None:
+        """Keep a chunked body until it is whole, so that one over the limit never leaves.
+
+        Its size is unknown until its last chunk; streamed, an oversized or malformed body
+        would reach the upstream in part before the 413 or 400. Held, it costs up to the
+        limit in memory and must arrive within the request timeout (408 otherwise). A
+        client waiting for `100 Continue` gets it from here: the upstream receives the body
+        whole and is not asked.
+        """
+        if self._holding is request:
+            return
+        self._holding = request
+        self._holding_since = self.engine.loop.time()
+        self.set_reading(True, reason="body")  # paused while it queued behind another
+        headers = request.headers
+        kept = [h for h in headers if h[0].lower() != b"expect" or h[1].lower() != b"100-continue"]
+        if len(kept) != len(headers):
+            request.headers = kept
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def expire_hold(self, now: float, timeout: float) -> None:
+        """Called by the engine's sweep: a held body still incomplete after `timeout` is 408."""
+        if self._holding is not None and now - self._holding_since > timeout:
+            self._holding = None
+            self._reject(errors.ClientTimeout(f"request body incomplete after {timeout:g} s"))
 
     def _start_tunnel(self, rest: bytes) -> None:
         """An upgrade request was parsed: the client's next bytes are for the new protocol.
