@@ -100,6 +100,7 @@ class Load:
     ) -> None:
         tally = self.tally
         tally.sent += 1
+        sent = time.monotonic() - start
         body = b'{"n": 1}' if method in ("POST", "PUT", "PATCH") else None
         try:
             async with session.request(
@@ -108,7 +109,11 @@ class Load:
                 data = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            tally.failures.append(f"{method} {type(exc).__name__}: {exc}")
+            # When it was sent and how long it took say which event it ran into.
+            took = time.monotonic() - start - sent
+            tally.failures.append(
+                f"{method} {type(exc).__name__} (sent at {sent:.2f} s, after {took:.2f} s): {exc}"
+            )
             tally.timeline.append((time.monotonic() - start, "", 0))
             return
         finally:
