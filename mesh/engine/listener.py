@@ -8,6 +8,7 @@ import gc
 import socket
 
 from mesh.engine.engine import Engine
+from mesh.engine.heap import keep_freed_heap
 
 _SWEEP_EVERY = 1.0
 # How often a graceful stop looks for connections that finished (a stop is rare).
@@ -46,6 +47,7 @@ class Listener:
         # small.
         gc.collect()
         gc.freeze()
+        keep_freed_heap()
         if self._server is not None:
             await self._server.start_serving()
 

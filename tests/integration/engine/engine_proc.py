@@ -20,7 +20,8 @@ async def main(upstream_port: int) -> None:
         Settings(), directory({"svc": [upstream_port]}), Metrics(), strip_mesh_headers=True
     )
     listener = Listener(engine, "127.0.0.1", 0)
-    await listener.start()
+    await listener.start(serve=False)
+    await listener.serve()  # as the gateway does: its GC and heap settings are measured too
     print(listener.port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await listener.stop(1.0)
