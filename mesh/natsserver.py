@@ -168,6 +168,9 @@ class NatsServer:
                     stderr=subprocess.STDOUT,
                     # Safe enough with threads: the hook only calls a function resolved pre-fork.
                     preexec_fn=die_with_parent(),
+                    # Out of the terminal's process group: a Ctrl-C reaches the mesh process,
+                    # which stops NATS last, after its agents have said `leave` over it.
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise NatsServerError(f"cannot run {self.binary}: {exc}") from exc

@@ -60,6 +60,7 @@ def test_mesh_up_serves_three_instances_and_ctrl_c_leaves_nothing(tmp_path: Path
         stdout=subprocess.PIPE,
         stderr=log,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # a process group of its own, as a terminal's job has
     )
     try:
         banner = b""
@@ -117,8 +118,10 @@ def test_mesh_up_serves_three_instances_and_ctrl_c_leaves_nothing(tmp_path: Path
         assert status == 200
         assert json.loads(body)["path"] == "/anything"
 
-        up.send_signal(signal.SIGINT)
+        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it
         assert up.wait(30) == 0
+        # NATS outlived the agents: each one's leave went out over it.
+        assert "leave not confirmed" not in (tmp_path / "up.log").read_text()
         deadline = time.monotonic() + 5
         while any(alive(pid) for pid in children) and time.monotonic() < deadline:
             time.sleep(0.05)
