@@ -252,7 +252,6 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
     def expire_hold(self, now: float, timeout: float) -> None:
         """Called by the engine's sweep: a held body still incomplete after `timeout` is 408."""
         if self._holding is not None and now - self._holding_since > timeout:
-            self._holding = None
             self._reject(errors.ClientTimeout(f"request body incomplete after {timeout:g} s"))
 
     def _start_tunnel(self, rest: bytes) -> None:
@@ -282,6 +281,7 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
     def _reject(self, error: errors.ProxyError) -> None:
         """A request failed to parse or was refused: answer it after those before it, close."""
         bad, self._parsing = self._parsing, None
+        self._holding = None  # the connection ends after this: nothing held may time out
         self.set_reading(False, reason="rejected")
         active = self._active
         if bad is not None and active is not None and active.request is bad:
