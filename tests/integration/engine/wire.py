@@ -351,3 +351,11 @@ class Client:
 
 def get(target: str = "/", host: str = "svc", extra: str = "", version: str = "1.1") -> bytes:
     return f"GET {target} HTTP/{version}\r\nHost: {host}\r\n{extra}\r\n".encode("latin-1")
+
+
+def post(headers: str, body: bytes = b"", version: str = "1.1") -> bytes:
+    return f"POST /p HTTP/{version}\r\nHost: svc\r\n{headers}\r\n".encode("latin-1") + body
+
+
+# A complete request: found in an upstream's bytes only if a body was mis-framed.
+SMUGGLED = get("/smuggled")
