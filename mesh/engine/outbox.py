@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 
 class Flushable(Protocol):
@@ -44,9 +44,10 @@ class QueuedWrites:
     _outbox: Outbox
     _out: list[bytes] | None  # written, waiting for the outbox's flush
 
-    def _open_transport(self) -> asyncio.Transport | None:
-        """The transport, while it may still be written to."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # defined by each side's connection class
+
+        def _open_transport(self) -> asyncio.Transport | None:
+            """The transport, while it may still be written to."""
 
     def write(self, data: bytes) -> None:
         """Sent when the outbox flushes, at the end of this loop iteration, in order.
