@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 from agents.health import HealthChecker
 from mesh import subjects
-from mesh.admin import HealthCheck
 from mesh.config import Settings, parse_hostport
 from mesh.engine.listener import Listener
-from mesh.forwarding import Forwarding
 from mesh.messages import Health, Heartbeat
-from mesh.node import Node
+from mesh.node.admin import HealthCheck
+from mesh.node.forwarding import Forwarding
+from mesh.node.node import Node
 
 log = logging.getLogger(__name__)
 

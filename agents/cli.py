@@ -6,8 +6,9 @@ import argparse
 import asyncio
 
 from agents.agent import AgentOptions, run
-from mesh import config, runtime
+from mesh import config
 from mesh.errors import ConfigError
+from mesh.node import runtime
 
 
 def _meta(items: list[str]) -> dict[str, str]:

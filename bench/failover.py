@@ -31,7 +31,7 @@ from bench.processes import Processes, sigterm_as_exit
 from bench.results import environment, write_results
 from bench.tables import table
 from mesh.config import load as load_settings
-from mesh.natsserver import NatsServer, find_binary
+from mesh.playground.natsserver import NatsServer, find_binary
 
 SCENARIOS = ("kill9-quiet", "kill9-load", "hung-quiet", "hung-load")
 MESH = [sys.executable, "-m", "mesh"]

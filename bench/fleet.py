@@ -12,7 +12,8 @@ import argparse
 import asyncio
 
 from agents.agent import AgentOptions, run
-from mesh import config, runtime
+from mesh import config
+from mesh.node import runtime
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.console import BenchError
-from mesh.process import die_with_parent
+from mesh.node.process import die_with_parent
 
 _REPO = Path(__file__).resolve().parent.parent  # where the children run
 

@@ -26,9 +26,9 @@ from bench.processes import Processes, sigterm_as_exit
 from bench.results import environment, write_results
 from bench.tables import table
 from mesh.bus import NatsBus
-from mesh.census import census, live
 from mesh.config import load as load_settings
-from mesh.natsserver import NatsServer, find_binary
+from mesh.membership.census import census, live
+from mesh.playground.natsserver import NatsServer, find_binary
 from policies.acks import AckCollector
 from policies.loader import load_text
 from policies.plan import plan

@@ -19,7 +19,7 @@ from bench.console import BenchError, say
 from bench.cores import Cores, pin_threads, pinned
 from bench.loopback import free_port, http_get, wait_until
 from bench.processes import Processes
-from mesh.natsserver import NatsServer, find_binary
+from mesh.playground.natsserver import NatsServer, find_binary
 
 SERVICE = "bench"  # the mesh service name; also the first path segment of every URL
 SMALL_BODY = b"hello, world\n"  # 13 bytes

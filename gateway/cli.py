@@ -8,7 +8,8 @@ import os
 
 from gateway.gateway import run
 from gateway.supervisor import supervise
-from mesh import config, runtime
+from mesh import config
+from mesh.node import runtime
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

@@ -7,12 +7,12 @@ import logging
 import secrets
 
 from mesh import subjects
+from mesh.bus.events import ensure_stream
 from mesh.config import Settings, parse_hostport
 from mesh.engine.listener import Listener
-from mesh.events import ensure_stream
-from mesh.forwarding import Forwarding
 from mesh.messages import Heartbeat
-from mesh.node import Node
+from mesh.node.forwarding import Forwarding
+from mesh.node.node import Node
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from mesh import metrics
 from mesh.config import Settings, parse_hostport
-from mesh.process import die_with_parent
+from mesh.node.process import die_with_parent
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,14 @@ from importlib.metadata import entry_points
 
 import msgspec
 
-from mesh import clock, config, roster, runtime, subjects
-from mesh import view as membership
+from mesh import clock, config, subjects
 from mesh.bus import Delivery, NatsBus
-from mesh.census import census
 from mesh.errors import ConfigError, InvalidMessage, MeshError
+from mesh.membership import roster
+from mesh.membership import view as membership
+from mesh.membership.census import census
 from mesh.messages import Event, decode
+from mesh.node import runtime
 
 
 def _common() -> argparse.ArgumentParser:
@@ -37,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
 
-    from mesh import up  # the launcher imports subprocess machinery only when needed
+    from mesh.playground import up  # the launcher imports subprocess machinery only when needed
 
     up.register(commands, common)
 
@@ -191,7 +193,7 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mesh import demo
+    from mesh.playground import demo
 
     runtime.setup_logging(args.log_level or "info", as_json=False)
     return demo.main(args.service, args.host, args.port, args.instance_id, args.calls, args.via)

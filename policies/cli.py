@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from mesh import config
 from mesh.bus import NatsBus
-from mesh.census import census, live
 from mesh.config import Settings
 from mesh.errors import Conflict, MeshError
+from mesh.membership.census import census, live
 from policies.acks import AckCollector
 from policies.loader import Loaded, load
 from policies.plan import Change, as_yaml, plan, render

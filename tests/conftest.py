@@ -10,7 +10,7 @@ import pytest
 from helpers import check_address
 
 from mesh.config import load
-from mesh.natsserver import NatsServer, find_binary
+from mesh.playground.natsserver import NatsServer, find_binary
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 
-from mesh.view import Member, View, routable
+from mesh.membership.view import Member, View, routable
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,12 @@ import random
 from collections.abc import Callable
 
 from mesh.config import Settings
-from mesh.directory import Directory
 from mesh.engine.outbox import Outbox
 from mesh.engine.pool import Pools
 from mesh.engine.request import Request
-from mesh.engine.router import Routed, default_route
 from mesh.engine.server import ClientConnection
+from mesh.forwarding.directory import Directory
+from mesh.forwarding.routing import Routed, default_route
 from mesh.metrics import Metrics
 
 __all__ = ["Engine", "Routed"]

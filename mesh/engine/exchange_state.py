@@ -11,8 +11,8 @@ from mesh.balance.endpoint import Endpoint
 from mesh.engine.failover import Failover
 from mesh.engine.request import Request
 from mesh.engine.upstream import UpstreamConnection
+from mesh.forwarding.service_state import ServiceState
 from mesh.resilience.outcome import Outcome
-from mesh.service_state import ServiceState
 
 if TYPE_CHECKING:
     from mesh.engine.engine import Engine, Routed

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
-from mesh.engine.router import Routed
+from mesh.forwarding.routing import Routed
+from mesh.forwarding.service_state import ServiceState
 from mesh.resilience import backoff, retry
 from mesh.resilience.limits import remaining, try_timeout
 from mesh.resilience.outcome import Outcome
-from mesh.service_state import ServiceState
 
 
 class Failover:

@@ -8,7 +8,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from mesh.natsserver import NatsServer
+from mesh.playground.natsserver import NatsServer
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mesh_procs import Client, Mesh, routable, wait_for
 
-from mesh.natsserver import NatsServer
+from mesh.playground.natsserver import NatsServer
 
 
 def test_calls_by_name_as_http_proxy_and_by_host_header(

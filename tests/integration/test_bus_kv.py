@@ -11,7 +11,7 @@ import pytest
 from mesh.bus import NatsBus
 from mesh.bus.kv import KvEntry, KvStore
 from mesh.config import load as load_settings
-from mesh.natsserver import NatsServer
+from mesh.playground.natsserver import NatsServer
 
 KEYS = [f"service.s{i:02d}" for i in range(40)]
 

@@ -17,7 +17,7 @@ import pytest
 from load import Load, Tally
 from mesh_procs import Mesh, Proc, routable, wait_for
 
-from mesh.natsserver import NatsServer
+from mesh.playground.natsserver import NatsServer
 
 INSTANCES = ("hello-a", "hello-b", "hello-c")
 RATE = 100.0  # per path: 200 requests/s in all

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mesh_procs import Client, Mesh, routable, wait_for
 
-from mesh.natsserver import NatsServer
+from mesh.playground.natsserver import NatsServer
 
 
 def start(mesh: Mesh, workers: int):

@@ -1,4 +1,4 @@
-"""mesh.natsserver: finding the binary, and a real nats-server that starts, stops and restarts."""
+"""mesh.playground.natsserver: finding the binary; a real server that starts, stops, restarts."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
 from mesh.errors import NatsServerError
-from mesh.natsserver import EXE, NatsServer, _wheel_candidates, find_binary
+from mesh.playground.natsserver import EXE, NatsServer, _wheel_candidates, find_binary
 
 
 def unique(prefix: str) -> str:
@@ -234,7 +234,9 @@ def test_no_binary_anywhere_names_what_was_tried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("mesh.natsserver._wheel_candidates", lambda: [tmp_path / "nope" / EXE])
+    monkeypatch.setattr(
+        "mesh.playground.natsserver._wheel_candidates", lambda: [tmp_path / "nope" / EXE]
+    )
     with pytest.raises(NatsServerError, match="none on PATH") as info:
         find_binary(None)
     assert str(tmp_path / "nope" / EXE) in str(info.value)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mesh_procs import Client, Mesh, get_json, members, routable, wait_for
 
-from mesh.natsserver import NatsServer
+from mesh.playground.natsserver import NatsServer
 
 INSTANCES = ("hello-a", "hello-b", "hello-c")
 

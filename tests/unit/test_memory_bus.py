@@ -1,12 +1,12 @@
-"""mesh.memory_bus: the in-memory twin of the NATS bus that the shells' unit tests use."""
+"""memory_bus: the in-memory twin of the NATS bus that the shells' unit tests use."""
 
 from __future__ import annotations
 
 import pytest
+from memory_bus import MemoryBus, MemoryHub
 
 from mesh.bus import Bus, Delivery
 from mesh.errors import BusTimeout, BusUnavailable
-from mesh.memory_bus import MemoryBus, MemoryHub
 
 
 class Inbox:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mesh import view as membership
 from mesh.config import Settings
-from mesh.defaults import default_compiled
-from mesh.directory import Directory
+from mesh.forwarding.defaults import default_compiled
+from mesh.forwarding.directory import Directory
+from mesh.membership import view as membership
+from mesh.membership.timing import PRESETS
 from mesh.messages import Heartbeat
-from mesh.timing import PRESETS
 
 
 def directory(

@@ -20,7 +20,7 @@ from mesh.bus import Delivery, NatsBus
 from mesh.bus.kv import KvStore
 from mesh.config import load as load_settings
 from mesh.messages import Event, decode
-from mesh.natsserver import NatsServer
+from mesh.playground.natsserver import NatsServer
 
 GREET = """\
 kind: Route

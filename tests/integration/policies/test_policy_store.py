@@ -13,7 +13,7 @@ import pytest
 from mesh.bus import NatsBus
 from mesh.config import load as load_settings
 from mesh.errors import Conflict
-from mesh.natsserver import NatsServer
+from mesh.playground.natsserver import NatsServer
 from policies.loader import load
 from policies.plan import plan
 from policies.store import PolicyStore

@@ -1,4 +1,4 @@
-"""mesh.view: conflicting and stale messages, restarts (new incarnations) and revival."""
+"""mesh.membership.view: conflicting and stale messages, restarts (new incarnations) and revival."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from factories import heartbeat, kinds, leave
 from view_factories import announced, ids, member, ticks
 
-from mesh import view as v
+from mesh.membership import view as v
+from mesh.membership.view import Dropped, State
 from mesh.messages import Event
-from mesh.view import Dropped, State
 
 # --- conflicts: an instance id belongs to one service -----------------------------------
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from mesh import runtime
+from mesh.node import runtime
 
 
 class DemoState:

@@ -1,4 +1,4 @@
-"""mesh.timing: presets and the expiry formulas, as tables."""
+"""mesh.membership.timing: presets and the expiry formulas, as tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from mesh.timing import (
+from mesh.membership.timing import (
     MAX_INTERVAL,
     MIN_INTERVAL,
     PRESETS,

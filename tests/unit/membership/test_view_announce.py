@@ -1,4 +1,4 @@
-"""mesh.view: first sightings, health, routable() and which changes bump the version."""
+"""mesh.membership.view: first sightings, health, routable() and which changes bump the version."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from factories import event, evidence, heartbeat, kinds, leave, new_view, sync
 from view_factories import announced, events, ids, member, ticks
 
-from mesh import view as v
+from mesh.membership import view as v
+from mesh.membership.view import State
 from mesh.messages import Load
-from mesh.view import State
 
 # --- announce ---------------------------------------------------------------------------
 

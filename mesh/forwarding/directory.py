@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from mesh.balance.endpoint import Endpoint, of
 from mesh.errors import NoHealthyUpstream, NoRoute
+from mesh.forwarding.service_state import ServiceState
+from mesh.membership.view import State, View
 from mesh.messages import Evidence
 from mesh.policy.compile import Compiled, ServicePolicy
 from mesh.resilience.outcome import Outcome
 from mesh.resilience.outlier import Capped, Effect, Ejected, Restored
-from mesh.service_state import ServiceState
-from mesh.view import State, View
 
 EjectionListener = Callable[[str, Ejected | Restored], None]
 _RNG = random.Random()  # for callers that bring none (tools, tests)

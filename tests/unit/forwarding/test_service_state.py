@@ -1,4 +1,4 @@
-"""mesh.service_state: one service as a node calls it; success skips bookkeeping only when safe."""
+"""mesh.forwarding.service_state: one service as a node calls it; what a success may skip."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import random
 
 from mesh.balance.endpoint import Endpoint
 from mesh.config import Settings
-from mesh.defaults import default_compiled
+from mesh.forwarding.defaults import default_compiled
+from mesh.forwarding.service_state import ServiceState
 from mesh.resilience import outcome as o
 from mesh.resilience.outlier import Ejected
-from mesh.service_state import ServiceState
 
 
 def endpoint(instance: str, version: str = "v1") -> Endpoint:

@@ -15,13 +15,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh import config, runtime
+from mesh import config
 from mesh.errors import MeshError
-from mesh.process import die_with_parent
+from mesh.node import runtime
+from mesh.node.process import die_with_parent
 
 STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
 # The example policies ship beside the packages (a sibling of mesh/, installed or not).
-EXAMPLES = Path(__file__).resolve().parent.parent / "policies" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 
 
 @dataclass
@@ -135,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _up(args: argparse.Namespace, settings: config.Settings) -> int:
-    from mesh.natsserver import NatsServer, find_binary
+    from mesh.playground.natsserver import NatsServer, find_binary
 
     server: NatsServer | None = None
     if args.nats_url:

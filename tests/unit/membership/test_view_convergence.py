@@ -1,4 +1,4 @@
-"""mesh.view: observers agree on event ids and final records, whatever the message order."""
+"""mesh.membership.view: observers agree on event ids and final records in any message order."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from view_factories import announced, member
 
-from mesh import view as v
+from mesh.membership import view as v
+from mesh.membership.timing import PRESETS, Timing
+from mesh.membership.view import Dropped
 from mesh.messages import Event, Load
-from mesh.timing import PRESETS, Timing
-from mesh.view import Dropped
 
 # --- event ids: two observers that saw the same messages publish the same ids -------------
 

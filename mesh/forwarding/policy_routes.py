@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from mesh import clock
 from mesh.engine.request import Request
-from mesh.engine.router import Routed
 from mesh.errors import BadRequest, NoRoute, RateLimited
+from mesh.forwarding.routing import Routed
 from mesh.policy.match import RouteTable, choose
 from mesh.policy.route import Route
-from mesh.ratelimit import TokenBuckets
+from mesh.resilience.ratelimit import TokenBuckets
 
 Router = Callable[[Request], Routed]
 

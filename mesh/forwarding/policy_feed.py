@@ -11,9 +11,9 @@ import msgspec
 
 from mesh import subjects
 from mesh.bus import NatsBus
+from mesh.bus.events import EventLog
 from mesh.bus.kv import KvEntry, KvStore, Watch
 from mesh.errors import BusError, MeshError
-from mesh.events import EventLog
 from mesh.messages import Event, EventKind
 from mesh.metrics import Metrics
 from mesh.policy.decode import parse

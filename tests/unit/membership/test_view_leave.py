@@ -1,4 +1,4 @@
-"""mesh.view: graceful leaves (shutdown or drain) and the goodbyes that change nothing."""
+"""mesh.membership.view: graceful leaves (shutdown or drain) and goodbyes that change nothing."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from factories import heartbeat, kinds, leave, new_view
 from view_factories import announced, ids, member, ticks
 
-from mesh import view as v
-from mesh.view import State
+from mesh.membership import view as v
+from mesh.membership.view import State
 
 # --- leave --------------------------------------------------------------------------------
 

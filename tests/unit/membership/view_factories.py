@@ -1,4 +1,4 @@
-"""Builders and probes shared by the mesh.view tests: announced views, tick traces, event ids."""
+"""Builders for the mesh.membership.view tests: announced views, tick traces, event ids."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from factories import LAN, feed, heartbeat, kinds, new_view
 
-from mesh import view as v
+from mesh.membership import view as v
+from mesh.membership.timing import Timing
 from mesh.messages import Event
-from mesh.timing import Timing
 
 
 def announced(*messages: Any, now: float = 0.0, timing: Timing = LAN) -> v.View:

@@ -1,4 +1,4 @@
-"""mesh.view: silence makes members suspect, down, then gone; a frozen view expires nothing."""
+"""mesh.membership.view: silence makes members suspect, down, then gone; a frozen view waits."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from factories import heartbeat, kinds, leave
 from view_factories import announced, events, member, ticks
 
-from mesh import view as v
-from mesh.view import State
+from mesh.membership import view as v
+from mesh.membership.view import State
 
 # --- silence: suspect after 3 of the sender's intervals, down after 6, then forgotten --
 

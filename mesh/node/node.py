@@ -8,15 +8,15 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from mesh import admin
-from mesh.announcer import Announcer
 from mesh.bus import NatsBus
+from mesh.bus.events import EventLog
 from mesh.config import Settings
-from mesh.discovery import Discovery
-from mesh.events import EventLog
+from mesh.membership.announcer import Announcer
+from mesh.membership.discovery import Discovery
+from mesh.membership.view import View
 from mesh.messages import Heartbeat
 from mesh.metrics import Metrics, registry_for
-from mesh.view import View
+from mesh.node import admin
 
 log = logging.getLogger(__name__)
 

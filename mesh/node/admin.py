@@ -8,8 +8,9 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from mesh import clock, metrics, roster
-from mesh.view import View
+from mesh import clock, metrics
+from mesh.membership import roster
+from mesh.membership.view import View
 
 HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
 

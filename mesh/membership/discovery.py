@@ -8,13 +8,13 @@ import logging
 from collections.abc import Callable
 
 from mesh import clock, subjects
-from mesh import view as membership
 from mesh.bus import Bus, Delivery
+from mesh.bus.events import EventLog
 from mesh.errors import BusError, InvalidMessage
-from mesh.events import EventLog
+from mesh.membership import view as membership
+from mesh.membership.timing import Timing
 from mesh.messages import Event, Sync, decode, encode
 from mesh.metrics import Metrics
-from mesh.timing import Timing
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ Listener = Callable[[membership.View], None]
 
 
 class Discovery:
-    """The shell around the pure view: decide in mesh.view, act here."""
+    """The shell around the pure view: decide in mesh.membership.view, act here."""
 
     def __init__(
         self, bus: Bus, timing: Timing, *, node: str, metrics: Metrics, events: EventLog | None

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mesh.errors import NatsServerError
-from mesh.process import die_with_parent
+from mesh.node.process import die_with_parent
 
 EXE = "nats-server.exe" if sys.platform == "win32" else "nats-server"
 _POLL = 0.05  # seconds between readiness / exit checks: quick enough for tests, cheap enough

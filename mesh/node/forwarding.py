@@ -10,20 +10,20 @@ from collections.abc import Mapping
 from mesh import clock, subjects
 from mesh.bus import Delivery
 from mesh.config import Settings
-from mesh.defaults import default_service
-from mesh.directory import Directory
 from mesh.engine.engine import Engine
-from mesh.engine.policy_router import PolicyRouter
 from mesh.engine.request import Request
-from mesh.engine.router import Routed
 from mesh.errors import BusError, InvalidMessage, NoRoute
+from mesh.forwarding.defaults import default_service
+from mesh.forwarding.directory import Directory
+from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected
+from mesh.forwarding.policy_routes import PolicyRouter
+from mesh.forwarding.routing import Routed
+from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence, decode, encode
-from mesh.node import Node
+from mesh.node.node import Node
 from mesh.policy.compile import compile_revision
 from mesh.policy.model import Document
-from mesh.policy_feed import PolicyFeed, PolicyRejected
 from mesh.resilience.outlier import Ejected, Restored
-from mesh.view import View
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from mesh.view import View
+from mesh.membership.view import View
 
 
 class Row(msgspec.Struct, frozen=True):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesh.ratelimit import TokenBuckets
+from mesh.resilience.ratelimit import TokenBuckets
 
 
 def test_a_burst_then_the_steady_rate() -> None:

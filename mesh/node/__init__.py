@@ -1,0 +1,1 @@
+"""One mesh process: its node (bus, view, heartbeat, events, admin), runtime and children."""
