@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mesh.errors import ConfigError
-from mesh.membership.timing import PRESETS, Timing
+from mesh.timing import PRESETS, Timing
 
 Preset = Literal["lan", "wan", "local"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from mesh.membership import view as v
-from mesh.membership.timing import PRESETS, Timing
 from mesh.messages import Event, Evidence, Heartbeat, Leave, Load, Sync
+from mesh.timing import PRESETS, Timing
 
 LAN = PRESETS["lan"]
 

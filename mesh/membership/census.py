@@ -8,8 +8,8 @@ from mesh import clock, subjects
 from mesh.bus import Bus, Delivery
 from mesh.errors import InvalidMessage
 from mesh.membership import view as membership
-from mesh.membership.timing import Timing
 from mesh.messages import Sync, decode, encode
+from mesh.timing import Timing
 
 
 async def census(bus: Bus, timing: Timing, wait: float, *, asker: str) -> membership.View:

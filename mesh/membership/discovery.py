@@ -12,9 +12,9 @@ from mesh.bus import Bus, Delivery
 from mesh.bus.events import EventLog
 from mesh.errors import BusError, InvalidMessage
 from mesh.membership import view as membership
-from mesh.membership.timing import Timing
 from mesh.messages import Event, Sync, decode, encode
 from mesh.metrics import Metrics
+from mesh.timing import Timing
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from mesh.membership.timing import Timing, down_at, forget_at, suspect_at
 from mesh.messages import Event, EventKind, Heartbeat, Leave, Message
+from mesh.timing import Timing, down_at, forget_at, suspect_at
 
 
 class State(enum.StrEnum):

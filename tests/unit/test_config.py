@@ -10,7 +10,7 @@ import pytest
 
 from mesh import config
 from mesh.errors import ConfigError
-from mesh.membership.timing import PRESETS, Timing
+from mesh.timing import PRESETS, Timing
 
 
 @pytest.fixture(autouse=True)

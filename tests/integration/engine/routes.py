@@ -8,8 +8,8 @@ from mesh.config import Settings
 from mesh.forwarding.defaults import default_compiled
 from mesh.forwarding.directory import Directory
 from mesh.membership import view as membership
-from mesh.membership.timing import PRESETS
 from mesh.messages import Heartbeat
+from mesh.timing import PRESETS
 
 
 def directory(

@@ -6,9 +6,9 @@ import pytest
 from balance_factories import endpoints
 
 from mesh.balance.endpoint import Endpoint, allowed, by_service, of
-from mesh.membership.timing import PRESETS
 from mesh.membership.view import Member, State, View
 from mesh.messages import Heartbeat
+from mesh.timing import PRESETS
 
 
 def member(instance: str, *, since: float = 5.0, health: str = "passing") -> Member:

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from view_factories import announced, member
 
 from mesh.membership import view as v
-from mesh.membership.timing import PRESETS, Timing
 from mesh.membership.view import Dropped
 from mesh.messages import Event, Load
+from mesh.timing import PRESETS, Timing
 
 # --- event ids: two observers that saw the same messages publish the same ids -------------
 

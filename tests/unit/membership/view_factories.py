@@ -7,8 +7,8 @@ from typing import Any
 from factories import LAN, feed, heartbeat, kinds, new_view
 
 from mesh.membership import view as v
-from mesh.membership.timing import Timing
 from mesh.messages import Event
+from mesh.timing import Timing
 
 
 def announced(*messages: Any, now: float = 0.0, timing: Timing = LAN) -> v.View:

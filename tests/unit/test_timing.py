@@ -1,4 +1,4 @@
-"""mesh.membership.timing: presets and the expiry formulas, as tables."""
+"""mesh.timing: presets and the expiry formulas, as tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from mesh.membership.timing import (
+from mesh.timing import (
     MAX_INTERVAL,
     MIN_INTERVAL,
     PRESETS,
