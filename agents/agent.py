@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from agents.health import HealthChecker
 from mesh import subjects
 from mesh.config import Settings, parse_hostport
+from mesh.engine.engine import Engine
 from mesh.engine.listener import Listener
-from mesh.messages import Health, Heartbeat
+from mesh.forwarding.directory import Directory
+from mesh.messages import Heartbeat
 from mesh.node.admin import HealthCheck
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
+from mesh.node.runtime import listening
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +48,6 @@ def instance_id(service: str) -> str:
 async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) -> int:
     service = subjects.check_name(options.service)
     instance = subjects.check_name(options.instance_id or instance_id(service))
-    checker = HealthChecker(
-        f"http://{options.host}:{options.port}{options.health_path}",
-        interval=settings.health_interval,
-        timeout=settings.health_timeout,
-        fail_after=settings.health_fail_threshold,
-        pass_after=settings.health_pass_threshold,
-        on_change=lambda health, reason: node.announcer.update(health=health),
-    )
-    health: Health = await checker.first_check()
     record = Heartbeat(
         service=service,
         instance=instance,
@@ -66,33 +60,39 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         meta=options.meta,
         incarnation=0,
         seq=0,
-        health=health,
+        health="failing",  # until the first check, before the first announcement
         interval=settings.timing.interval,
     )
     node = Node(settings, record)
+    # Our own service is the caller: its x-mesh-* headers are trusted and kept.
+    engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=False)
     # Every agent takes policies (and acknowledges them), even without an outbound proxy.
     forwarding = Forwarding(
-        node,
-        settings,
-        role="agent",
-        zone=options.zone,
-        strip_mesh_headers=False,  # the caller is our own service: its headers are trusted
-        default_routes=True,
-        create_bucket=False,
+        node, engine, settings, zone=options.zone or settings.zone, fallback=engine.default_routes
     )
+    # Ports first: a taken one ends the agent before it ever joins the mesh.
+    outbound = await _outbound(engine, options.outbound)
     try:
-        # Ports first: a taken one ends the agent before it ever joins the mesh.
-        outbound = await _outbound(forwarding, options.outbound)
-        admin_port = await node.serve_admin("127.0.0.1", options.admin_port, _health(checker, node))
-    except OSError as exc:
-        log.error("cannot listen: %s", exc)
-        await checker.stop()
-        return 1
-    node.announcer.update(admin_port=admin_port)
+        admin_port = node.bind_admin("127.0.0.1", options.admin_port)
+    except BaseException:
+        if outbound is not None:
+            await outbound.stop(0)
+        raise
+    checker = HealthChecker(
+        f"http://{options.host}:{options.port}{options.health_path}",
+        interval=settings.health_interval,
+        timeout=settings.health_timeout,
+        fail_after=settings.health_fail_threshold,
+        pass_after=settings.health_pass_threshold,
+        on_change=lambda health, reason: node.announcer.update(health=health),
+    )
+    health = await checker.first_check()  # so the first announcement carries the truth
+    node.announcer.update(health=health, admin_port=admin_port)
     await node.start()
     await forwarding.start(wait_policies=settings.policy_wait)
     if outbound is not None:
         await outbound.serve()  # the current policies are in (or the wait ran out)
+    await node.serve_admin(_health(checker, node))
     checker.start()
     log.info(
         "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s)",
@@ -130,11 +130,12 @@ def _health(checker: HealthChecker, node: Node) -> HealthCheck:
     return health
 
 
-async def _outbound(forwarding: Forwarding, address: str) -> Listener | None:
+async def _outbound(engine: Engine, address: str) -> Listener | None:
     """The local service's way out: `HTTP_PROXY=http://<address>` or `Host: <service>`."""
     if not address:
         return None
     host, port = parse_hostport(address)
-    listener = Listener(forwarding.engine, host, port)
-    await listener.start(serve=False)
+    listener = Listener(engine, host, port)
+    with listening("outbound proxy", host, port):
+        await listener.start(serve=False)
     return listener

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 
 from mesh import subjects
 from mesh.bus.events import ensure_stream
 from mesh.config import Settings, parse_hostport
+from mesh.engine.engine import Engine
 from mesh.engine.listener import Listener
+from mesh.forwarding.directory import Directory
+from mesh.forwarding.policy_feed import ensure_bucket
 from mesh.messages import Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
+from mesh.node.runtime import listening
 
 log = logging.getLogger(__name__)
 
@@ -36,35 +41,34 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
         interval=settings.timing.interval,
     )
     node = Node(settings, record)
-    forwarding = Forwarding(
-        node,
-        settings,
-        role="gateway",
-        zone=settings.zone,
-        strip_mesh_headers=True,  # the edge: clients must not speak for the mesh
-        default_routes=settings.gateway_default_routes,
-        create_bucket=True,
-    )
-    listener = Listener(forwarding.engine, host, port, reuse_port=worker is not None)
+    # The edge: clients must not speak for the mesh, so their x-mesh-* headers go.
+    engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=True)
+    fallback = engine.default_routes if settings.gateway_default_routes else None
+    forwarding = Forwarding(node, engine, settings, zone=settings.zone, fallback=fallback)
+    listener = Listener(engine, host, port, reuse_port=worker is not None)
+    # Both ports first: a taken one ends the gateway before it joins the mesh.
+    with listening("proxy", host, port):
+        await listener.start(serve=False)
     try:
-        await listener.start(serve=False)  # a taken port ends us before we join the mesh
-    except OSError as exc:
-        log.error("cannot listen on %s: %s", settings.gateway_listen, exc)
-        return 1
+        bound_admin = node.bind_admin(admin_host, admin_port)
+    except BaseException:
+        await listener.stop(0)
+        raise
     await node.start()
-    events_stream = asyncio.create_task(ensure_stream(node.bus, settings), name="events-stream")
+    # The gateway sets up what the mesh keeps in JetStream: the event log and the policy
+    # bucket (so that a first `mesh policy apply` is seen at once).
+    setup = asyncio.gather(ensure_stream(node.bus, settings), ensure_bucket(node.bus))
+    ready_by = asyncio.get_running_loop().time() + settings.policy_wait
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(setup), settings.policy_wait)
     # The current policies apply before the first request is served.
-    await forwarding.start(wait_policies=settings.policy_wait)
+    await forwarding.start(wait_policies=max(0.0, ready_by - asyncio.get_running_loop().time()))
     await listener.serve()
-
     # The admin port answers once the gateway serves: its /healthz means "ready".
-    bound_admin = await node.serve_admin(
-        admin_host,
-        admin_port,
-        lambda: (True, {"instance": record.instance, "nats": node.bus.connected}),
+    await node.serve_admin(
+        lambda: (True, {"instance": record.instance, "nats": node.bus.connected})
     )
     node.announcer.update(port=listener.port, admin_port=bound_admin)
-
     log.info(
         "gateway %s listening on %s:%d (admin %s:%d)",
         record.instance,
@@ -75,7 +79,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
     )
     await stop.wait()
     log.info("stopping: draining in-flight requests (up to %g s)", DRAIN_DEADLINE)
-    events_stream.cancel()
+    setup.cancel()
     cut = await listener.stop(DRAIN_DEADLINE)
     if cut:
         log.warning("%d connections cut at the drain deadline", cut)

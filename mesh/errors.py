@@ -14,6 +14,15 @@ class ConfigError(MeshError):
     """A setting or command-line value is unusable; the message says which and why."""
 
 
+class CannotListen(ConfigError):
+    """A port this process was told to listen on cannot be bound (taken, not local)."""
+
+    def __init__(self, what: str, host: str, port: int, reason: str) -> None:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(f"cannot listen on {where} ({what}): {reason}")
+        self.port = port
+
+
 class InvalidName(MeshError, ValueError):
     """A service or instance name that cannot appear in a NATS subject."""
 

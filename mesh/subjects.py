@@ -16,6 +16,7 @@ SYNC = f"{PREFIX}.sync"
 
 EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
+POLICY_HISTORY = 64  # revisions kept per policy: how far back a rollback can go
 
 _PER_INSTANCE = frozenset({"hb", "leave", "evidence"})
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")

@@ -11,8 +11,6 @@ from mesh.config import Settings
 from mesh.errors import ConfigError
 from policies.plan import Change, Stored
 
-HISTORY = 64  # revisions kept per key: how far back `rollback` can go
-
 
 def bus_for(settings: Settings) -> NatsBus:
     return NatsBus(settings, name="mesh-policy")
@@ -23,7 +21,7 @@ class PolicyStore:
         self.kv = KvStore(bus, subjects.POLICY_BUCKET)
 
     async def open(self) -> None:
-        await self.kv.open(history=HISTORY, create=True)
+        await self.kv.open(history=subjects.POLICY_HISTORY)
 
     async def stored(self) -> dict[str, Stored]:
         return {e.key: Stored(e.value, e.revision) for e in await self.kv.entries()}

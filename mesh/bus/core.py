@@ -283,3 +283,17 @@ class NatsBus:
         if not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.close()
+
+
+async def until_done(bus: NatsBus, what: str, action: Callable[[], Awaitable[None]]) -> None:
+    """Run `action` once NATS is reachable; retry it, backing off, until it succeeds."""
+    delay = 0.5
+    while True:
+        await bus.wait_connected()
+        try:
+            await action()
+            return
+        except BusError as exc:
+            log.warning("cannot set up %s yet: %s", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

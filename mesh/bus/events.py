@@ -10,7 +10,7 @@ from collections import deque
 import msgspec
 
 from mesh import clock, subjects
-from mesh.bus import Bus, NatsBus
+from mesh.bus import Bus, NatsBus, until_done
 from mesh.config import Settings
 from mesh.errors import BusError
 from mesh.messages import Event, encode
@@ -94,19 +94,14 @@ class EventLog:
 
 async def ensure_stream(bus: NatsBus, settings: Settings) -> None:
     """Create or update MESH_EVENTS once NATS is reachable, retrying until it works."""
-    delay = 0.5
-    while True:
-        await bus.wait_connected()
-        try:
-            await bus.ensure_stream(
-                subjects.EVENTS_STREAM,
-                [subjects.EVENTS],
-                max_age=settings.events_max_age,
-                max_bytes=settings.events_max_bytes,
-                duplicate_window=DUPLICATE_WINDOW,
-            )
-            return
-        except BusError as exc:
-            log.warning("cannot set up the %s stream yet: %s", subjects.EVENTS_STREAM, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    await until_done(
+        bus,
+        f"the {subjects.EVENTS_STREAM} stream",
+        lambda: bus.ensure_stream(
+            subjects.EVENTS_STREAM,
+            [subjects.EVENTS],
+            max_age=settings.events_max_age,
+            max_bytes=settings.events_max_bytes,
+            duplicate_window=DUPLICATE_WINDOW,
+        ),
+    )

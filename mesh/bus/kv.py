@@ -54,13 +54,14 @@ class KvStore:
         self.bucket = bucket
         self._kv: KeyValue | None = None
 
-    async def open(self, *, history: int = 64, create: bool = True) -> None:
+    async def open(self, *, history: int | None = None) -> None:
+        """Open the bucket; with `history`, create it if missing, keeping that many revisions."""
         js = self._bus.client.jetstream()
         try:
             try:
                 self._kv = await js.key_value(self.bucket)
             except nats.js.errors.BucketNotFoundError:
-                if not create:
+                if history is None:
                     raise
                 config = KeyValueConfig(
                     bucket=self.bucket, history=history, storage=StorageType.FILE

@@ -5,23 +5,38 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 from mesh.config import Settings
 from mesh.engine.outbox import Outbox
 from mesh.engine.pool import Pools
-from mesh.engine.request import Request
-from mesh.engine.server import ClientConnection
 from mesh.forwarding.directory import Directory
-from mesh.forwarding.routing import Routed, default_route
+from mesh.forwarding.routing import DefaultRoutes, Router
 from mesh.metrics import Metrics
 
-__all__ = ["Engine", "Routed"]
 
-Router = Callable[[Request], Routed]
+class Connection(Protocol):
+    """A client connection as the engine's housekeeping sees it (mesh.engine.server)."""
+
+    last_active: float
+
+    @property
+    def idle(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def expire_hold(self, now: float, timeout: float) -> None: ...
 
 
 class Engine:
-    """Everything a client connection needs; one per worker process."""
+    """Everything a client connection needs; one per worker process.
+
+    `strip_mesh_headers` is for the edge: clients there must not speak for the mesh
+    (`x-mesh-*`); an agent's outbound proxy serves its own service and keeps them.
+    `router` starts as the default routes; the owner swaps in policy routers.
+    """
 
     def __init__(
         self,
@@ -37,7 +52,6 @@ class Engine:
         self.metrics = metrics
         self.strip_mesh_headers = strip_mesh_headers
         self.rng = rng or random.Random()
-        self.connect_timeout = settings.connect_timeout
         self.request_timeout = settings.request_timeout
         self.max_header_bytes = settings.max_header_bytes
         self.max_body_bytes = settings.max_body_bytes
@@ -49,16 +63,11 @@ class Engine:
             max_idle=settings.pool_max_idle,
             idle_timeout=settings.pool_idle_timeout,
         )
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[Connection] = set()
         self.draining = False  # shutting down: every response closes its connection
-        self.router: Router = self.default_router
+        self.default_routes: Router = DefaultRoutes(directory.knows)
+        self.router: Router = self.default_routes
         self.on_sweep: Callable[[], None] | None = None  # the owner's periodic duties
-
-    def default_router(self, request: Request) -> Routed:
-        return default_route(request, self.directory.knows)
-
-    def protocol(self) -> ClientConnection:
-        return ClientConnection(self)
 
     def view_changed(self, gone: set[tuple[str, int]]) -> None:
         """Close idle connections to instances that are no longer routable."""
@@ -71,7 +80,6 @@ class Engine:
         self.pools.expire(now)
         if self.on_sweep is not None:
             self.on_sweep()
-
         for conn in list(self.connections):
             if conn.idle and now - conn.last_active > self.client_idle_timeout:
                 conn.close()

@@ -1,177 +1,281 @@
-"""One request forwarded to one instance and its response relayed back, by callbacks."""
+"""One client request through the proxy: route, admit, deadline, attempts, and the answer."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Protocol
+
 from mesh import errors
-from mesh.balance.endpoint import Endpoint
 from mesh.balance.keys import hash_key
 from mesh.engine import replies
+from mesh.engine.attempt import Attempt
+from mesh.engine.engine import Engine
 from mesh.engine.failover import Failover
 from mesh.engine.headers import forward_request_head, render
-from mesh.engine.relay import Relay
-from mesh.engine.retrying import Retrying
-from mesh.engine.upstream import UpstreamConnection
+from mesh.engine.request import Header, Request
+from mesh.engine.response import NO_BODY_STATUS, client_head, interim_head, switching_head
+from mesh.forwarding.routing import Routed
+from mesh.forwarding.service_state import ServiceState
 from mesh.resilience import outcome as outcomes
+from mesh.resilience.outcome import Outcome
 
 
-class Exchange(Relay, Retrying):
-    """Drives one request: route, pick, connect, stream both ways, finish exactly once.
+class Client(Protocol):
+    """The client connection an exchange answers on (mesh.engine.server.ClientConnection)."""
 
-    Stages, in order: route (and its rate limit), concurrency limit, deadline, then
-    attempts: pick an instance not tried yet, connect, send; a failure before any byte
-    of the answer reached the client goes through the retry decision (mesh.resilience)
-    and, if allowed, to another instance after a backoff. A request written to a reused
-    connection the upstream had already closed is sent again on a fresh one without
-    counting as a failure. Retries need the body at hand: none, or one no larger than
-    `retry_body_bytes`.
+    write_paused: bool
+
+    def write(self, data: bytes) -> None: ...
+
+    def set_reading(self, on: bool, *, reason: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def exchange_done(self, exchange: Exchange) -> None: ...
+
+
+class Exchange:
+    """One request from its head to the last byte of its answer; each try is an Attempt.
+
+    `start` runs the stages in order. Then attempts follow one another: each picks an
+    instance not tried yet; a failure before any byte of the answer reached the client
+    goes through the retry decision (policy, budget, deadline, a resendable body) and,
+    if allowed, to another instance after a backoff. The client's answer is written
+    here: relayed from the attempt that got one, or made by the proxy (mesh.engine.replies).
     """
 
-    __slots__ = ()
+    __slots__ = (
+        "_backoff",
+        "_head",
+        "_key",
+        "_timer",
+        "attempt",
+        "client",
+        "delimited",
+        "done",
+        "engine",
+        "failover",
+        "flags",
+        "head_only",
+        "keep_alive",
+        "rechunk",
+        "request",
+        "request_id",
+        "response_started",
+        "routed",
+        "started",
+        "state",
+        "status",
+    )
 
-    # --- start ---
+    def __init__(self, client: Client, request: Request, engine: Engine) -> None:
+        self.client = client
+        self.request = request
+        self.engine = engine
+        self.started = engine.loop.time()
+        self.head_only = request.method == b"HEAD"
+        self.keep_alive = request.keep_alive and not engine.draining
+        self.done = False
+        self.response_started = False
+        self.rechunk = False  # the body goes to the client chunked, whatever the upstream sent
+        self.delimited = True
+        self.status = 0
+        self.flags = "-"
+        self.request_id = b""
+        self.routed: Routed | None = None
+        self.state: ServiceState | None = None  # set once admitted: a limit slot is held
+        self.failover: Failover | None = None
+        self.attempt: Attempt | None = None  # the current or the last attempt
+        self._head = b""  # the head as sent upstream, built once for every attempt
+        self._key: bytes | None = None  # what consistent_hash hashes
+        self._timer: asyncio.TimerHandle | None = None  # the request's deadline
+        self._backoff: asyncio.TimerHandle | None = None  # the wait before a retry
 
     def start(self) -> None:
-        engine = self.engine
-        now = self.started
+        """The stages, in order; any of them may answer the request instead."""
+        engine, request, now = self.engine, self.request, self.started
         try:
-            self.routed = routed = engine.router(self.request)
-            state = engine.directory.state(routed.service)
-            if state is None:
-                raise errors.NoRoute(f"no service named {routed.service!r}", service=routed.service)
-            if not state.limit.try_acquire():
-                raise errors.Overflow(
-                    f"{state.limit.limit} requests to {routed.service!r} already in flight",
-                    service=routed.service,
-                )
+            self.routed = routed = engine.router(request, now)  # route, rate limit
+            self.state = state = engine.directory.admit(routed.service)  # concurrency limit
         except errors.ProxyError as exc:
             self.fail(exc)
             return
-        self.state = state
-        state.budget.record_request(now)
-        self.failover = failover = Failover(state, routed, self.request.method, now)
+        state.budget.record_request(now)  # retries may add a share of the requests
+        self.failover = failover = Failover(state, routed, request.method, now)
+        self._timer = engine.loop.call_later(failover.deadline - now, self._timed_out)
         if state.hash_on is not None:
-            self._key = hash_key(state.hash_on, self.request.headers, self.request.client)
-        self.timer = engine.loop.call_later(failover.deadline - now, self._timed_out)
-        self._attempt(now)
+            self._key = hash_key(state.hash_on, request.headers, request.client)
+        self._try(now)
 
-    def _attempt(self, now: float | None = None) -> None:
-        """Pick an instance (another one on a retry) and send the request to it."""
-        engine, failover, routed = self.engine, self.failover, self.routed
+    def _try(self, now: float | None = None) -> None:
+        """Pick an instance not tried yet and start an attempt on it."""
+        self._backoff = None
+        engine, failover, routed, state = self.engine, self.failover, self.routed, self.state
         assert failover is not None
         assert routed is not None
-        self._try_timer = None
+        assert state is not None
         if now is None:  # a retry, after its backoff
             now = engine.loop.time()
-        state = self.state
-        assert state is not None
         try:
-            endpoint = engine.directory.pick_from(
+            endpoint = engine.directory.pick(
                 state, engine.rng, now, routed.subset, failover.tried, self._key
             )
         except errors.ProxyError as exc:
             self.fail(exc)
             return
-        self.endpoint = endpoint
         failover.tried.add(endpoint.instance)
-        self._balancer = balancer = state.balancer(routed.subset)
-
-        balancer.on_start(endpoint, now)
-        self._attempt_start = now
-        if failover.per_try is not None:
-            self._try_timer = engine.loop.call_later(failover.try_timeout(now), self._try_timed_out)
-        conn = engine.pools.take(endpoint.address)
-        if conn is not None:
-            self._attach(conn)
-        else:
-            timeout = min(failover.connect_timeout, failover.try_timeout(now) or 0.001)
-            self._connecting = engine.loop.create_task(self._open(endpoint, timeout))
-
-    async def _open(self, endpoint: Endpoint, timeout: float) -> None:
-        try:
-            conn = await self.engine.pools.connect(endpoint.address, timeout)
-        except errors.UpstreamRefused as exc:
-            self._attempt_failed(outcomes.REFUSED, exc)
-            return
-        except (errors.UpstreamConnectFailure, errors.UpstreamTimeout) as exc:
-            self._attempt_failed(outcomes.CONNECT_FAILURE, exc)
-            return
-        except errors.ProxyError as exc:
-            self.fail(exc)
-            return
-        if self.done:
-            conn.close()
-            return
-        self._attach(conn)
-
-    def _attach(self, conn: UpstreamConnection) -> None:
-        self.upstream = conn
-        conn.attach(self)
-        client = self.client
-        if not conn.writable:
-            client.set_reading(False, reason="upstream")
-        if client.write_paused:
-            conn.pause_reading()
-        request = self.request
-        if self.head:  # the retry of a request a stale connection swallowed
-            if not request.resendable:  # its body grew too large meanwhile
-                self.fail(errors.UpstreamReset("connection lost mid-request"))
-                return
-            conn.write(self.head)
-            for chunk in request.kept or ():
-                self._send_body(chunk)
-            if request.complete and request.has_body:
-                self._end_body()
-            client.set_reading(True, reason="upstream")
-            return
-        routed = self.routed
-        assert routed is not None
-        self.head, self.request_id = forward_request_head(
-            request,
-            routed.target,
-            host=routed.host,
-            service=routed.service,
-            proto=b"http",
-            strip_mesh=self.engine.strip_mesh_headers,
-            rng=self.engine.rng,
+        self.attempt = attempt = Attempt(
+            self, engine, failover, endpoint, state.balancer(routed.subset), now
         )
-        conn.write(self.head)
-        self.stale_retry = conn.uses > 1
-        if request.has_body:
-            failover = self.failover
-            if self.stale_retry or (failover is not None and failover.may_retry):
-                request.keep(self.engine.retry_body_bytes)
-            request.drain_to(self._send_body, self._end_body)
-            client.set_reading(True, reason="body")  # what it buffered is upstream now
+        attempt.start()
 
-    def _send_body(self, chunk: bytes) -> None:
-        upstream = self.upstream
-        if upstream is None:
-            return  # between a stale connection and its replacement: the request keeps it
-        if self.request.chunked:
-            upstream.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    def _retry(self, outcome: Outcome) -> bool:
+        """The retry decision, for a failure before the client saw anything."""
+        failover, request = self.failover, self.request
+        if failover is None or request.upgrade or not request.resendable or self.done:
+            return False
+        delay = failover.next_delay(outcome, self.engine.loop.time(), self.engine.rng)
+        if delay is None:
+            return False
+        if self.attempt is not None:
+            self.attempt.abandon()
+        self.client.set_reading(False, reason="upstream")  # until the body can flow again
+        self.engine.metrics.attempt(failover.state.name, "retried")
+        self._backoff = self.engine.loop.call_later(delay, self._try)
+        return True
+
+    # --- what attempts need (mesh.engine.attempt.Owner) ---
+
+    @property
+    def may_retry(self) -> bool:
+        return self.failover is not None and self.failover.may_retry
+
+    def upstream_head(self) -> bytes:
+        if not self._head:
+            routed = self.routed
+            assert routed is not None
+            self._head, self.request_id = forward_request_head(
+                self.request,
+                routed.target,
+                host=routed.host,
+                service=routed.service,
+                proto=b"http",
+                strip_mesh=self.engine.strip_mesh_headers,
+                rng=self.engine.rng,
+            )
+        return self._head
+
+    def relay_interim(self, status: int, reason: bytes, headers: list[Header]) -> None:
+        if self.request.version == b"1.1":  # HTTP/1.0 clients cannot take a 1xx
+            self.client.write(interim_head(status, reason, headers))
+
+    def relay_head(self, status: int, reason: bytes, headers: list[Header], upgrade: bool) -> bool:
+        request = self.request
+        if status == 101:
+            return self._switch(reason, headers, upgrade)
+        if status >= 500 and self._retry(outcomes.response(status)):
+            return False
+        if request.upgrade:
+            # Declined: what the client sent after its request was meant for the new
+            # protocol; it never reaches the upstream, and the connection ends here.
+            request.discard()
+            self.keep_alive = False
+        if self.engine.draining or not request.complete:
+            # An answer before the end of the body usually means the rest will not be
+            # read: the connection is announced to end with it (see attempt_ended).
+            self.keep_alive = False
+        try:
+            head = client_head(
+                request.version,
+                status,
+                reason,
+                headers,
+                bodiless=self.head_only or status in NO_BODY_STATUS,
+                keep_alive=self.keep_alive,
+            )
+        except errors.UpstreamProtocolError as exc:
+            self.fail(exc)
+            return False
+        self.status = status
+        self.response_started = True
+        self.rechunk = head.rechunk
+        self.delimited = head.delimited
+        self.keep_alive = head.keep_alive
+        self.client.write(head.data)
+        return True
+
+    def _switch(self, reason: bytes, headers: list[Header], upgrade: bool) -> bool:
+        """A 101: the connection becomes a tunnel, as long as both sides keep it open."""
+        if not (self.request.upgrade and upgrade):
+            self.fail(errors.UpstreamProtocolError("101 without an agreed upgrade"))
+            return False
+        self.status = 101
+        self.response_started = True
+        if self._timer is not None:  # a tunnel lives as long as both sides want it
+            self._timer.cancel()
+            self._timer = None
+        self.client.write(switching_head(reason, headers))
+        return True
+
+    def relay_body(self, chunk: bytes) -> None:
+        if self.rechunk:
+            self.client.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         else:
-            upstream.write(chunk)
+            self.client.write(chunk)
 
-    def _end_body(self) -> None:
-        if self.upstream is not None and self.request.chunked:
-            self.upstream.write(b"0\r\n%s\r\n" % render(self.request.trailers))
+    def relay_upgraded(self, data: bytes) -> None:
+        self.client.write(data)
 
-    # --- client flow control ---
+    def attempt_ended(
+        self, outcome: Outcome | None, error: errors.ProxyError | None, trailers: list[Header]
+    ) -> None:
+        if error is None:
+            if self.status == 101:
+                self.client.close()  # the tunnel's upstream side closed
+            elif self.rechunk:
+                self.client.write(b"0\r\n%s\r\n" % render(trailers))
+            if not self.request.complete:
+                # The upstream answered before the body ended; the rest of it is not worth
+                # reading, and the connection cannot carry another request after it.
+                self.request.discard()
+                self.keep_alive = False
+            self._finish()
+            return
+        failover = self.failover
+        if outcome is not None and failover is not None:
+            if self._retry(outcome):
+                return
+            if failover.retries:
+                error = errors.RetriesExhausted(self._located(error), failover.retries + 1)
+        self.fail(error)
+
+    # --- from the client connection ---
 
     def client_writable(self, writable: bool) -> None:
-        upstream = self.upstream
-        if upstream is not None:
-            if writable:
-                upstream.resume_reading()
-            else:
-                upstream.pause_reading()
+        if self.attempt is not None:
+            self.attempt.client_writable(writable)
+
+    def cancel(self) -> None:
+        """The client went away: drop everything; a tunnel's upstream gets what was sent."""
+        if self.done:
+            return
+        tunnel = self.status == 101
+        if self.attempt is not None:
+            self.attempt.abandon(abort=not tunnel)
+        if not tunnel:
+            self.status, self.flags = 499, "DC"  # downstream disconnect, as Envoy counts it
+        self.keep_alive = False
+        self._finish()
 
     # --- endings ---
 
     def _timed_out(self) -> None:
-        self.timer = None
+        self._timer = None
         failover = self.failover
-        timeout = failover.deadline - self.started if failover else self.engine.request_timeout
+        assert failover is not None
+        timeout = failover.deadline - self.started
         self.fail(errors.UpstreamTimeout(f"no complete response within {timeout:g} s"))
 
     def fail(self, error: errors.ProxyError) -> None:
@@ -179,8 +283,8 @@ class Exchange(Relay, Retrying):
         if self.done:
             return
         self._located(error)
-        self._end_attempt(ok=False)
-        self._release_upstream(abort=True)
+        if self.attempt is not None:
+            self.attempt.abandon()
         self.status, self.flags = replies.classify(error)
         if self.response_started:
             # Never let a truncated body look complete: the client sees the connection drop.
@@ -190,49 +294,34 @@ class Exchange(Relay, Retrying):
             if not self.request.complete or self.request.upgrade:
                 self.request.discard()
                 self.keep_alive = False
-            data = replies.render(
-                error,
-                request_id=self.request_id,
-                keep_alive=self.keep_alive,
-                head_only=self.head_only,
+            self.client.write(
+                replies.render(
+                    error,
+                    request_id=self.request_id,
+                    keep_alive=self.keep_alive,
+                    head_only=self.head_only,
+                )
             )
-            self.client.write(data)
         self._finish()
 
-    def cancel(self) -> None:
-        """The client went away: drop everything; a tunnel's upstream gets what was sent."""
-        if self.done:
-            return
-        tunnel = self.status == 101
-        self._release_upstream(abort=not tunnel)
-        if not tunnel:
-            self.status, self.flags = 499, "DC"  # downstream disconnect, as Envoy counts it
-        self.keep_alive = False
-        self._finish()
-
-    def _release_upstream(self, *, abort: bool) -> None:
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-        conn, self.upstream = self.upstream, None
-        if conn is not None:
-            conn.listener = None
-            if abort:
-                conn.abort()
-            else:
-                conn.close()
+    def _located(self, error: errors.ProxyError) -> errors.ProxyError:
+        """Say which instance was tried, when the error does not."""
+        attempt = self.attempt
+        if attempt is not None and not error.instance:
+            error.service, error.instance = attempt.endpoint.service, attempt.endpoint.instance
+        return error
 
     def _finish(self) -> None:
         if self.done:
             return
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self._try_timer is not None:
-            self._try_timer.cancel()
-            self._try_timer = None
-        if self._balancer is not None:
-            self._end_attempt(ok=False)
+        self.attempt = None  # it holds us: a cycle left for the collector costs CPU
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._backoff is not None:
+            self._backoff.cancel()
+            self._backoff = None
         if self.state is not None:
             self.state.limit.release()
         routed = self.routed

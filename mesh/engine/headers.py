@@ -6,10 +6,8 @@ import itertools
 import os
 import random
 import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mesh.engine.request import Request
+from mesh.engine.request import Header, Request
 
 # RFC 9110 §7.6.1 plus the de-facto ones; a proxy must never forward these.
 HOP_BY_HOP = frozenset(
@@ -34,8 +32,6 @@ _NONE: frozenset[bytes] = frozenset()
 _TRACEPARENT = re.compile(
     rb"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
 )
-
-Header = tuple[bytes, bytes]
 
 _REQUEST_IDS = itertools.count(1)
 _PROCESS_TAG = os.urandom(6).hex().encode()

@@ -9,6 +9,7 @@ import socket
 
 from mesh.engine.engine import Engine
 from mesh.engine.heap import keep_freed_heap
+from mesh.engine.server import ClientConnection
 
 _SWEEP_EVERY = 1.0
 # How often a graceful stop looks for connections that finished (a stop is rare).
@@ -29,7 +30,7 @@ class Listener:
     async def start(self, *, serve: bool = True) -> None:
         """Bind (a taken port fails here); with `serve=False`, accept only after serve()."""
         self._server = await self.engine.loop.create_server(
-            self.engine.protocol,
+            lambda: ClientConnection(self.engine),
             self.host,
             self.port,
             reuse_port=self.reuse_port or None,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from mesh.engine.headers import Header
 from mesh.errors import BadRequest
 
+Header = tuple[bytes, bytes]  # (name, value) as received: names keep their case
 BodySink = Callable[[bytes], None]
 
 

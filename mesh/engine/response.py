@@ -5,7 +5,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import NamedTuple
 
-from mesh.engine.headers import HOP_BY_HOP, Header, listed
+from mesh.engine.headers import HOP_BY_HOP, listed
+from mesh.engine.request import Header
 from mesh.errors import UpstreamProtocolError
 
 NO_BODY_STATUS = frozenset({204, 304})

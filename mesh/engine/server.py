@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
 
 from mesh import errors
 from mesh.engine import replies
+from mesh.engine.engine import Engine
 from mesh.engine.exchange import Exchange
-from mesh.engine.headers import Header
 from mesh.engine.outbox import QueuedWrites
-from mesh.engine.request import Request
-
-if TYPE_CHECKING:
-    from mesh.engine.engine import Engine
+from mesh.engine.request import Header, Request
 
 # Pipelined requests parsed ahead of the one being served; beyond this we stop reading.
 _MAX_QUEUED = 16

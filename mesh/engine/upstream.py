@@ -7,8 +7,8 @@ from typing import Protocol, cast
 
 import httptools
 
-from mesh.engine.headers import Header
 from mesh.engine.outbox import Outbox, QueuedWrites
+from mesh.engine.request import Header
 from mesh.errors import UpstreamProtocolError
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 
 from mesh.balance.endpoint import Endpoint, of
-from mesh.errors import NoHealthyUpstream, NoRoute
+from mesh.errors import NoHealthyUpstream, NoRoute, Overflow
 from mesh.forwarding.service_state import ServiceState
 from mesh.membership.view import State, View
 from mesh.messages import Evidence
@@ -16,7 +16,6 @@ from mesh.resilience.outcome import Outcome
 from mesh.resilience.outlier import Capped, Effect, Ejected, Restored
 
 EjectionListener = Callable[[str, Ejected | Restored], None]
-_RNG = random.Random()  # for callers that bring none (tools, tests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,23 +111,22 @@ class Directory:
             self._states[service] = state
         return state
 
-    def pick(
-        self,
-        service: str,
-        rng: random.Random | None = None,
-        now: float = 0.0,
-        *,
-        subset: tuple[tuple[str, str], ...] = (),
-        exclude: Sequence[str] = (),
-        key: bytes | None = None,
-    ) -> Endpoint:
-        """One endpoint of `service`: NoRoute if unknown, NoHealthyUpstream if none is fit."""
+    def admit(self, service: str) -> ServiceState:
+        """The state of a service a request is going to, with a slot of its concurrency limit.
+
+        NoRoute if no such service is known, Overflow when its limit is reached; the
+        caller gives the slot back with `state.limit.release()`.
+        """
         state = self.state(service)
         if state is None:
             raise NoRoute(f"no service named {service!r}", service=service)
-        return self.pick_from(state, rng or _RNG, now, subset, frozenset(exclude), key)
+        if not state.limit.try_acquire():
+            raise Overflow(
+                f"{state.limit.limit} requests to {service!r} already in flight", service=service
+            )
+        return state
 
-    def pick_from(
+    def pick(
         self,
         state: ServiceState,
         rng: random.Random,
@@ -137,7 +135,7 @@ class Directory:
         exclude: Set[str],
         key: bytes | None,
     ) -> Endpoint:
-        """`pick` for a caller that holds the service's state already (the forwarding path)."""
+        """One endpoint of an admitted service, not in `exclude`; NoHealthyUpstream if none."""
         endpoint = state.pick(rng, now, subset, exclude, key)
         if endpoint is None:
             where = "" if not subset else " with " + ", ".join(f"{k}={v}" for k, v in subset)
@@ -145,13 +143,6 @@ class Directory:
                 f"no healthy instance of {state.name!r}{where}", service=state.name
             )
         return endpoint
-
-    def endpoints(self, service: str) -> tuple[Endpoint, ...]:
-        """Routable endpoints (not counting ejections), for tables and tests."""
-        members = self._members.get(service)
-        if members is None:
-            return ()
-        return tuple(e for e in members.everyone if e.instance in members.routable)
 
     def observe(
         self, state: ServiceState, endpoint: Endpoint, outcome: Outcome, now: float
@@ -201,11 +192,9 @@ class Directory:
         return out
 
     def ejected_counts(self) -> dict[str, int]:
-
         return {name: state.ejections.count for name, state in self._states.items()}
 
     def _addresses(self) -> set[tuple[str, int]]:
-
         return {
             e.address
             for members in self._members.values()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 import msgspec
 
 from mesh import subjects
-from mesh.bus import NatsBus
+from mesh.bus import NatsBus, until_done
 from mesh.bus.events import EventLog
 from mesh.bus.kv import KvEntry, KvStore, Watch
 from mesh.errors import BusError, MeshError
@@ -46,7 +46,6 @@ class PolicyFeed:
         events: EventLog,
         metrics: Metrics,
         compile_and_swap: Compiler,
-        create_bucket: bool = False,
     ) -> None:
         self._bus = bus
         self._node = node
@@ -59,8 +58,6 @@ class PolicyFeed:
         self._watch: Watch | None = None
         self._task: asyncio.Task[None] | None = None
         self._resync = asyncio.Event()
-        # Gateways create the bucket so a first apply is seen at once; agents only read.
-        self._create = create_bucket
         self.ready = asyncio.Event()  # the bucket's current revisions were applied once
         metrics.gauge(
             "mesh_policy_revision",
@@ -84,8 +81,7 @@ class PolicyFeed:
         while True:
             try:
                 await self._bus.wait_connected()
-                await self._store.open(create=self._create)
-
+                await self._store.open()  # made by gateways and `mesh policy`
                 await self._restart_watch()
                 await self._resync.wait()
                 self._resync.clear()
@@ -167,3 +163,12 @@ class PolicyFeed:
                 await self._task
         if self._watch is not None:
             await self._watch.stop()
+
+
+async def ensure_bucket(bus: NatsBus) -> None:
+    """Create the policy bucket once NATS is reachable, so a first apply is seen at once."""
+
+    async def create() -> None:
+        await KvStore(bus, subjects.POLICY_BUCKET).open(history=subjects.POLICY_HISTORY)
+
+    await until_done(bus, f"the {subjects.POLICY_BUCKET} bucket", create)

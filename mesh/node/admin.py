@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import msgspec
@@ -50,11 +51,22 @@ def build(
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start `app` on host:port (0 = any free port); returns the runner and the bound port."""
+def bind(host: str, port: int) -> socket.socket:
+    """The admin port taken now but not answering yet; a taken port fails here (0 = any)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(app: web.Application, sock: socket.socket) -> web.AppRunner:
+    """Answer on a socket from `bind`: connections are refused until now."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    addresses = runner.addresses
-    return runner, int(addresses[0][1]) if addresses else port
+    await web.SockSite(runner, sock).start()
+    return runner

@@ -1,4 +1,4 @@
-"""A node's forwarding path wired to the mesh: directory, engine, policies and evidence."""
+"""A node's forwarding engine fed by the mesh: view changes, evidence, ejections, policies."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from mesh import clock, subjects
 from mesh.bus import Delivery
 from mesh.config import Settings
 from mesh.engine.engine import Engine
-from mesh.engine.request import Request
-from mesh.errors import BusError, InvalidMessage, NoRoute
+from mesh.errors import BusError, InvalidMessage
 from mesh.forwarding.defaults import default_service
-from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected
 from mesh.forwarding.policy_routes import PolicyRouter
-from mesh.forwarding.routing import Routed
+from mesh.forwarding.routing import Router, no_route
 from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence, decode, encode
 from mesh.node.node import Node
@@ -32,49 +30,46 @@ _EVENT_BUCKET = 30.0
 
 
 class Forwarding:
-    """Gateway and agent outbound proxy alike: the engine fed by the view and the policies."""
+    """Keeps an engine's directory and router in step with the mesh.
+
+    The process composes what differs by role: the engine it passes (an edge engine
+    strips `x-mesh-*` headers), its `zone`, and the `fallback` router used when no Route
+    policy matches (the default routes, or none).
+    """
 
     def __init__(
         self,
         node: Node,
+        engine: Engine,
         settings: Settings,
         *,
-        role: str,
         zone: str,
-        strip_mesh_headers: bool,
-        default_routes: bool,
-        create_bucket: bool,
+        fallback: Router | None,
     ) -> None:
         self.node = node
-        self.zone = zone or settings.zone
+        self.engine = engine
+        self.directory = directory = engine.directory
+        self._zone = zone
+        self._fallback = fallback
         self._default = default_service(settings)
-        self._default_routes = default_routes
-        self.directory = Directory(
-            node=node.name,
-            compiled=compile_revision({}, default=self._default, zone=self.zone),
-        )
-        self.directory.on_evidence = self._publish_evidence
-        self.directory.on_ejection = self._ejection_event
-        self.engine = Engine(
-            settings, self.directory, node.metrics, strip_mesh_headers=strip_mesh_headers
-        )
-        self.engine.router = self.engine.default_router if default_routes else _no_route
-        self.engine.on_sweep = self._sweep
+        self._swap({})  # the settings-made policies, until the bucket's arrive
+        directory.on_evidence = self._publish_evidence
+        directory.on_ejection = self._ejection_event
+        engine.on_sweep = self._sweep
         node.discovery.on_change(self._view_changed)
         self.feed = PolicyFeed(
             node.bus,
             node=node.name,
-            role=role,
+            role=node.role,
             events=node.events,
             metrics=node.metrics,
             compile_and_swap=self._swap,
-            create_bucket=create_bucket,
         )
         node.metrics.gauge(
             "mesh_ejections_active", "Instances ejected here.", ("service",), self._ejected
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        node.upstreams = lambda: self.directory.describe(clock.monotonic())
+        node.upstreams = lambda: directory.describe(clock.monotonic())
 
     async def start(self, *, wait_policies: float) -> None:
         """Listen for evidence and policies; wait (bounded) for the current policies."""
@@ -96,15 +91,14 @@ class Forwarding:
     def _swap(self, documents: Mapping[str, Document]) -> None:
         """Compile a whole revision and swap it in; requests in flight keep the old one."""
         try:
-            compiled = compile_revision(documents, default=self._default, zone=self.zone)
+            compiled = compile_revision(documents, default=self._default, zone=self._zone)
         except ValueError as exc:
             raise PolicyRejected(str(exc)) from exc
         self.directory.set_policies(compiled)
-        fallback = self.engine.default_router if self._default_routes else None
-        if compiled.routes is None:
-            self.engine.router = fallback or _no_route
+        if compiled.routes is not None:
+            self.engine.router = PolicyRouter(compiled.routes, self._fallback, self.engine.rng)
         else:
-            self.engine.router = PolicyRouter(compiled.routes, fallback, self.engine.rng)
+            self.engine.router = self._fallback or no_route
 
     async def _on_evidence(self, delivery: Delivery) -> None:
         try:
@@ -149,7 +143,3 @@ class Forwarding:
 
     def _ejected(self) -> list[tuple[tuple[str, ...], float]]:
         return [((service,), float(n)) for service, n in self.directory.ejected_counts().items()]
-
-
-def _no_route(request: Request) -> Routed:
-    raise NoRoute("no route matches (default routes are off)")

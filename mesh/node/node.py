@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import socket
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from mesh.membership.view import View
 from mesh.messages import Heartbeat
 from mesh.metrics import Metrics, registry_for
 from mesh.node import admin
+from mesh.node.runtime import listening
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ class Node:
     def __init__(self, settings: Settings, record: Heartbeat) -> None:
         self.settings = settings
         self.name = record.instance
+        self.role = record.role
         self.bus = NatsBus(settings, name=f"{record.role}:{record.service}:{record.instance}")
         self.metrics = Metrics()
         self.registry = registry_for(self.metrics)
@@ -39,6 +42,7 @@ class Node:
             events=self.events,
         )
         self.announcer = Announcer(self.bus, record)
+        self._admin_socket: socket.socket | None = None
         self._admin: web.AppRunner | None = None
         # The forwarding path's state for /mesh/upstreams, when this node has one.
         self.upstreams: Callable[[], object] | None = None
@@ -73,15 +77,22 @@ class Node:
         await self.discovery.start()
         await self.announcer.start()
 
-    async def serve_admin(self, host: str, port: int, health: admin.HealthCheck) -> int:
+    def bind_admin(self, host: str, port: int) -> int:
+        """Take the admin port before anything starts (0 = any free one); returns it."""
+        with listening("admin", host, port):
+            self._admin_socket = admin.bind(host, port)
+        return int(self._admin_socket.getsockname()[1])
+
+    async def serve_admin(self, health: admin.HealthCheck) -> None:
+        """Answer on the admin port from now on: /healthz then means the node is ready."""
+        assert self._admin_socket is not None, "bind_admin() first"
         app = admin.build(
             registry=self.registry,
             view=lambda: self.view,
             health=health,
             upstreams=lambda: self.upstreams() if self.upstreams else {},
         )
-        self._admin, bound = await admin.serve(app, host, port)
-        return bound
+        self._admin = await admin.serve(app, self._admin_socket)
 
     async def stop(self) -> None:
         """Say goodbye first (so peers stop routing here), then flush events and close."""
@@ -91,4 +102,6 @@ class Node:
         await self.discovery.stop()
         if self._admin is not None:
             await self._admin.cleanup()
+        elif self._admin_socket is not None:
+            self._admin_socket.close()
         await self.bus.close()

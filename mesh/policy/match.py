@@ -65,11 +65,15 @@ class RouteTable:
             bucket.sort()
 
     def match(
-        self, method: bytes, host: bytes, target: bytes, headers: Sequence[Header]
+        self, method: bytes, hostname: bytes, target: bytes, headers: Sequence[Header]
     ) -> Matched | None:
-        """The route for a request (origin-form `target`, `Host` value), or None."""
+        """The route for a request, or None.
+
+        `hostname` is the Host as routes compare it: lower case, no port, no final dot
+        (mesh.forwarding.routing.hostname); `target` is origin-form.
+        """
         path = target.partition(b"?")[0]
-        for bucket in self._buckets(_hostname(host)):
+        for bucket in self._buckets(hostname):
             entry = bucket.find(method, path, headers)
             if entry is not None:
                 return Matched(entry.route, entry.rewrite(target, path))
@@ -212,10 +216,3 @@ class _HeaderTest:
             ):
                 return self.present
         return not self.present
-
-
-def _hostname(host: bytes) -> bytes:
-    """The host name of a Host value: lower case, without port or final dot."""
-    if host[:1] == b"[":  # an IPv6 literal: the port, if any, follows the bracket
-        return host[: host.find(b"]") + 1].lower()
-    return host.partition(b":")[0].rstrip(b".").lower()

@@ -127,7 +127,7 @@ async def test_an_invalid_revision_written_straight_to_the_bucket_is_rejected_ev
         await bus.subscribe(f"{subjects.PREFIX}.events.policy.rejected.>", collect)
         await bus.flush(2)
         kv = KvStore(bus, subjects.POLICY_BUCKET)
-        await kv.open(create=False)
+        await kv.open()
         current = await kv.get("route.greet")
         assert current is not None
         bad = json.loads(current.value)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mesh.forwarding.routing import hostname
 from mesh.policy.decode import parse
 from mesh.policy.match import RouteTable, choose
 from mesh.policy.route import Route
@@ -32,7 +33,7 @@ def winner(
     method: bytes = b"GET",
     headers: Headers | None = None,
 ) -> str | None:
-    matched = table.match(method, host, target, headers or [])
+    matched = table.match(method, hostname(host), target, headers or [])
     return None if matched is None else matched.route.name
 
 
