@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from mesh import config
+from mesh import config, durations
 from mesh.bus import NatsBus
 from mesh.config import Settings
 from mesh.errors import Conflict, MeshError
@@ -47,7 +47,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
             action="store_true",
             help="report which live gateways and agents applied the change",
         )
-        sub.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (10)")
+        sub.add_argument(
+            "--timeout", type=durations.argument, default=10.0, help="how long to wait (10s)"
+        )
 
     files(verb("validate", "check documents without touching the mesh", _validate))
     apply = verb("apply", "write changed documents (compare-and-set) and print the diff", _apply)
@@ -75,7 +77,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     sync.add_argument("folder")
     sync.add_argument("--watch", action="store_true", help="keep watching the folder")
     sync.add_argument("--prune", action="store_true", help="propagate deletions")
-    sync.add_argument("--debounce", type=float, default=0.3, help="seconds of quiet (0.3)")
+    sync.add_argument(
+        "--debounce", type=durations.argument, default=0.3, help="quiet before a sync (300ms)"
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
