@@ -15,12 +15,17 @@ _NOTHING: tuple[()] = ()
 
 @dataclass(frozen=True, slots=True)
 class OutlierConfig:
-    """DESIGN §10 defaults; a streak threshold of 0 turns that detector off."""
+    """Every outlier knob and its default; a streak threshold of 0 turns that detector off."""
 
+    # Lower streaks eject sooner but also eject instances with a passing bad patch.
     consecutive_5xx: int = 5
     consecutive_gateway_errors: int = 5
+    # Longer ejections spare callers a flapping instance, but keep a recovered one idle
+    # (the n-th ejection lasts n times base_ejection, at most max_ejection).
     base_ejection: float = 30.0
     max_ejection: float = 300.0
+    # The cap keeps outlier detection from emptying a service when the failures are the
+    # callers' or the network's: higher trusts the detectors more.
     max_ejected_percent: int = 50
 
     def __post_init__(self) -> None:
