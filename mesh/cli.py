@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from importlib.metadata import entry_points
+from typing import get_args
 
 import msgspec
 
@@ -18,6 +19,7 @@ from mesh.errors import InvalidMessage, MeshError
 from mesh.membership import roster
 from mesh.membership import view as membership
 from mesh.membership.census import census
+from mesh.membership.timing import Preset
 from mesh.messages import Event, decode
 from mesh.node import runtime
 
@@ -26,9 +28,9 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--nats-url", help="NATS server URL (setting nats_url)")
     common.add_argument(
-        "--preset", choices=["lan", "wan", "local"], help="failure-detection timing preset (lan)"
+        "--preset", choices=get_args(Preset), help="failure-detection timing preset (lan)"
     )
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    common.add_argument("--log-level", choices=get_args(config.LogLevel))
     return common
 
 

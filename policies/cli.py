@@ -12,6 +12,7 @@ from mesh import config, durations
 from mesh.bus import NatsBus
 from mesh.config import Settings
 from mesh.errors import Conflict, MeshError
+from mesh.forwarding.defaults import default_service
 from mesh.membership.census import census, live
 from policies.acks import AckCollector
 from policies.loader import Loaded, load
@@ -86,8 +87,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return config.load(nats_url=args.nats_url, preset=args.preset)
 
 
-def _loaded(paths: Sequence[str]) -> Loaded:
-    loaded = load(*paths)
+def _loaded(args: argparse.Namespace) -> Loaded:
+    """The documents of `args.paths`, checked as this machine's settings would fill them."""
+    loaded = load(*args.paths, defaults=default_service(_settings(args)))
     for problem in loaded.errors:
         print(f"error: {problem}", file=sys.stderr)
     for problem in loaded.warnings:
@@ -96,7 +98,7 @@ def _loaded(paths: Sequence[str]) -> Loaded:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    loaded = _loaded(args.paths)
+    loaded = _loaded(args)
     if loaded.ok:
         print(f"{len(loaded.documents)} documents valid")
     return 0 if loaded.ok else 1
@@ -149,7 +151,7 @@ async def _write(
 
 
 def _apply(args: argparse.Namespace) -> int:
-    loaded = _loaded(args.paths)
+    loaded = _loaded(args)
     if not loaded.ok:
         return 1
 
@@ -164,7 +166,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    loaded = _loaded(args.paths)
+    loaded = _loaded(args)
     if not loaded.ok:
         return 1
 
@@ -255,6 +257,11 @@ def _sync(args: argparse.Namespace) -> int:
     return _run(
         args,
         lambda store, bus: sync(
-            store, args.folder, watch=args.watch, prune=args.prune, debounce=args.debounce
+            store,
+            args.folder,
+            defaults=default_service(_settings(args)),
+            watch=args.watch,
+            prune=args.prune,
+            debounce=args.debounce,
         ),
     )

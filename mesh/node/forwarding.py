@@ -68,6 +68,7 @@ class Forwarding:
             events=node.events,
             metrics=node.metrics,
             compile_and_swap=self._swap,
+            defaults=self._default,
             create_bucket=create_bucket,
         )
         node.metrics.gauge(

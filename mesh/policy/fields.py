@@ -107,6 +107,6 @@ RateKey = Annotated[
     str,
     msgspec.Meta(
         pattern=r"^(?:client_address|api_key|header:[A-Za-z0-9-]{1,64})\Z",
-        description="client_address, api_key or header:<name>",
+        description="client_address or header:<name>",
     ),
 ]

@@ -13,6 +13,7 @@ import pytest
 from mesh.bus import NatsBus
 from mesh.config import load as load_settings
 from mesh.errors import Conflict
+from mesh.forwarding.defaults import default_service
 from mesh.playground.natsserver import NatsServer
 from policies.loader import load
 from policies.plan import plan
@@ -87,7 +88,8 @@ async def test_a_concurrent_change_makes_the_second_write_fail(
     bus, store = await store_for(fresh_nats)
     try:
         # Both appliers read the same revision...
-        stale = plan(load(tmp_path).documents, await store.stored(), prune=False)
+        loaded = load(tmp_path, defaults=default_service(load_settings()))
+        stale = plan(loaded.documents, await store.stored(), prune=False)
         assert [c.key for c in stale] == ["service.hello-service"]
         # ...one of them writes first...
         await store.write(stale)
@@ -107,16 +109,16 @@ def test_history_and_rollback_restore_an_earlier_revision_as_a_new_one(
     history = mesh(fresh_nats, "history", "hello-service").stdout.splitlines()[1:]
     revisions = [int(line.split()[0]) for line in history]
     assert len(revisions) == 2
-    assert "connect: 2.0" in mesh(fresh_nats, "get", "hello-service").stdout
+    assert "connect: 2s" in mesh(fresh_nats, "get", "hello-service").stdout
     back = mesh(fresh_nats, "rollback", "hello-service", "--to", str(revisions[0]))
     assert back.returncode == 0, back.stderr
-    assert "-  connect: 2.0" in back.stdout
-    assert "+  connect: 1.0" in back.stdout
+    assert "-  connect: 2s" in back.stdout
+    assert "+  connect: 1s" in back.stdout
     now = mesh(fresh_nats, "get", "hello-service").stdout
-    assert "connect: 1.0" in now
+    assert "connect: 1s" in now
     assert len(mesh(fresh_nats, "history", "hello-service").stdout.splitlines()[1:]) == 3
     old = mesh(fresh_nats, "get", "hello-service", "--rev", str(revisions[1])).stdout
-    assert "connect: 2.0" in old
+    assert "connect: 2s" in old
 
 
 def test_delete_removes_a_policy(fresh_nats: NatsServer) -> None:
