@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mesh.balance.config import Algorithm, BalanceConfig
@@ -51,12 +51,12 @@ class Settings(BaseSettings):
         description="NATS server URL(s), comma-separated for a cluster.",
     )
     nats_user: str | None = Field(None, description="NATS user name (with nats_password).")
-    nats_password: str | None = Field(None, description="NATS password.")
+    nats_password: str | None = Field(None, description="NATS password (with nats_user).")
     nats_token: str | None = Field(None, description="NATS authentication token.")
     nats_creds: str | None = Field(None, description="Path of a NATS .creds file (JWT + nkey).")
     nats_tls_ca: str | None = Field(None, description="CA bundle that signs the NATS server.")
     nats_tls_cert: str | None = Field(None, description="Client certificate for NATS mTLS.")
-    nats_tls_key: str | None = Field(None, description="Key of nats_tls_cert.")
+    nats_tls_key: str | None = Field(None, description="Key of nats_tls_cert (with it).")
     # Short waits find a restarted server sooner; each attempt costs a connect on it.
     nats_reconnect_wait: float = Field(
         0.5, gt=0, description="Seconds between NATS reconnect attempts."
@@ -241,7 +241,9 @@ class Settings(BaseSettings):
         description="Seconds a new instance's share ramps up over (0 = off).",
         json_schema_extra={"service": "balance.slow_start"},
     )
-    zone: str = Field("", description="This node's zone, for zone-aware balancing.")
+    zone: str = Field(
+        "", description="This node's zone: an agent announces it, balancing prefers it."
+    )
     # Keeping calls in the zone saves latency and cross-zone traffic, but loads the
     # zone's instances more when the zones are unevenly sized.
     zone_aware: bool = Field(
@@ -285,6 +287,15 @@ class Settings(BaseSettings):
             parse_hostport(value)
         except ConfigError as exc:  # pydantic reports ValueError only; let load() name the var
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("nats_password", "nats_tls_key")
+    @classmethod
+    def _needs_its_pair(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Alone, each would be silently ignored by the connection.
+        pair = {"nats_password": "nats_user", "nats_tls_key": "nats_tls_cert"}[str(info.field_name)]
+        if value and not info.data.get(pair):
+            raise ValueError(f"needs MESH_{pair.upper()} too")
         return value
 
     @field_validator("health_path")
