@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 
-from mesh.membership.view import Member, View, routable
+from mesh.membership.view import Member
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +38,6 @@ def of(member: Member) -> Endpoint:
     return Endpoint(
         r.service, r.instance, r.host, r.port, r.weight, r.zone, r.meta, member.since, r.version
     )
-
-
-def by_service(view: View) -> dict[str, tuple[Endpoint, ...]]:
-    """Routable endpoints of every service, in a stable order."""
-    return {service: tuple(of(m) for m in members) for service, members in routable(view).items()}
 
 
 def allowed(endpoints: Sequence[Endpoint], exclude: Set[str]) -> list[int]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from balance_factories import endpoints
 
-from mesh.balance.endpoint import Endpoint, allowed, by_service, of
-from mesh.membership.timing import PRESETS
-from mesh.membership.view import Member, State, View
+from mesh.balance.endpoint import Endpoint, allowed, of
+from mesh.membership.view import Member, State
 from mesh.messages import Heartbeat
 
 
@@ -35,14 +34,6 @@ def test_of_carries_the_record_and_since() -> None:
 
 def test_since_defaults_to_long_ago() -> None:
     assert Endpoint("orders", "a", "h", 1, 1, "", {}).since == 0.0
-
-
-def test_by_service_keeps_routable_members_in_instance_order() -> None:
-    members = {
-        m.instance: m for m in (member("b", since=2.0), member("a"), member("c", health="failing"))
-    }
-    view = View(timing=PRESETS["lan"], members=members)
-    assert by_service(view) == {"orders": (of(member("a")), of(member("b", since=2.0)))}
 
 
 @pytest.mark.parametrize(
