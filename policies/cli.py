@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from mesh import config, durations
+from mesh import clock, config, durations
 from mesh.bus import NatsBus
 from mesh.config import Settings
 from mesh.errors import Conflict, MeshError
@@ -132,9 +132,9 @@ async def _write(
     if getattr(args, "wait", False):
         timing = _settings(args).timing
         view = await census(bus, timing, min(0.5, timing.interval), asker="mesh-policy")
-        collector = AckCollector(bus, live(view))
+        collector = AckCollector(bus, live(view), clock.monotonic)
         await collector.start()
-    started = time.monotonic()
+    started = clock.monotonic()
     revisions = await store.write(changes)
     for key, revision in revisions.items():
         print(f"wrote {key} revision {revision}")
