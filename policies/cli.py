@@ -100,7 +100,8 @@ def _loaded(args: argparse.Namespace) -> Loaded:
 def _validate(args: argparse.Namespace) -> int:
     loaded = _loaded(args)
     if loaded.ok:
-        print(f"{len(loaded.documents)} documents valid")
+        count = len(loaded.documents)
+        print(f"{count} document{'' if count == 1 else 's'} valid")
     return 0 if loaded.ok else 1
 
 

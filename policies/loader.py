@@ -39,6 +39,7 @@ def load(
     """Every document in `paths`: files, and *.yaml / *.yml under folders, in sorted order.
 
     `defaults` (settings-made) fills what Service documents leave out, for the checks.
+    Paths that hold no document at all are an error: a typo, not an empty policy set.
     """
     sourced: list[Sourced] = []
     problems: list[Problem] = []
@@ -50,6 +51,10 @@ def load(
             problems.append(_trouble(str(file), None, f"cannot read: {exc.strerror}"))
             continue
         _parse(data, str(file), max_file_bytes, defaults, sourced, problems)
+    if not sourced and not problems:
+        where = ", ".join(map(str, paths))
+        message = "no policy documents (folders are searched for *.yaml and *.yml files)"
+        problems.append(_trouble(where, None, message))
     return _finish(sourced, problems)
 
 

@@ -211,3 +211,22 @@ def test_folders_named_like_policy_files_are_walked_not_read(tmp_path: Path) -> 
     loaded = load(tmp_path, defaults=DEFAULTS)
     assert loaded.ok, loaded.errors
     assert [item.document.name for item in loaded.documents] == ["inner"]
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"empty.yaml": ""},
+        {"notes.yaml": "# nothing yet\n---\n"},
+        {"README.md": "kind: Route\n"},
+        {},
+    ],
+)
+def test_paths_without_any_document_are_an_error(tmp_path: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    paths = [tmp_path / name for name in files if name.endswith(".yaml")] or [tmp_path]
+    loaded = load(*paths, defaults=DEFAULTS)
+    assert not loaded.ok
+    [error] = loaded.errors
+    assert error.message.startswith("no policy documents")
