@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -44,12 +45,21 @@ async def sync_once(store: PolicyStore, folder: str, *, defaults: Service, prune
 
 
 async def sync(
-    store: PolicyStore, folder: str, *, defaults: Service, watch: bool, prune: bool, debounce: float
+    store: PolicyStore,
+    folder: str,
+    *,
+    defaults: Service,
+    watch: bool,
+    prune: bool,
+    debounce: float,
+    stop: asyncio.Event | None = None,
 ) -> int:
+    """Sync once; with `watch`, again after every change until Ctrl-C or `stop` is set."""
     ok = await sync_once(store, folder, defaults=defaults, prune=prune)
     if not watch:
         return 0 if ok else 1
     print(f"watching {folder} (Ctrl-C stops)", flush=True)
-    async for _ in awatch(folder, debounce=int(debounce * 1000), recursive=True):
+    changes = awatch(folder, debounce=int(debounce * 1000), recursive=True, stop_event=stop)
+    async for _ in changes:
         await sync_once(store, folder, defaults=defaults, prune=prune)
     return 0

@@ -1,4 +1,4 @@
-"""Policies applied to a live mesh: routes, splits, acknowledgements, bad revisions."""
+"""Policies applied to a live mesh (the policy CLI in this process): routes, splits, acks."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import asyncio
 import collections
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mesh_procs import Client, Mesh, Proc, routable, wait_for
+from policy_cli import policy
 
 from mesh import subjects
 from mesh.bus import Delivery, NatsBus
@@ -40,16 +38,6 @@ to:
 """
 
 
-def policy(nats: NatsServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mesh", "policy", *args],
-        env={**os.environ, "MESH_NATS_URL": nats.url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.fixture
 def live(fresh_nats: NatsServer, tmp_path: Path) -> Iterator[tuple[Mesh, Proc, dict[str, Proc]]]:
     """hello v1 x2 and v2 x1 with agents, and a gateway that sees them."""
@@ -74,7 +62,7 @@ def test_apply_wait_reports_every_node_and_traffic_follows_at_once(
     before = client.request("GET", "/greet/x", headers={"Host": "greet.example.com"})
     assert before[0] == 404  # no route yet: greet is no service name either
     (tmp_path / "greet.yaml").write_text(GREET)
-    result = policy(fresh_nats, "apply", "-f", str(tmp_path / "greet.yaml"), "--wait")
+    result = policy(fresh_nats.url, "apply", "-f", str(tmp_path / "greet.yaml"), "--wait")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every live node applied it" in result.stdout
     acked = [line for line in result.stdout.splitlines() if line.split()[2:3] == ["applied"]]
@@ -91,7 +79,7 @@ def test_a_canary_split_is_within_3_points_of_its_weights(
 ) -> None:
     _, gateway, _ = live
     (tmp_path / "canary.yaml").write_text(CANARY)
-    assert policy(fresh_nats, "apply", "-f", str(tmp_path), "--wait").returncode == 0
+    assert policy(fresh_nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
     client = Client(gateway.port)
     served = collections.Counter[str]()
     for _ in range(2000):
@@ -110,7 +98,10 @@ async def test_an_invalid_revision_written_straight_to_the_bucket_is_rejected_ev
 ) -> None:
     _, gateway, _ = live
     (tmp_path / "greet.yaml").write_text(GREET)
-    assert policy(fresh_nats, "apply", "-f", str(tmp_path), "--wait").returncode == 0
+    applied = await asyncio.to_thread(
+        policy, fresh_nats.url, "apply", "-f", str(tmp_path), "--wait"
+    )
+    assert applied.returncode == 0
     bus = NatsBus(load_settings(nats_url=fresh_nats.url), name="test")
     await bus.start(wait=5)
     rejected: dict[str, str] = {}
@@ -153,7 +144,7 @@ def test_a_gateway_started_later_applies_the_current_revisions_before_it_serves(
 ) -> None:
     mesh, _, _ = live
     (tmp_path / "greet.yaml").write_text(GREET)
-    assert policy(fresh_nats, "apply", "-f", str(tmp_path), "--wait").returncode == 0
+    assert policy(fresh_nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
     # Only declared routes: a gateway serving before its policies would answer 404.
     mesh.env["MESH_GATEWAY_DEFAULT_ROUTES"] = "false"
     late = mesh.gateway("late-gateway")
@@ -177,14 +168,14 @@ def test_rollback_brings_the_previous_route_back_live(
 ) -> None:
     _, gateway, _ = live
     (tmp_path / "greet.yaml").write_text(GREET)
-    assert policy(fresh_nats, "apply", "-f", str(tmp_path), "--wait").returncode == 0
+    assert policy(fresh_nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
     (tmp_path / "greet.yaml").write_text(GREET.replace("/hello", "/v2"))
-    assert policy(fresh_nats, "apply", "-f", str(tmp_path), "--wait").returncode == 0
+    assert policy(fresh_nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
     client = Client(gateway.port)
     hit = client.request("GET", "/greet/a", headers={"Host": "greet.example.com"})
     assert json.loads(hit[2])["path"] == "/v2/a"
-    first = int(policy(fresh_nats, "history", "route/greet").stdout.splitlines()[1].split()[0])
-    back = policy(fresh_nats, "rollback", "route/greet", "--to", str(first), "--wait")
+    first = int(policy(fresh_nats.url, "history", "route/greet").stdout.splitlines()[1].split()[0])
+    back = policy(fresh_nats.url, "rollback", "route/greet", "--to", str(first), "--wait")
     assert back.returncode == 0, back.stdout + back.stderr
     hit = client.request("GET", "/greet/a", headers={"Host": "greet.example.com"})
     assert json.loads(hit[2])["path"] == "/hello/a"
