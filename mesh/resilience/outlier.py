@@ -107,8 +107,9 @@ class Ejections:
     def observe(self, instance: str, outcome: Outcome, now: float, total: int) -> Sequence[Effect]:
         """Count one attempt's outcome on the hot path; usually returns an empty tuple.
 
-        Refused and reset eject at once (DESIGN §4). Failures to answer count as 5xx and as
-        gateway errors, as Envoy maps local-origin errors to 503 when they are not split.
+        Refused and reset eject at once (a process that is gone). Failures to answer count
+        as 5xx and as gateway errors, as Envoy maps local-origin errors to 503 when they are
+        not split.
         """
         host = self._hosts.get(instance)
         if host is None:

@@ -38,7 +38,7 @@ def write(folder: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
-def test_design_example_loads() -> None:
+def test_the_hello_example_loads() -> None:
     loaded = load_text(HELLO, defaults=DEFAULTS)
     assert loaded.ok
     assert [type(item.document) for item in loaded.documents] == [Route, Service]

@@ -98,7 +98,7 @@ def test_old_fully_encoded_bucket_values_still_decode_whatever_the_settings(valu
     assert msgspec.json.encode(document, enc_hook=enc_hook) == value
 
 
-def test_design_example_route_decodes() -> None:
+def test_the_hello_route_decodes() -> None:
     document = parse(
         route(
             match={"hosts": ["hello.example.com"], "path_prefix": "/hello"}, auth={"type": "none"}

@@ -10,7 +10,7 @@ from mesh.resilience.outlier import OutlierConfig
 from mesh.resilience.retry import RetryPolicy
 
 
-def test_design_defaults() -> None:
+def test_the_defaults_the_readme_documents() -> None:
     config = ResilienceConfig()
     assert config.retry == RetryPolicy(
         attempts=2, on=frozenset({"connect-failure", "refused", "reset", 503}), backoff_base=0.025
