@@ -34,7 +34,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     parser.add_argument("--health-path", help="health check path (default /healthz)")
     parser.add_argument("--weight", type=int, default=1, help="relative share of traffic (1)")
-    parser.add_argument("--zone", default="", help="zone or rack, for zone-aware balancing")
+    parser.add_argument("--zone", help="zone or rack, for zone-aware balancing (setting zone)")
     parser.add_argument("--version", default="", help="version label, for subsets and canaries")
     parser.add_argument(
         "--meta", action="append", default=[], metavar="K=V", help="metadata label (repeatable)"
@@ -61,6 +61,7 @@ def main(args: argparse.Namespace) -> int:
         agent_outbound=args.outbound,
         log_level=args.log_level,
         preset=args.preset,
+        zone=args.zone,
     )
     options = AgentOptions(
         service=args.service,
@@ -69,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
         health_path=settings.health_path,
         admin_port=settings.agent_admin_port,
         weight=args.weight,
-        zone=args.zone,
+        zone=settings.zone,
         version=args.version,
         meta=_meta(args.meta),
         instance_id=args.instance_id,

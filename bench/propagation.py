@@ -27,6 +27,7 @@ from bench.results import environment, write_results
 from bench.tables import table
 from mesh.bus import NatsBus
 from mesh.config import load as load_settings
+from mesh.forwarding.defaults import default_service
 from mesh.membership.census import census, live
 from mesh.playground.natsserver import NatsServer, find_binary
 from policies.acks import AckCollector
@@ -64,7 +65,8 @@ async def measure(url: str, nodes_expected: int, applies: int) -> dict[str, Any]
         first: list[float] = []
         incomplete = 0
         for i in range(applies + 1):  # the first one warms the watches up; not counted
-            loaded = load_text(DOCUMENT.format(request=f"{5 + i * 0.01:.2f}"))
+            document = DOCUMENT.format(request=f"{5 + i * 0.01:.2f}")
+            loaded = load_text(document, defaults=default_service(settings))
             if loaded.errors:
                 raise BenchError(f"the benchmark's own document is invalid: {loaded.errors[0]}")
             changes = plan(loaded.documents, await store.stored(), prune=False)

@@ -9,26 +9,28 @@ import signal
 import sys
 import time
 from importlib.metadata import entry_points
+from typing import get_args
 
 import msgspec
 
-from mesh import clock, config, subjects
+from mesh import clock, config, durations, subjects
 from mesh.bus import Delivery, NatsBus
-from mesh.errors import ConfigError, InvalidMessage, MeshError
+from mesh.errors import InvalidMessage, MeshError
 from mesh.membership import roster
 from mesh.membership import view as membership
 from mesh.membership.census import census
 from mesh.messages import Event, decode
 from mesh.node import runtime
+from mesh.timing import Preset
 
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--nats-url", help="NATS server URL (setting nats_url)")
     common.add_argument(
-        "--preset", choices=["lan", "wan", "local"], help="failure-detection timing preset (lan)"
+        "--preset", choices=get_args(Preset), help="failure-detection timing preset (lan)"
     )
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    common.add_argument("--log-level", choices=get_args(config.LogLevel))
     return common
 
 
@@ -47,9 +49,9 @@ def parser() -> argparse.ArgumentParser:
     members.add_argument("--json", action="store_true", help="print JSON instead of a table")
     members.add_argument(
         "--wait",
-        type=float,
+        type=durations.argument,
         default=None,
-        help="seconds to collect heartbeats (default 1.5 intervals)",
+        help="how long to collect heartbeats, e.g. 3s (default 1.5 intervals)",
     )
     members.set_defaults(func=_members)
 
@@ -57,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument("action", choices=["tail"], help="tail: print events, then follow")
     tail.add_argument(
         "--since",
+        type=durations.argument,
         default=None,
         help="start this long ago: 30s, 10m, 2h, 1d (default: only new events)",
     )
@@ -66,9 +69,9 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--for",
         dest="duration",
-        type=float,
+        type=durations.argument,
         default=None,
-        help="stop after this many seconds (default: until Ctrl-C)",
+        help="stop after this long, e.g. 2s or 5m (default: until Ctrl-C)",
     )
     tail.set_defaults(func=_events)
 
@@ -123,24 +126,11 @@ def _members(args: argparse.Namespace) -> int:
     return 0
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """'90', '30s', '10m', '2h', '1d' -> seconds."""
-    unit = text[-1:] if text[-1:] in _UNITS else "s"
-    number = text[:-1] if text[-1:] in _UNITS else text
-    try:
-        return float(number) * _UNITS[unit]
-    except ValueError:
-        raise ConfigError(f"{text!r} is not a duration like 30s, 10m, 2h") from None
-
-
 def _events(args: argparse.Namespace) -> int:
     settings = config.load(nats_url=args.nats_url)
     kind = args.kind if args.kind == ">" else f"{args.kind}.{args.service}"
     subject = f"{subjects.PREFIX}.events.{kind}"
-    since = None if args.since is None else clock.wall() - parse_duration(args.since)
+    since = None if args.since is None else clock.wall() - args.since
 
     async def tail() -> None:
         bus = NatsBus(settings, name="mesh-events")

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mesh.balance.config import Algorithm, BalanceConfig
 from mesh.errors import ConfigError
-from mesh.timing import PRESETS, Timing
+from mesh.resilience.config import ResilienceConfig
+from mesh.resilience.retry import RETRY_ON, Named
+from mesh.timing import PRESETS, Preset, Timing
 
-Preset = Literal["lan", "wan", "local"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+# The runtime objects hold each knob's default and its trade-off; settings start there.
+_BALANCE = BalanceConfig()
+_RESILIENCE = ResilienceConfig()
+_RETRY, _OUTLIER = _RESILIENCE.retry, _RESILIENCE.outlier
 
 
 def parse_hostport(value: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -43,12 +51,12 @@ class Settings(BaseSettings):
         description="NATS server URL(s), comma-separated for a cluster.",
     )
     nats_user: str | None = Field(None, description="NATS user name (with nats_password).")
-    nats_password: str | None = Field(None, description="NATS password.")
+    nats_password: str | None = Field(None, description="NATS password (with nats_user).")
     nats_token: str | None = Field(None, description="NATS authentication token.")
     nats_creds: str | None = Field(None, description="Path of a NATS .creds file (JWT + nkey).")
     nats_tls_ca: str | None = Field(None, description="CA bundle that signs the NATS server.")
     nats_tls_cert: str | None = Field(None, description="Client certificate for NATS mTLS.")
-    nats_tls_key: str | None = Field(None, description="Key of nats_tls_cert.")
+    nats_tls_key: str | None = Field(None, description="Key of nats_tls_cert (with it).")
     # Short waits find a restarted server sooner; each attempt costs a connect on it.
     nats_reconnect_wait: float = Field(
         0.5, gt=0, description="Seconds between NATS reconnect attempts."
@@ -109,10 +117,17 @@ class Settings(BaseSettings):
     )
 
     # --- forwarding engine ---
-    # A short connect timeout fails over sooner; too short fails on a busy but healthy host.
-    connect_timeout: float = Field(1.0, gt=0, description="Seconds to connect to an instance.")
+    connect_timeout: float = Field(
+        _RESILIENCE.connect_timeout,
+        gt=0,
+        description="Seconds to connect to an instance.",
+        json_schema_extra={"service": "timeouts.connect"},
+    )
     request_timeout: float = Field(
-        15.0, gt=0, description="Seconds for a whole upstream exchange, body included."
+        _RESILIENCE.request_timeout,
+        gt=0,
+        description="Seconds for a whole upstream exchange, body included.",
+        json_schema_extra={"service": "timeouts.request"},
     )
     # More idle connections save handshakes under bursts but hold sockets on the upstream.
     # It must cover the requests in flight to one instance at peak: below that, every
@@ -150,47 +165,92 @@ class Settings(BaseSettings):
         description="Largest request body kept to resend (stale connection or retry).",
     )
 
-    # --- balancing and failover for services without a Service policy document ---
-    balance_algorithm: Literal[
-        "random", "round_robin", "least_request", "least_response_time", "consistent_hash"
-    ] = Field("least_request", description="Balancing algorithm (DESIGN §5).")
-    # Each retry is another instance; more retries hide more failures but add load when
-    # a whole service is sick (the retry budget bounds that).
-    retry_attempts: int = Field(2, ge=0, le=10, description="Retries after the first try.")
+    # --- balancing and failover: what a Service document leaves out ---
+    # Each default and its trade-off is in mesh/balance/config.py or mesh/resilience/.
+    balance_algorithm: Algorithm = Field(
+        _BALANCE.algorithm,
+        description=f"Balancing algorithm: {', '.join(get_args(Algorithm))}.",
+        json_schema_extra={"service": "balance.algorithm"},
+    )
+    retry_attempts: int = Field(
+        _RETRY.attempts,
+        ge=0,
+        le=10,
+        description="Retries after the first try.",
+        json_schema_extra={"service": "retries.attempts"},
+    )
     retry_on: str = Field(
-        "connect-failure,refused,reset,503",
-        description="Retry conditions: connect-failure, refused, reset, timeout, 5xx, "
-        "gateway-error or status codes, comma-separated.",
+        ",".join(map(str, RETRY_ON)),
+        description=f"Retry conditions, comma-separated: {', '.join(get_args(Named))} "
+        "or status codes 500-599.",
+        json_schema_extra={"service": "retries.on"},
     )
     per_try_timeout: float | None = Field(
-        None, gt=0, description="Seconds one attempt may take (default: the whole deadline)."
+        _RETRY.per_try_timeout,
+        gt=0,
+        description="Seconds one attempt may take (default: the whole deadline).",
+        json_schema_extra={"service": "timeouts.per_try"},
     )
-    # Lower streaks eject sooner but also eject instances with a passing bad patch.
     outlier_consecutive_5xx: int = Field(
-        5, ge=0, description="5xx answers in a row that eject an instance (0 = off)."
+        _OUTLIER.consecutive_5xx,
+        ge=0,
+        description="5xx answers in a row that eject an instance (0 = off).",
+        json_schema_extra={"service": "outlier.consecutive_5xx"},
     )
     outlier_consecutive_gateway_errors: int = Field(
-        5, ge=0, description="502/503/504 or no answer in a row that eject (0 = off)."
+        _OUTLIER.consecutive_gateway_errors,
+        ge=0,
+        description="502/503/504 or no answer in a row that eject (0 = off).",
+        json_schema_extra={"service": "outlier.consecutive_gateway_errors"},
     )
     outlier_base_ejection: float = Field(
-        30.0, gt=0, description="Seconds of the first ejection; n-th lasts n times longer."
+        _OUTLIER.base_ejection,
+        gt=0,
+        description="Seconds of the first ejection; n-th lasts n times longer.",
+        json_schema_extra={"service": "outlier.base_ejection"},
     )
-    outlier_max_ejection: float = Field(300.0, gt=0, description="Longest ejection, seconds.")
+    outlier_max_ejection: float = Field(
+        _OUTLIER.max_ejection,
+        gt=0,
+        description="Longest ejection, seconds (not below the base ejection).",
+        json_schema_extra={"service": "outlier.max_ejection"},
+    )
     max_ejected_percent: int = Field(
-        50, ge=0, le=100, description="Largest share of a service ejected at once."
+        _OUTLIER.max_ejected_percent,
+        ge=0,
+        le=100,
+        description="Largest share of a service ejected at once.",
+        json_schema_extra={"service": "outlier.max_ejected_percent"},
     )
     max_requests: int = Field(
-        1024, ge=1, description="Requests in flight per service from this node (503 UO beyond)."
+        _RESILIENCE.max_requests,
+        ge=1,
+        description="Requests in flight per service from this node (503 UO beyond).",
+        json_schema_extra={"service": "concurrency.max_requests"},
     )
-    # Higher keeps load off the few healthy instances left; lower trusts health checks more.
     panic_threshold: float = Field(
-        0.5, ge=0, le=1, description="Below this healthy share, balance over every instance."
+        _BALANCE.panic_threshold,
+        ge=0,
+        le=1,
+        description="Below this healthy share, balance over every instance.",
+        json_schema_extra={"service": "balance.panic_threshold"},
     )
     slow_start: float = Field(
-        0.0, ge=0, description="Seconds a new instance's share ramps up over (0 = off)."
+        _BALANCE.slow_start_window,
+        ge=0,
+        description="Seconds a new instance's share ramps up over (0 = off).",
+        json_schema_extra={"service": "balance.slow_start"},
     )
-    zone: str = Field("", description="This node's zone, for zone-aware balancing.")
-    zone_aware: bool = Field(False, description="Prefer instances in this node's zone.")
+    zone: str = Field(
+        "", description="This node's zone: an agent announces it, balancing prefers it."
+    )
+    # Keeping calls in the zone saves latency and cross-zone traffic, but loads the
+    # zone's instances more when the zones are unevenly sized.
+    zone_aware: bool = Field(
+        False,
+        description="Prefer instances in this node's zone.",
+        json_schema_extra={"service": "balance.zone_aware"},
+    )
     # A node waits this long for the current policies before serving (NATS may be down).
     policy_wait: float = Field(
         5.0, ge=0, description="Seconds a starting node waits for the current policies."
@@ -210,9 +270,7 @@ class Settings(BaseSettings):
     )
 
     # --- logging ---
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Log level."
-    )
+    log_level: LogLevel = Field("info", description="Log level.")
     log_json: bool = Field(False, description="Write logs as JSON lines.")
 
     @field_validator("agent_outbound")
@@ -231,12 +289,35 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("nats_password", "nats_tls_key")
+    @classmethod
+    def _needs_its_pair(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Alone, each would be silently ignored by the connection.
+        pair = {"nats_password": "nats_user", "nats_tls_key": "nats_tls_cert"}[str(info.field_name)]
+        if value and not info.data.get(pair):
+            raise ValueError(f"needs MESH_{pair.upper()} too")
+        return value
+
     @field_validator("health_path")
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with '/'")
         return value
+
+    def service_values(self) -> dict[str, object]:
+        """What Service documents leave out, by document field path, in document form."""
+        values: dict[str, object] = {}
+        for name, path in service_fields().items():
+            value = getattr(self, name)
+            if name == "retry_on":
+                value = [
+                    int(c) if c.isdigit() else c for c in map(str.strip, value.split(",")) if c
+                ]
+            elif name == "slow_start":
+                value = value or None  # 0 = off: a document without slow start
+            values[path] = value
+        return values
 
     @property
     def timing(self) -> Timing:
@@ -250,6 +331,16 @@ class Settings(BaseSettings):
         if timing.down_intervals <= timing.suspect_intervals:
             raise ConfigError("down_intervals must exceed suspect_intervals")
         return timing
+
+
+def service_fields() -> dict[str, str]:
+    """Each setting that fills a Service document field: name -> the field's dotted path."""
+    fields = {}
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get("service"), str):
+            fields[name] = str(extra["service"])
+    return fields
 
 
 def load(**overrides: Any) -> Settings:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+Preset = Literal["lan", "wan", "local"]
 
 # Bounds on the interval a sender may advertise: below, heartbeats would flood every
 # observer; above, a dead instance would linger for minutes.
@@ -22,7 +25,7 @@ class Timing:
 
 # Named presets, as memberlist's Default{LAN,WAN,Local}Config: a faster interval finds
 # failures sooner but costs one message per node per interval on every observer.
-PRESETS: dict[str, Timing] = {
+PRESETS: dict[Preset, Timing] = {
     "lan": Timing(1.0, 3, 6, 60.0),  # DESIGN §10: a silent instance is down after 6 s
     "wan": Timing(5.0, 3, 6, 300.0),  # links with seconds of jitter: down after 30 s
     "local": Timing(0.2, 3, 6, 30.0),  # one machine (tests, demos): down after 1.2 s

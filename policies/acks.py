@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from mesh import subjects
+from mesh import clock, subjects
 from mesh.bus import Bus, Delivery
 from mesh.errors import InvalidMessage
 from mesh.messages import Event, decode
@@ -24,19 +23,28 @@ class NodeAck:
 
 
 class AckCollector:
-    """Subscribe before writing; then `wait` for every live node to answer every revision."""
+    """Subscribe before writing; then `wait` for every live node to answer every revision.
 
-    def __init__(self, bus: Bus, nodes: Mapping[str, str]) -> None:
+    `monotonic` is the clock answers are timed by (mesh.clock's, or a test's).
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        nodes: Mapping[str, str],
+        monotonic: Callable[[], float] = clock.monotonic,
+    ) -> None:
         self._bus = bus
+        self._now = monotonic
         self.nodes = {node: NodeAck(role) for node, role in nodes.items()}
         self._expected: dict[str, int] = {}
-        self._written_at = time.monotonic()
+        self._written_at = monotonic()
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
         await self._bus.subscribe(ACK_SUBJECT, self._on_event)
         await self._bus.flush(2.0)
-        self._written_at = time.monotonic()
+        self._written_at = self._now()
 
     def expect(self, revisions: Mapping[str, int], written_at: float) -> None:
         self._expected = dict(revisions)
@@ -58,7 +66,7 @@ class AckCollector:
         if previous is not None and previous[0] > revision:
             return  # an answer about an older revision, arriving late
         applied = event.kind == "policy.applied"
-        ack.answers[key] = (revision, applied, event.detail.get("reason", ""), time.monotonic())
+        ack.answers[key] = (revision, applied, event.detail.get("reason", ""), self._now())
         self._changed.set()
 
     def _answer(self, ack: NodeAck, key: str) -> tuple[int, bool, str, float] | None:
@@ -70,9 +78,9 @@ class AckCollector:
 
     async def wait(self, timeout: float) -> bool:
         """True when every node answered every key before `timeout`."""
-        deadline = time.monotonic() + timeout
+        deadline = self._now() + timeout
         while not all(self.answered(ack) for ack in self.nodes.values()):
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._now()
             if remaining <= 0:
                 return False
             self._changed.clear()

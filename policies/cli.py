@@ -8,10 +8,11 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from mesh import config
+from mesh import clock, config, durations
 from mesh.bus import NatsBus
 from mesh.config import Settings
 from mesh.errors import Conflict, MeshError
+from mesh.forwarding.defaults import default_service
 from mesh.membership.census import census, live
 from policies.acks import AckCollector
 from policies.loader import Loaded, load
@@ -47,7 +48,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
             action="store_true",
             help="report which live gateways and agents applied the change",
         )
-        sub.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (10)")
+        sub.add_argument(
+            "--timeout", type=durations.argument, default=10.0, help="how long to wait (10s)"
+        )
 
     files(verb("validate", "check documents without touching the mesh", _validate))
     apply = verb("apply", "write changed documents (compare-and-set) and print the diff", _apply)
@@ -75,15 +78,18 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     sync.add_argument("folder")
     sync.add_argument("--watch", action="store_true", help="keep watching the folder")
     sync.add_argument("--prune", action="store_true", help="propagate deletions")
-    sync.add_argument("--debounce", type=float, default=0.3, help="seconds of quiet (0.3)")
+    sync.add_argument(
+        "--debounce", type=durations.argument, default=0.3, help="quiet before a sync (300ms)"
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return config.load(nats_url=args.nats_url, preset=args.preset)
 
 
-def _loaded(paths: Sequence[str]) -> Loaded:
-    loaded = load(*paths)
+def _loaded(args: argparse.Namespace) -> Loaded:
+    """The documents of `args.paths`, checked as this machine's settings would fill them."""
+    loaded = load(*args.paths, defaults=default_service(_settings(args)))
     for problem in loaded.errors:
         print(f"error: {problem}", file=sys.stderr)
     for problem in loaded.warnings:
@@ -92,9 +98,10 @@ def _loaded(paths: Sequence[str]) -> Loaded:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    loaded = _loaded(args.paths)
+    loaded = _loaded(args)
     if loaded.ok:
-        print(f"{len(loaded.documents)} documents valid")
+        count = len(loaded.documents)
+        print(f"{count} document{'' if count == 1 else 's'} valid")
     return 0 if loaded.ok else 1
 
 
@@ -126,9 +133,9 @@ async def _write(
     if getattr(args, "wait", False):
         timing = _settings(args).timing
         view = await census(bus, timing, min(0.5, timing.interval), asker="mesh-policy")
-        collector = AckCollector(bus, live(view))
+        collector = AckCollector(bus, live(view), clock.monotonic)
         await collector.start()
-    started = time.monotonic()
+    started = clock.monotonic()
     revisions = await store.write(changes)
     for key, revision in revisions.items():
         print(f"wrote {key} revision {revision}")
@@ -145,7 +152,7 @@ async def _write(
 
 
 def _apply(args: argparse.Namespace) -> int:
-    loaded = _loaded(args.paths)
+    loaded = _loaded(args)
     if not loaded.ok:
         return 1
 
@@ -160,7 +167,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    loaded = _loaded(args.paths)
+    loaded = _loaded(args)
     if not loaded.ok:
         return 1
 
@@ -251,6 +258,11 @@ def _sync(args: argparse.Namespace) -> int:
     return _run(
         args,
         lambda store, bus: sync(
-            store, args.folder, watch=args.watch, prune=args.prune, debounce=args.debounce
+            store,
+            args.folder,
+            defaults=default_service(_settings(args)),
+            watch=args.watch,
+            prune=args.prune,
+            debounce=args.debounce,
         ),
     )

@@ -12,6 +12,7 @@ import yaml
 
 from mesh.policy.decode import parse
 from mesh.policy.problem import Problem
+from mesh.policy.service import Service
 from mesh.policy.validate import Sourced, validate
 from policies.safe_yaml import PolicyLoader
 
@@ -32,8 +33,14 @@ class Loaded:
         return not self.errors
 
 
-def load(*paths: str | os.PathLike[str], max_file_bytes: int = MAX_FILE_BYTES) -> Loaded:
-    """Every document in `paths`: files, and *.yaml / *.yml under folders, in sorted order."""
+def load(
+    *paths: str | os.PathLike[str], defaults: Service, max_file_bytes: int = MAX_FILE_BYTES
+) -> Loaded:
+    """Every document in `paths`: files, and *.yaml / *.yml under folders, in sorted order.
+
+    `defaults` (settings-made) fills what Service documents leave out, for the checks.
+    Paths that hold no document at all are an error: a typo, not an empty policy set.
+    """
     sourced: list[Sourced] = []
     problems: list[Problem] = []
     for file in _files(paths, problems):
@@ -43,18 +50,22 @@ def load(*paths: str | os.PathLike[str], max_file_bytes: int = MAX_FILE_BYTES) -
         except OSError as exc:
             problems.append(_trouble(str(file), None, f"cannot read: {exc.strerror}"))
             continue
-        _parse(data, str(file), max_file_bytes, sourced, problems)
+        _parse(data, str(file), max_file_bytes, defaults, sourced, problems)
+    if not sourced and not problems:
+        where = ", ".join(map(str, paths))
+        message = "no policy documents (folders are searched for *.yaml and *.yml files)"
+        problems.append(_trouble(where, None, message))
     return _finish(sourced, problems)
 
 
 def load_text(
-    text: str | bytes, *, file: str = "<text>", max_bytes: int = MAX_FILE_BYTES
+    text: str | bytes, *, defaults: Service, file: str = "<text>", max_bytes: int = MAX_FILE_BYTES
 ) -> Loaded:
     """Documents from YAML text (standard input, a test), checked exactly like a file."""
     sourced: list[Sourced] = []
     problems: list[Problem] = []
     data = text.encode() if isinstance(text, str) else text
-    _parse(data, file, max_bytes, sourced, problems)
+    _parse(data, file, max_bytes, defaults, sourced, problems)
     return _finish(sourced, problems)
 
 
@@ -89,7 +100,12 @@ def _tree(folder: Path) -> Iterable[Path]:
 
 
 def _parse(
-    data: bytes, file: str, limit: int, sourced: list[Sourced], problems: list[Problem]
+    data: bytes,
+    file: str,
+    limit: int,
+    defaults: Service,
+    sourced: list[Sourced],
+    problems: list[Problem],
 ) -> None:
     if len(data) > limit:
         problems.append(_trouble(file, None, f"larger than {limit} bytes"))
@@ -103,11 +119,11 @@ def _parse(
     try:
         for obj in yaml.load_all(text, Loader=PolicyLoader):
             if obj is not None:  # an empty document, as after a final `---`
-                result = parse(obj, file=file, doc_index=index)
+                result = parse(obj, defaults, file=file, doc_index=index)
                 if isinstance(result, Problem):
                     problems.append(result)
                 else:
-                    sourced.append(Sourced(file, index, result))
+                    sourced.append(Sourced(file, index, result, obj))
             index += 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

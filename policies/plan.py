@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
 import yaml
 
-from mesh.policy.model import Document, encode, key
+from mesh.policy.model import key
 from mesh.policy.validate import Sourced
 
 Action = Literal["create", "update", "delete"]
@@ -39,11 +40,12 @@ def plan(
 ) -> list[Change]:
     """Changed keys only; deletions of keys no file mentions only with `prune`."""
     changes: list[Change] = []
-    wanted: dict[str, tuple[Document, str]] = {
-        key(item.document): (item.document, f"{item.file}[{item.doc_index}]") for item in documents
+    # Stored as written: what a document leaves out, each node fills from its settings.
+    wanted: dict[str, tuple[bytes, str]] = {
+        key(item.document): (msgspec.json.encode(item.written), f"{item.file}[{item.doc_index}]")
+        for item in documents
     }
-    for name, (document, source) in sorted(wanted.items()):
-        value = encode(document)
+    for name, (value, source) in sorted(wanted.items()):
         current = stored.get(name)
         if current is None:
             changes.append(Change(name, "create", 0, value, b"", source))

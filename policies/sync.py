@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
 from watchfiles import awatch
 
 from mesh.errors import Conflict
+from mesh.policy.service import Service
 from policies.loader import load
 from policies.plan import plan, render
 from policies.store import PolicyStore
@@ -15,9 +17,9 @@ from policies.store import PolicyStore
 log = logging.getLogger(__name__)
 
 
-async def sync_once(store: PolicyStore, folder: str, *, prune: bool) -> bool:
+async def sync_once(store: PolicyStore, folder: str, *, defaults: Service, prune: bool) -> bool:
     """Apply the folder as it is now; invalid folders change nothing. True if consistent."""
-    loaded = load(folder)
+    loaded = load(folder, defaults=defaults)
     for problem in loaded.errors:
         print(f"error: {problem}", file=sys.stderr)
     if not loaded.ok:
@@ -43,12 +45,21 @@ async def sync_once(store: PolicyStore, folder: str, *, prune: bool) -> bool:
 
 
 async def sync(
-    store: PolicyStore, folder: str, *, watch: bool, prune: bool, debounce: float
+    store: PolicyStore,
+    folder: str,
+    *,
+    defaults: Service,
+    watch: bool,
+    prune: bool,
+    debounce: float,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    ok = await sync_once(store, folder, prune=prune)
+    """Sync once; with `watch`, again after every change until Ctrl-C or `stop` is set."""
+    ok = await sync_once(store, folder, defaults=defaults, prune=prune)
     if not watch:
         return 0 if ok else 1
     print(f"watching {folder} (Ctrl-C stops)", flush=True)
-    async for _ in awatch(folder, debounce=int(debounce * 1000), recursive=True):
-        await sync_once(store, folder, prune=prune)
+    changes = awatch(folder, debounce=int(debounce * 1000), recursive=True, stop_event=stop)
+    async for _ in changes:
+        await sync_once(store, folder, defaults=defaults, prune=prune)
     return 0

@@ -1,11 +1,14 @@
-"""Small builders shared by the unit tests: wire messages with sensible defaults, views."""
+"""Small builders shared by the unit tests: wire messages, views, a node's Service defaults."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from mesh.config import Settings
+from mesh.forwarding.defaults import default_service
 from mesh.membership import view as v
 from mesh.messages import Event, Evidence, Heartbeat, Leave, Load, Sync
+from mesh.policy.service import Service
 from mesh.timing import PRESETS, Timing
 
 LAN = PRESETS["lan"]
@@ -99,3 +102,8 @@ def feed(view: v.View, *messages: Any, now: float) -> tuple[v.View, list[v.Effec
 def kinds(effects: list[v.Effect]) -> list[str]:
     """The event kinds (or `dropped:<reason>`) of `effects`, in order."""
     return [e.kind if isinstance(e, Event) else f"dropped:{e.reason}" for e in effects]
+
+
+def service_defaults(**settings: Any) -> Service:
+    """A node's settings-made Service: what a Service document leaves out, under `settings`."""
+    return default_service(Settings(**settings))

@@ -1,11 +1,9 @@
-"""What the forwarding path knows of one routable instance, rebuilt when the view changes."""
+"""What a balancer knows of one instance: its address, weight, zone, labels, and since when."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
-
-from mesh.membership.view import Member, View, routable
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +29,6 @@ class Endpoint:
     @property
     def address(self) -> tuple[str, int]:
         return self.host, self.port
-
-
-def of(member: Member) -> Endpoint:
-    r = member.record
-    return Endpoint(
-        r.service, r.instance, r.host, r.port, r.weight, r.zone, r.meta, member.since, r.version
-    )
-
-
-def by_service(view: View) -> dict[str, tuple[Endpoint, ...]]:
-    """Routable endpoints of every service, in a stable order."""
-    return {service: tuple(of(m) for m in members) for service, members in routable(view).items()}
 
 
 def allowed(endpoints: Sequence[Endpoint], exclude: Set[str]) -> list[int]:

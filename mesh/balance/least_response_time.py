@@ -46,9 +46,7 @@ class LeastResponseTime:
 
     __slots__ = ("_by_instance", "_decay", "_default_rtt", "_endpoints", "_latencies", "_ramp")
 
-    def __init__(
-        self, ramp: Ramp | None = None, decay: float = 10.0, default_rtt: float = 0.030
-    ) -> None:
+    def __init__(self, ramp: Ramp | None, decay: float, default_rtt: float) -> None:
         self._ramp = ramp or Ramp()
         self._decay = decay
         self._default_rtt = default_rtt

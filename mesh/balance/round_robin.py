@@ -5,23 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence, Set
 from random import Random
-from typing import TypeVar
 
 from mesh.balance.endpoint import Endpoint, allowed
 from mesh.balance.slow_start import Ramp
-
-T = TypeVar("T")
 
 # Bounds the work of planning one period (its length times the endpoint count), done when
 # the weights change; past it the weights are scaled down, so shares stay within about
 # 1/(2 * period) of exact.
 PLAN_BUDGET = 1 << 14
-
-
-def pick(endpoints: Sequence[T], cursor: int) -> tuple[T, int]:
-    """The endpoint at `cursor` (modulo their count) and the cursor for the next pick."""
-    index = cursor % len(endpoints)
-    return endpoints[index], index + 1
 
 
 def units(weights: Sequence[float], cap: int) -> list[int]:

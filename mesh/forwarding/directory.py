@@ -6,16 +6,24 @@ import random
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 
-from mesh.balance.endpoint import Endpoint, of
+from mesh.balance.endpoint import Endpoint
 from mesh.errors import NoHealthyUpstream, NoRoute, Overflow
 from mesh.forwarding.service_state import ServiceState
-from mesh.membership.view import State, View
+from mesh.membership.view import Member, State, View
 from mesh.messages import Evidence
 from mesh.policy.compile import Compiled, ServicePolicy
 from mesh.resilience.outcome import Outcome
 from mesh.resilience.outlier import Capped, Effect, Ejected, Restored
 
 EjectionListener = Callable[[str, Ejected | Restored], None]
+
+
+def endpoint_of(member: Member) -> Endpoint:
+    """A member of the view as the balancers see it; slow start counts from its `since`."""
+    r = member.record
+    return Endpoint(
+        r.service, r.instance, r.host, r.port, r.weight, r.zone, r.meta, member.since, r.version
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +60,7 @@ class Directory:
             known.add(member.record.service)
             if member.state is State.ALIVE and not member.record.draining:
                 everyone, routable = grouped.setdefault(member.record.service, ([], set()))
-                everyone.append(of(member))
+                everyone.append(endpoint_of(member))
                 if member.routable:
                     routable.add(instance)
         self._members = {

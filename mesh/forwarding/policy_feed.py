@@ -20,6 +20,7 @@ from mesh.policy.decode import parse
 from mesh.policy.model import Document
 from mesh.policy.model import key as key_of
 from mesh.policy.problem import Problem
+from mesh.policy.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,14 @@ class PolicyFeed:
         events: EventLog,
         metrics: Metrics,
         compile_and_swap: Compiler,
+        defaults: Service,
     ) -> None:
         self._bus = bus
         self._node = node
         self._role = role
         self._events = events
         self._compile = compile_and_swap
+        self._defaults = defaults  # fills what each stored Service document leaves out
         self.documents: dict[str, Document] = {}
         self.revisions: dict[str, int] = {}
         self._store = KvStore(bus, subjects.POLICY_BUCKET)
@@ -110,7 +113,7 @@ class PolicyFeed:
         if entry.deleted:
             candidate.pop(entry.key, None)
         else:
-            document = self._decode(entry)
+            document = decode(entry, self._defaults)
             if isinstance(document, str):
                 self._acknowledge("policy.rejected", entry, document)
                 return
@@ -123,19 +126,6 @@ class PolicyFeed:
         self.documents = candidate
         self.revisions[entry.key] = entry.revision
         self._acknowledge("policy.applied", entry, "deleted" if entry.deleted else "")
-
-    def _decode(self, entry: KvEntry) -> Document | str:
-        where = f"{subjects.POLICY_BUCKET}/{entry.key}@{entry.revision}"
-        try:
-            raw = msgspec.json.decode(entry.value)
-        except msgspec.DecodeError as exc:
-            return f"{where}: not JSON: {exc}"
-        document = parse(raw, file=where, doc_index=None)
-        if isinstance(document, Problem):
-            return str(document)
-        if key_of(document) != entry.key:
-            return f"{where}: holds {key_of(document)}"
-        return document
 
     def _acknowledge(self, kind: EventKind, entry: KvEntry, reason: str) -> None:
         level = logging.INFO if kind == "policy.applied" else logging.WARNING
@@ -163,6 +153,24 @@ class PolicyFeed:
                 await self._task
         if self._watch is not None:
             await self._watch.stop()
+
+
+def decode(entry: KvEntry, defaults: Service) -> Document | str:
+    """A stored document merged over this node's `defaults`, or why this node refuses it.
+
+    Documents are stored as written; older revisions hold every field, defaults included.
+    """
+    where = f"{subjects.POLICY_BUCKET}/{entry.key}@{entry.revision}"
+    try:
+        raw = msgspec.json.decode(entry.value)
+    except msgspec.DecodeError as exc:
+        return f"{where}: not JSON: {exc}"
+    document = parse(raw, defaults, file=where, doc_index=None)
+    if isinstance(document, Problem):
+        return str(document)
+    if key_of(document) != entry.key:
+        return f"{where}: holds {key_of(document)}"
+    return document
 
 
 async def ensure_bucket(bus: NatsBus) -> None:

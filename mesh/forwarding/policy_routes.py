@@ -31,6 +31,7 @@ class _Limit:
         assert limit is not None
         burst = limit.burst or max(1, round(limit.requests_per_second))
         self.buckets = TokenBuckets(limit.requests_per_second, burst)
+        # client_address or header:NAME; validation refuses api_key until edge authentication.
         self.header = limit.key[7:].lower().encode() if limit.key.startswith("header:") else b""
 
     def key(self, request: RequestHead) -> bytes:

@@ -51,9 +51,6 @@ class Announcer:
             if urgent:
                 self._wake.set()
 
-    def announce_now(self) -> None:
-        self._wake.set()
-
     def _on_bus_state(self, connected: bool) -> None:
         if connected:
             self._wake.set()

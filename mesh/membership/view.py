@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import msgspec
@@ -216,17 +216,3 @@ def thaw(view: View, now: float) -> View:
         for instance, m in view.members.items()
     }
     return replace(view, members=members, frozen_at=None)
-
-
-def routable(view: View) -> dict[str, list[Member]]:
-    """Routable members by service, in instance-id order (stable for round robin)."""
-    by_service: dict[str, list[Member]] = {}
-    for instance in sorted(view.members):
-        member = view.members[instance]
-        if member.routable:
-            by_service.setdefault(member.record.service, []).append(member)
-    return by_service
-
-
-def members_of(view: View, service: str) -> Iterable[Member]:
-    return (m for m in view.members.values() if m.record.service == service)

@@ -64,6 +64,7 @@ class Forwarding:
             events=node.events,
             metrics=node.metrics,
             compile_and_swap=self._swap,
+            defaults=self._default,
         )
         node.metrics.gauge(
             "mesh_ejections_active", "Instances ejected here.", ("service",), self._ejected

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh import config
+from mesh import config, durations
 from mesh.errors import MeshError
 from mesh.node import runtime
 from mesh.node.process import die_with_parent
@@ -45,7 +45,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     parser.add_argument("--admin", default="127.0.0.1:8001", help="gateway admin address")
     parser.add_argument("--instances", type=int, default=3, help="instances of `hello` (3)")
     parser.add_argument(
-        "--ready-timeout", type=float, default=20.0, help="seconds to wait for the mesh to be ready"
+        "--ready-timeout",
+        type=durations.argument,
+        default=20.0,
+        help="how long to wait for the mesh to be ready (20s)",
     )
     parser.add_argument(
         "--policies",

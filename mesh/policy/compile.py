@@ -23,7 +23,6 @@ class ServicePolicy:
 
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
-    allow_from: frozenset[str] | None = None  # None: any caller (enforced by the callee)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +77,14 @@ def service_policy(document: Service, *, zone: str) -> ServicePolicy:
             connect_timeout=t.connect,
             request_timeout=t.request,
         ),
-        allow_from=None if document.access is None else frozenset(document.access.allow_from),
     )
 
 
 def compile_revision(documents: Mapping[str, Document], *, default: Service, zone: str) -> Compiled:
     """Everything the engine needs from one set of documents; raises ValueError if unusable.
 
-    `default` stands in for services that have no Service document (settings-made).
+    `default` (settings-made) stands in for services that have no Service document;
+    the documents were merged over it when they were decoded.
     """
     routes = [d for d in documents.values() if isinstance(d, Route)]
     services = {

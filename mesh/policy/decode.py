@@ -8,9 +8,10 @@ from typing import Any
 import msgspec
 from msgspec import inspect
 
-from mesh.policy.fields import DURATION_HELP, Duration, Regex, dec_hook
+from mesh.policy.fields import DURATION_HELP, Duration, Regex, dec_hook, enc_hook
 from mesh.policy.model import KINDS, Document
 from mesh.policy.problem import Problem
+from mesh.policy.service import Service
 
 Step = str | int | None  # a field, a list index, or a mapping key msgspec does not name
 
@@ -21,21 +22,47 @@ _OWN = re.compile(r"([a-z_]+): (.+)", re.S)  # a check of ours about one field o
 _CUSTOM = {Duration: DURATION_HELP, Regex: "a regex (RE2 subset) matching the whole value"}
 
 
-def parse(obj: object, *, file: str = "", doc_index: int | None = 0) -> Document | Problem:
-    """`obj` as a Document, or a Problem naming the field path, the value and what is accepted."""
+def parse(
+    obj: object, defaults: Service | None, *, file: str = "", doc_index: int | None = 0
+) -> Document | Problem:
+    """`obj` as a Document, or a Problem naming the field path, the value and what is accepted.
+
+    A Service document gives only some fields: every field it leaves out, at any depth,
+    comes from `defaults` (a node's settings-made Service), and the checks across fields
+    (per_try <= request, ...) hold for the result. None: `obj` must give every field.
+    """
     if not isinstance(obj, dict):
         message = f"expected a mapping with kind {' or '.join(KINDS)}"
         return Problem(file=file, doc_index=doc_index, path="", value=obj, message=message)
+    written = obj
+    if defaults is not None and obj.get("kind") == "Service":
+        base = msgspec.to_builtins(defaults, enc_hook=enc_hook)
+        del base["name"]  # the defaults' own name ("default") is never a document's
+        obj = _over(base, obj)
     try:
         document: Document = msgspec.convert(obj, Document, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
-        path, value, message = explain(str(exc), obj)
+        steps, value, message = _explain(str(exc), obj)
+        if steps and _value_at(steps, written) is msgspec.UNSET and value is not msgspec.UNSET:
+            message += " (left out here, so this node's MESH_* settings give it)"
+        path = _dotted(steps)
         return Problem(file=file, doc_index=doc_index, path=path, value=value, message=message)
     return document
 
 
-def explain(error: str, obj: object) -> tuple[str, Any, str]:
-    """A msgspec validation error about `obj` as (dotted path, offending value, message)."""
+def _over(defaults: dict[str, Any], written: dict[Any, Any]) -> dict[Any, Any]:
+    """`written` with each field it leaves out, at any depth, taken from `defaults`."""
+    merged: dict[Any, Any] = dict(defaults)
+    for name, value in written.items():
+        below = merged.get(name)
+        merged[name] = (
+            _over(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+        )
+    return merged
+
+
+def _explain(error: str, obj: object) -> tuple[list[Step], Any, str]:
+    """A msgspec validation error about `obj` as (field path, offending value, message)."""
     message, at, where = error.rpartition(" - at ")
     if not at:
         message, where = error, "`$`"
@@ -50,7 +77,7 @@ def explain(error: str, obj: object) -> tuple[str, Any, str]:
         steps.append(field[2])
         if field[1] == "missing required":
             wanted = _describe(_type_at(steps, obj))
-            return _dotted(steps), msgspec.UNSET, f"required field missing: expected {wanted}"
+            return steps, msgspec.UNSET, f"required field missing: expected {wanted}"
         message = f"unknown field; expected one of {', '.join(_fields(kind))}"
     elif where.startswith("`key`"):
         keys = _describe(kind.key_type) if isinstance(kind, inspect.DictType) else "field names"
@@ -60,7 +87,7 @@ def explain(error: str, obj: object) -> tuple[str, Any, str]:
     elif own and own[1] in _fields(kind):
         steps.append(own[1])
         message = own[2]
-    return _dotted(steps), _value_at(steps, obj), message
+    return steps, _value_at(steps, obj), message
 
 
 def _type_at(steps: list[Step], obj: object) -> Any:

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import msgspec
 
+from mesh import durations
 from mesh.messages import Name
 from mesh.policy import regex
 
 MAX_SECONDS = 86_400
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"(?:\d{1,9}(?:\.\d{1,9})?(?:ms|s|m|h))+")
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-DURATION_HELP = "a duration such as 250ms, 1s, 2m or 1h30m (or seconds as a number)"
+DURATION_HELP = durations.HELP
 
 
 class Duration(float):
-    """Seconds; written in documents as "250ms", "1s", "2m", "1h30m" or a number of seconds."""
+    """Seconds in (0, 1 day], written in the grammar of mesh.durations ("250ms", "1h30m", 2)."""
 
     __slots__ = ()
 
@@ -31,17 +27,11 @@ class Regex(str):
 
 
 def parse_duration(value: object) -> Duration:
-    """Seconds in (0, 1 day] from a number or a unit string, else ValueError/TypeError."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(f"expected {DURATION_HELP}")
-    if isinstance(value, str):
-        if not _DURATION.fullmatch(value):
-            raise ValueError(f"expected {DURATION_HELP}")
-        value = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(value))
-    # Compared before any float(): YAML can hold a 4000-digit int, and NaN fails both tests.
-    if not 0 < value <= MAX_SECONDS:
+    """A document's duration, else ValueError/TypeError saying what is accepted."""
+    seconds = durations.parse(value)
+    if not 0 < seconds <= MAX_SECONDS:
         raise ValueError(f"expected {DURATION_HELP}, above 0 and at most 24h")
-    return Duration(value)
+    return Duration(seconds)
 
 
 def dec_hook(kind: type, value: Any) -> Any:
@@ -117,6 +107,6 @@ RateKey = Annotated[
     str,
     msgspec.Meta(
         pattern=r"^(?:client_address|api_key|header:[A-Za-z0-9-]{1,64})\Z",
-        description="client_address, api_key or header:<name>",
+        description="client_address or header:<name>",
     ),
 ]

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import msgspec
-
-from mesh.policy.fields import enc_hook
 from mesh.policy.route import Route
 from mesh.policy.service import Service
 
 Document = Route | Service
 KINDS = ("Route", "Service")
 
-__all__ = ["KINDS", "Document", "Route", "Service", "encode", "key", "kind"]
-
-_encoder = msgspec.json.Encoder(enc_hook=enc_hook)
+__all__ = ["KINDS", "Document", "Route", "Service", "key", "kind"]
 
 
 def kind(document: Document) -> str:
@@ -23,8 +18,3 @@ def kind(document: Document) -> str:
 def key(document: Document) -> str:
     """The document's key in the policy bucket: `route.hello`, `service.hello-service`."""
     return f"{kind(document).lower()}.{document.name}"
-
-
-def encode(document: Document) -> bytes:
-    """JSON for the policy bucket (durations as seconds); `decode.parse` reads it back."""
-    return _encoder.encode(document)

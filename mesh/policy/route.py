@@ -100,6 +100,14 @@ class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
     key: RateKey = "client_address"
 
+    def __post_init__(self) -> None:
+        # A key needs edge authentication to mean anything: until then it is refused
+        # rather than silently keyed by client address.
+        if self.key == "api_key":
+            raise ValueError(
+                "key: api_key is not supported yet (use client_address or header:NAME)"
+            )
+
 
 class NoAuth(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="none", tag_field="type"):
     """No edge authentication."""

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 import msgspec
 
+from mesh.balance.config import Algorithm
 from mesh.policy.fields import Duration, PolicyName, Token
+from mesh.resilience.retry import Named
 
-Algorithm = Literal[
-    "random", "round_robin", "least_request", "least_response_time", "consistent_hash"
-]
-RetryOn = (
-    Literal["connect-failure", "refused", "reset", "timeout", "5xx", "gateway-error"]
-    | Annotated[int, msgspec.Meta(ge=500, le=599)]
-)
+RetryOn = Named | Annotated[int, msgspec.Meta(ge=500, le=599)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Streak = Annotated[int, msgspec.Meta(ge=0, le=1000)]  # 0 turns that detector off
+
+# No field here has a default: a node fills what a document leaves out from its own
+# MESH_* settings (mesh.forwarding.defaults), whose defaults are the runtime objects'.
 
 
 class HashOn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -32,15 +31,15 @@ class HashOn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 class Balance(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How a caller picks an instance (DESIGN §5); `hash` is for `consistent_hash` only."""
+    """How a caller picks an instance (mesh.balance.config); `hash` is for `consistent_hash`."""
 
-    algorithm: Algorithm = "least_request"
-    hash: HashOn | None = None  # consistent_hash without it hashes the client address
-    zone_aware: bool = False
-    slow_start: Duration | None = None  # ramp a new instance's share up over this long
-    panic_threshold: Fraction = 0.5  # below this healthy share, balance over every instance
-    ewma_decay: Duration = Duration(10.0)
-    default_rtt: Duration = Duration(0.030)
+    algorithm: Algorithm
+    hash: HashOn | None  # consistent_hash without it hashes the client address
+    zone_aware: bool
+    slow_start: Duration | None  # ramp a new instance's share up over this long
+    panic_threshold: Fraction  # below this healthy share, balance over every instance
+    ewma_decay: Duration
+    default_rtt: Duration
 
     def __post_init__(self) -> None:
         if self.hash is not None and self.algorithm != "consistent_hash":
@@ -50,9 +49,9 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 class Timeouts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`request` bounds the whole exchange, retries included; `per_try` one attempt."""
 
-    connect: Duration = Duration(1.0)
-    request: Duration = Duration(15.0)
-    per_try: Duration | None = None
+    connect: Duration
+    request: Duration
+    per_try: Duration | None
 
     def __post_init__(self) -> None:
         if self.per_try is not None and self.per_try > self.request:
@@ -62,8 +61,8 @@ class Timeouts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class Backoff(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Full-jitter exponential backoff between attempts."""
 
-    base: Duration = Duration(0.025)
-    cap: Duration = Duration(0.250)
+    base: Duration
+    cap: Duration
 
     def __post_init__(self) -> None:
         if self.cap < self.base:
@@ -73,34 +72,27 @@ class Backoff(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 class Budget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Retries may add at most `ratio` of the requests, but `min_per_second` are always allowed."""
 
-    ratio: Fraction = 0.2
-    min_per_second: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 10.0
+    ratio: Fraction
+    min_per_second: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
 
 
 class Retries(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`attempts` retries after the first try, each on another instance, when `on` holds."""
 
-    attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
-    # DESIGN §10 plus reset: idempotent requests cut before any answer go elsewhere.
-    on: Annotated[tuple[RetryOn, ...], msgspec.Meta(max_length=16)] = (
-        "connect-failure",
-        "refused",
-        "reset",
-        503,
-    )
-
-    backoff: Backoff = Backoff()
-    budget: Budget = Budget()
+    attempts: Annotated[int, msgspec.Meta(ge=0, le=10)]
+    on: Annotated[tuple[RetryOn, ...], msgspec.Meta(max_length=16)]
+    backoff: Backoff
+    budget: Budget
 
 
 class Outlier(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Ejection after failure streaks, for `base_ejection` times the ejection count."""
 
-    consecutive_5xx: Streak = 5
-    consecutive_gateway_errors: Streak = 5
-    base_ejection: Duration = Duration(30.0)
-    max_ejection: Duration = Duration(300.0)
-    max_ejected_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
+    consecutive_5xx: Streak
+    consecutive_gateway_errors: Streak
+    base_ejection: Duration
+    max_ejection: Duration
+    max_ejected_percent: Annotated[int, msgspec.Meta(ge=0, le=100)]
 
     def __post_init__(self) -> None:
         if self.max_ejection < self.base_ejection:
@@ -110,13 +102,7 @@ class Outlier(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 class Concurrency(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Requests in flight to the service from one caller, beyond which it answers 503 (UO)."""
 
-    max_requests: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1024
-
-
-class Access(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Only these services may call this one (checked by the callee's agent)."""
-
-    allow_from: Annotated[tuple[PolicyName, ...], msgspec.Meta(max_length=256)] = ()
+    max_requests: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 
 
 class Service(
@@ -127,12 +113,18 @@ class Service(
     tag="Service",
     tag_field="kind",
 ):
-    """Policy for calls to one service; every section defaults to DESIGN §10."""
+    """Policy for calls to one service; a document gives some fields, a node's settings the rest."""
 
     name: PolicyName
-    balance: Balance = Balance()
-    timeouts: Timeouts = Timeouts()
-    retries: Retries = Retries()
-    outlier: Outlier = Outlier()
-    concurrency: Concurrency = Concurrency()
-    access: Access | None = None  # None: any caller
+    balance: Balance
+    timeouts: Timeouts
+    retries: Retries
+    outlier: Outlier
+    concurrency: Concurrency
+    # Only some services may call this one: nothing checks callers yet, so a document
+    # giving it is refused rather than promising what no agent does (null: old revisions).
+    access: Any = None
+
+    def __post_init__(self) -> None:
+        if self.access is not None:
+            raise ValueError("access: not supported yet (no agent checks its callers)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -14,11 +14,16 @@ from mesh.policy.problem import Problem
 
 
 class Sourced(NamedTuple):
-    """A document and where it was read: file and index (from 0) within the file."""
+    """A document, where it was read (file, index from 0) and its fields as written.
+
+    `document` has the fields the text leaves out filled in; `written` is what the
+    bucket stores, so that each node fills them from its own settings.
+    """
 
     file: str
     doc_index: int
     document: Document
+    written: dict[str, Any]
 
 
 def validate(documents: Sequence[Sourced]) -> tuple[list[Problem], list[Problem]]:
@@ -42,11 +47,6 @@ def validate(documents: Sequence[Sourced]) -> tuple[list[Problem], list[Problem]
                     warnings.append(
                         _problem(item, f"to[{i}].service", destination.service, message)
                     )
-        elif document.access is not None:
-            for i, caller in enumerate(document.access.allow_from):
-                if caller not in services:
-                    message = "no Service document has this name (a typo?)"
-                    warnings.append(_problem(item, f"access.allow_from[{i}]", caller, message))
     warnings.extend(_shadowed(documents))
     return errors, warnings
 

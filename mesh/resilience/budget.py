@@ -15,7 +15,11 @@ class BudgetConfig:
     what lets a caller with little traffic retry at all.
     """
 
+    # A higher ratio lets retries hide more failures, and adds that much load when the
+    # whole service is failing (a retry storm); 0.2 caps it at a fifth more requests.
     ratio: float = 0.2
+    # The floor lets a quiet caller retry at all; a high one lets many quiet callers
+    # together flood a sick service.
     min_per_second: float = 10.0
     window: int = 10  # seconds; one bucket per second
 

@@ -1,4 +1,4 @@
-"""Every resilience knob of one service, with DESIGN §10 defaults, for a Service policy to fill."""
+"""Every resilience knob of one service and its default, for settings and Service documents."""
 
 from __future__ import annotations
 
@@ -24,9 +24,15 @@ class ResilienceConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     outlier: OutlierConfig = field(default_factory=OutlierConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    # Requests in flight from one caller: beyond it the caller answers 503 UO at once
+    # rather than queue on a service that is not keeping up. Too low refuses bursts a
+    # healthy service would take.
     max_requests: int = 1024
+    # A short connect timeout fails over sooner; too short fails on a busy but healthy host.
     connect_timeout: float = 1.0
-    request_timeout: float = 15.0  # the whole exchange, retries and backoff included
+    # The whole exchange, retries and backoff included: longer serves slow requests,
+    # shorter frees the client (and the caller's slot) sooner when a service hangs.
+    request_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         if self.max_requests < 1:

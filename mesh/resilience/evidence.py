@@ -22,7 +22,7 @@ _SIGNAL: dict[Kind, Signal] = {
 
 @dataclass(frozen=True, slots=True)
 class EvidenceConfig:
-    """When evidence is published and believed (DESIGN §4)."""
+    """When our evidence is published, and when others' evidence is believed."""
 
     streak: int = 5  # a soft streak this long is believed from one observer
     # A shorter soft streak is still published, as a vote: `observers` distinct observers

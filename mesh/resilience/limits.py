@@ -12,7 +12,7 @@ class ConcurrencyLimit:
 
     __slots__ = ("active", "limit")
 
-    def __init__(self, limit: int = 1024) -> None:
+    def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("limit: at least 1")
         self.limit = limit

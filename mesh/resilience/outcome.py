@@ -14,7 +14,7 @@ class Kind(enum.Enum):
     RESPONSE = "response"  # a response head came back, with `status`
 
 
-# Signals strong enough to act on one sighting (DESIGN §4): nothing else fails that way.
+# Signals strong enough to act on one sighting: only a process that is gone fails that way.
 HARD = frozenset({Kind.REFUSED, Kind.RESET})
 _NOT_CONNECTED = frozenset({Kind.CONNECT_FAILURE, Kind.REFUSED})
 

@@ -15,12 +15,17 @@ _NOTHING: tuple[()] = ()
 
 @dataclass(frozen=True, slots=True)
 class OutlierConfig:
-    """DESIGN §10 defaults; a streak threshold of 0 turns that detector off."""
+    """Every outlier knob and its default; a streak threshold of 0 turns that detector off."""
 
+    # Lower streaks eject sooner but also eject instances with a passing bad patch.
     consecutive_5xx: int = 5
     consecutive_gateway_errors: int = 5
+    # Longer ejections spare callers a flapping instance, but keep a recovered one idle
+    # (the n-th ejection lasts n times base_ejection, at most max_ejection).
     base_ejection: float = 30.0
     max_ejection: float = 300.0
+    # The cap keeps outlier detection from emptying a service when the failures are the
+    # callers' or the network's: higher trusts the detectors more.
     max_ejected_percent: int = 50
 
     def __post_init__(self) -> None:
@@ -102,8 +107,9 @@ class Ejections:
     def observe(self, instance: str, outcome: Outcome, now: float, total: int) -> Sequence[Effect]:
         """Count one attempt's outcome on the hot path; usually returns an empty tuple.
 
-        Refused and reset eject at once (DESIGN §4). Failures to answer count as 5xx and as
-        gateway errors, as Envoy maps local-origin errors to 503 when they are not split.
+        Refused and reset eject at once (a process that is gone). Failures to answer count
+        as 5xx and as gateway errors, as Envoy maps local-origin errors to 503 when they are
+        not split.
         """
         host = self._hosts.get(instance)
         if host is None:

@@ -7,13 +7,16 @@ from typing import Literal
 
 from mesh.resilience.outcome import Kind, Outcome
 
-Condition = Literal["connect-failure", "refused", "reset", "timeout", "5xx", "gateway-error"] | int
+# The one list of named retry conditions (settings, Service documents and decide use it);
+# a bare status code is a condition too.
+Named = Literal["connect-failure", "refused", "reset", "timeout", "5xx", "gateway-error"]
+Condition = Named | int
 
 _NO_ANSWER = frozenset({Kind.CONNECT_FAILURE, Kind.REFUSED, Kind.RESET, Kind.TIMEOUT})
 # What each named condition covers, as in Envoy's x-envoy-retry-on: "reset", "5xx" and
 # "gateway-error" include every attempt that got no answer at all. A bare status code
 # in `on` is one of Envoy's retriable_status_codes.
-_COVERS: dict[str, frozenset[Kind | int]] = {
+_COVERS: dict[Named, frozenset[Kind | int]] = {
     "connect-failure": frozenset({Kind.CONNECT_FAILURE, Kind.REFUSED}),
     "refused": frozenset({Kind.REFUSED}),
     "reset": _NO_ANSWER,
@@ -30,19 +33,31 @@ IDEMPOTENT: frozenset[str | bytes] = frozenset(
 )
 
 
+# What is retried by default, in the order settings show it. Connection failures and a
+# 503 (overloaded or draining) are safe everywhere; reset also resends an idempotent
+# request cut before any answer (an instance killed mid-request). Other 5xx are left out:
+# an error the service means (a 500 from a bug) comes back from every instance alike,
+# and retrying it only multiplies the load.
+RETRY_ON: tuple[Condition, ...] = ("connect-failure", "refused", "reset", 503)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How one service's requests are retried; defaults are DESIGN §10.
+    """How one service's requests are retried: every retry knob and its default.
 
     `attempts` counts retries after the first try (Envoy's num_retries): 2 means at most
     3 tries in all, and 0 turns retries off. Backoff is full jitter (backoff.delay).
     """
 
+    # Each retry goes to another instance: more retries hide more failures but add load
+    # when a whole service is sick (the retry budget bounds that).
     attempts: int = 2
-    # reset joins DESIGN §10's list: an idempotent request cut before any answer (an
-    # instance killed mid-request) is safe to send elsewhere; others are never resent.
-    on: frozenset[Condition] = frozenset({"connect-failure", "refused", "reset", 503})
-    per_try_timeout: float | None = None  # None: each try may use the whole deadline
+    on: frozenset[Condition] = frozenset(RETRY_ON)
+    # A per-try timeout gives up on a hung instance early enough to try another, but
+    # cuts off slow answers that would have come; None lets a try use the whole deadline.
+    per_try_timeout: float | None = None
+    # Backoff spreads the retries of callers that failed together; longer waits spare a
+    # struggling service but add latency to every retried request.
     backoff_base: float = 0.025
     backoff_cap: float = 0.250
     # `on` expanded once into outcome kinds and statuses, so `decide` is one set lookup.

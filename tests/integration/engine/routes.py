@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mesh.config import Settings
-from mesh.forwarding.defaults import default_compiled
+from mesh.forwarding.defaults import default_service
 from mesh.forwarding.directory import Directory
 from mesh.membership import view as membership
 from mesh.messages import Heartbeat
+from mesh.policy.compile import compile_revision
 from mesh.timing import PRESETS
 
 
@@ -32,6 +33,7 @@ def directory(
                     health=health,  # type: ignore[arg-type]
                 )
                 view, _ = membership.apply(view, record, 0.0)
-    result = Directory(compiled=default_compiled(settings or Settings()))
+    default = default_service(settings or Settings())
+    result = Directory(compiled=compile_revision({}, default=default, zone=""))
     result.update(view)
     return result

@@ -1,22 +1,27 @@
-"""The policy CLI and store against a real JetStream bucket."""
+"""The policy CLI (run in this process) and store against a real JetStream bucket."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
+import asyncio
+import contextlib
+import io
 from pathlib import Path
 
+import nats
 import pytest
+from nats.js.errors import NotFoundError
+from policy_cli import policy
 
+from mesh import subjects
 from mesh.bus import NatsBus
 from mesh.config import load as load_settings
 from mesh.errors import Conflict
+from mesh.forwarding.defaults import default_service
 from mesh.playground.natsserver import NatsServer
 from policies.loader import load
 from policies.plan import plan
 from policies.store import PolicyStore
+from policies.sync import sync
 
 EXAMPLES = Path(__file__).parents[3] / "policies" / "examples"
 
@@ -27,18 +32,24 @@ timeouts: {connect: 2s, request: 5s}
 """
 
 
-def mesh(nats: NatsServer, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mesh", "policy", *args],
-        env={**os.environ, "MESH_NATS_URL": nats.url},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+async def _drop_bucket(url: str) -> None:
+    client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=3)
+    try:
+        with contextlib.suppress(NotFoundError):
+            await client.jetstream().delete_key_value(subjects.POLICY_BUCKET)
+    finally:
+        await client.close()
 
 
-async def store_for(nats: NatsServer) -> tuple[NatsBus, PolicyStore]:
-    bus = NatsBus(load_settings(nats_url=nats.url), name="test")
+@pytest.fixture
+def url(nats_server: NatsServer) -> str:
+    """The session server, with no policy bucket: each test starts from an empty store."""
+    asyncio.run(_drop_bucket(nats_server.url))
+    return nats_server.url
+
+
+async def store_for(url: str) -> tuple[NatsBus, PolicyStore]:
+    bus = NatsBus(load_settings(nats_url=url), name="test")
     await bus.start(wait=5)
     store = PolicyStore(bus)
     await store.open()
@@ -46,48 +57,48 @@ async def store_for(nats: NatsServer) -> tuple[NatsBus, PolicyStore]:
 
 
 def test_apply_writes_changed_keys_only_and_reports_no_changes_the_second_time(
-    fresh_nats: NatsServer,
+    url: str,
 ) -> None:
-    first = mesh(fresh_nats, "apply", "-f", str(EXAMPLES / "hello.yaml"))
+    first = policy(url, "apply", "-f", str(EXAMPLES / "hello.yaml"))
     assert first.returncode == 0, first.stderr
     assert "wrote route.hello revision" in first.stdout
     assert "wrote service.hello-service revision" in first.stdout
     assert "+kind: Route" in first.stdout  # the diff
-    again = mesh(fresh_nats, "apply", "-f", str(EXAMPLES / "hello.yaml"))
+    again = policy(url, "apply", "-f", str(EXAMPLES / "hello.yaml"))
     assert again.returncode == 0
     assert "no changes" in again.stdout
     assert "wrote" not in again.stdout
 
 
-def test_invalid_documents_are_never_written(fresh_nats: NatsServer, tmp_path: Path) -> None:
+def test_invalid_documents_are_never_written(url: str, tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(HELLO_V2)
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: Service\nname: other\nretries: {attempts: many}\n")
-    result = mesh(fresh_nats, "apply", "-f", str(tmp_path))
+    result = policy(url, "apply", "-f", str(tmp_path))
     assert result.returncode == 1
     assert "bad.yaml[0] retries.attempts = 'many'" in result.stderr
-    listed = mesh(fresh_nats, "list")
+    listed = policy(url, "list")
     assert "service.hello-service" not in listed.stdout  # all or nothing
 
 
-def test_dry_run_and_diff_write_nothing(fresh_nats: NatsServer) -> None:
+def test_dry_run_and_diff_write_nothing(url: str) -> None:
     for verb in (["apply", "--dry-run"], ["diff"]):
-        result = mesh(fresh_nats, *verb, "-f", str(EXAMPLES / "hello.yaml"))
+        result = policy(url, *verb, "-f", str(EXAMPLES / "hello.yaml"))
         assert result.returncode == 0, result.stderr
         assert "create route.hello" in result.stdout
-    assert "route.hello" not in mesh(fresh_nats, "list").stdout
+    assert "route.hello" not in policy(url, "list").stdout
 
 
-async def test_a_concurrent_change_makes_the_second_write_fail(
-    fresh_nats: NatsServer, tmp_path: Path
-) -> None:
-    assert mesh(fresh_nats, "apply", "-f", str(EXAMPLES / "hello.yaml")).returncode == 0
+async def test_a_concurrent_change_makes_the_second_write_fail(url: str, tmp_path: Path) -> None:
+    applied = await asyncio.to_thread(policy, url, "apply", "-f", str(EXAMPLES / "hello.yaml"))
+    assert applied.returncode == 0
     (tmp_path / "v2.yaml").write_text(HELLO_V2)
-    bus, store = await store_for(fresh_nats)
+    bus, store = await store_for(url)
     try:
         # Both appliers read the same revision...
-        stale = plan(load(tmp_path).documents, await store.stored(), prune=False)
+        loaded = load(tmp_path, defaults=default_service(load_settings()))
+        stale = plan(loaded.documents, await store.stored(), prune=False)
         assert [c.key for c in stale] == ["service.hello-service"]
         # ...one of them writes first...
         await store.write(stale)
@@ -99,79 +110,87 @@ async def test_a_concurrent_change_makes_the_second_write_fail(
 
 
 def test_history_and_rollback_restore_an_earlier_revision_as_a_new_one(
-    fresh_nats: NatsServer, tmp_path: Path
+    url: str, tmp_path: Path
 ) -> None:
-    assert mesh(fresh_nats, "apply", "-f", str(EXAMPLES / "hello.yaml")).returncode == 0
+    assert policy(url, "apply", "-f", str(EXAMPLES / "hello.yaml")).returncode == 0
     (tmp_path / "v2.yaml").write_text(HELLO_V2)
-    assert mesh(fresh_nats, "apply", "-f", str(tmp_path)).returncode == 0
-    history = mesh(fresh_nats, "history", "hello-service").stdout.splitlines()[1:]
+    assert policy(url, "apply", "-f", str(tmp_path)).returncode == 0
+    history = policy(url, "history", "hello-service").stdout.splitlines()[1:]
     revisions = [int(line.split()[0]) for line in history]
     assert len(revisions) == 2
-    assert "connect: 2.0" in mesh(fresh_nats, "get", "hello-service").stdout
-    back = mesh(fresh_nats, "rollback", "hello-service", "--to", str(revisions[0]))
+    assert "connect: 2s" in policy(url, "get", "hello-service").stdout
+    back = policy(url, "rollback", "hello-service", "--to", str(revisions[0]))
     assert back.returncode == 0, back.stderr
-    assert "-  connect: 2.0" in back.stdout
-    assert "+  connect: 1.0" in back.stdout
-    now = mesh(fresh_nats, "get", "hello-service").stdout
-    assert "connect: 1.0" in now
-    assert len(mesh(fresh_nats, "history", "hello-service").stdout.splitlines()[1:]) == 3
-    old = mesh(fresh_nats, "get", "hello-service", "--rev", str(revisions[1])).stdout
-    assert "connect: 2.0" in old
+    assert "-  connect: 2s" in back.stdout
+    assert "+  connect: 1s" in back.stdout
+    now = policy(url, "get", "hello-service").stdout
+    assert "connect: 1s" in now
+    assert len(policy(url, "history", "hello-service").stdout.splitlines()[1:]) == 3
+    old = policy(url, "get", "hello-service", "--rev", str(revisions[1])).stdout
+    assert "connect: 2s" in old
 
 
-def test_delete_removes_a_policy(fresh_nats: NatsServer) -> None:
-    assert mesh(fresh_nats, "apply", "-f", str(EXAMPLES / "hello.yaml")).returncode == 0
-    assert mesh(fresh_nats, "delete", "route/hello").returncode == 0
-    assert "route.hello" not in mesh(fresh_nats, "list").stdout
-    assert mesh(fresh_nats, "delete", "route/hello").returncode == 2
+def test_delete_removes_a_policy(url: str) -> None:
+    assert policy(url, "apply", "-f", str(EXAMPLES / "hello.yaml")).returncode == 0
+    assert policy(url, "delete", "route/hello").returncode == 0
+    assert "route.hello" not in policy(url, "list").stdout
+    assert policy(url, "delete", "route/hello").returncode == 2
 
 
-def test_sync_watch_follows_a_folder_and_prunes_only_when_asked(
-    fresh_nats: NatsServer, tmp_path: Path
+async def test_sync_watch_follows_a_folder_and_prunes_only_when_asked(
+    url: str, tmp_path: Path
 ) -> None:
     folder = tmp_path / "policies"
     folder.mkdir()
     (folder / "hello.yaml").write_text((EXAMPLES / "hello.yaml").read_text())
-    env = {**os.environ, "MESH_NATS_URL": fresh_nats.url}
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "mesh", "policy", "sync", str(folder), "--watch", "--prune"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    bus, store = await store_for(url)
+    output, stop = io.StringIO(), asyncio.Event()
 
-        def listed() -> str:
-            return mesh(fresh_nats, "list").stdout
+    async def listed() -> set[str]:
+        return set(await store.stored())
 
-        deadline = time.monotonic() + 20
-        while "route.hello" not in listed():
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        (folder / "v2.yaml").write_text(HELLO_V2.replace("hello-service", "extra"))
-        while "service.extra" not in listed():
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        (folder / "v2.yaml").unlink()
-        while "service.extra" in listed():
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        (folder / "broken.yaml").write_text("kind: Route\nname: x\nto: nope\n")
-        time.sleep(1.5)
-        assert "route.hello" in listed()  # an invalid folder changes nothing
-    finally:
-        watcher.terminate()
-        output = watcher.communicate(timeout=10)[0]
-    assert "not synced" in output
+    async def until(*, key: str, present: bool) -> None:
+        for _ in range(400):  # 20 s
+            if (key in await listed()) == present:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{key} {'never' if present else 'still'} in the bucket")
+
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        watcher = asyncio.create_task(
+            sync(
+                store,
+                str(folder),
+                defaults=default_service(load_settings()),
+                watch=True,
+                prune=True,
+                debounce=0.3,
+                stop=stop,
+            )
+        )
+        try:
+            await until(key="route.hello", present=True)
+            (folder / "v2.yaml").write_text(HELLO_V2.replace("hello-service", "extra"))
+            await until(key="service.extra", present=True)
+            (folder / "v2.yaml").unlink()
+            await until(key="service.extra", present=False)
+            (folder / "broken.yaml").write_text("kind: Route\nname: x\nto: nope\n")
+            for _ in range(400):
+                if "not synced" in output.getvalue():
+                    break
+                await asyncio.sleep(0.05)
+            assert "route.hello" in await listed()  # an invalid folder changes nothing
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(watcher, 5) == 0
+            await bus.close()
+    assert "not synced" in output.getvalue()
 
 
-def test_sync_without_prune_keeps_keys_whose_files_are_gone(
-    fresh_nats: NatsServer, tmp_path: Path
-) -> None:
+def test_sync_without_prune_keeps_keys_whose_files_are_gone(url: str, tmp_path: Path) -> None:
     (tmp_path / "hello.yaml").write_text((EXAMPLES / "hello.yaml").read_text())
-    assert mesh(fresh_nats, "sync", str(tmp_path)).returncode == 0
+    assert policy(url, "sync", str(tmp_path)).returncode == 0
     (tmp_path / "hello.yaml").unlink()
     (tmp_path / "other.yaml").write_text(HELLO_V2)
-    assert mesh(fresh_nats, "sync", str(tmp_path)).returncode == 0
-    assert "route.hello" in mesh(fresh_nats, "list").stdout
+    assert policy(url, "sync", str(tmp_path)).returncode == 0
+    assert "route.hello" in policy(url, "list").stdout

@@ -1,48 +1,15 @@
-"""mesh.balance.endpoint: endpoints from view members, and exclusion for retries."""
+"""mesh.balance.endpoint: what a balancer knows of an instance, and exclusion for retries."""
 
 from __future__ import annotations
 
 import pytest
 from balance_factories import endpoints
 
-from mesh.balance.endpoint import Endpoint, allowed, by_service, of
-from mesh.membership.view import Member, State, View
-from mesh.messages import Heartbeat
-from mesh.timing import PRESETS
-
-
-def member(instance: str, *, since: float = 5.0, health: str = "passing") -> Member:
-    record = Heartbeat(
-        service="orders",
-        instance=instance,
-        host="10.0.0.7",
-        port=9000,
-        zone="eu-1a",
-        weight=3,
-        meta={"team": "checkout"},
-        incarnation=1,
-        seq=1,
-        health=health,  # type: ignore[arg-type]
-    )
-    return Member(record, State.ALIVE, heard=since, since=since, seq=1)
-
-
-def test_of_carries_the_record_and_since() -> None:
-    assert of(member("a", since=12.5)) == Endpoint(
-        "orders", "a", "10.0.0.7", 9000, 3, "eu-1a", {"team": "checkout"}, 12.5
-    )
+from mesh.balance.endpoint import Endpoint, allowed
 
 
 def test_since_defaults_to_long_ago() -> None:
     assert Endpoint("orders", "a", "h", 1, 1, "", {}).since == 0.0
-
-
-def test_by_service_keeps_routable_members_in_instance_order() -> None:
-    members = {
-        m.instance: m for m in (member("b", since=2.0), member("a"), member("c", health="failing"))
-    }
-    view = View(timing=PRESETS["lan"], members=members)
-    assert by_service(view) == {"orders": (of(member("a")), of(member("b", since=2.0)))}
 
 
 @pytest.mark.parametrize(

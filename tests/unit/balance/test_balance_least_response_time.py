@@ -42,7 +42,7 @@ def test_fade(elapsed: float, expected: float) -> None:
 
 
 def test_cost_follows_samples_in_flight_requests_and_time() -> None:
-    b = LeastResponseTime(decay=10.0, default_rtt=0.030)
+    b = LeastResponseTime(None, decay=10.0, default_rtt=0.030)
     (member,) = endpoints(1)
     b.update([member])
     assert b.cost(0, 0.0) == pytest.approx(0.030)  # no sample: the default
@@ -62,7 +62,7 @@ def test_cost_follows_samples_in_flight_requests_and_time() -> None:
 
 @pytest.mark.parametrize(("rtt", "expected"), [(0.001, 0.100), (0.500, 0.500)])
 def test_a_failure_never_lowers_the_estimate(rtt: float, expected: float) -> None:
-    b = LeastResponseTime()
+    b = LeastResponseTime(None, decay=10.0, default_rtt=0.030)
     (member,) = endpoints(1)
     b.update([member])
     b.on_start(member, 0.0)
@@ -73,7 +73,7 @@ def test_a_failure_never_lowers_the_estimate(rtt: float, expected: float) -> Non
 
 
 def sampled(rtts: list[float], now: float = 0.0) -> LeastResponseTime:
-    b = LeastResponseTime()
+    b = LeastResponseTime(None, decay=10.0, default_rtt=0.030)
     members = endpoints(*[1] * len(rtts))
     b.update(members)
     for member, rtt in zip(members, rtts, strict=True):

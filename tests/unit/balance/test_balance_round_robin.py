@@ -11,7 +11,6 @@ from balance_factories import balancer, endpoints, sequence
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesh.balance import round_robin
 from mesh.balance.round_robin import PLAN_BUDGET, plan, units
 
 
@@ -97,8 +96,3 @@ def test_the_turn_survives_an_update() -> None:
     before = int(b.pick(rng, 0.0).instance[1:])
     b.update(endpoints(1, 1, 1, 1))
     assert b.pick(rng, 0.0).instance == f"i{before + 1}"
-
-
-@pytest.mark.parametrize(("cursor", "expected"), [(0, ("a", 1)), (2, ("c", 3)), (4, ("b", 2))])
-def test_pick_by_cursor(cursor: int, expected: tuple[str, int]) -> None:
-    assert round_robin.pick(["a", "b", "c"], cursor) == expected

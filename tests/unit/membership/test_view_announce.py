@@ -1,4 +1,4 @@
-"""mesh.membership.view: first sightings, health, routable() and which changes bump the version."""
+"""mesh.membership.view: first sightings, health, routability and which changes bump the version."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from factories import event, evidence, heartbeat, kinds, leave, new_view, sync
-from view_factories import announced, events, ids, member, ticks
+from view_factories import announced, events, ids, member, routable, ticks
 
 from mesh.membership import view as v
 from mesh.membership.view import State
@@ -59,12 +59,12 @@ def test_messages_that_are_not_about_membership_change_nothing() -> None:
 
 def test_health_failing_then_passing() -> None:
     view = announced(heartbeat(seq=1), now=0.0)
-    assert v.routable(view) == {"orders": [member(view)]}
+    assert routable(view) == {"orders": [member(view)]}
 
     view, effects = v.apply(view, heartbeat(seq=2, health="failing"), 1.0)
     m = member(view)
     assert (m.state, m.since, m.routable) == (State.ALIVE, 0.0, False)  # an overlay, not a state
-    assert v.routable(view) == {}
+    assert routable(view) == {}
     assert ids(effects) == ["health.failing:orders:i1:1:2"]
     assert view.version == 2
 
@@ -74,7 +74,7 @@ def test_health_failing_then_passing() -> None:
 
     view, effects = v.apply(view, heartbeat(seq=4), 3.0)
     assert member(view).routable
-    assert v.routable(view) == {"orders": [member(view)]}
+    assert routable(view) == {"orders": [member(view)]}
     assert ids(effects) == ["health.passing:orders:i1:1:4"]
     assert view.version == 3
 
@@ -131,10 +131,10 @@ def test_version_on_other_steps(step: Any, bumps: bool) -> None:
     assert step(view).version == view.version + bumps
 
 
-# --- routable() -----------------------------------------------------------------------------
+# --- Member.routable -----------------------------------------------------------------------------
 
 
-def test_routable_groups_by_service_in_instance_order() -> None:
+def test_only_alive_passing_agents_not_draining_are_routable() -> None:
     view = announced(
         heartbeat("o-c", "orders"),
         heartbeat("o-a", "orders"),
@@ -150,19 +150,16 @@ def test_routable_groups_by_service_in_instance_order() -> None:
     view, _ = v.apply(view, leave("x-left", "billing", seq=2), 0.0)
     view, _ = v.tick(view, 0.35)  # x-quiet (0.1 s interval) is suspect
     assert member(view, "x-quiet").state is State.SUSPECT
-    got = {service: [m.instance for m in ms] for service, ms in v.routable(view).items()}
-    assert got == {"billing": ["b-1"], "orders": ["o-a", "o-b", "o-c"]}
-    assert list(got) == ["billing", "orders"]
+    assert {m.instance for m in view.members.values() if m.routable} == {
+        "b-1",
+        "o-a",
+        "o-b",
+        "o-c",
+    }
 
 
 def test_gateways_are_members_but_never_routable() -> None:
     view = announced(heartbeat("gw-1", "edge", role="gateway"), now=0.0)
     assert member(view, "gw-1").state is State.ALIVE
     assert not member(view, "gw-1").routable
-    assert v.routable(view) == {}
-
-
-def test_members_of() -> None:
-    view = announced(heartbeat("a", "orders"), heartbeat("b", "billing"), heartbeat("c", "orders"))
-    assert sorted(m.instance for m in v.members_of(view, "orders")) == ["a", "c"]
-    assert list(v.members_of(view, "nobody")) == []
+    assert routable(view) == {}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from factories import heartbeat, kinds, leave
-from view_factories import announced, ids, member, ticks
+from view_factories import announced, ids, member, routable, ticks
 
 from mesh.membership import view as v
 from mesh.membership.view import Dropped, State
@@ -95,7 +95,7 @@ def test_a_higher_incarnation_replaces_a_down_member() -> None:
 def test_a_newer_heartbeat_of_the_same_incarnation_revives(silence: float, previous: str) -> None:
     view, _ = v.tick(announced(heartbeat(seq=1), now=0.0), silence)
     assert member(view).state.value == previous
-    assert v.routable(view) == {}
+    assert routable(view) == {}
     after, effects = v.apply(view, heartbeat(seq=2), silence + 0.5)
     m = member(after)
     assert (m.state, m.since, m.heard, m.seq) == (State.ALIVE, silence + 0.5, silence + 0.5, 2)
@@ -109,7 +109,7 @@ def test_a_newer_heartbeat_of_the_same_incarnation_revives(silence: float, previ
         )
     ]
     assert after.version == view.version + 1
-    assert v.routable(after) == {"orders": [m]}
+    assert routable(after) == {"orders": [m]}
 
 
 def test_revived_member_gets_a_fresh_suspect_period() -> None:

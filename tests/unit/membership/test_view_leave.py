@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from factories import heartbeat, kinds, leave, new_view
-from view_factories import announced, ids, member, ticks
+from view_factories import announced, ids, member, routable, ticks
 
 from mesh.membership import view as v
 from mesh.membership.view import State
@@ -22,7 +22,7 @@ def test_leave_shutdown_is_left_then_forgotten() -> None:
     assert not m.routable
     assert kinds(effects) == ["instance.left"]
     assert ids(effects) == ["instance.left:orders:i1:1:2"]
-    assert v.routable(view) == {}
+    assert routable(view) == {}
     _, trace = ticks(view, 10.0, 60.99, 61.0)  # no suspect/down for a member that left
     assert trace == [(10.0, "left", []), (60.99, "left", []), (61.0, "gone", [])]
 
@@ -34,7 +34,7 @@ def test_leave_drain_stops_new_requests_but_keeps_the_member() -> None:
     m = member(view)
     assert (m.state, m.since, m.seq, m.record.draining) == (State.DRAINING, 1.0, 2, True)
     assert not m.routable
-    assert v.routable(view) == {}
+    assert routable(view) == {}
     assert kinds(effects) == ["instance.draining"]
     assert view.version == version + 1
     # Its own heartbeats, still draining, keep it draining without new events.

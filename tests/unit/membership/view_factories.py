@@ -39,3 +39,14 @@ def ids(effects: list[v.Effect]) -> list[str]:
 
 def member(view: v.View, instance: str = "i1") -> v.Member:
     return view.members[instance]
+
+
+def routable(view: v.View) -> dict[str, list[v.Member]]:
+    """The members the forwarding path may send to (Member.routable), by service."""
+    by_service: dict[str, list[v.Member]] = {}
+    for instance in sorted(view.members):
+        if view.members[instance].routable:
+            by_service.setdefault(view.members[instance].record.service, []).append(
+                view.members[instance]
+            )
+    return by_service

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from factories import service_defaults
 
 import policies
 from mesh.policy.match import RouteTable, choose
@@ -14,6 +15,7 @@ from mesh.policy.model import Route, Service, key
 from policies.loader import Loaded, load
 
 EXAMPLES = Path(policies.__file__).parent / "examples"
+DEFAULTS = service_defaults()
 
 
 def documents(loaded: Loaded) -> dict[str, Route | Service]:
@@ -24,11 +26,11 @@ def documents(loaded: Loaded) -> dict[str, Route | Service]:
 
 @pytest.mark.parametrize("name", ["hello.yaml", "canary.yaml", "resilient.yaml"])
 def test_each_example_is_clean_on_its_own(name: str) -> None:
-    assert documents(load(EXAMPLES / name))
+    assert documents(load(EXAMPLES / name, defaults=DEFAULTS))
 
 
 def test_all_examples_are_clean_together() -> None:
-    assert sorted(documents(load(EXAMPLES))) == [
+    assert sorted(documents(load(EXAMPLES, defaults=DEFAULTS))) == [
         "route.hello",
         "route.payments",
         "route.reviews",
@@ -40,7 +42,7 @@ def test_all_examples_are_clean_together() -> None:
 
 
 def test_hello_is_the_classic() -> None:
-    found = documents(load(EXAMPLES / "hello.yaml"))
+    found = documents(load(EXAMPLES / "hello.yaml", defaults=DEFAULTS))
     service = found["service.hello-service"]
     assert isinstance(service, Service)
     assert (service.timeouts.connect, service.timeouts.request) == (1.0, 5.0)
@@ -54,7 +56,7 @@ def test_hello_is_the_classic() -> None:
 
 
 def test_canary_splits_90_10_by_version() -> None:
-    route = documents(load(EXAMPLES / "canary.yaml"))["route.reviews"]
+    route = documents(load(EXAMPLES / "canary.yaml", defaults=DEFAULTS))["route.reviews"]
     assert isinstance(route, Route)
     rng = random.Random(3)
     picks = Counter(choose(route, rng).subset["version"] for _ in range(2000))
@@ -62,7 +64,7 @@ def test_canary_splits_90_10_by_version() -> None:
 
 
 def test_resilient_retries_ejects_and_rewrites() -> None:
-    found = documents(load(EXAMPLES / "resilient.yaml"))
+    found = documents(load(EXAMPLES / "resilient.yaml", defaults=DEFAULTS))
     service = found["service.payments"]
     assert isinstance(service, Service)
     assert service.retries.attempts == 3

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from factories import service_defaults
 
 from mesh.policy.model import Route, Service
 from policies.loader import MAX_FILE_BYTES, load, load_text
 from policies.safe_yaml import MAX_DEPTH
+
+DEFAULTS = service_defaults()
 
 HELLO = """\
 kind: Route
@@ -35,8 +38,8 @@ def write(folder: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
-def test_design_example_loads() -> None:
-    loaded = load_text(HELLO)
+def test_the_hello_example_loads() -> None:
+    loaded = load_text(HELLO, defaults=DEFAULTS)
     assert loaded.ok
     assert [type(item.document) for item in loaded.documents] == [Route, Service]
     service = loaded.documents[1].document
@@ -55,7 +58,7 @@ def test_folders_load_recursively_in_sorted_order_skipping_hidden_and_other_file
     write(tmp_path, "notes.txt", "kind: nonsense")
     write(tmp_path, ".hidden.yaml", "kind: nonsense")
     write(tmp_path, ".git/x.yaml", "kind: nonsense")
-    loaded = load(tmp_path)
+    loaded = load(tmp_path, defaults=DEFAULTS)
     assert loaded.ok, loaded.errors
     found = [(Path(i.file).name, i.doc_index, i.document.name) for i in loaded.documents]
     assert found == [("a.yml", 0, "a1"), ("a.yml", 2, "a2"), ("b.yaml", 0, "b"), ("c.yaml", 0, "c")]
@@ -64,13 +67,13 @@ def test_folders_load_recursively_in_sorted_order_skipping_hidden_and_other_file
 def test_files_and_folders_mix_and_a_file_named_twice_loads_once(tmp_path: Path) -> None:
     single = write(tmp_path, "one.yaml", "kind: Service\nname: one\n")
     other = write(tmp_path / "x", "two.txt", "kind: Service\nname: two\n")
-    loaded = load(tmp_path, single, str(other))
+    loaded = load(tmp_path, single, str(other), defaults=DEFAULTS)
     assert loaded.ok, loaded.errors
     assert [i.document.name for i in loaded.documents] == ["one", "two"]
 
 
 def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
-    loaded = load(tmp_path / "nope")
+    loaded = load(tmp_path / "nope", defaults=DEFAULTS)
     assert [(p.doc_index, p.message) for p in loaded.errors] == [(None, "no such file or folder")]
 
 
@@ -81,7 +84,7 @@ def test_one_bad_document_means_no_documents(tmp_path: Path) -> None:
         "bad.yaml",
         "kind: Service\nname: s\n---\nkind: Service\nname: t\nretries: {attempts: 99}\n",
     )
-    loaded = load(tmp_path)
+    loaded = load(tmp_path, defaults=DEFAULTS)
     assert not loaded.ok
     assert loaded.documents == ()
     [error] = loaded.errors
@@ -99,14 +102,14 @@ def test_one_bad_document_means_no_documents(tmp_path: Path) -> None:
 def test_duplicate_names_across_files_are_errors_and_unknown_services_warn(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", "kind: Route\nname: r\nto: [{service: ghost}]\n")
     write(tmp_path, "b.yaml", "kind: Route\nname: r\nto: [{service: ghost}]\n")
-    loaded = load(tmp_path)
+    loaded = load(tmp_path, defaults=DEFAULTS)
     assert [(Path(p.file).name, p.path) for p in loaded.errors] == [("b.yaml", "name")]
     assert "first defined in" in loaded.errors[0].message
     assert {p.path for p in loaded.warnings} == {"to[0].service"}
 
 
 def test_warnings_alone_keep_the_documents() -> None:
-    loaded = load_text("kind: Route\nname: r\nto: [{service: ghost}]\n")
+    loaded = load_text("kind: Route\nname: r\nto: [{service: ghost}]\n", defaults=DEFAULTS)
     assert loaded.ok
     assert len(loaded.documents) == 1
     assert [p.value for p in loaded.warnings] == ["ghost"]
@@ -172,7 +175,7 @@ g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
 def test_hostile_and_wrong_yaml_is_refused_precisely(
     text: str, doc_index: int | None, path: str, message: str
 ) -> None:
-    loaded = load_text(text, file="p.yaml")
+    loaded = load_text(text, file="p.yaml", defaults=DEFAULTS)
     if doc_index is None:
         assert loaded.ok, loaded.errors
         return
@@ -184,25 +187,46 @@ def test_hostile_and_wrong_yaml_is_refused_precisely(
 
 def test_a_10_mb_document_is_refused_unread(tmp_path: Path) -> None:
     big = write(tmp_path, "big.yaml", b"kind: Service\nname: s\nx: " + b"a" * 10_000_000 + b"\n")
-    loaded = load(big)
+    loaded = load(big, defaults=DEFAULTS)
     assert [(p.doc_index, p.message) for p in loaded.errors] == [
         (None, f"larger than {MAX_FILE_BYTES} bytes")
     ]
-    assert not load_text("kind: Service\nname: s\n", max_bytes=10).ok
+    assert not load_text("kind: Service\nname: s\n", max_bytes=10, defaults=DEFAULTS).ok
 
 
 def test_non_utf8_files_are_refused(tmp_path: Path) -> None:
-    loaded = load(write(tmp_path, "latin.yaml", "name: caf\xe9\n".encode("latin-1")))
+    loaded = load(
+        write(tmp_path, "latin.yaml", "name: caf\xe9\n".encode("latin-1")), defaults=DEFAULTS
+    )
     assert "not UTF-8" in loaded.errors[0].message
     assert loaded.errors[0].value is msgspec.UNSET
 
 
 def test_a_byte_order_mark_is_fine() -> None:
-    assert load_text("\ufeffkind: Service\nname: s\n".encode()).ok
+    assert load_text("\ufeffkind: Service\nname: s\n".encode(), defaults=DEFAULTS).ok
 
 
 def test_folders_named_like_policy_files_are_walked_not_read(tmp_path: Path) -> None:
     write(tmp_path, "dir.yaml/x.yaml", "kind: Service\nname: inner\n")
-    loaded = load(tmp_path)
+    loaded = load(tmp_path, defaults=DEFAULTS)
     assert loaded.ok, loaded.errors
     assert [item.document.name for item in loaded.documents] == ["inner"]
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"empty.yaml": ""},
+        {"notes.yaml": "# nothing yet\n---\n"},
+        {"README.md": "kind: Route\n"},
+        {},
+    ],
+)
+def test_paths_without_any_document_are_an_error(tmp_path: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    paths = [tmp_path / name for name in files if name.endswith(".yaml")] or [tmp_path]
+    loaded = load(*paths, defaults=DEFAULTS)
+    assert not loaded.ok
+    [error] = loaded.errors
+    assert error.message.startswith("no policy documents")

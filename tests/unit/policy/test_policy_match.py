@@ -21,7 +21,7 @@ def route(name: str, **match: Any) -> Route:
     obj: dict[str, Any] = {"kind": "Route", "name": name, "match": match, "to": [{"service": name}]}
     if rewrite is not None:
         obj["rewrite"] = rewrite
-    document = parse(obj)
+    document = parse(obj, None)
     assert isinstance(document, Route), document
     return document
 
@@ -230,7 +230,8 @@ def test_weighted_split_90_10_within_3_points() -> None:
                 {"service": "reviews", "weight": 90, "subset": {"version": "v1"}},
                 {"service": "reviews", "weight": 10, "subset": {"version": "v2"}},
             ],
-        }
+        },
+        None,
     )
     assert isinstance(document, Route)
     rng = random.Random(7)
@@ -245,7 +246,8 @@ def test_zero_weight_destinations_are_never_chosen() -> None:
             "kind": "Route",
             "name": "dark",
             "to": [{"service": "a", "weight": 0}, {"service": "b"}, {"service": "c", "weight": 0}],
-        }
+        },
+        None,
     )
     assert isinstance(document, Route)
     rng = random.Random(1)

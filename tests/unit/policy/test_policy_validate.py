@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from factories import service_defaults
+
 from mesh.policy.decode import parse
 from mesh.policy.model import Document, Route, Service
 from mesh.policy.validate import Sourced, validate
 
+DEFAULTS = service_defaults()
+
 
 def doc(**obj: Any) -> Document:
-    document = parse(obj)
+    document = parse(obj, DEFAULTS)
     assert isinstance(document, Route | Service), document
     return document
 
 
 def sourced(*documents: Document, file: str = "a.yaml") -> list[Sourced]:
-    return [Sourced(file, i, document) for i, document in enumerate(documents)]
+    return [Sourced(file, i, document, {}) for i, document in enumerate(documents)]
 
 
 def service(name: str, **fields: Any) -> Document:
@@ -29,9 +33,7 @@ def route(name: str, *services: str, **match: Any) -> Document:
 
 
 def test_a_consistent_set_has_no_problems() -> None:
-    errors, warnings = validate(
-        sourced(route("r", "s"), service("s", access={"allow_from": ["t"]}), service("t"))
-    )
+    errors, warnings = validate(sourced(route("r", "s", "t"), service("s"), service("t")))
     assert (errors, warnings) == ([], [])
 
 
@@ -48,14 +50,9 @@ def test_a_route_and_a_service_may_share_a_name() -> None:
 
 
 def test_unknown_services_are_warnings() -> None:
-    errors, warnings = validate(
-        sourced(route("r", "s", "typo"), service("s", access={"allow_from": ["s", "ghost"]}))
-    )
+    errors, warnings = validate(sourced(route("r", "s", "typo"), service("s")))
     assert errors == []
-    assert [(p.doc_index, p.path, p.value) for p in warnings] == [
-        (0, "to[1].service", "typo"),
-        (1, "access.allow_from[1]", "ghost"),
-    ]
+    assert [(p.doc_index, p.path, p.value) for p in warnings] == [(0, "to[1].service", "typo")]
 
 
 def test_routes_with_the_same_match_warn_that_the_later_name_never_matches() -> None:

@@ -29,7 +29,7 @@ def with_requests(config: BudgetConfig, requests: int, now: float = 0.0) -> Retr
 @pytest.mark.parametrize(
     ("ratio", "min_per_second", "window", "requests", "granted"),
     [
-        (0.2, 10.0, 10, 0, 100),  # DESIGN §10: with no traffic, the floor alone
+        (0.2, 10.0, 10, 0, 100),  # with no traffic, the floor alone
         (0.2, 10.0, 10, 1000, 300),  # 200 from the ratio plus the floor's 100
         (0.2, 0.0, 10, 100, 20),
         (0.2, 0.0, 10, 4, 0),  # 0.8 of a retry is no retry

@@ -1,17 +1,16 @@
-"""mesh.resilience.config: DESIGN §10 defaults, in step with the policy model's."""
+"""mesh.resilience.config: the defaults every setting and Service document starts from."""
 
 from __future__ import annotations
 
 import pytest
 
-from mesh.policy.service import Service
 from mesh.resilience.budget import BudgetConfig
 from mesh.resilience.config import ResilienceConfig
 from mesh.resilience.outlier import OutlierConfig
 from mesh.resilience.retry import RetryPolicy
 
 
-def test_design_defaults() -> None:
+def test_the_defaults_the_readme_documents() -> None:
     config = ResilienceConfig()
     assert config.retry == RetryPolicy(
         attempts=2, on=frozenset({"connect-failure", "refused", "reset", 503}), backoff_base=0.025
@@ -35,35 +34,6 @@ def test_design_defaults() -> None:
         2,
         10.0,
     )
-
-
-def test_defaults_match_a_default_service_policy() -> None:
-    """The mapping ResilienceConfig documents, applied to a Service with every default."""
-    svc = Service(name="orders")
-    retries, outlier = svc.retries, svc.outlier
-    config = ResilienceConfig(
-        retry=RetryPolicy(
-            attempts=retries.attempts,
-            on=frozenset(retries.on),
-            per_try_timeout=svc.timeouts.per_try,
-            backoff_base=retries.backoff.base,
-            backoff_cap=retries.backoff.cap,
-        ),
-        budget=BudgetConfig(
-            ratio=retries.budget.ratio, min_per_second=retries.budget.min_per_second
-        ),
-        outlier=OutlierConfig(
-            consecutive_5xx=outlier.consecutive_5xx,
-            consecutive_gateway_errors=outlier.consecutive_gateway_errors,
-            base_ejection=outlier.base_ejection,
-            max_ejection=outlier.max_ejection,
-            max_ejected_percent=outlier.max_ejected_percent,
-        ),
-        max_requests=svc.concurrency.max_requests,
-        connect_timeout=svc.timeouts.connect,
-        request_timeout=svc.timeouts.request,
-    )
-    assert config == ResilienceConfig()
 
 
 @pytest.mark.parametrize(

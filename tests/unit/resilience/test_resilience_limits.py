@@ -9,10 +9,6 @@ from hypothesis import strategies as st
 from mesh.resilience.limits import ConcurrencyLimit, remaining, try_timeout
 
 
-def test_default_limit() -> None:
-    assert ConcurrencyLimit().limit == 1024
-
-
 def test_acquire_up_to_the_limit() -> None:
     limit = ConcurrencyLimit(3)
     assert [limit.try_acquire() for _ in range(4)] == [True, True, True, False]

@@ -52,7 +52,7 @@ def s(*statuses: int) -> list[Outcome]:
         (s(500, 503, 503, 503, 503), "consecutive-5xx"),  # 5 in a row of 5xx, 4 gateway
         (s(503, 503, 503, 503, 200, 503, 503, 503, 503), None),  # success resets
         (s(503, 503, 503, 503, 404, 503, 503, 503, 503), None),  # so does any non-5xx
-        ([o.REFUSED], "refused"),  # DESIGN §4: at once
+        ([o.REFUSED], "refused"),  # a process that is gone: at once
         ([o.RESET], "reset"),
         ([o.RESET_UNSENT], "reset"),
         ([o.CONNECT_FAILURE] * 4, None),
