@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from mesh.messages import Health
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,6 @@ class HealthChecker:
             return False, f"{type(exc).__name__}: {exc}"
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._session is not None:
             await self._session.close()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import socket
 
 from mesh.engine.engine import Engine
 from mesh.engine.heap import keep_freed_heap
+from mesh.tasks import cancel_and_wait
 
 _SWEEP_EVERY = 1.0
 # How often a graceful stop looks for connections that finished (a stop is rare).
@@ -80,9 +80,6 @@ class Listener:
             await asyncio.sleep(min(_DRAIN_POLL, max(0.0, end - loop.time())))
         for conn in busy:
             conn.abort()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await cancel_and_wait(self._sweeper)
         engine.pools.close()
         return len(busy)

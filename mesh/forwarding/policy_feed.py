@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
@@ -20,6 +19,7 @@ from mesh.policy.decode import parse
 from mesh.policy.model import Document
 from mesh.policy.model import key as key_of
 from mesh.policy.problem import Problem
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,6 @@ class PolicyFeed:
         )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._watch is not None:
             await self._watch.stop()
