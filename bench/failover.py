@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.console import BenchError, say
-from bench.loopback import free_port, http_get, wait_until
+from bench.loopback import http_get, wait_until
 from bench.processes import Processes, sigterm_as_exit
 from bench.results import environment, write_results
 from bench.tables import table
 from mesh.config import load as load_settings
+from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
 
 SCENARIOS = ("kill9-quiet", "kill9-load", "hung-quiet", "hung-load")

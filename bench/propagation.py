@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.console import BenchError, say
-from bench.loopback import free_port
 from bench.processes import Processes, sigterm_as_exit
 from bench.results import environment, write_results
 from bench.tables import table
 from mesh.bus import NatsBus
 from mesh.config import load as load_settings
 from mesh.membership.census import census, live
+from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
 from policies.acks import AckCollector
 from policies.loader import load_text

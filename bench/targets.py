@@ -17,8 +17,9 @@ from pathlib import Path
 
 from bench.console import BenchError, say
 from bench.cores import Cores, pin_threads, pinned
-from bench.loopback import free_port, http_get, wait_until
+from bench.loopback import http_get, wait_until
 from bench.processes import Processes
+from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
 
 SERVICE = "bench"  # the mesh service name; also the first path segment of every URL

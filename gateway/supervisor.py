@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from mesh import metrics
 from mesh.config import Settings, parse_hostport
+from mesh.node.ports import free_port
 from mesh.node.process import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -24,16 +24,10 @@ RESTART_DELAY = 1.0  # a crashing worker is restarted, but not in a tight loop
 STOP_GRACE = 15.0  # workers drain for up to 10 s; after this they are killed
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Worker:
     def __init__(self, index: int, settings: Settings) -> None:
         self.index = index
-        self.admin_port = _free_port()
+        self.admin_port = free_port()
         self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -59,6 +59,28 @@ class NatsServerError(MeshError):
     """The embedded nats-server binary is missing or did not start."""
 
 
+# --- processes: the ports they are given, the children they run ----------------------
+
+
+class PortUnavailable(MeshError):
+    """An address a process was told to listen on cannot be bound (taken, or not ours)."""
+
+    def __init__(self, address: str, what: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {address} ({what}): {reason}")
+        self.address = address
+        self.what = what
+        self.reason = reason
+
+
+class ChildExited(MeshError):
+    """A child process the parent cannot do without has exited."""
+
+    def __init__(self, label: str, how: str, consequence: str) -> None:
+        super().__init__(f"{label} {how}: {consequence}")
+        self.label = label
+        self.how = how
+
+
 # --- the forwarding path: each stage's failure, turned into HTTP by mesh.engine.replies --
 
 

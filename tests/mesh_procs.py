@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers import free_port
+from mesh.node.ports import free_port
 
 
 @dataclass

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from mesh import config
 from mesh.errors import MeshError
 from mesh.node import runtime
+from mesh.node.ports import free_port
 from mesh.node.process import die_with_parent
 
 STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
@@ -29,12 +29,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 class Child:
     label: str
     process: subprocess.Popen[bytes]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

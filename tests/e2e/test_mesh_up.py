@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port
 from mesh_procs import Client
+
+from mesh.node.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import nats
 import pytest
-from helpers import NonLoopbackSocket, free_port
+from helpers import NonLoopbackSocket
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
 from mesh.errors import NatsServerError
+from mesh.node.ports import free_port
 from mesh.playground.natsserver import EXE, NatsServer, _wheel_candidates, find_binary
 
 
