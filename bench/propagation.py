@@ -108,7 +108,7 @@ def main() -> int:
     args = parser.parse_args()
     with sigterm_as_exit(), tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(find_binary(load_settings().nats_server_bin))
-        server.start_sync()
+        server.start()
         env = {"MESH_NATS_URL": server.url, "MESH_LOG_LEVEL": "warning"}
         try:
             with Processes(Path(tmp)) as procs:
@@ -158,7 +158,7 @@ def main() -> int:
                 result = asyncio.run(measure(server.url, args.gateways + args.agents, args.applies))
                 procs.check()
         finally:
-            server.stop_sync()
+            server.stop()
     report(result)
     return 0
 

@@ -216,8 +216,8 @@ def start_passthrough(procs: Processes, upstream: int, cpus: str) -> Target:
 def start_nats(stack: contextlib.ExitStack, cores: Cores) -> NatsServer:
     """A private nats-server (JetStream on, as the gateway expects) on the load core."""
     nats = NatsServer(find_binary(os.environ.get("MESH_NATS_SERVER_BIN")))
-    nats.start_sync()
-    stack.callback(nats.stop_sync)
+    nats.start()
+    stack.callback(nats.stop)
     if nats.pid is not None:
         pin_threads(nats.pid, cores.load)  # NatsServer starts it itself: pin afterwards
     return nats

@@ -59,7 +59,7 @@ class NatsServerError(MeshError):
     """The embedded nats-server binary is missing or did not start."""
 
 
-# --- processes: the ports they are given, the children they run ----------------------
+# --- processes: the ports they are given -----------------------------------------------
 
 
 class PortUnavailable(MeshError):
@@ -70,15 +70,6 @@ class PortUnavailable(MeshError):
         self.address = address
         self.what = what
         self.reason = reason
-
-
-class ChildExited(MeshError):
-    """A child process the parent cannot do without has exited."""
-
-    def __init__(self, label: str, how: str, consequence: str) -> None:
-        super().__init__(f"{label} {how}: {consequence}")
-        self.label = label
-        self.how = how
 
 
 # --- the forwarding path: each stage's failure, turned into HTTP by mesh.engine.replies --

@@ -11,24 +11,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from mesh import config
 from mesh.errors import MeshError
+from mesh.node import children as children_
 from mesh.node import runtime
+from mesh.node.children import Child, Supervisor, how_it_ended
 from mesh.node.ports import free_port
-from mesh.node.process import die_with_parent
 
 STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
 # The example policies ship beside the packages (a sibling of mesh/, installed or not).
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
-
-
-@dataclass
-class Child:
-    label: str
-    process: subprocess.Popen[bytes]
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -51,13 +45,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 def _spawn(label: str, args: list[str], env: dict[str, str]) -> Child:
     # A session of its own: Ctrl-C reaches only `mesh up`, which stops children in order.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mesh", *args],
-        env=env,
-        start_new_session=True,
-        preexec_fn=die_with_parent(),
-    )
-    return Child(label, process)
+    child = Child(label, [sys.executable, "-m", "mesh", *args], env=env, own_session=True)
+    child.start()
+    return child
 
 
 def _instance(
@@ -99,8 +89,8 @@ def _wait_ready(admin: str, instances: int, children: list[Child], timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in children:
-            if child.process.poll() is not None:
-                raise MeshError(f"{child.label} exited with {child.process.returncode}")
+            if child.returncode is not None:
+                raise MeshError(f"{child.label} {how_it_ended(child.returncode)}")
         try:
             routable = [m["service"] for m in _members(admin) if m["routable"]]
             if routable.count("hello") >= instances and "frontend" in routable:
@@ -109,18 +99,6 @@ def _wait_ready(admin: str, instances: int, children: list[Child], timeout: floa
             pass
         time.sleep(0.2)
     raise MeshError(f"the mesh was not ready within {timeout:g} s")
-
-
-def _stop(children: list[Child]) -> None:
-    """Agents first (they leave the mesh), then services, the gateway, NATS last."""
-    for child in children:
-        if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
-        try:
-            child.process.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            child.process.kill()
-            child.process.wait()
 
 
 def main(args: argparse.Namespace) -> int:
@@ -137,7 +115,7 @@ async def _up(args: argparse.Namespace, settings: config.Settings) -> int:
         url = args.nats_url
     else:
         server = NatsServer(find_binary(settings.nats_server_bin))
-        await server.start()
+        server.start()  # on this thread, which outlives it (see NatsServer)
         url = server.url
     # Children speak only of trouble unless asked: the banner is what a newcomer reads.
     env = {**os.environ, "MESH_NATS_URL": url, "MESH_LOG_LEVEL": args.log_level or "warning"}
@@ -167,25 +145,20 @@ async def _up(args: argparse.Namespace, settings: config.Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        watch = asyncio.create_task(_watch(children, stop))
-        await stop.wait()
-        watch.cancel()
+        supervisor = Supervisor()
+        for child in children:
+            supervisor.add(child)
+        # A child that dies on its own ends the demo: better than a half mesh.
+        ended = await supervisor.watch(stop)
+        if ended is not None:
+            print(f"{ended.label} {how_it_ended(ended.returncode or 0)}", file=sys.stderr)
         print("\nstopping the mesh...", flush=True)
         return 0
     finally:
-        await asyncio.to_thread(_stop, children)
+        # Agents first (they leave the mesh), then services, the gateway, NATS last.
+        await asyncio.to_thread(children_.stop, [[child] for child in children], grace=STOP_GRACE)
         if server is not None:
-            await server.stop()
-
-
-async def _watch(children: list[Child], stop: asyncio.Event) -> None:
-    """A child that dies on its own ends the demo: better than a half mesh."""
-    while not stop.is_set():
-        for child in children:
-            if child.process.poll() is not None:
-                print(f"{child.label} exited with {child.process.returncode}", file=sys.stderr)
-                stop.set()
-        await asyncio.sleep(0.5)
+            server.stop()
 
 
 def _apply_policies(folder: str, env: dict[str, str]) -> str:

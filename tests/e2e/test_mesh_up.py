@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mesh_procs import Client
+from mesh_procs import Client, alive
 
 from mesh.node.ports import free_port
 
@@ -34,14 +34,6 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_mesh_up_serves_three_instances_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:

@@ -181,7 +181,7 @@ def test_e_nats_down_for_10s_mid_load_fails_nothing_and_the_view_catches_up(
     newcomer = chaos.mesh.service("hello-d")
     chaos.mesh.agent(newcomer)
     time.sleep(10.0)
-    fresh_nats.restart_sync()
+    fresh_nats.restart()
     address = f"127.0.0.1:{newcomer.port}"
     for node in (chaos.gateway, chaos.caller):
         wait_for(lambda node=node: address in routable(node.admin_port), timeout=5)
