@@ -10,6 +10,7 @@ from gateway.gateway import run
 from gateway.supervisor import supervise
 from mesh import config
 from mesh.node import runtime
+from mesh.node.children import CANNOT_START
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -42,6 +43,10 @@ def main(args: argparse.Namespace) -> int:
     async def gateway(stop: asyncio.Event) -> int:
         if args.worker_index is None and workers > 1:
             return await supervise(settings, workers, stop)
-        return await run(settings, stop, worker=args.worker_index)
+        code = await run(settings, stop, worker=args.worker_index)
+        if code and args.worker_index is not None:
+            # run() fails only at start (a port it cannot bind): a restart would not help.
+            return CANNOT_START
+        return code
 
     return runtime.run(gateway)

@@ -15,7 +15,7 @@ from mesh import metrics
 from mesh.config import Settings, parse_hostport
 from mesh.node import children
 from mesh.node.children import Child, Restart, Supervisor
-from mesh.node.ports import free_port
+from mesh.node.ports import check_bindable, free_port, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,23 @@ class Worker:
 
 
 async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> int:
-    """Run the workers until `stop`; a worker that cannot start ends the gateway (1)."""
+    """Run the workers until `stop`; a worker that cannot start ends the gateway (1).
+
+    Both ports are checked before any worker starts, so that a taken one is one line
+    naming it, not workers failing over and over.
+    """
+    check_bindable(settings.gateway_listen, "listen address")
     fleet = [Worker(i, settings) for i in range(workers)]
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
     runner = web.AppRunner(_admin(fleet, session), access_log=None, handle_signals=False)
     await runner.setup()
     admin_host, admin_port = parse_hostport(settings.gateway_admin)
-    await web.TCPSite(runner, admin_host, admin_port, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, admin_host, admin_port, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        await session.close()
+        raise unavailable(settings.gateway_admin, "admin address", exc) from None
     supervisor = Supervisor()
     for worker in fleet:
         supervisor.start(worker.child, RESTART)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from mesh.config import parse_hostport
@@ -41,7 +42,14 @@ def check_bindable(address: str, what: str) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise PortUnavailable(address, what, (exc.strerror or str(exc)).lower()) from None
+            raise unavailable(address, what, exc) from None
+
+
+def unavailable(address: str, what: str, exc: OSError) -> PortUnavailable:
+    """The error for a bind of `address` (`what` it is) that failed with `exc`."""
+    # From errno alone: asyncio's bind errors repeat the address in their own words.
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return PortUnavailable(address, what, reason.lower())
 
 
 def _family(host: str) -> socket.AddressFamily:
