@@ -83,7 +83,8 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     try:
         # Ports first: a taken one ends the agent before it ever joins the mesh.
         outbound = await _outbound(forwarding, options.outbound)
-        admin_port = await node.serve_admin("127.0.0.1", options.admin_port, _health(checker, node))
+        health_check = _health(checker, node, outbound)
+        admin_port = await node.serve_admin("127.0.0.1", options.admin_port, health_check)
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         await checker.stop()
@@ -116,14 +117,17 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     return 0
 
 
-def _health(checker: HealthChecker, node: Node) -> HealthCheck:
+def _health(checker: HealthChecker, node: Node, outbound: Listener | None) -> HealthCheck:
     def health() -> tuple[bool, dict[str, object]]:
         record = node.announcer.record
+        # The outbound proxy serves once the policies are in: callers can wait on this.
+        serving = "off" if outbound is None else "serving" if outbound.serving else "starting"
         detail: dict[str, object] = {
             "service": record.service,
             "instance": record.instance,
             "nats": node.bus.connected,
             "check": checker.last_reason,
+            "outbound": serving,
         }
         return checker.verdict.health == "passing", detail
 

@@ -126,6 +126,14 @@ def members(admin_port: int) -> list[dict[str, Any]]:
     return result
 
 
+def outbound_serving(agent: Proc) -> bool:
+    """True once the agent's outbound proxy accepts connections (its policies are in)."""
+    try:
+        return bool(get_json(agent.admin_port, "/healthz")["outbound"] == "serving")
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def routable(admin_port: int, service: str = "hello") -> set[str]:
     """Addresses of the routable instances of `service` in a gateway's view."""
     return {m["address"] for m in members(admin_port) if m["service"] == service and m["routable"]}

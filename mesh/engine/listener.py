@@ -41,6 +41,11 @@ class Listener:
                 self.port = sock.getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep(), name="engine-sweep")
 
+    @property
+    def serving(self) -> bool:
+        """True while it accepts connections: after serve(), before stop()."""
+        return self._server is not None and self._server.is_serving()
+
     async def serve(self) -> None:
         # What start-up built lives as long as the process: move it out of the collector's
         # sight, so that full collections (pauses of milliseconds, seen in the p99) stay
