@@ -22,7 +22,7 @@ EXAMPLES = Path(__file__).parents[3] / "policies" / "examples"
 
 HELLO_V2 = """\
 kind: Service
-name: hello-service
+name: frontend
 timeouts: {connect: 2s, request: 5s}
 """
 
@@ -51,7 +51,7 @@ def test_apply_writes_changed_keys_only_and_reports_no_changes_the_second_time(
     first = mesh(fresh_nats, "apply", "-f", str(EXAMPLES / "hello.yaml"))
     assert first.returncode == 0, first.stderr
     assert "wrote route.hello revision" in first.stdout
-    assert "wrote service.hello-service revision" in first.stdout
+    assert "wrote service.frontend revision" in first.stdout
     assert "+kind: Route" in first.stdout  # the diff
     again = mesh(fresh_nats, "apply", "-f", str(EXAMPLES / "hello.yaml"))
     assert again.returncode == 0
@@ -68,7 +68,7 @@ def test_invalid_documents_are_never_written(fresh_nats: NatsServer, tmp_path: P
     assert result.returncode == 1
     assert "bad.yaml[0] retries.attempts = 'many'" in result.stderr
     listed = mesh(fresh_nats, "list")
-    assert "service.hello-service" not in listed.stdout  # all or nothing
+    assert "service.frontend" not in listed.stdout  # all or nothing
 
 
 def test_dry_run_and_diff_write_nothing(fresh_nats: NatsServer) -> None:
@@ -88,11 +88,11 @@ async def test_a_concurrent_change_makes_the_second_write_fail(
     try:
         # Both appliers read the same revision...
         stale = plan(load(tmp_path).documents, await store.stored(), prune=False)
-        assert [c.key for c in stale] == ["service.hello-service"]
+        assert [c.key for c in stale] == ["service.frontend"]
         # ...one of them writes first...
         await store.write(stale)
         # ...and the other's compare-and-set fails instead of overwriting it.
-        with pytest.raises(Conflict, match=r"service\.hello-service changed since revision"):
+        with pytest.raises(Conflict, match=r"service\.frontend changed since revision"):
             await store.write(stale)
     finally:
         await bus.close()
@@ -104,18 +104,18 @@ def test_history_and_rollback_restore_an_earlier_revision_as_a_new_one(
     assert mesh(fresh_nats, "apply", "-f", str(EXAMPLES / "hello.yaml")).returncode == 0
     (tmp_path / "v2.yaml").write_text(HELLO_V2)
     assert mesh(fresh_nats, "apply", "-f", str(tmp_path)).returncode == 0
-    history = mesh(fresh_nats, "history", "hello-service").stdout.splitlines()[1:]
+    history = mesh(fresh_nats, "history", "frontend").stdout.splitlines()[1:]
     revisions = [int(line.split()[0]) for line in history]
     assert len(revisions) == 2
-    assert "connect: 2.0" in mesh(fresh_nats, "get", "hello-service").stdout
-    back = mesh(fresh_nats, "rollback", "hello-service", "--to", str(revisions[0]))
+    assert "connect: 2.0" in mesh(fresh_nats, "get", "frontend").stdout
+    back = mesh(fresh_nats, "rollback", "frontend", "--to", str(revisions[0]))
     assert back.returncode == 0, back.stderr
     assert "-  connect: 2.0" in back.stdout
     assert "+  connect: 1.0" in back.stdout
-    now = mesh(fresh_nats, "get", "hello-service").stdout
+    now = mesh(fresh_nats, "get", "frontend").stdout
     assert "connect: 1.0" in now
-    assert len(mesh(fresh_nats, "history", "hello-service").stdout.splitlines()[1:]) == 3
-    old = mesh(fresh_nats, "get", "hello-service", "--rev", str(revisions[1])).stdout
+    assert len(mesh(fresh_nats, "history", "frontend").stdout.splitlines()[1:]) == 3
+    old = mesh(fresh_nats, "get", "frontend", "--rev", str(revisions[1])).stdout
     assert "connect: 2.0" in old
 
 
@@ -149,7 +149,7 @@ def test_sync_watch_follows_a_folder_and_prunes_only_when_asked(
         while "route.hello" not in listed():
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        (folder / "v2.yaml").write_text(HELLO_V2.replace("hello-service", "extra"))
+        (folder / "v2.yaml").write_text(HELLO_V2.replace("frontend", "extra"))
         while "service.extra" not in listed():
             assert time.monotonic() < deadline
             time.sleep(0.2)
