@@ -207,10 +207,11 @@ def test_mesh_up_serves_the_examples_and_ctrl_c_leaves_nothing(
 def test_a_killed_instance_comes_back_and_only_the_gateway_ends_mesh_up(
     start_up: object, tmp_path: Path
 ) -> None:
-    # No examples: the defaults, with short ejections, so a restarted instance is
-    # routed to again within seconds (an ejection outlives the restart).
+    # Two hellos (fewer processes to start), no examples: the defaults, with short
+    # ejections, so a restarted instance is routed to again within seconds (an ejection
+    # earned while it was down outlives the restart).
     up: Up = start_up(  # type: ignore[operator]
-        "--policies", "", MESH_OUTLIER_BASE_EJECTION="1", MESH_PRESET="local"
+        "--policies", "", "--instances", "2", MESH_OUTLIER_BASE_EJECTION="1", MESH_PRESET="local"
     )
     hello2 = up.row("hello-2")
 
