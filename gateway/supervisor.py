@@ -14,8 +14,9 @@ from aiohttp import web
 from mesh import metrics
 from mesh.config import Settings, parse_hostport
 from mesh.node import children
-from mesh.node.children import Child, Restart, Supervisor
+from mesh.node.children import Child
 from mesh.node.ports import check_bindable, free_port, unavailable
+from mesh.node.supervisor import Restart, Supervisor
 
 log = logging.getLogger(__name__)
 

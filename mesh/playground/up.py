@@ -18,8 +18,9 @@ from mesh import config
 from mesh.clock import monotonic
 from mesh.errors import ConfigError, MeshError
 from mesh.node import children, runtime
-from mesh.node.children import Child, Restart, Supervisor, how_it_ended
+from mesh.node.children import Child, how_it_ended
 from mesh.node.ports import check_bindable
+from mesh.node.supervisor import Restart, Supervisor
 from mesh.playground import banner, lineup
 from mesh.playground.lineup import Instance
 

@@ -1,4 +1,4 @@
-"""mesh.node.children: real child processes started, stopped in order, restarted, orphaned."""
+"""mesh.node.children and .supervisor: real children stopped in order, restarted, orphaned."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from mesh_procs import alive
 
-from mesh.node.children import CANNOT_START, Child, Restart, Supervisor, how_it_ended, stop
+from mesh.node.children import CANNOT_START, Child, how_it_ended, stop
+from mesh.node.supervisor import Restart, Supervisor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,7 +134,7 @@ def test_a_dying_child_comes_back_later_each_time_until_it_has_settled(
         python("crasher", "raise SystemExit(3)"), Restart(first=1.0, cap=4.0, settled=10.0)
     )
     delays = []
-    with caplog.at_level(logging.WARNING, logger="mesh.node.children"):
+    with caplog.at_level(logging.WARNING, logger="mesh.node.supervisor"):
         # Each start dies at once; the last start (at 11) is seen dead only 14 s later.
         for dies_at in (0.0, 1.0, 3.0, 7.0, 25.0):
             clock.now = dies_at
