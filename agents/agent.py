@@ -17,7 +17,7 @@ from mesh.messages import Heartbeat
 from mesh.node.admin import HealthCheck
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
-from mesh.node.runtime import listening
+from mesh.node.ports import binding
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     await forwarding.start(wait_policies=settings.policy_wait)
     if outbound is not None:
         await outbound.serve()  # the current policies are in (or the wait ran out)
-    await node.serve_admin(_health(checker, node))
+    await node.serve_admin(_health(checker, node, outbound))
     checker.start()
     log.info(
         "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s)",
@@ -116,14 +116,17 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     return 0
 
 
-def _health(checker: HealthChecker, node: Node) -> HealthCheck:
+def _health(checker: HealthChecker, node: Node, outbound: Listener | None) -> HealthCheck:
     def health() -> tuple[bool, dict[str, object]]:
         record = node.announcer.record
+        # The outbound proxy serves once the policies are in: callers can wait on this.
+        serving = "off" if outbound is None else "serving" if outbound.serving else "starting"
         detail: dict[str, object] = {
             "service": record.service,
             "instance": record.instance,
             "nats": node.bus.connected,
             "check": checker.last_reason,
+            "outbound": serving,
         }
         return checker.verdict.health == "passing", detail
 
@@ -136,6 +139,6 @@ async def _outbound(engine: Engine, address: str) -> Listener | None:
         return None
     host, port = parse_hostport(address)
     listener = Listener(engine, host, port)
-    with listening("outbound proxy", host, port):
+    with binding(address, "outbound proxy"):
         await listener.start(serve=False)
     return listener

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from mesh.messages import Health
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class HealthChecker:
         self.on_change = on_change
         self.verdict = Verdict("failing", 0)
         self.last_reason = "not checked yet"
+        self._told: tuple[Health, str] | None = None  # what the log last said
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -64,6 +65,7 @@ class HealthChecker:
         )
         ok, self.last_reason = await self._probe()
         self.verdict = Verdict("passing" if ok else "failing", 0)
+        self._tell()
         return self.verdict.health
 
     def start(self) -> None:
@@ -78,11 +80,26 @@ class HealthChecker:
             self.verdict = judge(
                 self.verdict, ok, fail_after=self.fail_after, pass_after=self.pass_after
             )
+            self._tell()
             if self.verdict.health != before:
-                level = logging.INFO if self.verdict.health == "passing" else logging.WARNING
-                log.log(level, "service is now %s: %s", self.verdict.health, reason)
-
                 self.on_change(self.verdict.health, reason)
+
+    def _tell(self) -> None:
+        """Log the verdict at start and when it, or the reason it fails, changes: once, not
+        at every check, so that a service that never answers is explained, not repeated."""
+        health = self.verdict.health
+        told = (health, self.last_reason if health == "failing" else "")
+        if told == self._told:
+            return
+        self._told = told
+        if health == "passing":
+            log.info("service is passing its health check (GET %s)", self.url)
+        else:
+            log.warning(
+                "service is failing its health check, so it gets no traffic: GET %s: %s",
+                self.url,
+                self.last_reason,
+            )
 
     async def _probe(self) -> tuple[bool, str]:
         assert self._session is not None
@@ -98,9 +115,6 @@ class HealthChecker:
             return False, f"{type(exc).__name__}: {exc}"
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._session is not None:
             await self._session.close()

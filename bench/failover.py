@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.console import BenchError, say
-from bench.loopback import free_port, http_get, wait_until
+from bench.loopback import http_get, wait_until
 from bench.processes import Processes, sigterm_as_exit
 from bench.results import environment, write_results
 from bench.tables import table
 from mesh.config import load as load_settings
+from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
 
 SCENARIOS = ("kill9-quiet", "kill9-load", "hung-quiet", "hung-load")
@@ -154,13 +155,13 @@ def one_run(
         time.sleep(1.0)
     struck = time.monotonic()
     if scenario.startswith("kill9"):
-        victim.service.popen.send_signal(signal.SIGKILL)
-        victim.agent.popen.send_signal(signal.SIGKILL)
+        victim.service.signal(signal.SIGKILL)
+        victim.agent.signal(signal.SIGKILL)
     elif scenario == "hung-quiet":  # the whole instance freezes, agent included
-        victim.service.popen.send_signal(signal.SIGSTOP)
-        victim.agent.popen.send_signal(signal.SIGSTOP)
+        victim.service.signal(signal.SIGSTOP)
+        victim.agent.signal(signal.SIGSTOP)
     else:  # hung under load: the service freezes, its agent still checks it
-        victim.service.popen.send_signal(signal.SIGSTOP)
+        victim.service.signal(signal.SIGSTOP)
     seen: dict[str, float] = {}
     deadline = struck + 20
     while len(seen) < len(observers) and time.monotonic() < deadline:
@@ -171,9 +172,9 @@ def one_run(
     if load is not None:
         time.sleep(1.0)
         load.stop()
-    for popen in (victim.service.popen, victim.agent.popen):
-        popen.send_signal(signal.SIGCONT)
-        popen.send_signal(signal.SIGKILL)
+    for child in (victim.service, victim.agent):
+        child.signal(signal.SIGCONT)
+        child.signal(signal.SIGKILL)
     return {
         "scenario": scenario,
         "first": min(seen.values(), default=float("nan")),
@@ -206,13 +207,13 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     with sigterm_as_exit(), tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(find_binary(load_settings().nats_server_bin))
-        server.start_sync()
+        server.start()
         ENV["MESH_NATS_URL"] = server.url
         try:
             with Processes(Path(tmp)) as procs:
                 results = run_all(procs, args.runs, args.rate)
         finally:
-            server.stop_sync()
+            server.stop()
     report(results, args)
     return 0
 

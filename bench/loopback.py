@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import socket
 import time
 from collections.abc import Callable
 
 from bench.console import BenchError
 from bench.processes import Processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_get(port: int, path: str, *, timeout: float = 2.0) -> tuple[int, bytes]:

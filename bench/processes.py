@@ -5,32 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.console import BenchError
-from mesh.node.process import die_with_parent
+from mesh.node.children import Child, how_it_ended, stop
 
 _REPO = Path(__file__).resolve().parent.parent  # where the children run
-
-
-@dataclass(slots=True)
-class Child:
-    label: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def tail(self, size: int = 2000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_bytes()[-size:].decode(errors="replace")
-        return "(no log)"
 
 
 class Processes:
@@ -49,38 +30,27 @@ class Processes:
     def start(
         self, label: str, command: Sequence[str], *, env: dict[str, str] | None = None
     ) -> Child:
-        log = self.logdir / f"{label}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                list(command),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=_REPO,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
-            )
-        child = Child(label, popen, log)
+        child = Child(
+            label,
+            command,
+            env={**os.environ, **(env or {})},
+            log=self.logdir / f"{label}.log",
+            cwd=_REPO,
+            own_session=True,
+        )
+        child.start()
         self.children.append(child)
         return child
 
     def check(self) -> None:
         """Raise if a child has exited: a benchmark against a dead process means nothing."""
         for child in self.children:
-            code = child.popen.poll()
+            code = child.returncode
             if code is not None:
-                raise BenchError(f"{child.label} exited with {code}:\n{child.tail()}")
+                raise BenchError(f"{child.label} {how_it_ended(code)}:\n{child.tail(2000)}")
 
     def stop_all(self, grace: float = 5.0) -> None:
-        for child in reversed(self.children):
-            _signal_group(child.popen, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for child in reversed(self.children):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.popen.wait(max(0.0, deadline - time.monotonic()))
-            _signal_group(child.popen, signal.SIGKILL)  # stragglers, and any grandchildren
-            child.popen.wait()
+        stop([list(reversed(self.children))], grace=grace)
         self.children.clear()
 
     def __enter__(self) -> Processes:
@@ -88,11 +58,6 @@ class Processes:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
-
-
-def _signal_group(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(popen.pid, sig)  # start_new_session: the group id is the child's pid
 
 
 @contextlib.contextmanager

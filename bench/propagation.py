@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.console import BenchError, say
-from bench.loopback import free_port
 from bench.processes import Processes, sigterm_as_exit
 from bench.results import environment, write_results
 from bench.tables import table
@@ -29,6 +28,7 @@ from mesh.bus import NatsBus
 from mesh.config import load as load_settings
 from mesh.forwarding.defaults import default_service
 from mesh.membership.census import census, live
+from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
 from policies.acks import AckCollector
 from policies.loader import load_text
@@ -110,7 +110,7 @@ def main() -> int:
     args = parser.parse_args()
     with sigterm_as_exit(), tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(find_binary(load_settings().nats_server_bin))
-        server.start_sync()
+        server.start()
         env = {"MESH_NATS_URL": server.url, "MESH_LOG_LEVEL": "warning"}
         try:
             with Processes(Path(tmp)) as procs:
@@ -160,7 +160,7 @@ def main() -> int:
                 result = asyncio.run(measure(server.url, args.gateways + args.agents, args.applies))
                 procs.check()
         finally:
-            server.stop_sync()
+            server.stop()
     report(result)
     return 0
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from bench.console import BenchError, say
 from bench.cores import Cores, pin_threads, pinned
-from bench.loopback import free_port, http_get, wait_until
+from bench.loopback import http_get, wait_until
 from bench.processes import Processes
+from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
 
 SERVICE = "bench"  # the mesh service name; also the first path segment of every URL
@@ -215,8 +216,8 @@ def start_passthrough(procs: Processes, upstream: int, cpus: str) -> Target:
 def start_nats(stack: contextlib.ExitStack, cores: Cores) -> NatsServer:
     """A private nats-server (JetStream on, as the gateway expects) on the load core."""
     nats = NatsServer(find_binary(os.environ.get("MESH_NATS_SERVER_BIN")))
-    nats.start_sync()
-    stack.callback(nats.stop_sync)
+    nats.start()
+    stack.callback(nats.stop)
     if nats.pid is not None:
         pin_threads(nats.pid, cores.load)  # NatsServer starts it itself: pin afterwards
     return nats

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 
 from gateway.gateway import run
 from gateway.supervisor import supervise
 from mesh import config
+from mesh.errors import MeshError
 from mesh.node import runtime
+from mesh.node.children import CANNOT_START
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -42,6 +45,13 @@ def main(args: argparse.Namespace) -> int:
     async def gateway(stop: asyncio.Event) -> int:
         if args.worker_index is None and workers > 1:
             return await supervise(settings, workers, stop)
-        return await run(settings, stop, worker=args.worker_index)
+        if args.worker_index is None:
+            return await run(settings, stop)
+        try:
+            return await run(settings, stop, worker=args.worker_index)
+        except MeshError as exc:
+            # Raised only at start (a port it cannot bind): a restart would not help.
+            print(f"mesh gateway: {exc}", file=sys.stderr)
+            return CANNOT_START
 
     return runtime.run(gateway)

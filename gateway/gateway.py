@@ -17,7 +17,7 @@ from mesh.forwarding.policy_feed import ensure_bucket
 from mesh.messages import Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
-from mesh.node.runtime import listening
+from mesh.node.ports import binding
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
     forwarding = Forwarding(node, engine, settings, zone=settings.zone, fallback=fallback)
     listener = Listener(engine, host, port, reuse_port=worker is not None)
     # Both ports first: a taken one ends the gateway before it joins the mesh.
-    with listening("proxy", host, port):
+    with binding(settings.gateway_listen, "listen address"):
         await listener.start(serve=False)
     try:
         bound_admin = node.bind_admin(admin_host, admin_port)

@@ -6,9 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
 
 import aiohttp
@@ -16,31 +13,24 @@ from aiohttp import web
 
 from mesh import metrics
 from mesh.config import Settings, parse_hostport
-from mesh.node.process import die_with_parent
+from mesh.node import children
+from mesh.node.children import Child
+from mesh.node.ports import check_bindable, free_port, unavailable
+from mesh.node.supervisor import Restart, Supervisor
 
 log = logging.getLogger(__name__)
 
-RESTART_DELAY = 1.0  # a crashing worker is restarted, but not in a tight loop
+RESTART = Restart(first=1.0, cap=1.0)  # a crashing worker is restarted, but not in a tight loop
 STOP_GRACE = 15.0  # workers drain for up to 10 s; after this they are killed
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Worker:
     def __init__(self, index: int, settings: Settings) -> None:
         self.index = index
-        self.admin_port = _free_port()
-        self.settings = settings
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        s = self.settings
-        env = {**os.environ, "MESH_NATS_URL": s.nats_url, "MESH_PRESET": s.preset}
-        self.process = subprocess.Popen(
+        self.admin_port = free_port()
+        s = settings
+        self.child = Child(
+            f"gateway worker {index}",
             [
                 sys.executable,
                 "-m",
@@ -55,62 +45,51 @@ class Worker:
                 "--workers",
                 "1",
                 "--worker-index",
-                str(self.index),
+                str(index),
                 "--log-level",
                 s.log_level,
             ],
-            env=env,
-            preexec_fn=die_with_parent(),
+            env={**os.environ, "MESH_NATS_URL": s.nats_url, "MESH_PRESET": s.preset},
         )
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
 
 async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> int:
+    """Run the workers until `stop`; a worker that cannot start ends the gateway (1).
+
+    Both ports are checked before any worker starts, so that a taken one is one line
+    naming it, not workers failing over and over.
+    """
+    check_bindable(settings.gateway_listen, "listen address")
     fleet = [Worker(i, settings) for i in range(workers)]
-    for worker in fleet:
-        worker.start()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
-    admin_host, admin_port = parse_hostport(settings.gateway_admin)
     runner = web.AppRunner(_admin(fleet, session), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, admin_host, admin_port, reuse_address=True).start()
+    admin_host, admin_port = parse_hostport(settings.gateway_admin)
+    try:
+        await web.TCPSite(runner, admin_host, admin_port, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        await session.close()
+        raise unavailable(settings.gateway_admin, "admin address", exc) from None
+    supervisor = Supervisor()
+    for worker in fleet:
+        supervisor.start(worker.child, RESTART)
     log.info(
         "gateway: %d workers on %s (admin %s)",
         workers,
         settings.gateway_listen,
         settings.gateway_admin,
     )
-    stopping = asyncio.create_task(stop.wait())
     try:
-        while not stop.is_set():
-            for worker in fleet:
-                if not worker.running:
-                    code = worker.process.returncode if worker.process else None
-                    log.error("worker %d exited (%s); restarting", worker.index, code)
-                    worker.start()
-            await asyncio.wait({stopping}, timeout=RESTART_DELAY)
+        ended = await supervisor.watch(stop)
     finally:
-        await asyncio.to_thread(_stop_all, fleet)
+        await asyncio.to_thread(children.stop, [[w.child for w in fleet]], grace=STOP_GRACE)
         await session.close()
         await runner.cleanup()
+    if ended is not None:
+        log.error("%s cannot start and a restart would not help: the gateway stops", ended.label)
+        return 1
     return 0
-
-
-def _stop_all(fleet: list[Worker]) -> None:
-    for worker in fleet:
-        if worker.running and worker.process is not None:
-            worker.process.send_signal(signal.SIGTERM)
-    for worker in fleet:
-        if worker.process is None:
-            continue
-        try:
-            worker.process.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait()
 
 
 def _admin(fleet: list[Worker], session: aiohttp.ClientSession) -> web.Application:

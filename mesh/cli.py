@@ -45,7 +45,11 @@ def parser() -> argparse.ArgumentParser:
 
     up.register(commands, common)
 
-    members = commands.add_parser("members", parents=[common], help="show the live view")
+    members = commands.add_parser(
+        "members",
+        parents=[common],
+        help="show the live view (a * after the state: gets no new requests)",
+    )
     members.add_argument("--json", action="store_true", help="print JSON instead of a table")
     members.add_argument(
         "--wait",

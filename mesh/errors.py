@@ -14,15 +14,6 @@ class ConfigError(MeshError):
     """A setting or command-line value is unusable; the message says which and why."""
 
 
-class CannotListen(ConfigError):
-    """A port this process was told to listen on cannot be bound (taken, not local)."""
-
-    def __init__(self, what: str, host: str, port: int, reason: str) -> None:
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        super().__init__(f"cannot listen on {where} ({what}): {reason}")
-        self.port = port
-
-
 class InvalidName(MeshError, ValueError):
     """A service or instance name that cannot appear in a NATS subject."""
 
@@ -66,6 +57,19 @@ class Conflict(BusError):
 
 class NatsServerError(MeshError):
     """The embedded nats-server binary is missing or did not start."""
+
+
+# --- processes: the ports they are given -----------------------------------------------
+
+
+class PortUnavailable(MeshError):
+    """An address a process was told to listen on cannot be bound (taken, or not ours)."""
+
+    def __init__(self, address: str, what: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {address} ({what}): {reason}")
+        self.address = address
+        self.what = what
+        self.reason = reason
 
 
 # --- the forwarding path: each stage's failure, turned into HTTP by mesh.engine.replies --

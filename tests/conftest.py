@@ -50,9 +50,10 @@ def nats_binary() -> str:
     return find_binary(load().nats_server_bin)
 
 
-# Both servers are started by blocking (sync) fixtures on purpose: the process is not tied
-# to any event loop, so the same session-wide server serves every async test, whatever the
-# loop scope of that test, and async tests may still `await server.restart()`.
+# Both servers are started by blocking fixtures on purpose: the process is not tied to any
+# event loop, so the same session-wide server serves every async test, whatever the loop
+# scope of that test. Fixtures run on the main thread, which lives as long as the session
+# (the server gets SIGTERM when the thread that started it exits).
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +64,15 @@ def nats_server(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> I
     names per test. Tests that need any of that take `fresh_nats`.
     """
     server = NatsServer(nats_binary, store_dir=tmp_path_factory.mktemp("nats-session"))
-    server.start_sync()
+    server.start()
     yield server
-    server.stop_sync()
+    server.stop()
 
 
 @pytest.fixture
 def fresh_nats(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """A nats-server (JetStream on) of this test's own: free to kill() and restart()."""
     server = NatsServer(nats_binary, store_dir=tmp_path_factory.mktemp("nats"))
-    server.start_sync()
+    server.start()
     yield server
-    server.stop_sync()
+    server.stop()

@@ -1,4 +1,4 @@
-"""Helpers shared by every test tier: loopback ports and the loopback-only socket rule."""
+"""Helpers shared by every test tier: the loopback-only socket rule."""
 
 from __future__ import annotations
 
@@ -7,25 +7,6 @@ import socket
 from typing import Any
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-
-
-_GIVEN: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now, never the same one twice in a session.
-
-    A port is released as soon as it is handed out, so the kernel may offer it again
-    before the process meant to bind it does: remembering them keeps two children of
-    one test from being given the same port.
-    """
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in _GIVEN:
-            _GIVEN.add(port)
-            return port
 
 
 class NonLoopbackSocket(RuntimeError):

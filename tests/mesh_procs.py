@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -15,29 +13,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers import free_port
+from mesh.node.children import Child, stop
+from mesh.node.ports import free_port
 
 
-@dataclass
-class Proc:
-    label: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    port: int = 0
-    admin_port: int = 0
+class Proc(Child):
+    """One mesh process of a test, in a session of its own, and the ports it was given."""
 
-    def signal(self, sig: int) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-
-    def wait(self, timeout: float = 10.0) -> int:
-        return self.popen.wait(timeout)
+    def __init__(
+        self, label: str, argv: list[str], env: dict[str, str], log: Path, port: int, admin: int
+    ) -> None:
+        super().__init__(label, argv, env=env, log=log, own_session=True)
+        self.port = port
+        self.admin_port = admin
 
     @property
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return self.running
 
     def output(self) -> str:
+        assert self.log is not None
         return self.log.read_text(errors="replace")
 
 
@@ -51,17 +46,10 @@ class Mesh:
     procs: list[Proc] = field(default_factory=list)
 
     def spawn(self, label: str, *args: str, port: int = 0, admin_port: int = 0) -> Proc:
-        log = self.workdir / f"{label}.log"
         env = {**os.environ, "MESH_NATS_URL": self.nats_url, "PYTHONUNBUFFERED": "1", **self.env}
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "mesh", *args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        proc = Proc(label, popen, log, port, admin_port)
+        argv = [sys.executable, "-m", "mesh", *args]
+        proc = Proc(label, argv, env, self.workdir / f"{label}.log", port, admin_port)
+        proc.start()
         self.procs.append(proc)
         return proc
 
@@ -117,11 +105,7 @@ class Mesh:
         )
 
     def close(self) -> None:
-        for proc in self.procs:
-            proc.signal(signal.SIGKILL)
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+        stop([self.procs], grace=0.0, first=signal.SIGKILL)
 
 
 def get_json(port: int, path: str, timeout: float = 2.0) -> Any:
@@ -142,9 +126,26 @@ def members(admin_port: int) -> list[dict[str, Any]]:
     return result
 
 
+def outbound_serving(agent: Proc) -> bool:
+    """True once the agent's outbound proxy accepts connections (its policies are in)."""
+    try:
+        return bool(get_json(agent.admin_port, "/healthz")["outbound"] == "serving")
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def routable(admin_port: int, service: str = "hello") -> set[str]:
     """Addresses of the routable instances of `service` in a gateway's view."""
     return {m["address"] for m in members(admin_port) if m["service"] == service and m["routable"]}
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, exited but not reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, every: float = 0.02) -> float:

@@ -27,6 +27,7 @@ from nats.js.api import (
 
 from mesh.config import Settings
 from mesh.errors import BusError, BusTimeout, BusUnavailable
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -277,9 +278,8 @@ class NatsBus:
     async def close(self) -> None:
         self._closing = True
         if self._connector is not None and not self._connector.done():
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._connector
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(self._connector)
         if not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.close()

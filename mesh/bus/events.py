@@ -15,6 +15,7 @@ from mesh.config import Settings
 from mesh.errors import BusError
 from mesh.messages import Event, encode
 from mesh.metrics import Metrics
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,7 @@ class EventLog:
     async def close(self, timeout: float = 2.0) -> None:
         """Publish what is queued (for up to `timeout`), then stop."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         with contextlib.suppress(BusError, TimeoutError):
             await asyncio.wait_for(self._publish_queued(), timeout)
             if self._bus.connected:

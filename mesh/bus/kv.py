@@ -16,6 +16,7 @@ from nats.js.kv import KeyValue
 
 from mesh.bus.core import NatsBus, mapped
 from mesh.errors import BusTimeout, Conflict
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,7 @@ class Watch:
                 self.initial.set()
 
     async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        with contextlib.suppress(Exception):
+            await cancel_and_wait(self._task)
         with contextlib.suppress(Exception):
             await self._watcher.stop()  # type: ignore[no-untyped-call]

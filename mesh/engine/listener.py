@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import socket
 
 from mesh.engine.engine import Engine
 from mesh.engine.heap import keep_freed_heap
 from mesh.engine.server import ClientConnection
+from mesh.tasks import cancel_and_wait
 
 _SWEEP_EVERY = 1.0
 # How often a graceful stop looks for connections that finished (a stop is rare).
@@ -41,6 +41,11 @@ class Listener:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 self.port = sock.getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep(), name="engine-sweep")
+
+    @property
+    def serving(self) -> bool:
+        """True while it accepts connections: after serve(), before stop()."""
+        return self._server is not None and self._server.is_serving()
 
     async def serve(self) -> None:
         # What start-up built lives as long as the process: move it out of the collector's
@@ -81,9 +86,6 @@ class Listener:
             await asyncio.sleep(min(_DRAIN_POLL, max(0.0, end - loop.time())))
         for conn in busy:
             conn.abort()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await cancel_and_wait(self._sweeper)
         engine.pools.close()
         return len(busy)

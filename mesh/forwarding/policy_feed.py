@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
@@ -21,6 +20,7 @@ from mesh.policy.model import Document
 from mesh.policy.model import key as key_of
 from mesh.policy.problem import Problem
 from mesh.policy.service import Service
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,7 @@ class PolicyFeed:
         )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._watch is not None:
             await self._watch.stop()
 

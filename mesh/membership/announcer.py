@@ -13,6 +13,7 @@ from mesh import clock, subjects
 from mesh.bus import Bus, Delivery
 from mesh.errors import BusError
 from mesh.messages import Heartbeat, Leave, LeaveReason, encode
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,7 @@ class Announcer:
         if self._goodbye is not None:
             return self._goodbye
         self._left = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         record = self._record
         message = Leave(
             service=record.service,

@@ -14,6 +14,7 @@ from mesh.errors import BusError, InvalidMessage
 from mesh.membership import view as membership
 from mesh.messages import Event, Sync, decode, encode
 from mesh.metrics import Metrics
+from mesh.tasks import cancel_and_wait
 from mesh.timing import Timing
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,7 @@ class Discovery:
         self._ticker = asyncio.create_task(self._tick_forever(), name="discovery-tick")
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await cancel_and_wait(self._ticker)
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:

@@ -59,6 +59,13 @@ def to_json(view: View, now: float) -> bytes:
     )
 
 
+# What the `*` after a state means, under any table that shows one.
+NOT_ROUTABLE = (
+    "\n* not routable: no new requests go there until it is alive, passes its health check"
+    "\n  and is not draining (its agent's log and admin /healthz say why)"
+)
+
+
 def table(members: list[Row]) -> str:
     """A fixed-width table for terminals."""
     header = ("SERVICE", "INSTANCE", "ROLE", "ADDRESS", "STATE", "HEALTH", "ZONE", "VERSION", "AGE")
@@ -80,8 +87,6 @@ def table(members: list[Row]) -> str:
     text = "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
-    return (
-        text + "\n(* not routable)"
-        if any(not r.routable and r.role == "agent" for r in members)
-        else text
-    )
+    if any(not r.routable and r.role == "agent" for r in members):
+        text += NOT_ROUTABLE
+    return text

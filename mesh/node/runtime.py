@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from mesh import clock
-from mesh.errors import CannotListen
 
 
 class _JsonFormatter(logging.Formatter):
@@ -60,12 +58,3 @@ def run(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
         return await main(stop)
 
     return runner(wrapper())
-
-
-@contextlib.contextmanager
-def listening(what: str, host: str, port: int) -> Iterator[None]:
-    """Binding `what` on host:port: an OSError becomes CannotListen, one line naming both."""
-    try:
-        yield
-    except OSError as exc:
-        raise CannotListen(what, host, port, exc.strerror or str(exc)) from None

@@ -4,37 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
+
 from mesh import config, durations
-from mesh.errors import MeshError
-from mesh.node import runtime
-from mesh.node.process import die_with_parent
+from mesh.clock import monotonic
+from mesh.errors import ConfigError, MeshError
+from mesh.node import children, runtime
+from mesh.node.children import Child, how_it_ended
+from mesh.node.ports import check_bindable
+from mesh.node.supervisor import Restart, Supervisor
+from mesh.playground import banner, lineup
+from mesh.playground.lineup import Instance
 
 STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
+# A killed demo instance comes back soon, but a crashing one not in a tight loop.
+RESTART = Restart(first=1.0, cap=10.0)
 # The example policies ship beside the packages (a sibling of mesh/, installed or not).
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
-
-
-@dataclass
-class Child:
-    label: str
-    process: subprocess.Popen[bytes]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -58,143 +52,97 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     parser.set_defaults(func=main)
 
 
-def _spawn(label: str, args: list[str], env: dict[str, str]) -> Child:
-    # A session of its own: Ctrl-C reaches only `mesh up`, which stops children in order.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mesh", *args],
-        env=env,
-        start_new_session=True,
-        preexec_fn=die_with_parent(),
-    )
-    return Child(label, process)
-
-
-def _instance(
-    service: str,
-    instance: str,
-    extra: list[str],
-    env: dict[str, str],
-    services: list[Child],
-    agents: list[Child],
-    *,
-    outbound: int = 0,
-) -> tuple[str, str]:
-    """One demo service instance and its agent; returns its line for the banner."""
-    port, admin_port = free_port(), free_port()
-    outbound = outbound or free_port()
-    common = ["--service", service, "--port", str(port)]
-    services.append(
-        _spawn(instance, ["demo-service", *common, "--instance-id", instance, *extra], env)
-    )
-    agent = [
-        "agent",
-        *common,
-        "--admin-port",
-        str(admin_port),
-        "--outbound",
-        f"127.0.0.1:{outbound}",
-    ]
-    agents.append(_spawn(f"{instance} agent", agent, env))
-    return instance, f"http://127.0.0.1:{port}  (agent admin :{admin_port}, outbound :{outbound})"
-
-
-def _members(admin: str) -> list[dict[str, object]]:
-    with urllib.request.urlopen(f"http://{admin}/mesh/members", timeout=1) as response:
-        members: list[dict[str, object]] = json.load(response)["members"]
-        return members
-
-
-def _wait_ready(admin: str, instances: int, children: list[Child], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in children:
-            if child.process.poll() is not None:
-                raise MeshError(f"{child.label} exited with {child.process.returncode}")
-        try:
-            routable = [m["service"] for m in _members(admin) if m["routable"]]
-            if routable.count("hello") >= instances and "frontend" in routable:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise MeshError(f"the mesh was not ready within {timeout:g} s")
-
-
-def _stop(children: list[Child]) -> None:
-    """Agents first (they leave the mesh), then services, the gateway, NATS last."""
-    for child in children:
-        if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
-        try:
-            child.process.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            child.process.kill()
-            child.process.wait()
-
-
 def main(args: argparse.Namespace) -> int:
+    if args.instances < 1:
+        raise ConfigError("--instances: at least 1")
     settings = config.load(nats_url=args.nats_url, preset=args.preset)
     runtime.setup_logging(args.log_level or "warning", as_json=False)
-    return asyncio.run(_up(args, settings))
+    return asyncio.run(_up(args, settings, monotonic))
 
 
-async def _up(args: argparse.Namespace, settings: config.Settings) -> int:
+async def _up(
+    args: argparse.Namespace, settings: config.Settings, clock: Callable[[], float]
+) -> int:
     from mesh.playground.natsserver import NatsServer, find_binary
 
+    # Ports first: a taken one is one line, before anything starts (and never a banner).
+    check_bindable(args.listen, "--listen")
+    check_bindable(args.admin, "--admin")
     server: NatsServer | None = None
     if args.nats_url:
         url = args.nats_url
     else:
-        server = NatsServer(find_binary(settings.nats_server_bin))
-        await server.start()
+        server = NatsServer(find_binary(settings.nats_server_bin), clock=clock)
+        server.start()  # on this thread, which outlives it (see NatsServer)
         url = server.url
     # Children speak only of trouble unless asked: the banner is what a newcomer reads.
     env = {**os.environ, "MESH_NATS_URL": url, "MESH_LOG_LEVEL": args.log_level or "warning"}
-    children: list[Child] = []
-    services: list[Child] = []
-    agents: list[Child] = []
+    instances = lineup.instances(args.instances)
+    gateway = lineup.gateway(args.listen, args.admin, env)
+    services = [instance.service_child(env) for instance in instances]
+    agents = [instance.agent_child(env) for instance in instances]
+    supervisor = Supervisor(clock=clock)
     try:
-        gateway_args = ["gateway", "--listen", args.listen, "--admin", args.admin]
-        gateway = _spawn("gateway", gateway_args, env)
-        children.append(gateway)
-        rows = [("nats", url), ("gateway", f"http://{args.listen}  (admin http://{args.admin})")]
-        for i in range(1, args.instances + 1):
-            rows.append(_instance("hello", f"hello-{i}", [], env, services, agents))
-        # A second service that calls `hello` by name through its own agent.
-        outbound = free_port()
-        via = ["--calls", "hello", "--via", f"http://127.0.0.1:{outbound}"]
-        rows.append(
-            _instance("frontend", "frontend-1", via, env, services, agents, outbound=outbound)
-        )
-        children = [*agents, *services, gateway]
-        await asyncio.to_thread(
-            _wait_ready, args.admin, args.instances, children, args.ready_timeout
-        )
+        supervisor.start(gateway)  # no restart: without it the demo cannot serve
+        for child in (*services, *agents):
+            supervisor.start(child, RESTART)
+        if server is not None and server.child is not None:
+            supervisor.add(server.child)
+        everyone = [gateway, *services, *agents]
+        await _wait_ready(args.admin, instances, everyone, args.ready_timeout, clock)
         applied = await asyncio.to_thread(_apply_policies, args.policies, env)
-        _print_banner(rows, args.listen, args.admin, url, applied)
+        pids = {child.label: child.pid for child in everyone}
+        text = banner.text(
+            instances, pids, listen=args.listen, admin=args.admin, nats_url=url, applied=applied
+        )
+        print(text, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        watch = asyncio.create_task(_watch(children, stop))
-        await stop.wait()
-        watch.cancel()
-        print("\nstopping the mesh...", flush=True)
-        return 0
+        ended = await supervisor.watch(stop)
+        if ended is None:
+            print("\nstopping the mesh...", flush=True)
+            return 0
+        how = how_it_ended(ended.returncode or 0)
+        print(f"mesh up: {ended.label} {how}: the mesh cannot serve without it", file=sys.stderr)
+        return 1
     finally:
-        await asyncio.to_thread(_stop, children)
+        # Agents first (they leave the mesh), then services, the gateway, NATS last.
+        await asyncio.to_thread(children.stop, [agents, services, [gateway]], grace=STOP_GRACE)
         if server is not None:
-            await server.stop()
+            server.stop()
 
 
-async def _watch(children: list[Child], stop: asyncio.Event) -> None:
-    """A child that dies on its own ends the demo: better than a half mesh."""
-    while not stop.is_set():
-        for child in children:
-            if child.process.poll() is not None:
-                print(f"{child.label} exited with {child.process.returncode}", file=sys.stderr)
-                stop.set()
-        await asyncio.sleep(0.5)
+async def _wait_ready(
+    admin: str,
+    instances: list[Instance],
+    started: list[Child],
+    timeout: float,
+    clock: Callable[[], float],
+) -> None:
+    """Until our own gateway routes to every instance we started, by id and address.
+
+    The addresses are ports this mesh picked: another mesh answering on `admin` cannot
+    pass for ours. Any child exiting meanwhile ends the wait: the mesh is not what was asked.
+    """
+    expected = {(instance.name, instance.address) for instance in instances}
+    deadline = clock() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        while True:
+            for child in started:
+                code = child.returncode
+                if code is not None:
+                    raise MeshError(f"{child.label} {how_it_ended(code)} before the mesh was ready")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+                async with session.get(f"http://{admin}/mesh/members") as response:
+                    members = (await response.json())["members"]
+                routed = {(m["instance"], m["address"]) for m in members if m["routable"]}
+                if expected <= routed:
+                    return
+            if clock() > deadline:
+                raise MeshError(f"the mesh was not ready within {timeout:g} s")
+            await asyncio.sleep(0.2)
 
 
 def _apply_policies(folder: str, env: dict[str, str]) -> str:
@@ -202,7 +150,7 @@ def _apply_policies(folder: str, env: dict[str, str]) -> str:
     if not folder:
         return ""
     result = subprocess.run(
-        [sys.executable, "-m", "mesh", "policy", "apply", "-f", folder],
+        [*lineup.MESH, "policy", "apply", "-f", folder],
         env=env,
         capture_output=True,
         text=True,
@@ -211,25 +159,5 @@ def _apply_policies(folder: str, env: dict[str, str]) -> str:
     if result.returncode != 0:
         return f"policies from {folder} NOT applied: {result.stderr.strip()[:300]}"
     written = sum(line.startswith("wrote ") for line in result.stdout.splitlines())
-    return f"{written} policy documents applied from {folder} (see: mesh policy list)"
-
-
-def _print_banner(
-    rows: list[tuple[str, str]], listen: str, admin: str, url: str, applied: str
-) -> None:
-    width = max(len(label) for label, _ in rows)
-    print("natsmesh is up:\n")
-    for label, where in rows:
-        print(f"  {label:<{width}}  {where}")
-    if applied:
-        print(f"\n{applied}")
-    print(f"\nFor other mesh commands in another terminal:\n  export MESH_NATS_URL={url}")
-    print(
-        "\nTry:\n"
-        f"  curl http://{listen}/hello/            # path routing; run it a few times\n"
-        f"  curl -H 'Host: hello' http://{listen}/  # host routing\n"
-        f"  curl http://{listen}/frontend/         # frontend calls hello through its agent\n"
-        f"  curl http://{admin}/mesh/members       # the gateway's live view\n"
-        "\nCtrl-C stops everything.",
-        flush=True,
-    )
+    see = f"{banner.mesh_command()} policy list"
+    return f"{written} policy documents applied from {folder} (see: {see})"

@@ -1,18 +1,24 @@
-"""`mesh up` as a user runs it: a subprocess, curl through the gateway, Ctrl-C."""
+"""`mesh up` as a user runs it: a subprocess, curl through the gateway, kill -9, Ctrl-C."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import free_port
-from mesh_procs import Client
+from mesh_procs import Client, alive, get_json, members, wait_for
+
+from mesh.node.ports import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -35,98 +41,229 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+@dataclass
+class Up:
+    """A running `mesh up`, its banner and where its stderr goes."""
+
+    process: subprocess.Popen[bytes]
+    banner: str
+    stderr: Path
+    port: int
+    admin: int
+
+    def errors(self) -> str:
+        return self.stderr.read_text()
+
+    def row(self, name: str) -> dict[str, int]:
+        """An instance's line in the banner: its service's port and pid, its agent's pid."""
+        line = next(line for line in self.banner.splitlines() if line.split()[:1] == [name])
+        found = re.search(r":(\d+)  pid (\d+), agent pid (\d+)", line)
+        assert found is not None, line
+        port, pid, agent = map(int, found.groups())
+        return {"port": port, "pid": pid, "agent": agent}
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+        """One request on a new connection: status, the instance that answered, body."""
+        client = Client(self.port)
+        try:
+            status, answer, body = client.request("GET", path, headers=headers)
+        finally:
+            client.close()
+        return status, answer.get("x-instance", ""), body
 
 
-def test_mesh_up_serves_three_instances_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
-    port, admin = free_port(), free_port()
-    log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mesh",
-            "up",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--admin",
-            f"127.0.0.1:{admin}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,  # a process group of its own, as a terminal's job has
-    )
-    try:
+def post(url: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5).read()
+
+
+def run_up(
+    tmp_path: Path, port: int, admin: int, *args: str, **env: str
+) -> subprocess.Popen[bytes]:
+    with (tmp_path / "up.err").open("ab") as stderr:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "mesh", "up"),
+                *("--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", *args),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            start_new_session=True,  # a process group of its own, as a terminal's job has
+        )
+
+
+@pytest.fixture
+def start_up(tmp_path: Path) -> Iterator[object]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, **env: str) -> Up:
+        port, admin = free_port(), free_port()
+        process = run_up(tmp_path, port, admin, *args, **env)
+        started.append(process)
         banner = b""
         deadline = time.monotonic() + 60
-        assert up.stdout is not None
+        assert process.stdout is not None
         while b"Ctrl-C stops everything" not in banner:
-            line = up.stdout.readline()
-            assert line, f"mesh up ended early:\n{(tmp_path / 'up.log').read_text()}"
+            line = process.stdout.readline()
+            assert line, f"mesh up ended early:\n{(tmp_path / 'up.err').read_text()}"
             banner += line
             assert time.monotonic() < deadline, banner.decode()
-        text = banner.decode()
-        assert f"curl http://127.0.0.1:{port}/hello/" in text
-        assert "7 policy documents applied from" in text  # the examples
-        children = descendants(up.pid)
-        assert len(children) >= 10  # nats-server, gateway (+workers), 4 services, 4 agents
+        return Up(process, banner.decode(), tmp_path / "up.err", port, admin)
 
-        client = Client(port)
-        instances = set()
-        # least_request breaks ties at random when requests go one at a time: 9 requests
-        # miss an instance about 8% of the time, 60 only once in 10^10 runs.
-        for _ in range(60):
-            status, _, body = client.request("GET", "/hello/")
-            assert status == 200
-            instances.add(json.loads(body)["instance"])
-        client.close()
-        assert instances == {"hello-1", "hello-2", "hello-3"}
-        # The frontend calls hello by name through its own agent's outbound proxy.
-        client = Client(port)
-        status, _, body = client.request("GET", "/frontend/via")
-        client.close()
-        assert status == 200
-        answer = json.loads(body)
-        assert answer["instance"] == "frontend-1"
-        assert answer["upstream"]["status"] == 200
-        assert answer["upstream"]["body"]["instance"].startswith("hello-")
-        assert answer["upstream"]["body"]["path"] == "/via"
-        # The README's live change: a route applied from another terminal, at once.
-        url = text.split("export MESH_NATS_URL=", 1)[1].split()[0]
-        route = tmp_path / "greet.yaml"
-        route.write_text(
-            "kind: Route\nname: greet\nmatch: {path_prefix: /greet}\n"
-            "rewrite: {replace_prefix: /}\nto: [{service: hello}]\n"
-        )
-        applied = subprocess.run(
-            [sys.executable, "-m", "mesh", "policy", "apply", "-f", str(route), "--wait"],
-            env={**os.environ, "MESH_NATS_URL": url},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert "every live node applied it" in applied.stdout, applied.stdout + applied.stderr
-        client = Client(port)
-        status, _, body = client.request("GET", "/greet/anything")
-        client.close()
-        assert status == 200
-        assert json.loads(body)["path"] == "/anything"
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
-        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it
-        assert up.wait(30) == 0
-        # NATS outlived the agents: each one's leave went out over it.
-        assert "leave not confirmed" not in (tmp_path / "up.log").read_text()
-        deadline = time.monotonic() + 5
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert [pid for pid in children if alive(pid)] == []
-    finally:
-        if up.poll() is None:
-            up.kill()
-        log.close()
+
+def test_mesh_up_serves_the_examples_and_ctrl_c_leaves_nothing(
+    start_up: object, tmp_path: Path
+) -> None:
+    up: Up = start_up()  # type: ignore[operator]
+    text = up.banner
+    assert f"curl http://127.0.0.1:{up.port}/hello/" in text
+    assert "5 policy documents applied from" in text  # the examples
+    children = descendants(up.process.pid)
+    assert len(children) >= 10  # nats-server, gateway (+workers), 4 services, 4 agents
+
+    # The names in the banner are the instance ids, in the view and in x-instance.
+    view = {m["instance"]: m for m in members(up.admin) if m["role"] == "agent"}
+    assert sorted(view) == ["frontend-1", "hello-1", "hello-2", "hello-3"]
+    assert {name: m["version"] for name, m in view.items()} == {
+        "frontend-1": "v1",
+        "hello-1": "v1",
+        "hello-2": "v1",
+        "hello-3": "v2",
+    }
+    for name in ("hello-1", "hello-2", "hello-3", "frontend-1"):
+        assert view[name]["address"] == f"127.0.0.1:{up.row(name)['port']}"
+    answered = Counter()
+    # least_request breaks ties at random when requests go one at a time: 9 requests
+    # miss an instance about 8% of the time, 60 only once in 10^10 runs.
+    for _ in range(60):
+        status, instance, body = up.get("/hello/")
+        assert status == 200
+        assert json.loads(body)["instance"] == instance
+        answered[instance] += 1
+    assert set(answered) == {"hello-1", "hello-2", "hello-3"}
+
+    # hello.yaml: the classic host route.
+    assert up.get("/hi", {"Host": "hello.example.com"})[0] == 200
+    # canary.yaml: 10% of /canary/ to v2 (hello-3). 100 requests see none 3 times in 10^5.
+    canary = Counter(up.get("/canary/")[1] for _ in range(100))
+    assert set(canary) <= {"hello-1", "hello-2", "hello-3"}
+    assert 1 <= canary["hello-3"] <= 30, canary
+    # resilient.yaml: a 500 is retried elsewhere (the defaults retry 503 only).
+    fail = f"http://127.0.0.1:{up.row('hello-2')['port']}/_demo"
+    post(f"{fail}/fail?status=500")
+    assert [up.get("/hello/")[0] for _ in range(12)] == [200] * 12
+    post(f"{fail}/reset")
+    # ... and its api route is rate limited per key: a burst of 5 (in each gateway worker).
+    workers = get_json(up.admin, "/healthz").get("workers", 1)
+    api = [
+        up.get("/v1/hi", {"Host": "api.example.com", "x-api-key": "k"})[0]
+        for _ in range(6 * workers + 1)
+    ]
+    assert api[0] == 200
+    assert 429 in api, api
+
+    # The frontend calls hello by name through its own agent's outbound proxy.
+    status, instance, body = up.get("/frontend/via")
+    assert (status, instance) == (200, "frontend-1")
+    answer = json.loads(body)
+    assert answer["upstream"]["status"] == 200
+    assert answer["upstream"]["body"]["instance"].startswith("hello-")
+    assert answer["upstream"]["body"]["path"] == "/via"
+    # The README's live change: a route applied from another terminal, at once.
+    url = text.split("export MESH_NATS_URL=", 1)[1].split()[0]
+    route = tmp_path / "greet.yaml"
+    route.write_text(
+        "kind: Route\nname: greet\nmatch: {path_prefix: /greet}\n"
+        "rewrite: {replace_prefix: /}\nto: [{service: hello}]\n"
+    )
+    applied = subprocess.run(
+        [sys.executable, "-m", "mesh", "policy", "apply", "-f", str(route), "--wait"],
+        env={**os.environ, "MESH_NATS_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "every live node applied it" in applied.stdout, applied.stdout + applied.stderr
+    status, _, body = up.get("/greet/anything")
+    assert status == 200
+    assert json.loads(body)["path"] == "/anything"
+
+    os.killpg(up.process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it
+    assert up.process.wait(30) == 0
+    # NATS outlived the agents: each one's leave went out over it.
+    assert "leave not confirmed" not in up.errors()
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in children if alive(pid)] == []
+
+
+def test_a_killed_instance_comes_back_and_only_the_gateway_ends_mesh_up(
+    start_up: object, tmp_path: Path
+) -> None:
+    # Two hellos (fewer processes to start), no examples: the defaults, with short
+    # ejections, so a restarted instance is routed to again within seconds (an ejection
+    # earned while it was down outlives the restart).
+    up: Up = start_up(  # type: ignore[operator]
+        "--policies", "", "--instances", "2", MESH_OUTLIER_BASE_EJECTION="1", MESH_PRESET="local"
+    )
+    hello2 = up.row("hello-2")
+
+    def served_by_hello_2_again() -> bool:
+        statuses = [up.get("/hello/") for _ in range(6)]
+        assert [status for status, _, _ in statuses] == [200] * 6  # the demo keeps serving
+        return any(instance == "hello-2" for _, instance, _ in statuses)
+
+    # kill -9 of one instance's service: reported, restarted, served by again.
+    os.kill(hello2["pid"], signal.SIGKILL)
+    wait_for(lambda: "hello-2 restarted" in up.errors(), timeout=10)
+    assert "hello-2 was killed by SIGKILL; restarting in 1 s" in up.errors()
+    wait_for(served_by_hello_2_again, timeout=20, every=0.1)
+
+    # kill -9 of its agent: the same instance id comes back, in a new incarnation.
+    before = next(m for m in members(up.admin) if m["instance"] == "hello-2")
+    os.kill(hello2["agent"], signal.SIGKILL)
+    wait_for(lambda: "hello-2 agent restarted" in up.errors(), timeout=10)
+
+    def rejoined() -> bool:
+        now = [m for m in members(up.admin) if m["instance"] == "hello-2"]
+        return bool(now) and now[0]["routable"] and now[0]["incarnation"] > before["incarnation"]
+
+    wait_for(rejoined, timeout=20, every=0.1)
+    wait_for(served_by_hello_2_again, timeout=20, every=0.1)
+    assert up.process.poll() is None
+
+    # A second mesh up on the same ports: one line, no banner, before starting anything.
+    second = subprocess.run(
+        [
+            *(sys.executable, "-m", "mesh", "up"),
+            *("--listen", f"127.0.0.1:{up.port}", "--admin", f"127.0.0.1:{up.admin}"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode != 0
+    assert second.stdout == ""
+    assert second.stderr.splitlines() == [
+        f"mesh up: cannot listen on 127.0.0.1:{up.port} (--listen): address already in use"
+    ]
+
+    # The gateway's death ends the demo, with a non-zero code, and leaves nothing.
+    children = descendants(up.process.pid)
+    commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children}
+    [gateway] = [
+        pid
+        for pid, argv in commands.items()
+        if b"gateway" in argv and b"--worker-index" not in argv  # not one of its workers
+    ]
+    os.kill(gateway, signal.SIGKILL)
+    assert up.process.wait(30) != 0
+    assert "gateway was killed by SIGKILL: the mesh cannot serve without it" in up.errors()
+    wait_for(lambda: not any(alive(pid) for pid in children), timeout=10)

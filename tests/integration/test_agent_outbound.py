@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mesh_procs import Client, Mesh, routable, wait_for
+from mesh_procs import Client, Mesh, outbound_serving, routable, wait_for
 
 from mesh.playground.natsserver import NatsServer
 
@@ -21,6 +21,7 @@ def test_calls_by_name_as_http_proxy_and_by_host_header(
         agent = mesh.agent(caller, "shop")
         address = f"127.0.0.1:{orders.port}"
         wait_for(lambda: address in routable(agent.admin_port, "orders"), 20)
+        wait_for(lambda: outbound_serving(agent), 10)  # it serves once the policies are in
         client = Client(agent.port)
         # As an HTTP proxy (HTTP_PROXY=http://127.0.0.1:<outbound>): absolute-form target.
         status, _, body = client.request("GET", "http://orders/list?page=2")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from load import Load, Tally
-from mesh_procs import Mesh, Proc, routable, wait_for
+from mesh_procs import Mesh, Proc, outbound_serving, routable, wait_for
 
 from mesh.playground.natsserver import NatsServer
 
@@ -76,6 +76,7 @@ def chaos(
         gateway = mesh.gateway()
         for node in (gateway, caller):
             wait_for(lambda node=node: len(routable(node.admin_port)) == 3, timeout=30)
+        wait_for(lambda: outbound_serving(caller), timeout=10)
         yield Chaos(mesh, services, agents, gateway, caller)
     finally:
         mesh.close()
@@ -181,7 +182,7 @@ def test_e_nats_down_for_10s_mid_load_fails_nothing_and_the_view_catches_up(
     newcomer = chaos.mesh.service("hello-d")
     chaos.mesh.agent(newcomer)
     time.sleep(10.0)
-    fresh_nats.restart_sync()
+    fresh_nats.restart()
     address = f"127.0.0.1:{newcomer.port}"
     for node in (chaos.gateway, chaos.caller):
         wait_for(lambda node=node: address in routable(node.admin_port), timeout=5)

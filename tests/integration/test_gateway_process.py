@@ -1,15 +1,21 @@
-"""The gateway as a process: worker processes sharing the port, graceful stop on SIGTERM."""
+"""The gateway as a process: workers sharing the port, graceful stop, ports it cannot bind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from mesh_procs import Client, Mesh, routable, wait_for
 
+from mesh.node.children import CANNOT_START
+from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer
 
 
@@ -86,5 +92,63 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(
         assert json.loads(result["body"])["path"] == "/slow"
         assert result["connection"] == "close"
         assert gateway.wait(15) == 0
+    finally:
+        mesh.close()
+
+
+@contextlib.contextmanager
+def held_port() -> Iterator[int]:
+    """A loopback port this (other) process listens on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def gateway_exit(mesh: Mesh, listen: int, admin: int, *, worker: bool = False) -> tuple[int, str]:
+    """Run `mesh gateway` with two workers (or as worker 0); its exit code and output."""
+    role = ["--workers", "1", "--worker-index", "0"] if worker else ["--workers", "2"]
+    gateway = mesh.spawn(
+        "gateway",
+        "gateway",
+        *role,
+        "--listen",
+        f"127.0.0.1:{listen}",
+        "--admin",
+        f"127.0.0.1:{admin}",
+    )
+    return gateway.wait(10), gateway.output()  # no restarting its workers for ever
+
+
+@pytest.mark.parametrize("taken", ["listen", "admin"])
+def test_a_taken_port_ends_the_workers_supervisor_with_one_line_before_serving(
+    nats_server: NatsServer, tmp_path: Path, taken: str
+) -> None:
+    mesh = Mesh(nats_server.url, tmp_path)
+    try:
+        with held_port() as held:
+            ports = {"listen": free_port(), "admin": free_port(), taken: held}
+            code, output = gateway_exit(mesh, ports["listen"], ports["admin"])
+        assert code != 0
+        assert output.splitlines() == [
+            f"mesh gateway: cannot listen on 127.0.0.1:{held} ({taken} address): "
+            "address already in use"
+        ]
+        with socket.socket() as probe:  # no worker ever bound the listen port
+            assert probe.connect_ex(("127.0.0.1", ports["listen"])) != 0
+    finally:
+        mesh.close()
+
+
+def test_a_worker_that_cannot_listen_tells_its_supervisor_a_restart_will_not_help(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    # A port taken after the supervisor's check: the worker's exit code ends the gateway.
+    mesh = Mesh(nats_server.url, tmp_path)
+    try:
+        with held_port() as port:
+            code, output = gateway_exit(mesh, port, free_port(), worker=True)
+        assert code == CANNOT_START
+        assert f"cannot listen on 127.0.0.1:{port}" in output
     finally:
         mesh.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import socket
 import stat
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import nats
 import pytest
-from helpers import NonLoopbackSocket, free_port
+from helpers import NonLoopbackSocket
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
 from mesh.errors import NatsServerError
+from mesh.node.ports import free_port
 from mesh.playground.natsserver import EXE, NatsServer, _wheel_candidates, find_binary
 
 
@@ -82,7 +84,7 @@ async def test_kill_and_restart_on_the_same_port_lets_clients_reconnect(
         fresh_nats.kill()
         assert not fresh_nats.running
         await asyncio.wait_for(disconnected.wait(), 5)
-        await fresh_nats.restart()
+        fresh_nats.restart()
         await asyncio.wait_for(reconnected.wait(), 10)
 
         assert (fresh_nats.url, fresh_nats.store_dir) == (url, store)
@@ -92,9 +94,9 @@ async def test_kill_and_restart_on_the_same_port_lets_clients_reconnect(
         await client.close()
 
 
-async def test_restart_of_a_running_server_keeps_the_port(fresh_nats: NatsServer) -> None:
+def test_restart_of_a_running_server_keeps_the_port(fresh_nats: NatsServer) -> None:
     url, pid = fresh_nats.url, fresh_nats.pid
-    await fresh_nats.restart()
+    fresh_nats.restart()
     assert fresh_nats.url == url
     assert fresh_nats.pid != pid
     assert fresh_nats.running
@@ -103,8 +105,8 @@ async def test_restart_of_a_running_server_keeps_the_port(fresh_nats: NatsServer
 # --- lifecycle ------------------------------------------------------------------------------
 
 
-async def test_async_context_manager_removes_its_temporary_store(nats_binary: str) -> None:
-    async with NatsServer(nats_binary, jetstream=False) as server:
+async def test_the_context_manager_removes_its_temporary_store(nats_binary: str) -> None:
+    with NatsServer(nats_binary, jetstream=False) as server:  # started on the loop's thread
         store = server.store_dir
         assert store is not None
         assert store.is_dir()
@@ -114,11 +116,11 @@ async def test_async_context_manager_removes_its_temporary_store(nats_binary: st
     assert not store.exists()
 
 
-async def test_keep_leaves_the_store_and_its_log(nats_binary: str) -> None:
+def test_keep_leaves_the_store_and_its_log(nats_binary: str) -> None:
     server = NatsServer(nats_binary, keep=True)
-    await server.start()
+    server.start()
     store, log = server.store_dir, server.log_path
-    await server.stop()
+    server.stop()
     try:
         assert log is not None
         assert "Server is ready" in log.read_text()
@@ -130,53 +132,71 @@ async def test_keep_leaves_the_store_and_its_log(nats_binary: str) -> None:
 def test_a_given_port_and_store_dir_are_used(nats_binary: str, tmp_path: Path) -> None:
     port = free_port()
     server = NatsServer(nats_binary, port=port, store_dir=tmp_path)
-    server.start_sync()
+    server.start()
     try:
         assert server.url == f"nats://127.0.0.1:{port}"
         assert (tmp_path / "jetstream").is_dir()
     finally:
-        server.stop_sync()
+        server.stop()
     assert tmp_path.is_dir()  # a given store dir is the caller's: never removed
 
 
-async def test_port_in_use_fails_with_the_servers_own_words(
+def test_port_in_use_fails_with_the_servers_own_words(
     nats_binary: str, fresh_nats: NatsServer, tmp_path: Path
 ) -> None:
     rival = NatsServer(nats_binary, port=fresh_nats.port, store_dir=tmp_path)
     with pytest.raises(NatsServerError, match="address already in use"):
-        await rival.start(timeout=10)
+        rival.start(timeout=10)
     assert not rival.running
     assert fresh_nats.running
 
 
-async def test_bad_arguments_fail_with_the_log_tail(nats_binary: str, tmp_path: Path) -> None:
+def test_bad_arguments_fail_with_the_log_tail(nats_binary: str, tmp_path: Path) -> None:
     server = NatsServer(nats_binary, store_dir=tmp_path, extra_args=["--no-such-flag"])
     with pytest.raises(NatsServerError, match="no-such-flag"):
-        await server.start()
+        server.start()
 
 
-async def test_a_binary_that_never_gets_ready_times_out(tmp_path: Path) -> None:
+def test_a_binary_that_never_gets_ready_times_out(tmp_path: Path) -> None:
     fake = executable(tmp_path / "bin" / EXE, "sleep 30")
-    server = NatsServer(str(fake), store_dir=tmp_path / "store")
+    readings = itertools.count(0.0, 1.0)  # the clock moves a second at each reading
+    server = NatsServer(str(fake), store_dir=tmp_path / "store", clock=lambda: next(readings))
     with pytest.raises(NatsServerError, match="not ready in time"):
-        await server.start(timeout=0.5)
+        server.start(timeout=3.0)
     assert not server.running
+    assert next(readings) < 10  # given up after about three readings, not sooner or later
 
 
-def test_blocking_start_restart_and_stop(nats_binary: str) -> None:
+def test_start_kill_restart_and_stop(nats_binary: str) -> None:
     server = NatsServer(nats_binary)
-    server.start_sync()
+    server.start()
     try:
         port, pid = server.port, server.pid
         server.kill()
-        server.restart_sync()
+        server.restart()
         assert (server.port, server.running) == (port, True)
         assert server.pid != pid
         with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
             assert sock.recv(6) == b"INFO {"
     finally:
-        server.stop_sync()
+        server.stop()
     assert not server.running
+
+
+def test_a_server_outlives_the_event_loop_that_started_it(nats_binary: str) -> None:
+    # The session-wide server is started once and serves every test's loop.
+    async def start() -> NatsServer:
+        server = NatsServer(nats_binary, jetstream=False)
+        server.start()
+        return server
+
+    server = asyncio.run(start())
+    try:
+        assert server.running
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+            assert sock.recv(6) == b"INFO {"
+    finally:
+        server.stop()
 
 
 def test_unstarted_server_has_no_url(nats_binary: str) -> None:
@@ -282,7 +302,7 @@ async def test_deploy_permissions_let_agents_read_but_not_write_policies(
     async def on_error(exc: Exception) -> None:
         denied.append(str(exc))
 
-    async with NatsServer(
+    with NatsServer(
         nats_binary, store_dir=tmp_path / "store", config_file=tmp_path / "server.conf"
     ) as server:
         clients = {

@@ -159,7 +159,7 @@ def test_nats_down_for_10s_the_gateway_keeps_serving_then_catches_up(
         mesh.agent(newcomer)
         time.sleep(10 - (time.monotonic() - outage_start))
         view_during = routable(gateway.admin_port)
-        fresh_nats.restart_sync()
+        fresh_nats.restart()
         back = time.monotonic()
         new_address = f"127.0.0.1:{newcomer.port}"
         old_address = f"127.0.0.1:{procs['hello-a'].port}"

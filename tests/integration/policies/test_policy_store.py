@@ -27,7 +27,7 @@ EXAMPLES = Path(__file__).parents[3] / "policies" / "examples"
 
 HELLO_V2 = """\
 kind: Service
-name: hello-service
+name: frontend
 timeouts: {connect: 2s, request: 5s}
 """
 
@@ -62,7 +62,7 @@ def test_apply_writes_changed_keys_only_and_reports_no_changes_the_second_time(
     first = policy(url, "apply", "-f", str(EXAMPLES / "hello.yaml"))
     assert first.returncode == 0, first.stderr
     assert "wrote route.hello revision" in first.stdout
-    assert "wrote service.hello-service revision" in first.stdout
+    assert "wrote service.frontend revision" in first.stdout
     assert "+kind: Route" in first.stdout  # the diff
     again = policy(url, "apply", "-f", str(EXAMPLES / "hello.yaml"))
     assert again.returncode == 0
@@ -79,7 +79,7 @@ def test_invalid_documents_are_never_written(url: str, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "bad.yaml[0] retries.attempts = 'many'" in result.stderr
     listed = policy(url, "list")
-    assert "service.hello-service" not in listed.stdout  # all or nothing
+    assert "service.frontend" not in listed.stdout  # all or nothing
 
 
 def test_dry_run_and_diff_write_nothing(url: str) -> None:
@@ -99,11 +99,11 @@ async def test_a_concurrent_change_makes_the_second_write_fail(url: str, tmp_pat
         # Both appliers read the same revision...
         loaded = load(tmp_path, defaults=default_service(load_settings()))
         stale = plan(loaded.documents, await store.stored(), prune=False)
-        assert [c.key for c in stale] == ["service.hello-service"]
+        assert [c.key for c in stale] == ["service.frontend"]
         # ...one of them writes first...
         await store.write(stale)
         # ...and the other's compare-and-set fails instead of overwriting it.
-        with pytest.raises(Conflict, match=r"service\.hello-service changed since revision"):
+        with pytest.raises(Conflict, match=r"service\.frontend changed since revision"):
             await store.write(stale)
     finally:
         await bus.close()
@@ -115,18 +115,18 @@ def test_history_and_rollback_restore_an_earlier_revision_as_a_new_one(
     assert policy(url, "apply", "-f", str(EXAMPLES / "hello.yaml")).returncode == 0
     (tmp_path / "v2.yaml").write_text(HELLO_V2)
     assert policy(url, "apply", "-f", str(tmp_path)).returncode == 0
-    history = policy(url, "history", "hello-service").stdout.splitlines()[1:]
+    history = policy(url, "history", "frontend").stdout.splitlines()[1:]
     revisions = [int(line.split()[0]) for line in history]
     assert len(revisions) == 2
-    assert "connect: 2s" in policy(url, "get", "hello-service").stdout
-    back = policy(url, "rollback", "hello-service", "--to", str(revisions[0]))
+    assert "connect: 2s" in policy(url, "get", "frontend").stdout
+    back = policy(url, "rollback", "frontend", "--to", str(revisions[0]))
     assert back.returncode == 0, back.stderr
     assert "-  connect: 2s" in back.stdout
     assert "+  connect: 1s" in back.stdout
-    now = policy(url, "get", "hello-service").stdout
+    now = policy(url, "get", "frontend").stdout
     assert "connect: 1s" in now
-    assert len(policy(url, "history", "hello-service").stdout.splitlines()[1:]) == 3
-    old = policy(url, "get", "hello-service", "--rev", str(revisions[1])).stdout
+    assert len(policy(url, "history", "frontend").stdout.splitlines()[1:]) == 3
+    old = policy(url, "get", "frontend", "--rev", str(revisions[1])).stdout
     assert "connect: 2s" in old
 
 
@@ -170,7 +170,7 @@ async def test_sync_watch_follows_a_folder_and_prunes_only_when_asked(
         )
         try:
             await until(key="route.hello", present=True)
-            (folder / "v2.yaml").write_text(HELLO_V2.replace("hello-service", "extra"))
+            (folder / "v2.yaml").write_text(HELLO_V2.replace("frontend", "extra"))
             await until(key="service.extra", present=True)
             (folder / "v2.yaml").unlink()
             await until(key="service.extra", present=False)

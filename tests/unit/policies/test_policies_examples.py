@@ -25,25 +25,33 @@ def documents(loaded: Loaded) -> dict[str, Route | Service]:
 
 
 @pytest.mark.parametrize("name", ["hello.yaml", "canary.yaml", "resilient.yaml"])
-def test_each_example_is_clean_on_its_own(name: str) -> None:
-    assert documents(load(EXAMPLES / name, defaults=DEFAULTS))
+def test_each_example_is_valid_on_its_own(name: str) -> None:
+    loaded = load(EXAMPLES / name, defaults=DEFAULTS)
+    assert loaded.ok, [str(p) for p in loaded.errors]
+    # A route may send to `hello`, whose Service document is resilient.yaml's.
+    assert {p.message for p in loaded.warnings} <= {
+        "no Service document has this name: defaults apply (a typo?)"
+    }
 
 
-def test_all_examples_are_clean_together() -> None:
-    assert sorted(documents(load(EXAMPLES, defaults=DEFAULTS))) == [
+def test_all_examples_are_clean_together_and_route_only_to_the_demos_services() -> None:
+    found = documents(load(EXAMPLES, defaults=DEFAULTS))
+    assert sorted(found) == [
+        "route.api",
+        "route.canary",
         "route.hello",
-        "route.payments",
-        "route.reviews",
-        "service.checkout",
-        "service.hello-service",
-        "service.payments",
-        "service.reviews",
+        "service.frontend",
+        "service.hello",
     ]
+    demo = {"hello", "frontend"}  # what `mesh up` runs
+    assert {d.name for d in found.values() if isinstance(d, Service)} <= demo
+    for route in (d for d in found.values() if isinstance(d, Route)):
+        assert {destination.service for destination in route.to} <= demo
 
 
 def test_hello_is_the_classic() -> None:
-    found = documents(load(EXAMPLES / "hello.yaml", defaults=DEFAULTS))
-    service = found["service.hello-service"]
+    found = documents(load(EXAMPLES, defaults=DEFAULTS))
+    service = found["service.frontend"]
     assert isinstance(service, Service)
     assert (service.timeouts.connect, service.timeouts.request) == (1.0, 5.0)
     route = found["route.hello"]
@@ -55,25 +63,29 @@ def test_hello_is_the_classic() -> None:
     assert table.match(b"GET", b"other.example.com", b"/hello", []) is None
 
 
-def test_canary_splits_90_10_by_version() -> None:
-    route = documents(load(EXAMPLES / "canary.yaml", defaults=DEFAULTS))["route.reviews"]
+def test_canary_splits_90_10_by_version_under_canary() -> None:
+    route = documents(load(EXAMPLES, defaults=DEFAULTS))["route.canary"]
     assert isinstance(route, Route)
     rng = random.Random(3)
     picks = Counter(choose(route, rng).subset["version"] for _ in range(2000))
     assert abs(picks["v2"] / 2000 - 0.10) < 0.03
+    matched = RouteTable([route]).match(b"GET", b"127.0.0.1:8000", b"/canary/x?y=1", [])
+    assert matched is not None
+    assert matched.target == b"/x?y=1"
 
 
-def test_resilient_retries_ejects_and_rewrites() -> None:
-    found = documents(load(EXAMPLES / "resilient.yaml", defaults=DEFAULTS))
-    service = found["service.payments"]
+def test_resilient_retries_5xx_ejects_and_rate_limits_its_api_route() -> None:
+    found = documents(load(EXAMPLES, defaults=DEFAULTS))
+    service = found["service.hello"]
     assert isinstance(service, Service)
     assert service.retries.attempts == 3
+    assert "5xx" in service.retries.on  # what the banner's 500 experiment needs
     assert service.timeouts.per_try == 2.0
     assert service.outlier.max_ejection == 300.0
-    route = found["route.payments"]
+    route = found["route.api"]
     assert isinstance(route, Route)
-    matched = RouteTable([route]).match(
-        b"POST", b"eu.payments.example.com", b"/payments/c?id=7", []
-    )
+    assert route.rate_limit is not None
+    assert (route.rate_limit.burst, route.rate_limit.key) == (5, "header:x-api-key")
+    matched = RouteTable([route]).match(b"POST", b"eu.api.example.com", b"/v1/c?id=7", [])
     assert matched is not None
-    assert matched.target == b"/v1/c?id=7"
+    assert matched.target == b"/c?id=7"

@@ -1,0 +1,35 @@
+"""mesh.node.ports: free ports never handed out twice; a taken address is named before use."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from mesh.errors import PortUnavailable
+from mesh.node.ports import check_bindable, free_port
+
+
+def test_free_ports_are_bindable_and_never_repeat() -> None:
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports[-1]))
+
+
+def test_a_free_address_passes_and_port_0_always_does() -> None:
+    check_bindable(f"127.0.0.1:{free_port()}", "--listen")
+    check_bindable("127.0.0.1:0", "--listen")
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_a_listener_already_there_is_named_with_the_flag(reuse_port: bool) -> None:
+    with socket.socket() as holder:
+        # A gateway's workers listen with SO_REUSEPORT: a second gateway must see it too.
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        with pytest.raises(PortUnavailable) as info:
+            check_bindable(address, "--admin")
+    assert str(info.value) == f"cannot listen on {address} (--admin): address already in use"

@@ -1,0 +1,57 @@
+"""mesh up's banner: `mesh` is spelled as this shell can run it; every line it prints is true."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from mesh.playground.banner import mesh_command, text
+from mesh.playground.lineup import Instance
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def installed() -> None:
+    if not (BIN / "mesh").exists():
+        pytest.skip("no mesh script beside this python (natsmesh not installed)")
+
+
+@pytest.mark.usefixtures("installed")
+def test_mesh_when_path_finds_this_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(BIN))
+    assert mesh_command() == "mesh"
+
+
+@pytest.mark.usefixtures("installed")
+def test_its_path_when_path_does_not(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mesh there
+    monkeypatch.chdir(BIN.parent.parent)  # where `make install` made .venv
+    assert mesh_command() == str((BIN / "mesh").relative_to(BIN.parent.parent))
+    monkeypatch.chdir(tmp_path)  # elsewhere: the whole path
+    assert mesh_command() == str(BIN / "mesh")
+
+
+def test_the_banner_names_each_instance_its_version_and_pids() -> None:
+    instances = [
+        Instance("hello-1", "hello", "v1", 9001, 9101, 9201),
+        Instance("hello-2", "hello", "v2", 9002, 9102, 9202),
+        Instance("frontend-1", "frontend", "v1", 9003, 9103, 9203, calls="hello"),
+    ]
+    pids = {"hello-1": 11, "hello-1 agent": 12, "hello-2": 21, "hello-2 agent": 22}
+    pids |= {"frontend-1": 31, "frontend-1 agent": 32}
+    banner = text(
+        instances,
+        pids,
+        listen="127.0.0.1:8000",
+        admin="127.0.0.1:8001",
+        nats_url="nats://127.0.0.1:4333",
+        applied="",
+    )
+    assert "  hello-2     v2  http://127.0.0.1:9002  pid 21, agent pid 22" in banner
+    assert "10% to v2 (hello-2)" in banner
+    assert "curl -X POST 'http://127.0.0.1:9002/_demo/fail?status=500'" in banner
+    assert "kill -9 21" in banner
+    assert banner.endswith("Ctrl-C stops everything; so does the death of the gateway or of NATS.")

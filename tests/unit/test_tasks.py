@@ -1,0 +1,48 @@
+"""mesh.tasks.cancel_and_wait: the task ends, its errors surface, the caller stays cancellable."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mesh.tasks import cancel_and_wait
+
+
+async def test_a_running_task_is_cancelled_and_has_ended_on_return() -> None:
+    task = asyncio.create_task(asyncio.sleep(60))
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)
+    assert task.cancelled()
+
+
+async def test_none_is_nothing_to_do() -> None:
+    await cancel_and_wait(None)
+
+
+async def test_an_error_the_task_ended_with_is_raised() -> None:
+    async def broken() -> None:
+        raise ValueError("boom")
+
+    task = asyncio.create_task(broken())
+    await asyncio.sleep(0)
+    with pytest.raises(ValueError, match="boom"):
+        await cancel_and_wait(task)
+
+
+async def test_the_callers_own_cancellation_is_not_swallowed() -> None:
+    async def stubborn() -> None:
+        # Takes a while to end once cancelled, so the caller is still waiting on it.
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await asyncio.shield(asyncio.sleep(0.05))
+
+    inner = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    caller = asyncio.create_task(cancel_and_wait(inner))
+    await asyncio.sleep(0.01)  # the caller now waits for `inner` to end
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert caller.cancelled()
