@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.console import BenchError
 from mesh.node.children import Child, how_it_ended, stop
 
-_REPO = Path(__file__).resolve().parent.parent  # where the children run
+REPO = Path(__file__).resolve().parent.parent  # where the children run
 
 
 class Processes:
@@ -28,14 +28,19 @@ class Processes:
         self.children: list[Child] = []
 
     def start(
-        self, label: str, command: Sequence[str], *, env: dict[str, str] | None = None
+        self,
+        label: str,
+        command: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
     ) -> Child:
         child = Child(
             label,
             command,
             env={**os.environ, **(env or {})},
             log=self.logdir / f"{label}.log",
-            cwd=_REPO,
+            cwd=cwd,
             own_session=True,
         )
         child.start()

@@ -24,6 +24,7 @@ from bench.cores import Cores, pick_cores
 from bench.cpu import background_load, busy_share, core_times, others_cpu, others_used, process_cpu
 from bench.processes import Processes, sigterm_as_exit
 from bench.proxy_summary import (
+    BASELINE,
     BUSY_ELSEWHERE,
     Run,
     cells_table,
@@ -84,12 +85,19 @@ def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="CI smoke: 1 round, 3 s, 32 connections, small"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the gateway of git revision REV beside today's (same agent and NATS)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.connections, args.sizes = 1, 3, [32], ["small"]
     if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or args.gateway_workers < 1:
         parser.error("--rounds, --duration and --gateway-workers must be at least 1")
+    if args.baseline is not None and "natsmesh" not in args.proxies:
+        parser.error("--baseline compares with natsmesh: keep it in --proxies")
     return args
 
 
@@ -101,6 +109,7 @@ def start_targets(
     tools: dict[str, str],
     cores: Cores,
     workers: int,
+    baseline: str | None = None,
 ) -> dict[str, Target]:
     upstream = targets.start_upstream(procs, workdir, tools["nginx"], cores.load)
     started = {"direct": upstream}
@@ -116,8 +125,14 @@ def start_targets(
         started["passthrough"] = targets.start_passthrough(procs, upstream.port, cores.proxy)
     if "natsmesh" in names:
         nats = targets.start_nats(servers, cores)
-        started["natsmesh"] = targets.start_natsmesh(procs, nats.url, upstream.port, cores, workers)
-    return {name: started[name] for name in names}
+        targets.start_agent(procs, nats.url, upstream.port, cores)
+        started["natsmesh"] = targets.start_gateway(procs, nats.url, cores, workers)
+        if baseline is not None:
+            tree = targets.export_tree(baseline, workdir)
+            started[BASELINE] = targets.start_gateway(
+                procs, nats.url, cores, workers, name=BASELINE, tree=tree
+            )
+    return {name: started[name] for name in [*names, BASELINE] if name in started}
 
 
 def measure(
@@ -231,7 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir.chmod(0o755)  # nginx workers run as nobody and must read the 64 KiB file
         try:
             started = start_targets(
-                args.proxies, procs, servers, workdir, tools, cores, args.gateway_workers
+                args.proxies,
+                procs,
+                servers,
+                workdir,
+                tools,
+                cores,
+                args.gateway_workers,
+                args.baseline,
             )
             runs = run_matrix(started, args, cores, procs)
         except BenchError as exc:
@@ -251,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sizes": args.sizes,
             "proxies": args.proxies,
             "gateway_workers": args.gateway_workers,
+            "baseline": args.baseline,
             "wrk_threads": 1,
         },
         "environment": environment(tools),

@@ -11,9 +11,10 @@ from typing import Any
 from bench.tables import median, millis, number, ratio, table
 
 SUBJECT = "natsmesh"
+BASELINE = "baseline"  # natsmesh's gateway at another git revision (--baseline)
 # Ratios reported: natsmesh against each of these, when both ran.
-REQS_AGAINST = ("nginx", "haproxy", "passthrough")
-P99_AGAINST = ("nginx", "haproxy")
+REQS_AGAINST = ("nginx", "haproxy", "passthrough", BASELINE)
+P99_AGAINST = ("nginx", "haproxy", BASELINE)
 # A core this busy during a run was the limit (a little short of 100%: ticks are coarse).
 SATURATED = 0.9
 # Processes outside the benchmark using more CPU than this (vCPU) make a run suspect.
@@ -206,15 +207,18 @@ def cells_table(cells: Sequence[Cell], order: Sequence[str]) -> str:
 
 
 def ratios_table(rows: Sequence[Ratios]) -> str:
+    """Columns for the targets that ran."""
+    reqs = [name for name in REQS_AGAINST if any(name in r.rps for r in rows)]
+    p99 = [name for name in P99_AGAINST if any(name in r.p99 for r in rows)]
     header = ["size", "conns"]
-    header += [f"req/s vs {name}" for name in REQS_AGAINST]
-    header += [f"p99 vs {name}" for name in P99_AGAINST]
+    header += [f"req/s vs {name}" for name in reqs]
+    header += [f"p99 vs {name}" for name in p99]
     body = [
         [
             r.size,
             str(r.connections),
-            *(_times(r.rps.get(name, math.nan)) for name in REQS_AGAINST),
-            *(_times(r.p99.get(name, math.nan)) for name in P99_AGAINST),
+            *(_times(r.rps.get(name, math.nan)) for name in reqs),
+            *(_times(r.p99.get(name, math.nan)) for name in p99),
         ]
         for r in rows
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from bench.console import BenchError, say
 from bench.cores import Cores, pin_threads, pinned
 from bench.loopback import http_get, wait_until
-from bench.processes import Processes
+from bench.processes import REPO, Processes
 from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
 
@@ -223,18 +224,10 @@ def start_nats(stack: contextlib.ExitStack, cores: Cores) -> NatsServer:
     return nats
 
 
-def start_natsmesh(
-    procs: Processes, nats_url: str, upstream: int, cores: Cores, workers: int
-) -> Target:
-    """An agent announcing the upstream as service `bench`, and a gateway routing to it.
-
-    One worker is pinned to the proxy core like every other proxy; with more workers the
-    gateway gets both cores (it could not spread over one), sharing the load core with wrk.
-    """
-    env = {"MESH_NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
-    mesh = [sys.executable, "-m", "mesh"]
+def start_agent(procs: Processes, nats_url: str, upstream: int, cores: Cores) -> None:
+    """An agent announcing the upstream as service `bench`, on the load core."""
     agent = [
-        *mesh,
+        *_MESH,
         "agent",
         "--service",
         SERVICE,
@@ -247,10 +240,42 @@ def start_natsmesh(
         "--instance-id",
         "bench-upstream",
     ]
-    procs.start("agent", pinned(agent, cores.load), env=env)
+    procs.start("agent", pinned(agent, cores.load), env=_env(nats_url))
+
+
+def export_tree(revision: str, into: Path) -> Path:
+    """The Python packages of git `revision`, unpacked under `into`, to run side by side."""
+    tree = into / f"natsmesh-{revision}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", revision, "mesh", "agents", "gateway", "policies"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        raise BenchError(f"git archive {revision}: {archive.stderr.decode(errors='replace')}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def start_gateway(
+    procs: Processes,
+    nats_url: str,
+    cores: Cores,
+    workers: int,
+    *,
+    name: str = "natsmesh",
+    tree: Path | None = None,
+) -> Target:
+    """A gateway routing `/bench/...` to the agent's instance; from `tree` when given.
+
+    One worker is pinned to the proxy core like every other proxy; with more workers the
+    gateway gets both cores (it could not spread over one), sharing the load core with wrk.
+    Another tree's code runs with it first on the path, from its own folder.
+    """
     port, admin = free_port(), free_port()
     gateway = [
-        *mesh,
+        *_MESH,
         "gateway",
         "--workers",
         str(workers),
@@ -258,25 +283,36 @@ def start_natsmesh(
         f"127.0.0.1:{port}",
         "--admin",
         f"127.0.0.1:{admin}",
+        "--name",
+        name,
     ]
     cpus = cores.proxy if workers == 1 else cores.both
-    child = procs.start("gateway", pinned(gateway, cpus), env=env)
+    env = _env(nats_url) if tree is None else {**_env(nats_url), "PYTHONPATH": str(tree)}
+    child = procs.start(name, pinned(gateway, cpus), env=env, cwd=tree or REPO)
 
     def routable() -> bool:
         status, body = http_get(admin, "/mesh/members")
         members = json.loads(body).get("members", []) if status == 200 else []
         return any(m["service"] == SERVICE and m["routable"] for m in members)
 
-    wait_until("the gateway to see the upstream routable", routable, timeout=30, processes=procs)
+    wait_until(f"{name} to see the upstream routable", routable, timeout=30, processes=procs)
     if workers > 1:
         # Each worker has its own view: wait until requests, spread over them, all succeed.
         wait_until(
-            "every gateway worker to route",
+            f"every {name} worker to route",
             lambda: all(_ready(port) for _ in range(8 * workers)),
             timeout=30,
             processes=procs,
         )
-    _verify(port, "the natsmesh gateway")
-    label = f"natsmesh gateway ({workers} worker{'s' if workers > 1 else ''})"
-    say(f"natsmesh gateway on :{port} (admin :{admin}), NATS {nats_url}")
-    return Target("natsmesh", label, port, child.pid, cpus)
+    _verify(port, f"the {name} gateway")
+    what = "natsmesh gateway" if tree is None else f"natsmesh gateway of {tree.name[9:]}"
+    label = f"{what} ({workers} worker{'s' if workers > 1 else ''})"
+    say(f"{label} on :{port} (admin :{admin}), NATS {nats_url}")
+    return Target(name, label, port, child.pid, cpus)
+
+
+_MESH = [sys.executable, "-m", "mesh"]
+
+
+def _env(nats_url: str) -> dict[str, str]:
+    return {"MESH_NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}

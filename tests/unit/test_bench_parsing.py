@@ -168,9 +168,27 @@ def test_tables_align_and_show_every_target() -> None:
     assert lines[2].split()[2] == "natsmesh"  # targets in the order asked for
     assert "40,000" in lines[3]
     ratio_text = ratios_table(ratios(cells))
+    assert ratio_text.splitlines()[0].split() == [
+        "size",
+        "conns",
+        "req/s",
+        "vs",
+        "nginx",
+        "p99",
+        "vs",
+        "nginx",
+    ]
     assert "0.25x" in ratio_text  # req/s against nginx
     assert "4.00x" in ratio_text  # p99 against nginx
-    assert ratio_text.splitlines()[2].split()[3] == "-"  # haproxy did not run
+    assert "haproxy" not in ratio_text  # it did not run
+
+
+def test_a_baseline_revision_is_compared_like_another_proxy() -> None:
+    runs = [_run("natsmesh", 0, 9_900, 2.2), _run("baseline", 0, 10_000, 2.0)]
+    (compared,) = ratios(summarise(runs))
+    assert compared.rps == pytest.approx({"baseline": 0.99})
+    assert compared.p99 == pytest.approx({"baseline": 1.1})
+    assert "0.99x" in ratios_table([compared])
 
 
 def test_table_alignment() -> None:
