@@ -26,7 +26,7 @@ class Timing:
 # Named presets, as memberlist's Default{LAN,WAN,Local}Config: a faster interval finds
 # failures sooner but costs one message per node per interval on every observer.
 PRESETS: dict[Preset, Timing] = {
-    "lan": Timing(1.0, 3, 6, 60.0),  # DESIGN §10: a silent instance is down after 6 s
+    "lan": Timing(1.0, 3, 6, 60.0),  # a silent instance is down after 6 s, as memberlist's LAN
     "wan": Timing(5.0, 3, 6, 300.0),  # links with seconds of jitter: down after 30 s
     "local": Timing(0.2, 3, 6, 30.0),  # one machine (tests, demos): down after 1.2 s
 }

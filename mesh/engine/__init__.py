@@ -1,1 +1,1 @@
-"""The forwarding engine shared by the gateway and the agent's outbound proxy (DESIGN §5)."""
+"""The HTTP/1.1 forwarding engine shared by the gateway and the agent's outbound proxy."""

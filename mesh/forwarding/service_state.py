@@ -82,7 +82,7 @@ class ServiceState:
         if healthy:
             self._candidates, self.panicking = candidates(self.policy.balance, everyone, healthy)
         else:
-            # Fail fast (DESIGN §5): with nothing healthy, panic would only send requests
+            # Fail fast: with nothing healthy, panic would only send requests
             # to instances known to fail them.
             self._candidates, self.panicking = (), False
         for subset in list(self._balancers):

@@ -46,9 +46,9 @@ Live = tuple[Mesh, Proc, dict[str, Proc]]
 def nats(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """This module's own nats-server: the policy bucket of its mesh is nobody else's."""
     server = NatsServer(nats_binary, store_dir=tmp_path_factory.mktemp("nats-policies"))
-    server.start_sync()
+    server.start()
     yield server
-    server.stop_sync()
+    server.stop()
 
 
 @pytest.fixture(scope="module")
