@@ -37,6 +37,7 @@ class Metrics:
         self.view_dropped: dict[str, int] = {}
         self.events_dropped = 0
         self._gauges: list[tuple[str, str, tuple[str, ...], GaugeSource]] = []
+        self._counters: list[tuple[str, str, tuple[str, ...], GaugeSource]] = []
 
     def request_done(
         self, service: str, route: str, status: int, flags: str, seconds: float
@@ -67,6 +68,12 @@ class Metrics:
     ) -> None:
         """Register a gauge read from `source` at scrape time."""
         self._gauges.append((name, documentation, labels, source))
+
+    def counter(
+        self, name: str, documentation: str, labels: tuple[str, ...], source: GaugeSource
+    ) -> None:
+        """Register a counter kept elsewhere, read from `source` at scrape time."""
+        self._counters.append((name, documentation, labels, source))
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -111,6 +118,11 @@ class Metrics:
             [],
             {(): self.events_dropped},
         )
+        for name, documentation, labels, source in self._counters:
+            counter = CounterMetricFamily(name, documentation, labels=list(labels))
+            for values, value in source():
+                counter.add_metric(list(values), value)
+            yield counter
         for name, documentation, labels, source in self._gauges:
             gauge = GaugeMetricFamily(name, documentation, labels=list(labels))
             for values, value in source():

@@ -58,15 +58,3 @@ def owner(subject: str) -> tuple[str, str] | None:
     if len(parts) != 5 or f"{parts[0]}.{parts[1]}" != PREFIX or parts[2] not in _PER_INSTANCE:
         return None
     return parts[3], parts[4]
-
-
-def matches(pattern: str, subject: str) -> bool:
-    """NATS wildcard match: `*` is one token, a final `>` is one or more tokens."""
-    want = pattern.split(".")
-    have = subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(have) == len(want)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from mesh import subjects
 from mesh.bus import Delivery, Handler, StateListener
 from mesh.errors import BusTimeout, BusUnavailable
 
@@ -29,7 +28,7 @@ class MemoryHub:
             for bus in self.buses
             if bus.connected
             for pattern, handler in bus.subscriptions
-            if subjects.matches(pattern, delivery.subject)
+            if matches(pattern, delivery.subject)
         ]
         for handler in handlers:
             await handler(delivery)
@@ -97,3 +96,15 @@ class MemoryBus:
     async def close(self) -> None:
         self._connected = False
         self._hub.buses.remove(self)
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard match: `*` is one token, a final `>` is one or more tokens."""
+    want = pattern.split(".")
+    have = subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)

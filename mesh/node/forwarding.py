@@ -66,8 +66,27 @@ class Forwarding:
             compile_and_swap=self._swap,
             defaults=self._default,
         )
-        node.metrics.gauge(
+        metrics, pools = node.metrics, engine.pools
+        metrics.gauge(
             "mesh_ejections_active", "Instances ejected here.", ("service",), self._ejected
+        )
+        metrics.counter(
+            "mesh_ejections_capped",
+            "Ejections refused by max_ejected_percent or one observer's share.",
+            (),
+            lambda: [((), float(directory.capped))],
+        )
+        metrics.counter(
+            "mesh_upstream_connections_opened",
+            "Connections opened to instances (a pool reuses them).",
+            (),
+            lambda: [((), float(pools.opened))],
+        )
+        metrics.gauge(
+            "mesh_upstream_connections_idle",
+            "Keep-alive connections to instances waiting in the pools.",
+            (),
+            lambda: [((), float(pools.idle_count()))],
         )
         self._tasks: set[asyncio.Task[None]] = set()
         node.upstreams = lambda: directory.describe(clock.monotonic())

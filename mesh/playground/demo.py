@@ -30,12 +30,10 @@ class DemoState:
         self.fail_status = 0
         self.fail_health = False
         self.delay = 0.0
-        self.served = 0
 
 
 def app(state: DemoState) -> web.Application:
     async def answer(request: web.Request) -> web.StreamResponse:
-        state.served += 1
         if state.delay:
             await asyncio.sleep(state.delay)
         body = await request.read()

@@ -46,7 +46,6 @@ class Outcome:
 CONNECT_FAILURE = Outcome(Kind.CONNECT_FAILURE)
 REFUSED = Outcome(Kind.REFUSED)
 RESET = Outcome(Kind.RESET, sent=True)
-RESET_UNSENT = Outcome(Kind.RESET)  # closed before we wrote a byte
 TIMEOUT = Outcome(Kind.TIMEOUT, sent=True)
 
 _RESPONSES = tuple(Outcome(Kind.RESPONSE, status, True) for status in range(100, 600))

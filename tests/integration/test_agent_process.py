@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from mesh_procs import Mesh, wait_for
 
 from mesh.node.ports import free_port
@@ -61,5 +63,36 @@ def test_an_unanswered_health_check_is_logged_once_and_the_members_star_explaine
         mesh.spawn("silent-1", "demo-service", "--service", "silent", "--port", str(port))
         wait_for(lambda: len(health_lines(agent.output())) == 2, timeout=10)
         assert "passing its health check" in health_lines(agent.output())[1]
+    finally:
+        mesh.close()
+
+
+@pytest.mark.parametrize("taken", ["admin", "outbound"])
+def test_a_taken_port_ends_the_agent_with_one_line_before_it_joins(
+    nats_server: NatsServer, tmp_path: Path, taken: str
+) -> None:
+    mesh = Mesh(nats_server.url, tmp_path)
+    try:
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            held = holder.getsockname()[1]
+            ports = {"admin": free_port(), "outbound": free_port(), taken: held}
+            agent = mesh.spawn(
+                "agent",
+                "agent",
+                *("--service", "taken", "--port", str(free_port()), "--instance-id", "taken-1"),
+                *(
+                    "--admin-port",
+                    str(ports["admin"]),
+                    "--outbound",
+                    f"127.0.0.1:{ports['outbound']}",
+                ),
+            )
+            assert agent.wait(10) == 2
+        what = "admin address" if taken == "admin" else "outbound proxy"
+        assert agent.output().splitlines() == [
+            f"mesh agent: cannot listen on 127.0.0.1:{held} ({what}): address already in use"
+        ]
     finally:
         mesh.close()

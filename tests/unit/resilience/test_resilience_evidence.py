@@ -14,6 +14,8 @@ from mesh.resilience.evidence import EvidenceConfig, Jury, Publisher
 from mesh.resilience.outcome import Outcome
 from mesh.resilience.outlier import Capped, Effect, Ejected, Ejections, OutlierConfig, Restored
 
+RESET_UNSENT = o.Outcome(o.Kind.RESET)  # closed before a byte of the request was written
+
 CONFIG = EvidenceConfig()
 
 
@@ -52,7 +54,7 @@ OK = o.response(200)
     [
         ([o.REFUSED], [("refused", 1)]),
         ([o.RESET], [("reset", 1)]),
-        ([o.RESET_UNSENT], [("reset", 1)]),
+        ([RESET_UNSENT], [("reset", 1)]),
         ([o.REFUSED, o.REFUSED], [("refused", 1), None]),  # de-duplicated
         ([o.REFUSED, o.RESET], [("refused", 1), ("reset", 1)]),  # another signal
         ([F, F, F], [None, None, ("5xx", 3)]),  # a vote

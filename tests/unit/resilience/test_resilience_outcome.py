@@ -7,6 +7,8 @@ import pytest
 from mesh.resilience import outcome as o
 from mesh.resilience.outcome import Kind, Outcome
 
+RESET_UNSENT = o.Outcome(o.Kind.RESET)  # closed before a byte of the request was written
+
 
 @pytest.mark.parametrize(
     ("value", "kind", "status", "sent"),
@@ -14,7 +16,7 @@ from mesh.resilience.outcome import Kind, Outcome
         (o.CONNECT_FAILURE, Kind.CONNECT_FAILURE, 0, False),
         (o.REFUSED, Kind.REFUSED, 0, False),
         (o.RESET, Kind.RESET, 0, True),
-        (o.RESET_UNSENT, Kind.RESET, 0, False),
+        (RESET_UNSENT, Kind.RESET, 0, False),
         (o.TIMEOUT, Kind.TIMEOUT, 0, True),
         (o.response(200), Kind.RESPONSE, 200, True),
         (o.response(503), Kind.RESPONSE, 503, True),

@@ -19,6 +19,7 @@ from mesh.resilience.outlier import (
     Restored,
 )
 
+RESET_UNSENT = o.Outcome(o.Kind.RESET)  # closed before a byte of the request was written
 OK = o.response(200)
 
 
@@ -54,7 +55,7 @@ def s(*statuses: int) -> list[Outcome]:
         (s(503, 503, 503, 503, 404, 503, 503, 503, 503), None),  # so does any non-5xx
         ([o.REFUSED], "refused"),  # a process that is gone: at once
         ([o.RESET], "reset"),
-        ([o.RESET_UNSENT], "reset"),
+        ([RESET_UNSENT], "reset"),
         ([o.CONNECT_FAILURE] * 4, None),
         ([o.CONNECT_FAILURE] * 5, "consecutive-gateway-errors"),
         ([o.TIMEOUT] * 5, "consecutive-gateway-errors"),

@@ -12,8 +12,10 @@ from mesh.resilience import outcome as o
 from mesh.resilience.outcome import Outcome
 from mesh.resilience.retry import IDEMPOTENT, Condition, RetryPolicy, decide
 
+RESET_UNSENT = o.Outcome(o.Kind.RESET)  # closed before a byte of the request was written
+
 DEFAULT = RetryPolicy()
-NO_ANSWER = [o.CONNECT_FAILURE, o.REFUSED, o.RESET, o.RESET_UNSENT, o.TIMEOUT]
+NO_ANSWER = [o.CONNECT_FAILURE, o.REFUSED, o.RESET, RESET_UNSENT, o.TIMEOUT]
 OUTCOMES = [*NO_ANSWER, *(o.response(s) for s in (200, 404, 429, 500, 502, 503, 504, 599))]
 
 
@@ -39,7 +41,7 @@ def policy(*on: Condition, attempts: int = 2) -> RetryPolicy:
         (o.RESET, "GET", 0, True),  # reset is a default: the instance died mid-request
         (o.TIMEOUT, "GET", 0, True),  # reset covers every attempt that got no answer
         (o.RESET, "POST", 0, False),  # but a request that may have reached it, never
-        (o.RESET_UNSENT, "POST", 0, True),
+        (RESET_UNSENT, "POST", 0, True),
     ],
 )
 def test_default_policy(outcome: Outcome, method: str, retries_done: int, expected: bool) -> None:
@@ -82,7 +84,7 @@ def test_idempotent_methods_retry_after_reaching(method: str, spelling: Any) -> 
     [
         (o.CONNECT_FAILURE, True),
         (o.REFUSED, True),
-        (o.RESET_UNSENT, True),  # closed before a byte was written
+        (RESET_UNSENT, True),  # closed before a byte was written
         (o.RESET, False),
         (o.TIMEOUT, False),
         (o.response(503), False),
