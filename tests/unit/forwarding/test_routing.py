@@ -1,0 +1,136 @@
+"""mesh.forwarding.routing and policy_routes: one host rule, default routes, policy routes."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from mesh.errors import BadRequest, NoRoute, RateLimited
+from mesh.forwarding.policy_routes import PolicyRouter
+from mesh.forwarding.routing import DefaultRoutes, RequestHead, Routed, hostname, no_route
+from mesh.policy.decode import parse
+from mesh.policy.match import RouteTable
+from mesh.policy.route import Route
+
+
+@dataclass
+class Head:
+    """A request head as routing reads it."""
+
+    target: bytes
+    host: bytes = b""
+    method: bytes = b"GET"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    client: bytes = b"10.0.0.1"
+
+
+def _head(target: bytes, host: bytes = b"", **more: object) -> RequestHead:
+    return Head(target, host, **more)  # type: ignore[arg-type]
+
+
+KNOWN = DefaultRoutes({"hello", "orders"}.__contains__)
+
+
+@pytest.mark.parametrize(
+    ("authority", "expected"),
+    [
+        (b"hello", b"hello"),
+        (b"Hello", b"hello"),
+        (b"hello:8000", b"hello"),
+        (b"hello.", b"hello"),
+        (b"HELLO.:8000", b"hello"),
+        (b"api.example.com.", b"api.example.com"),
+        (b"[::1]:8000", b"[::1]"),
+        (b"[::1]", b"[::1]"),
+        (b"", b""),
+    ],
+)
+def test_one_host_rule(authority: bytes, expected: bytes) -> None:
+    assert hostname(authority) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "host", "expected"),
+    [
+        (b"/x?y=1", b"hello", Routed("hello", b"/x?y=1", "host")),
+        (b"/x", b"Hello.:8000", Routed("hello", b"/x", "host")),  # the rule of policy routes
+        (b"/hello/x?y=1", b"gw.example.com", Routed("hello", b"/x?y=1", "path")),
+        (b"/hello?y=1", b"", Routed("hello", b"/?y=1", "path")),
+        (b"/hello", b"", Routed("hello", b"/", "path")),
+        (b"http://orders/list?page=2", b"", Routed("orders", b"/list?page=2", "absolute")),
+        (b"http://Orders.:80", b"", Routed("orders", b"/", "absolute")),
+    ],
+)
+def test_default_routes(target: bytes, host: bytes, expected: Routed) -> None:
+    assert KNOWN(_head(target, host), 0.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [(b"/nosuch/x", b"other"), (b"http://nosuch/", b""), (b"*", b""), (b"/", b"")],
+)
+def test_default_routes_name_no_unknown_service(target: bytes, host: bytes) -> None:
+    with pytest.raises(NoRoute):
+        KNOWN(_head(target, host), 0.0)
+
+
+def test_no_route_is_a_404_whatever_the_request() -> None:
+    with pytest.raises(NoRoute):
+        no_route(_head(b"/hello/"), 0.0)
+
+
+def _router(*documents: dict[str, object], fallback: bool = True) -> PolicyRouter:
+    routes = []
+    for raw in documents:
+        route = parse({"kind": "Route", **raw}, None)
+        assert isinstance(route, Route), route
+        routes.append(route)
+    return PolicyRouter(RouteTable(routes), KNOWN if fallback else None, random.Random(1))
+
+
+GREET = {"name": "greet", "match": {"hosts": ["greet.example.com"]}, "to": [{"service": "hello"}]}
+
+
+@pytest.mark.parametrize(
+    "host", [b"greet.example.com", b"GREET.example.com.", b"greet.example.com.:8443"]
+)
+def test_policy_routes_take_the_same_host_rule(host: bytes) -> None:
+    assert _router(GREET)(_head(b"/a", host), 0.0).route == "greet"
+
+
+def test_policy_routes_read_the_authority_of_a_proxy_request() -> None:
+    routed = _router(GREET)(_head(b"http://greet.example.com./a?b=1"), 0.0)
+    assert (routed.service, routed.target, routed.route) == ("hello", b"/a?b=1", "greet")
+
+
+def test_unmatched_requests_fall_back_to_the_default_routes_or_nowhere() -> None:
+    assert _router(GREET)(_head(b"/orders/x"), 0.0) == Routed("orders", b"/x", "path")
+    with pytest.raises(NoRoute):
+        _router(GREET, fallback=False)(_head(b"/orders/x"), 0.0)
+
+
+@pytest.mark.parametrize("path", [b"/a/./b", b"/a/../b", b"/a/.", b"/a/.."])
+def test_dot_segments_are_refused_before_matching(path: bytes) -> None:
+    with pytest.raises(BadRequest):
+        _router(GREET)(_head(path, b"greet.example.com"), 0.0)
+
+
+def test_rate_limits_count_per_key_on_the_time_they_are_given() -> None:
+    limited = {
+        **GREET,
+        "rate_limit": {"requests_per_second": 1, "burst": 2, "key": "header:x-user"},
+    }
+    router = _router(limited)
+
+    def call(user: bytes, now: float) -> None:
+        router(_head(b"/", b"greet.example.com", headers=[(b"X-User", user)]), now)
+
+    call(b"a", 100.0)
+    call(b"a", 100.0)
+    with pytest.raises(RateLimited) as refused:
+        call(b"a", 100.0)
+    assert refused.value.retry_after == pytest.approx(1.0)
+    call(b"b", 100.0)  # another key has its own bucket
+    call(b"a", 101.0)  # one second later, one more token
