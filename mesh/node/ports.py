@@ -56,6 +56,11 @@ def binding(address: str, what: str) -> Iterator[None]:
         raise unavailable(address, what, exc) from None
 
 
+def hostport(host: str, port: int) -> str:
+    """`host:port` as people write it (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def unavailable(address: str, what: str, exc: OSError) -> PortUnavailable:
     """The error for a bind of `address` (`what` it is) that failed with `exc`."""
     # From errno alone: asyncio's bind errors repeat the address in their own words.

@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from mesh.node import runtime
+from mesh.node.ports import binding, hostport
 
 
 class DemoState:
@@ -100,10 +101,12 @@ async def _call(client: aiohttp.ClientSession, state: DemoState, path: str) -> o
 async def serve(state: DemoState, host: str, port: int, stop: asyncio.Event) -> int:
     runner = web.AppRunner(app(state), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    await stop.wait()
-    await runner.cleanup()
+    try:
+        with binding(hostport(host, port), "--port"):
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
     return 0
 
 
