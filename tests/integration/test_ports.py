@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from mesh.errors import PortUnavailable
-from mesh.node.ports import check_bindable, free_port
+from mesh.node.ports import check_bindable, free_port, hostport
 
 
 def test_free_ports_are_bindable_and_never_repeat() -> None:
@@ -33,3 +35,25 @@ def test_a_listener_already_there_is_named_with_the_flag(reuse_port: bool) -> No
         with pytest.raises(PortUnavailable) as info:
             check_bindable(address, "--admin")
     assert str(info.value) == f"cannot listen on {address} (--admin): address already in use"
+
+
+def test_the_demo_service_on_a_taken_port_says_so_in_one_line() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        demo = subprocess.run(
+            [sys.executable, "-m", "mesh", "demo-service", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert demo.returncode == 2
+    assert demo.stderr.splitlines() == [
+        f"mesh demo-service: cannot listen on 127.0.0.1:{port} (--port): address already in use"
+    ]
+
+
+@pytest.mark.parametrize(("host", "expected"), [("127.0.0.1", "127.0.0.1:80"), ("::1", "[::1]:80")])
+def test_addresses_are_written_as_people_write_them(host: str, expected: str) -> None:
+    assert hostport(host, 80) == expected
