@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mesh.balance.config import Algorithm, BalanceConfig
 from mesh.errors import ConfigError
+from mesh.logs import Level
 from mesh.resilience.config import ResilienceConfig
 from mesh.resilience.retry import RETRY_ON, Named
 from mesh.timing import PRESETS, Preset, Timing
-
-LogLevel = Literal["debug", "info", "warning", "error"]
 
 # The runtime objects hold each knob's default and its trade-off; settings start there.
 _BALANCE = BalanceConfig()
@@ -270,7 +269,7 @@ class Settings(BaseSettings):
     )
 
     # --- logging ---
-    log_level: LogLevel = Field("info", description="Log level.")
+    log_level: Level = Field("info", description="Log level.")
     log_json: bool = Field(False, description="Write logs as JSON lines.")
 
     @field_validator("agent_outbound")
