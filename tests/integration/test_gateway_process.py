@@ -74,7 +74,7 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(
     try:
         service, gateway = start(mesh, workers=1)
         slow = urllib.request.Request(
-            f"http://127.0.0.1:{service.port}/_demo/delay?ms=1500", method="POST"
+            f"http://127.0.0.1:{service.port}/_demo/delay?ms=800", method="POST"
         )
         urllib.request.urlopen(slow).read()
         result: dict[str, object] = {}
@@ -85,7 +85,7 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(
 
         worker = threading.Thread(target=in_flight)
         worker.start()
-        threading.Event().wait(0.5)  # the request is now waiting on the slow instance
+        threading.Event().wait(0.3)  # the request is now waiting on the slow instance
         gateway.signal(signal.SIGTERM)
         worker.join(10)
         assert result["status"] == 200

@@ -11,7 +11,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +30,20 @@ SLACK = 0.6  # seconds for ticks, polling and a busy machine on top of a bound
 Procs = dict[str, Proc]
 
 
-def start_mesh3(nats_url: str, workdir: Path) -> tuple[Mesh, Procs]:
-    """3 instances of `hello`, each with its agent, and one gateway that sees all three."""
+def start_mesh(nats_url: str, workdir: Path, instances: tuple[str, ...]) -> tuple[Mesh, Procs]:
+    """Instances of `hello`, each with its agent, and one gateway that sees them all."""
     # Issue 3's promise is round robin; the default balancer since issue 5 is least_request.
     env = {"MESH_BALANCE_ALGORITHM": "round_robin", "MESH_PRESET": "local"}
     mesh = Mesh(nats_url, workdir, env=env)
     procs: Procs = {}
     try:
-        for name in INSTANCES:
+        for name in instances:
             service = mesh.service(name)
             procs[name] = service
             procs[f"{name}-agent"] = mesh.agent(service)
         gateway = mesh.gateway()
         procs["gateway"] = gateway
-        wait_for(lambda: len(routable(gateway.admin_port)) == 3, timeout=20)
+        wait_for(lambda: len(routable(gateway.admin_port)) == len(instances), timeout=20)
     except BaseException:
         mesh.close()
         raise
@@ -55,7 +55,7 @@ def shared_mesh3(
     module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Mesh, Procs]]:
     """One mesh for the tests that only read it."""
-    mesh, procs = start_mesh3(module_nats.url, tmp_path_factory.mktemp("walking"))
+    mesh, procs = start_mesh(module_nats.url, tmp_path_factory.mktemp("walking"), INSTANCES)
     yield mesh, procs
     mesh.close()
 
@@ -73,11 +73,19 @@ def mesh3(shared_mesh3: tuple[Mesh, Procs]) -> Iterator[tuple[Mesh, Procs]]:
 
 
 @pytest.fixture
-def own_mesh3(fresh_nats: NatsServer, tmp_path: Path) -> Iterator[tuple[Mesh, Procs]]:
-    """A mesh (and a nats-server) of this test's own, for tests that kill or restart."""
-    mesh, procs = start_mesh3(fresh_nats.url, tmp_path)
-    yield mesh, procs
-    mesh.close()
+def own_mesh(fresh_nats: NatsServer, tmp_path: Path) -> Iterator[Callable[..., tuple[Mesh, Procs]]]:
+    """`own_mesh(*instances)`: a mesh (and a nats-server) of this test's own, as small as
+    it needs, for tests that kill or restart."""
+    started: list[Mesh] = []
+
+    def start(*instances: str) -> tuple[Mesh, Procs]:
+        mesh, procs = start_mesh(fresh_nats.url, tmp_path, instances)
+        started.append(mesh)
+        return mesh, procs
+
+    yield start
+    for mesh in started:
+        mesh.close()
 
 
 def member(admin_port: int, instance: str) -> dict[str, Any]:
@@ -133,8 +141,8 @@ def test_a_gateway_started_after_the_agents_has_the_full_view_within_1s(mesh3) -
     print(f"\nlate gateway had the full view after {took * 1000:.0f} ms")
 
 
-def test_sigterm_of_an_agent_removes_its_instance_within_1s(own_mesh3) -> None:
-    _, procs = own_mesh3
+def test_sigterm_of_an_agent_removes_its_instance_within_1s(own_mesh) -> None:
+    _, procs = own_mesh("hello-b")
     gateway, agent, service = procs["gateway"], procs["hello-b-agent"], procs["hello-b"]
     address = f"127.0.0.1:{service.port}"
     assert address in routable(gateway.admin_port)
@@ -147,8 +155,8 @@ def test_sigterm_of_an_agent_removes_its_instance_within_1s(own_mesh3) -> None:
     print(f"\nleave removed the instance in {took * 1000:.0f} ms")
 
 
-def test_kill_9_of_an_instance_and_its_agent_removes_it_within_the_down_time(own_mesh3) -> None:
-    _, procs = own_mesh3
+def test_kill_9_of_an_instance_and_its_agent_removes_it_within_the_down_time(own_mesh) -> None:
+    _, procs = own_mesh("hello-a", "hello-c")
     gateway = procs["gateway"]
     address = f"127.0.0.1:{procs['hello-c'].port}"
     killed = time.monotonic()
@@ -166,15 +174,15 @@ def test_kill_9_of_an_instance_and_its_agent_removes_it_within_the_down_time(own
     # Never late: the last heartbeat came at most an interval before the kill.
     assert unroutable <= SUSPECT + SLACK, f"still routed after {unroutable:.2f} s"
     assert gone <= DOWN + SLACK, f"down after {gone:.2f} s"
-    assert set(served_by(gateway.port, 30)) == {"hello-a", "hello-b"}
+    assert set(served_by(gateway.port, 10)) == {"hello-a"}
     print(f"\nkill -9: unroutable after {unroutable:.2f} s, down after {gone:.2f} s")
 
 
 def test_nats_down_for_4s_the_gateway_keeps_serving_then_catches_up(
-    own_mesh3, fresh_nats: NatsServer
+    own_mesh, fresh_nats: NatsServer
 ) -> None:
     # 4 s is over three times the down time: a view that was not frozen would expire.
-    mesh, procs = own_mesh3
+    mesh, procs = own_mesh("hello-a", "hello-b")
     gateway = procs["gateway"]
     failures: list[str] = []
     served = collections.Counter[str]()
@@ -218,7 +226,7 @@ def test_nats_down_for_4s_the_gateway_keeps_serving_then_catches_up(
         stop.set()
         worker.join()
     assert failures == []
-    assert len(view_during) == 3  # frozen: nothing expired while NATS was away
+    assert len(view_during) == 2  # frozen: nothing expired while NATS was away
     assert sum(served.values()) > 100
     assert joined < 3.0, f"new instance seen {joined:.2f} s after NATS returned"
     # The silent one gets a full suspect period from the reconnect, no less.

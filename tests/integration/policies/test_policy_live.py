@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mesh_cli import policy
 from mesh_procs import Client, Mesh, Proc, routable, wait_for
-from policy_cli import policy
 
 from mesh import subjects
 from mesh.bus import Delivery, NatsBus
