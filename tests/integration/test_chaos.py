@@ -20,9 +20,12 @@ from load import Load, Tally
 from mesh_procs import Mesh, Proc, outbound_serving, routable, wait_for
 
 from mesh.playground.natsserver import NatsServer
+from mesh.timing import PRESETS
 
 INSTANCES = ("hello-a", "hello-b", "hello-c")
 RATE = 100.0  # per path: 200 requests/s in all
+LOCAL = PRESETS["local"]
+SUSPECT = LOCAL.interval * LOCAL.suspect_intervals  # silence before a member is not routed
 
 
 @dataclass
@@ -185,17 +188,34 @@ def test_e_nats_down_for_4s_mid_load_fails_nothing_and_the_view_catches_up(
         load.start()
     time.sleep(1.0)
     fresh_nats.kill()
+    outage = time.monotonic()
+    # While NATS is away: an agent stops (its leave is lost) and a new instance starts.
+    chaos.agents["hello-a"].signal(signal.SIGTERM)
     newcomer = chaos.mesh.service("hello-d")
     chaos.mesh.agent(newcomer)
-    time.sleep(4.0)
+    time.sleep(4.0 - (time.monotonic() - outage))
+    during = [routable(node.admin_port) for node in (chaos.gateway, chaos.caller)]
     fresh_nats.restart()
+    back = time.monotonic()
     address = f"127.0.0.1:{newcomer.port}"
-    for node in (chaos.gateway, chaos.caller):
+    silent = f"127.0.0.1:{chaos.services['hello-a'].port}"
+    joined = max(
         wait_for(lambda node=node: address in routable(node.admin_port), timeout=5)
+        for node in (chaos.gateway, chaos.caller)
+    )
+    wait_for(lambda: silent not in routable(chaos.gateway.admin_port), timeout=10)
+    departed = time.monotonic() - back
     time.sleep(0.5)  # traffic on the caught-up view
     for load in loads:
         load.stop()
     gateway, agent = loads[0].join(), loads[1].join()
     for tally in (gateway, agent):
         assert tally.failures == [], tally.failures[:5]
-    print(f"\nNATS down 4 s: {gateway.sent + agent.sent} requests, 0 failed; view current")
+    assert [len(view) for view in during] == [3, 3]  # frozen: nothing expired meanwhile
+    assert joined < 3.0, f"newcomer seen {joined:.2f} s after NATS returned"
+    # The silent one gets a full suspect period from the reconnect, no less.
+    assert SUSPECT <= departed <= SUSPECT + 2.0, f"departed {departed:.2f} s after NATS returned"
+    print(
+        f"\nNATS down 4 s: {gateway.sent + agent.sent} requests, 0 failed; newcomer seen after "
+        f"{joined:.2f} s, silent agent unroutable after {departed:.2f} s"
+    )
