@@ -2,7 +2,7 @@
 
 The processes run the `local` timing preset (0.2 s heartbeats): nothing here depends on
 the lan timing, and what measures detection reads its bounds from the preset. A NATS
-outage, with an agent leaving and another joining meanwhile, is test_chaos's test_e.
+outage, with an agent leaving and another joining meanwhile, is test_chaos's test_d.
 """
 
 from __future__ import annotations
