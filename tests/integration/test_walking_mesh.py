@@ -64,12 +64,8 @@ def shared_mesh3(
 def mesh3(shared_mesh3: tuple[Mesh, Procs]) -> Iterator[tuple[Mesh, Procs]]:
     """The shared mesh; processes a test adds are killed when it ends."""
     mesh, procs = shared_mesh3
-    before = len(mesh.procs)
-    yield mesh, procs
-    for proc in mesh.procs[before:]:
-        proc.signal(signal.SIGKILL)
-        proc.wait()
-    del mesh.procs[before:]
+    with mesh.borrowed():
+        yield mesh, procs
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 import collections
 import contextlib
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,13 +66,8 @@ def live(mesh_of_module: Live, module_nats: NatsServer) -> Iterator[Live]:
     for line in policy(module_nats.url, "list").stdout.splitlines()[1:]:
         deleted = policy(module_nats.url, "delete", line.split()[0], "--wait")
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
-    procs, env = len(mesh.procs), dict(mesh.env)
-    yield mesh_of_module
-    for proc in mesh.procs[procs:]:
-        proc.signal(signal.SIGKILL)
-        proc.wait()
-    del mesh.procs[procs:]
-    mesh.env = env
+    with mesh.borrowed():
+        yield mesh_of_module
 
 
 def test_apply_wait_reports_every_node_and_traffic_follows_at_once(
