@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
@@ -146,32 +145,43 @@ async def three_hellos(wired: Wired) -> None:
         await wired.announce(hello(f"h{n}", 9000 + n))
 
 
+@dataclass
+class IdleConnection:
+    """What a pool keeps of an upstream connection (mesh.engine.upstream), without a socket."""
+
+    key: tuple[str, int]
+    closed: bool = False
+    idle_since: float = 0.0
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
 async def test_view_changes_reach_the_directory_and_close_pools_to_departed_instances(
     gateway: Wired,
 ) -> None:
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        await gateway.announce(hello("h1", port))
-        await gateway.announce(hello("h2", 9002))
-        directory = gateway.engine.directory
-        assert directory.version == gateway.node.discovery.view.version
-        assert gateway.node.upstreams is not None
-        conn = await gateway.engine.pools.connect(("127.0.0.1", port), 1.0)
-        gateway.engine.pools.give_back(conn, 0.0)
-        state = directory.state("hello")
-        assert state is not None
-        assert state.has("h1")
-        assert gateway.engine.pools.idle_count() == 1
-        await gateway.announce(leave("h1", "hello"))
-        assert not state.has("h1")
-        assert conn.closed  # an idle connection to a departed instance is closed at once
-        assert gateway.engine.pools.idle_count() == 0
-        described = gateway.node.upstreams()
-        assert isinstance(described, dict)
-        assert [i["instance"] for i in described["hello"]["instances"]] == ["h2"]
-    finally:
-        server.close()
+    await gateway.announce(hello("h1", 9001))
+    await gateway.announce(hello("h2", 9002))
+    directory, pools = gateway.engine.directory, gateway.engine.pools
+    assert directory.version == gateway.node.discovery.view.version
+    state = directory.state("hello")
+    assert state is not None
+    assert state.has("h1")
+    idle = [IdleConnection(("127.0.0.1", port)) for port in (9001, 9002)]
+    for conn in idle:
+        pools.give_back(conn, 0.0)  # type: ignore[arg-type]
+    await gateway.announce(leave("h1", "hello"))
+    assert not state.has("h1")
+    # An idle connection to a departed instance is closed at once; the others stay.
+    assert [conn.closed for conn in idle] == [True, False]
+    assert pools.idle_count() == 1
+    assert gateway.node.upstreams is not None
+    described = gateway.node.upstreams()
+    assert isinstance(described, dict)
+    assert [i["instance"] for i in described["hello"]["instances"]] == ["h2"]
 
 
 async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
