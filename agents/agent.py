@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 from agents.health import HealthChecker
 from mesh import subjects
-from mesh.config import Settings, parse_hostport
+from mesh.addresses import parse_hostport
+from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.engine.listener import Listener
 from mesh.forwarding.directory import Directory
+from mesh.forwarding.policy_feed import bucket
 from mesh.messages import Heartbeat
 from mesh.node.admin import HealthCheck
 from mesh.node.forwarding import Forwarding
@@ -68,7 +70,12 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=False)
     # Every agent takes policies (and acknowledges them), even without an outbound proxy.
     forwarding = Forwarding(
-        node, engine, settings, zone=options.zone or settings.zone, fallback=engine.default_routes
+        node,
+        engine,
+        settings,
+        zone=options.zone or settings.zone,
+        fallback=engine.default_routes,
+        policies=bucket(node.bus),
     )
     # Ports first: a taken one ends the agent before it ever joins the mesh.
     outbound = await _outbound(engine, options.outbound)

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from agents.agent import AgentOptions, run
-from mesh import config
+from mesh import config, logs
 from mesh.errors import ConfigError
 from mesh.node import runtime
 
@@ -76,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         instance_id=args.instance_id,
         outbound=settings.agent_outbound,
     )
-    runtime.setup_logging(settings.log_level, as_json=settings.log_json)
+    logs.setup(settings.log_level, as_json=settings.log_json)
 
     async def agent(stop: asyncio.Event) -> int:
         return await run(settings, options, stop)

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 
 from agents.agent import AgentOptions, run
-from mesh import config
+from mesh import config, logs
 from mesh.node import runtime
 
 
@@ -24,7 +24,7 @@ def main() -> int:
     parser.add_argument("--prefix", default="fleet")
     args = parser.parse_args()
     settings = config.load()
-    runtime.setup_logging(settings.log_level, as_json=False)
+    logs.setup(settings.log_level, as_json=False)
 
     async def fleet(stop: asyncio.Event) -> int:
         agents = [

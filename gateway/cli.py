@@ -9,7 +9,7 @@ import sys
 
 from gateway.gateway import run
 from gateway.supervisor import supervise
-from mesh import config
+from mesh import config, logs
 from mesh.errors import MeshError
 from mesh.node import runtime
 from mesh.node.children import CANNOT_START
@@ -38,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         preset=args.preset,
     )
-    runtime.setup_logging(settings.log_level, as_json=settings.log_json)
+    logs.setup(settings.log_level, as_json=settings.log_json)
 
     workers = settings.gateway_workers or os.cpu_count() or 1
 

@@ -8,12 +8,13 @@ import logging
 import secrets
 
 from mesh import subjects
+from mesh.addresses import parse_hostport
 from mesh.bus.events import ensure_stream
-from mesh.config import Settings, parse_hostport
+from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.engine.listener import Listener
 from mesh.forwarding.directory import Directory
-from mesh.forwarding.policy_feed import ensure_bucket
+from mesh.forwarding.policy_feed import bucket, ensure_bucket
 from mesh.messages import Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
@@ -44,7 +45,9 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
     # The edge: clients must not speak for the mesh, so their x-mesh-* headers go.
     engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=True)
     fallback = engine.default_routes if settings.gateway_default_routes else None
-    forwarding = Forwarding(node, engine, settings, zone=settings.zone, fallback=fallback)
+    forwarding = Forwarding(
+        node, engine, settings, zone=settings.zone, fallback=fallback, policies=bucket(node.bus)
+    )
     listener = Listener(engine, host, port, reuse_port=worker is not None)
     # Both ports first: a taken one ends the gateway before it joins the mesh.
     with binding(settings.gateway_listen, "listen address"):

@@ -12,7 +12,8 @@ import aiohttp
 from aiohttp import web
 
 from mesh import metrics
-from mesh.config import Settings, parse_hostport
+from mesh.addresses import parse_hostport
+from mesh.config import Settings
 from mesh.node import children
 from mesh.node.children import Child
 from mesh.node.ports import check_bindable, free_port, unavailable

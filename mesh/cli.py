@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 import sys
-import time
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import get_args
 
-import msgspec
-
-from mesh import clock, config, durations, subjects
-from mesh.bus import Delivery, NatsBus
-from mesh.errors import InvalidMessage, MeshError
-from mesh.membership import roster
-from mesh.membership import view as membership
-from mesh.membership.census import census
-from mesh.messages import Event, decode
-from mesh.node import runtime
+from mesh import logs
+from mesh.errors import MeshError
 from mesh.timing import Preset
+
+# Installed packages add commands here; each names a register(commands, common) function.
+GROUP = "natsmesh.commands"
+# The built-in commands, in `mesh --help` order, named like the packages' entry points.
+_BUILT_IN = tuple(
+    EntryPoint(name, value, GROUP)
+    for name, value in (
+        ("up", "mesh.playground.up:register"),
+        ("members", "mesh.commands:register_members"),
+        ("events", "mesh.commands:register_events"),
+        ("config", "mesh.commands:register_config"),
+        ("demo-service", "mesh.playground.demo:register"),
+    )
+)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -30,75 +32,39 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument(
         "--preset", choices=get_args(Preset), help="failure-detection timing preset (lan)"
     )
-    common.add_argument("--log-level", choices=get_args(config.LogLevel))
+    common.add_argument("--log-level", choices=get_args(logs.Level))
     return common
 
 
-def parser() -> argparse.ArgumentParser:
+def _commands() -> dict[str, EntryPoint]:
+    installed = sorted(entry_points(group=GROUP), key=lambda entry: entry.name)
+    return {entry.name: entry for entry in (*_BUILT_IN, *installed)}
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `mesh` parser with every command, or with `command` alone.
+
+    A command's module is imported only to add it: `mesh agent` never loads the policy
+    CLI, watchfiles or the playground, and a demo service not even NATS.
+    """
     root = argparse.ArgumentParser(
         prog="mesh", description="natsmesh: a service mesh for HTTP services on NATS"
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
-
-    from mesh.playground import up  # the launcher imports subprocess machinery only when needed
-
-    up.register(commands, common)
-
-    members = commands.add_parser(
-        "members",
-        parents=[common],
-        help="show the live view (a * after the state: gets no new requests)",
-    )
-    members.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    members.add_argument(
-        "--wait",
-        type=durations.argument,
-        default=None,
-        help="how long to collect heartbeats, e.g. 3s (default 1.5 intervals)",
-    )
-    members.set_defaults(func=_members)
-
-    tail = commands.add_parser("events", parents=[common], help="the mesh event log")
-    tail.add_argument("action", choices=["tail"], help="tail: print events, then follow")
-    tail.add_argument(
-        "--since",
-        type=durations.argument,
-        default=None,
-        help="start this long ago: 30s, 10m, 2h, 1d (default: only new events)",
-    )
-    tail.add_argument("--kind", default=">", help="event kind filter, e.g. instance.* (all)")
-    tail.add_argument("--service", default="*", help="service filter (all)")
-    tail.add_argument("--json", action="store_true", help="one JSON object per line")
-    tail.add_argument(
-        "--for",
-        dest="duration",
-        type=durations.argument,
-        default=None,
-        help="stop after this long, e.g. 2s or 5m (default: until Ctrl-C)",
-    )
-    tail.set_defaults(func=_events)
-
-    show = commands.add_parser("config", help="print every setting, its value and meaning")
-    show.add_argument("--markdown", action="store_true", help="a Markdown table of the defaults")
-    show.set_defaults(func=_config)
-
-    demo = commands.add_parser("demo-service", parents=[common], help="run the demo HTTP service")
-    demo.add_argument("--service", default="hello")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, required=True)
-    demo.add_argument("--instance-id", default="")
-    demo.add_argument("--calls", default="", help="a service to call on every request")
-    demo.add_argument("--via", default="", help="outbound proxy URL for --calls (the agent's)")
-    demo.set_defaults(func=_demo)
-
-    for entry in sorted(entry_points(group="natsmesh.commands"), key=lambda e: e.name):
-        entry.load()(commands, common)
+    for name, entry in _commands().items():
+        if command in (None, name):
+            entry.load()(commands, common)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # The root parser takes no option but --help: the first other word names the command.
+    # Without a known one (`mesh`, `mesh --help`, a typo), every command is added, so
+    # the help lists them all.
+    chosen = next((word for word in argv if not word.startswith("-")), None)
+    args = parser(chosen if chosen in _commands() else None).parse_args(argv)
     try:
         return int(args.func(args))
     except MeshError as exc:
@@ -106,88 +72,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def _members(args: argparse.Namespace) -> int:
-    settings = config.load(nats_url=args.nats_url, preset=args.preset)
-    timing = settings.timing
-    wait = args.wait if args.wait is not None else timing.interval * 1.5
-
-    async def collect() -> membership.View:
-        bus = NatsBus(settings, name="mesh-members")
-        try:
-            await bus.start(wait=5.0)
-            return await census(bus, timing, wait, asker="mesh-members")
-        finally:
-            await bus.close()
-
-    view = asyncio.run(collect())
-    rows = roster.rows(view, clock.monotonic())
-    if args.json:
-        print(msgspec.json.encode(rows).decode())
-    else:
-        print(roster.table(rows) if rows else "no members")
-    return 0
-
-
-def _events(args: argparse.Namespace) -> int:
-    settings = config.load(nats_url=args.nats_url)
-    kind = args.kind if args.kind == ">" else f"{args.kind}.{args.service}"
-    subject = f"{subjects.PREFIX}.events.{kind}"
-    since = None if args.since is None else clock.wall() - args.since
-
-    async def tail() -> None:
-        bus = NatsBus(settings, name="mesh-events")
-
-        async def show(delivery: Delivery) -> None:
-            try:
-                event = decode(delivery.subject, delivery.data)
-            except InvalidMessage as exc:
-                print(f"# {exc}", file=sys.stderr)
-                return
-            if not isinstance(event, Event):
-                return
-            if args.json:
-                print(msgspec.json.encode(event).decode(), flush=True)
-            else:
-                when = time.strftime("%H:%M:%S", time.localtime(event.at))
-                where = f"{event.service}/{event.instance}" if event.instance else event.service
-                extra = " ".join(f"{k}={v}" for k, v in event.detail.items())
-                print(f"{when}  {event.kind:<18} {where:<32} by {event.node} {extra}", flush=True)
-
-        try:
-            await bus.start(wait=5.0)
-            if since is None:
-                await bus.subscribe(subject, show)
-            else:
-                await bus.replay(subjects.EVENTS_STREAM, subject, since, show)
-            stop = asyncio.Event()
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.duration)
-        finally:
-            await bus.close()
-
-    asyncio.run(tail())
-    return 0
-
-
-def _config(args: argparse.Namespace) -> int:
-    if args.markdown:
-        print("| setting | default | meaning |\n|---|---|---|")
-        for name, field in config.Settings.model_fields.items():
-            default = "" if field.default is None else f"`{field.default}`"
-            print(f"| `MESH_{name.upper()}` | {default} | {field.description} |")
-        return 0
-    settings = config.load()
-    for name, field in config.Settings.model_fields.items():
-        value = getattr(settings, name)
-        print(f"MESH_{name.upper():<24} {value!s:<28} {field.description}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from mesh.playground import demo
-
-    runtime.setup_logging(args.log_level or "info", as_json=False)
-    return demo.main(args.service, args.host, args.port, args.instance_id, args.calls, args.via)

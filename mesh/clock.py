@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Where a shell reads the time: this module itself, or a test's manual clock."""
+
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> float: ...
 
 
 def monotonic() -> float:
@@ -13,8 +22,3 @@ def monotonic() -> float:
 def wall() -> float:
     """Seconds since the epoch: only for timestamps shown to people or stored in events."""
     return time.time()
-
-
-def unique_seed() -> int:
-    """A value that differs between process starts (incarnations, instance ids)."""
-    return time.time_ns()

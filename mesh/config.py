@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mesh.addresses import parse_hostport
 from mesh.balance.config import Algorithm, BalanceConfig
 from mesh.errors import ConfigError
+from mesh.logs import Level
 from mesh.resilience.config import ResilienceConfig
 from mesh.resilience.retry import RETRY_ON, Named
 from mesh.timing import PRESETS, Preset, Timing
-
-LogLevel = Literal["debug", "info", "warning", "error"]
 
 # The runtime objects hold each knob's default and its trade-off; settings start there.
 _BALANCE = BalanceConfig()
 _RESILIENCE = ResilienceConfig()
 _RETRY, _OUTLIER = _RESILIENCE.retry, _RESILIENCE.outlier
-
-
-def parse_hostport(value: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """'host:port', ':port' or 'port' -> (host, port); IPv6 hosts in brackets."""
-    text = value.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = "", text
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif any(c in host for c in "[]:"):  # '::1', 'h:80:90', '[::1:80' are not host:port
-        raise ConfigError(f"{value!r} is not host:port (IPv6 hosts go in brackets: [::1]:80)")
-    host = host or default_host
-    if not (port_text.isascii() and port_text.isdigit()):  # int() also takes ' 8_0', '+80'
-        raise ConfigError(f"{value!r} is not host:port")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{value!r}: port must be 0-65535")
-    return host, port
 
 
 class Settings(BaseSettings):
@@ -270,7 +251,7 @@ class Settings(BaseSettings):
     )
 
     # --- logging ---
-    log_level: LogLevel = Field("info", description="Log level.")
+    log_level: Level = Field("info", description="Log level.")
     log_json: bool = Field(False, description="Write logs as JSON lines.")
 
     @field_validator("agent_outbound")

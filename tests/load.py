@@ -56,6 +56,7 @@ class Load:
         self.concurrency = concurrency
         self.tally = Tally()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._stop = threading.Event()
         self.started = 0.0
 
     def __enter__(self) -> Load:
@@ -68,6 +69,10 @@ class Load:
     def start(self) -> None:
         self.started = time.monotonic()
         self._thread.start()
+
+    def stop(self) -> None:
+        """Send nothing more (what is in flight finishes): for runs that end on an event."""
+        self._stop.set()
 
     def join(self) -> Tally:
         self._thread.join(self.duration + self.timeout + 30)
@@ -86,6 +91,8 @@ class Load:
             total = int(self.rate * self.duration)
             tasks = []
             for n in range(total):  # bounded in count and, by the schedule, in time
+                if self._stop.is_set():
+                    break
                 due = start + n / self.rate
                 delay = due - time.monotonic()
                 if delay > 0:

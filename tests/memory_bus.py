@@ -93,6 +93,9 @@ class MemoryBus:
         if not self._connected:
             raise BusUnavailable("memory bus disconnected")
 
+    async def wait_connected(self) -> None:
+        """At once: a memory bus starts connected, and NatsBus waits only for the first time."""
+
     async def close(self) -> None:
         self._connected = False
         self._hub.buses.remove(self)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,18 @@ class Mesh:
             port=port,
             admin_port=admin,
         )
+
+    @contextlib.contextmanager
+    def borrowed(self) -> Iterator[Mesh]:
+        """A shared mesh lent to one test: what it starts inside is killed, and what it
+        changes in the environment undone, when the block ends."""
+        procs, env = len(self.procs), dict(self.env)
+        try:
+            yield self
+        finally:
+            stop([self.procs[procs:]], grace=0.0, first=signal.SIGKILL)
+            del self.procs[procs:]
+            self.env = env
 
     def close(self) -> None:
         stop([self.procs], grace=0.0, first=signal.SIGKILL)

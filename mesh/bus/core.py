@@ -62,6 +62,9 @@ class Bus(Protocol):
 
     async def flush(self, timeout: float) -> None: ...
 
+    async def wait_connected(self) -> None:
+        """Return once the bus has been connected (at once, after the first time)."""
+
     async def close(self) -> None: ...
 
 

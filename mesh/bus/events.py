@@ -9,8 +9,10 @@ from collections import deque
 
 import msgspec
 
-from mesh import clock, subjects
+from mesh import clock as system_clock
+from mesh import subjects
 from mesh.bus import Bus, NatsBus, until_done
+from mesh.clock import Clock
 from mesh.config import Settings
 from mesh.errors import BusError
 from mesh.messages import Event, encode
@@ -29,8 +31,11 @@ DUPLICATE_WINDOW = 120.0
 class EventLog:
     """A queue of events drained to NATS in order, surviving short outages."""
 
-    def __init__(self, bus: Bus, node: str, metrics: Metrics) -> None:
+    def __init__(
+        self, bus: Bus, node: str, metrics: Metrics, *, clock: Clock = system_clock
+    ) -> None:
         self._bus = bus
+        self._clock = clock
         self._node = node
         self._metrics = metrics
         self._queue: deque[Event] = deque()
@@ -46,7 +51,7 @@ class EventLog:
         if self._closed:
             return  # what a stopping node still observes is for the nodes that stay
         stamped = msgspec.structs.replace(
-            event, node=event.node or self._node, at=event.at or clock.wall()
+            event, node=event.node or self._node, at=event.at or self._clock.wall()
         )
         if len(self._queue) >= QUEUE_LIMIT:
             self._queue.popleft()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Protocol
 
 import msgspec
 
 from mesh import subjects
-from mesh.bus import NatsBus, until_done
+from mesh.bus import Bus, NatsBus, until_done
 from mesh.bus.events import EventLog
-from mesh.bus.kv import KvEntry, KvStore, Watch
+from mesh.bus.kv import KvEntry, KvStore
 from mesh.errors import BusError, MeshError
 from mesh.messages import Event, EventKind
 from mesh.metrics import Metrics
@@ -33,6 +34,28 @@ class PolicyRejected(MeshError):
 
 
 Compiler = Callable[[Mapping[str, Document]], None]
+EntryHandler = Callable[[KvEntry], Awaitable[None]]
+
+
+class Watching(Protocol):
+    """A running watch; `initial` is set once the current revisions were delivered."""
+
+    initial: asyncio.Event
+
+    async def stop(self) -> None: ...
+
+
+class Revisions(Protocol):
+    """Where the feed reads revisions: the policy bucket (a KvStore), or a test's own."""
+
+    async def open(self) -> None: ...
+
+    async def watch(self, handler: EntryHandler) -> Watching: ...
+
+
+def bucket(bus: NatsBus) -> KvStore:
+    """The policy bucket, not opened yet."""
+    return KvStore(bus, subjects.POLICY_BUCKET)
 
 
 class PolicyFeed:
@@ -40,7 +63,8 @@ class PolicyFeed:
 
     def __init__(
         self,
-        bus: NatsBus,
+        bus: Bus,
+        source: Revisions,
         *,
         node: str,
         role: str,
@@ -57,8 +81,8 @@ class PolicyFeed:
         self._defaults = defaults  # fills what each stored Service document leaves out
         self.documents: dict[str, Document] = {}
         self.revisions: dict[str, int] = {}
-        self._store = KvStore(bus, subjects.POLICY_BUCKET)
-        self._watch: Watch | None = None
+        self._source = source
+        self._watch: Watching | None = None
         self._task: asyncio.Task[None] | None = None
         self._resync = asyncio.Event()
         self.ready = asyncio.Event()  # the bucket's current revisions were applied once
@@ -84,7 +108,7 @@ class PolicyFeed:
         while True:
             try:
                 await self._bus.wait_connected()
-                await self._store.open()  # made by gateways and `mesh policy`
+                await self._source.open()  # made by gateways and `mesh policy`
                 await self._restart_watch()
                 await self._resync.wait()
                 self._resync.clear()
@@ -102,7 +126,7 @@ class PolicyFeed:
     async def _restart_watch(self) -> None:
         if self._watch is not None:
             await self._watch.stop()
-        self._watch = await self._store.watch(self._on_entry)
+        self._watch = await self._source.watch(self._on_entry)
         await self._watch.initial.wait()
         self.ready.set()
 
@@ -174,6 +198,6 @@ async def ensure_bucket(bus: NatsBus) -> None:
     """Create the policy bucket once NATS is reachable, so a first apply is seen at once."""
 
     async def create() -> None:
-        await KvStore(bus, subjects.POLICY_BUCKET).open(history=subjects.POLICY_HISTORY)
+        await bucket(bus).open(history=subjects.POLICY_HISTORY)
 
     await until_done(bus, f"the {subjects.POLICY_BUCKET} bucket", create)

@@ -9,8 +9,10 @@ from typing import Any
 
 import msgspec
 
-from mesh import clock, subjects
+from mesh import clock as system_clock
+from mesh import subjects
 from mesh.bus import Bus, Delivery
+from mesh.clock import Clock
 from mesh.errors import BusError
 from mesh.messages import Heartbeat, Leave, LeaveReason, encode
 from mesh.tasks import cancel_and_wait
@@ -21,14 +23,12 @@ log = logging.getLogger(__name__)
 class Announcer:
     """Owns the node's record; `seq` grows with every message it sends."""
 
-    def __init__(self, bus: Bus, record: Heartbeat) -> None:
+    def __init__(self, bus: Bus, record: Heartbeat, *, clock: Clock = system_clock) -> None:
         self._bus = bus
-        self._record = msgspec.structs.replace(
-            record, incarnation=clock.unique_seed() // 1_000_000, seq=0
-        )
+        # Milliseconds of wall time: a restarted process announces a higher incarnation.
+        self._record = msgspec.structs.replace(record, incarnation=int(clock.wall() * 1000), seq=0)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._left = False
         self._goodbye: bool | None = None
         self.sent = 0
 
@@ -60,7 +60,7 @@ class Announcer:
         self._wake.set()
 
     async def _run(self) -> None:
-        while not self._left:
+        while True:  # until leave() cancels it
             self._wake.clear()
             await self._publish_heartbeat()
             with contextlib.suppress(TimeoutError):
@@ -86,7 +86,6 @@ class Announcer:
         """
         if self._goodbye is not None:
             return self._goodbye
-        self._left = True
         await cancel_and_wait(self._task)
         record = self._record
         message = Leave(

@@ -7,9 +7,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from mesh import clock, subjects
+from mesh import clock as system_clock
+from mesh import subjects
 from mesh.bus import Bus, Delivery
 from mesh.bus.events import EventLog
+from mesh.clock import Clock
 from mesh.errors import BusError, InvalidMessage
 from mesh.membership import view as membership
 from mesh.messages import Event, Sync, decode, encode
@@ -26,9 +28,17 @@ class Discovery:
     """The shell around the pure view: decide in mesh.membership.view, act here."""
 
     def __init__(
-        self, bus: Bus, timing: Timing, *, node: str, metrics: Metrics, events: EventLog | None
+        self,
+        bus: Bus,
+        timing: Timing,
+        *,
+        node: str,
+        metrics: Metrics,
+        events: EventLog | None,
+        clock: Clock = system_clock,
     ) -> None:
         self._bus = bus
+        self._clock = clock
         self._node = node
         self._metrics = metrics
         self._events = events
@@ -47,7 +57,7 @@ class Discovery:
         await self._bus.subscribe(subjects.LEAVES, self._deliver)
         self._bus.on_state(self._on_bus_state)
         if not self._bus.connected:
-            self.view = membership.freeze(self.view, clock.monotonic())
+            self.view = membership.freeze(self.view, self._clock.monotonic())
         else:
             await self._request_sync()
         self._ticker = asyncio.create_task(self._tick_forever(), name="discovery-tick")
@@ -62,7 +72,7 @@ class Discovery:
             self._metrics.invalid_message(_family(delivery.subject))
             log.debug("%s", exc)
             return
-        view, effects = membership.apply(self.view, message, clock.monotonic())
+        view, effects = membership.apply(self.view, message, self._clock.monotonic())
         self._commit(view, effects)
 
     def _commit(self, view: membership.View, effects: list[membership.Effect]) -> None:
@@ -82,12 +92,12 @@ class Discovery:
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self._tick_every)
-            view, effects = membership.tick(self.view, clock.monotonic())
+            view, effects = membership.tick(self.view, self._clock.monotonic())
             if view is not self.view:
                 self._commit(view, effects)
 
     def _on_bus_state(self, connected: bool) -> None:
-        now = clock.monotonic()
+        now = self._clock.monotonic()
         if connected:
             self.view = membership.thaw(self.view, now)
             asyncio.get_running_loop().create_task(self._request_sync())

@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from mesh import clock, subjects
-from mesh.bus import Delivery
+from mesh import clock as system_clock
+from mesh import subjects
+from mesh.bus import Bus, Delivery
+from mesh.bus.events import EventLog
+from mesh.clock import Clock
 from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.errors import BusError, InvalidMessage
 from mesh.forwarding.defaults import default_service
-from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected
+from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
 from mesh.forwarding.policy_routes import PolicyRouter
 from mesh.forwarding.routing import Router, no_route
+from mesh.membership.discovery import Discovery
 from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence, decode, encode
-from mesh.node.node import Node
+from mesh.metrics import Metrics
 from mesh.policy.compile import compile_revision
 from mesh.policy.model import Document
 from mesh.resilience.outlier import Ejected, Restored
@@ -29,24 +34,46 @@ log = logging.getLogger(__name__)
 _EVENT_BUCKET = 30.0
 
 
+class Host(Protocol):
+    """What the wiring takes from its node (mesh.node.node.Node; tests build one in memory)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def bus(self) -> Bus: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def events(self) -> EventLog: ...
+    @property
+    def discovery(self) -> Discovery: ...
+
+    upstreams: Callable[[], object] | None  # the forwarding path's state, for /mesh/upstreams
+
+
 class Forwarding:
     """Keeps an engine's directory and router in step with the mesh.
 
     The process composes what differs by role: the engine it passes (an edge engine
     strips `x-mesh-*` headers), its `zone`, and the `fallback` router used when no Route
-    policy matches (the default routes, or none).
+    policy matches (the default routes, or none). `policies` is where revisions come from.
     """
 
     def __init__(
         self,
-        node: Node,
+        node: Host,
         engine: Engine,
         settings: Settings,
         *,
         zone: str,
         fallback: Router | None,
+        policies: Revisions,
+        clock: Clock = system_clock,
     ) -> None:
         self.node = node
+        self._clock = clock
         self.engine = engine
         self.directory = directory = engine.directory
         self._zone = zone
@@ -59,6 +86,7 @@ class Forwarding:
         node.discovery.on_change(self._view_changed)
         self.feed = PolicyFeed(
             node.bus,
+            policies,
             node=node.name,
             role=node.role,
             events=node.events,
@@ -106,7 +134,7 @@ class Forwarding:
     # --- inputs ---
 
     def _view_changed(self, view: View) -> None:
-        self.engine.view_changed(self.directory.update(view, clock.monotonic()))
+        self.engine.view_changed(self.directory.update(view, self._clock.monotonic()))
 
     def _swap(self, documents: Mapping[str, Document]) -> None:
         """Compile a whole revision and swap it in; requests in flight keep the old one."""
@@ -128,10 +156,10 @@ class Forwarding:
             log.debug("%s", exc)
             return
         if isinstance(evidence, Evidence):
-            self.directory.receive_evidence(evidence, clock.monotonic())
+            self.directory.receive_evidence(evidence, self._clock.monotonic())
 
     def _sweep(self) -> None:
-        self.directory.tick(clock.monotonic())
+        self.directory.tick(self._clock.monotonic())
 
     # --- outputs ---
 
@@ -147,7 +175,7 @@ class Forwarding:
 
     def _ejection_event(self, service: str, effect: Ejected | Restored) -> None:
         kind: EventKind = "instance.ejected" if isinstance(effect, Ejected) else "instance.restored"
-        bucket = int(clock.wall() // _EVENT_BUCKET)
+        bucket = int(self._clock.wall() // _EVENT_BUCKET)
         detail = {"reason": effect.reason} if isinstance(effect, Ejected) else {}
         level = logging.WARNING if isinstance(effect, Ejected) else logging.INFO
         log.log(level, "%s %s/%s %s", kind, service, effect.instance, detail.get("reason", ""))

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
+from mesh.addresses import hostport
 from mesh.bus import NatsBus
 from mesh.bus.events import EventLog
 from mesh.config import Settings
@@ -18,7 +19,7 @@ from mesh.membership.view import View
 from mesh.messages import Heartbeat
 from mesh.metrics import Metrics, registry_for
 from mesh.node import admin
-from mesh.node.ports import binding, hostport
+from mesh.node.ports import binding
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 
-from mesh.config import parse_hostport
+from mesh.addresses import parse_hostport
 from mesh.errors import PortUnavailable
 
 _GIVEN: set[int] = set()
@@ -54,11 +54,6 @@ def binding(address: str, what: str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise unavailable(address, what, exc) from None
-
-
-def hostport(host: str, port: int) -> str:
-    """`host:port` as people write it (an IPv6 host in brackets)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def unavailable(address: str, what: str, exc: OSError) -> PortUnavailable:

@@ -9,6 +9,7 @@ called by name through the agent's outbound proxy.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -18,8 +19,26 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from mesh import logs
+from mesh.addresses import hostport
 from mesh.node import runtime
-from mesh.node.ports import binding, hostport
+from mesh.node.ports import binding
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("demo-service", parents=[common], help="run the demo HTTP service")
+    parser.add_argument("--service", default="hello")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--instance-id", default="")
+    parser.add_argument("--calls", default="", help="a service to call on every request")
+    parser.add_argument("--via", default="", help="outbound proxy URL for --calls (the agent's)")
+    parser.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    logs.setup(args.log_level or "info", as_json=False)
+    return main(args.service, args.host, args.port, args.instance_id, args.calls, args.via)
 
 
 class DemoState:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import aiohttp
 
-from mesh import config, durations
+from mesh import config, durations, logs
 from mesh.clock import monotonic
 from mesh.errors import ConfigError, MeshError
-from mesh.node import children, runtime
+from mesh.node import children
 from mesh.node.children import Child, how_it_ended
 from mesh.node.ports import check_bindable
 from mesh.node.supervisor import Restart, Supervisor
@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     if args.instances < 1:
         raise ConfigError("--instances: at least 1")
     settings = config.load(nats_url=args.nats_url, preset=args.preset)
-    runtime.setup_logging(args.log_level or "warning", as_json=False)
+    logs.setup(args.log_level or "warning", as_json=False)
     return asyncio.run(_up(args, settings, monotonic))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mesh_cli import policy
 from mesh_procs import Client, alive, get_json, members, wait_for
 
 from mesh.node.ports import free_port
@@ -182,13 +183,7 @@ def test_mesh_up_serves_the_examples_and_ctrl_c_leaves_nothing(
         "kind: Route\nname: greet\nmatch: {path_prefix: /greet}\n"
         "rewrite: {replace_prefix: /}\nto: [{service: hello}]\n"
     )
-    applied = subprocess.run(
-        [sys.executable, "-m", "mesh", "policy", "apply", "-f", str(route), "--wait"],
-        env={**os.environ, "MESH_NATS_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    applied = policy(url, "apply", "-f", str(route), "--wait")
     assert "every live node applied it" in applied.stdout, applied.stdout + applied.stderr
     status, _, body = up.get("/greet/anything")
     assert status == 200
@@ -207,11 +202,14 @@ def test_mesh_up_serves_the_examples_and_ctrl_c_leaves_nothing(
 def test_a_killed_instance_comes_back_and_only_the_gateway_ends_mesh_up(
     start_up: object, tmp_path: Path
 ) -> None:
-    # Two hellos (fewer processes to start), no examples: the defaults, with short
+    # Two hellos and one gateway process (fewer to start), no examples: the defaults, with short
     # ejections, so a restarted instance is routed to again within seconds (an ejection
     # earned while it was down outlives the restart).
     up: Up = start_up(  # type: ignore[operator]
-        "--policies", "", "--instances", "2", MESH_OUTLIER_BASE_EJECTION="1", MESH_PRESET="local"
+        *("--policies", "", "--instances", "2"),
+        MESH_OUTLIER_BASE_EJECTION="1",
+        MESH_PRESET="local",
+        MESH_GATEWAY_WORKERS="1",  # test_mesh_up_serves_the_examples runs the default workers
     )
     hello2 = up.row("hello-2")
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import nats
 import pytest
 from nats.aio.client import Client
 
 from mesh.playground.natsserver import NatsServer
+
+
+@pytest.fixture(scope="module")
+def module_nats(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A nats-server of this module's own, for a mesh its tests share: nobody else's
+    heartbeats, policy bucket or events. Never kill or restart it (take `fresh_nats`)."""
+    server = NatsServer(nats_binary, store_dir=tmp_path_factory.mktemp("nats-module"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

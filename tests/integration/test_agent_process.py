@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from mesh_cli import mesh_command
 from mesh_procs import Mesh, wait_for
 
 from mesh.node.ports import free_port
@@ -38,22 +36,7 @@ def test_an_unanswered_health_check_is_logged_once_and_the_members_star_explaine
         assert "failing its health check" in failing
         assert f"GET http://127.0.0.1:{port}/healthz: ClientConnectorError" in failing
 
-        members = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mesh",
-                "members",
-                "--nats-url",
-                nats_server.url,
-                "--wait",
-                "0.5",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=os.environ,
-        )
+        members = mesh_command("members", "--nats-url", nats_server.url, "--wait", "0.5")
         row = next(line for line in members.stdout.splitlines() if "silent-1" in line)
         assert "alive*" in row.split()
         assert "* not routable: no new requests go there until it is alive, passes its health" in (

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from manual_clock import ManualClock
 from mesh_procs import alive
 
 from mesh.node.children import CANNOT_START, Child, how_it_ended, stop
@@ -117,18 +118,10 @@ def test_a_child_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     wait_until(lambda: not alive(sleeper))
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_dying_child_comes_back_later_each_time_until_it_has_settled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = ManualClock()
+    clock = ManualClock(now=0.0)
     supervisor = Supervisor(clock=clock)
     crasher = supervisor.start(
         python("crasher", "raise SystemExit(3)"), Restart(first=1.0, cap=4.0, settled=10.0)

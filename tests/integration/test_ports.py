@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mesh.errors import PortUnavailable
-from mesh.node.ports import check_bindable, free_port, hostport
+from mesh.node.ports import check_bindable, free_port
 
 
 def test_free_ports_are_bindable_and_never_repeat() -> None:
@@ -52,8 +52,3 @@ def test_the_demo_service_on_a_taken_port_says_so_in_one_line() -> None:
     assert demo.stderr.splitlines() == [
         f"mesh demo-service: cannot listen on 127.0.0.1:{port} (--port): address already in use"
     ]
-
-
-@pytest.mark.parametrize(("host", "expected"), [("127.0.0.1", "127.0.0.1:80"), ("::1", "[::1]:80")])
-def test_addresses_are_written_as_people_write_them(host: str, expected: str) -> None:
-    assert hostport(host, 80) == expected

@@ -54,9 +54,10 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-# Nodes of their own: the command line sits on top of everything, and the settings take
-# their defaults from the pure cores; the other top-level modules are foundations.
-_TOP = {"mesh.cli", "mesh.__main__", "mesh.config"}
+# Nodes of their own: the command line and its built-in commands sit on top of everything,
+# and the settings take their defaults from the pure cores; the other top-level modules
+# are foundations.
+_TOP = {"mesh.cli", "mesh.commands", "mesh.__main__", "mesh.config"}
 
 
 def _package(module: str) -> str:

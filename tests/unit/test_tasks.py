@@ -16,6 +16,24 @@ async def test_a_running_task_is_cancelled_and_has_ended_on_return() -> None:
     assert task.cancelled()
 
 
+async def test_a_cancellation_swallowed_by_wait_for_is_asked_again() -> None:
+    # Python 3.11's wait_for returns the result when it is cancelled just as its future
+    # completes (gh-86296): the task runs on as if never cancelled. nats-py's requests
+    # use wait_for, so a node told to stop mid-request would wait for ever.
+    futures: list[asyncio.Future[None]] = []
+
+    async def requests_forever() -> None:
+        while True:
+            futures.append(asyncio.get_running_loop().create_future())
+            await asyncio.wait_for(futures[-1], 60)
+
+    task = asyncio.create_task(requests_forever())
+    await asyncio.sleep(0)
+    futures[-1].set_result(None)  # the answer arrives in the same step as the cancel
+    await asyncio.wait_for(cancel_and_wait(task), 5)
+    assert task.cancelled()
+
+
 async def test_none_is_nothing_to_do() -> None:
     await cancel_and_wait(None)
 

@@ -42,7 +42,7 @@ def test_every_preset_goes_down_after_suspect_and_forgets_later(timing: Timing) 
     assert MIN_INTERVAL <= timing.interval <= MAX_INTERVAL
 
 
-def test_design_defaults_lan_is_suspect_at_3s_and_down_at_6s() -> None:
+def test_lan_is_suspect_at_3s_and_down_at_6s() -> None:
     assert suspect_at(0.0, LAN.interval, LAN) == 3.0
     assert down_at(0.0, LAN.interval, LAN) == 6.0
 

@@ -269,14 +269,23 @@ def echo_body(request: Message) -> bytes:
     ).encode()
 
 
-async def echo(peer: Peer) -> None:
-    """A keep-alive upstream that answers each request with its echo."""
-    while True:
-        request = await peer.message(timeout=60)
-        if not request.complete:
-            return
-        peer.send(response(200, echo_body(request), {"Content-Type": "application/json"}))
-        await peer.drain()
+def echoing(delay: float = 0.0) -> Handler:
+    """A keep-alive upstream that answers each request with its echo, `delay` s later."""
+
+    async def handler(peer: Peer) -> None:
+        while True:
+            request = await peer.message(timeout=60)
+            if not request.complete:
+                return
+            if delay:
+                await asyncio.sleep(delay)
+            peer.send(response(200, echo_body(request), {"Content-Type": "application/json"}))
+            await peer.drain()
+
+    return handler
+
+
+echo = echoing()
 
 
 def answering(*raw: bytes, close: bool = False) -> Handler:

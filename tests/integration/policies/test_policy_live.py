@@ -6,13 +6,13 @@ import asyncio
 import collections
 import contextlib
 import json
-import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from mesh_cli import policy
 from mesh_procs import Client, Mesh, Proc, routable, wait_for
-from policy_cli import policy
 
 from mesh import subjects
 from mesh.bus import Delivery, NatsBus
@@ -43,18 +43,11 @@ Live = tuple[Mesh, Proc, dict[str, Proc]]
 
 
 @pytest.fixture(scope="module")
-def nats(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    """This module's own nats-server: the policy bucket of its mesh is nobody else's."""
-    server = NatsServer(nats_binary, store_dir=tmp_path_factory.mktemp("nats-policies"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def mesh_of_module(nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def mesh_of_module(
+    module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     """hello v1 x2 and v2 x1 with agents, and a gateway that sees them: one for the module."""
-    mesh = Mesh(nats.url, tmp_path_factory.mktemp("procs"))
+    mesh = Mesh(module_nats.url, tmp_path_factory.mktemp("procs"))
     try:
         agents = {}
         for name, version in (("hello-v1a", "v1"), ("hello-v1b", "v1"), ("hello-v2", "v2")):
@@ -67,31 +60,26 @@ def mesh_of_module(nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture
-def live(mesh_of_module: Live, nats: NatsServer) -> Iterator[Live]:
+def live(mesh_of_module: Live, module_nats: NatsServer) -> Iterator[Live]:
     """The module's mesh with no policy stored (every node acknowledged the deletions);
     processes and environment a test adds go when it ends."""
     mesh = mesh_of_module[0]
-    for line in policy(nats.url, "list").stdout.splitlines()[1:]:
-        deleted = policy(nats.url, "delete", line.split()[0], "--wait")
+    for line in policy(module_nats.url, "list").stdout.splitlines()[1:]:
+        deleted = policy(module_nats.url, "delete", line.split()[0], "--wait")
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
-    procs, env = len(mesh.procs), dict(mesh.env)
-    yield mesh_of_module
-    for proc in mesh.procs[procs:]:
-        proc.signal(signal.SIGKILL)
-        proc.wait()
-    del mesh.procs[procs:]
-    mesh.env = env
+    with mesh.borrowed():
+        yield mesh_of_module
 
 
 def test_apply_wait_reports_every_node_and_traffic_follows_at_once(
-    live: Live, nats: NatsServer, tmp_path: Path
+    live: Live, module_nats: NatsServer, tmp_path: Path
 ) -> None:
     _, gateway, _agents = live
     client = Client(gateway.port)
     before = client.request("GET", "/greet/x", headers={"Host": "greet.example.com"})
     assert before[0] == 404  # no route yet: greet is no service name either
     (tmp_path / "greet.yaml").write_text(GREET)
-    result = policy(nats.url, "apply", "-f", str(tmp_path / "greet.yaml"), "--wait")
+    result = policy(module_nats.url, "apply", "-f", str(tmp_path / "greet.yaml"), "--wait")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every live node applied it" in result.stdout
     acked = [line for line in result.stdout.splitlines() if line.split()[2:3] == ["applied"]]
@@ -104,17 +92,23 @@ def test_apply_wait_reports_every_node_and_traffic_follows_at_once(
 
 
 def test_a_canary_split_is_within_3_points_of_its_weights(
-    live: Live, nats: NatsServer, tmp_path: Path
+    live: Live, module_nats: NatsServer, tmp_path: Path
 ) -> None:
     _, gateway, _ = live
     (tmp_path / "canary.yaml").write_text(CANARY)
-    assert policy(nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
-    client = Client(gateway.port)
-    served = collections.Counter[str]()
-    for _ in range(2000):
-        status, _, body = client.request("GET", "/", headers={"Host": "canary.example.com"})
-        assert status == 200
-        served[json.loads(body)["instance"]] += 1
+    assert policy(module_nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
+
+    def requests(count: int) -> collections.Counter[str]:
+        client, served = Client(gateway.port), collections.Counter[str]()
+        for _ in range(count):
+            status, _, body = client.request("GET", "/", headers={"Host": "canary.example.com"})
+            assert status == 200
+            served[json.loads(body)["instance"]] += 1
+        client.close()
+        return served
+
+    with ThreadPoolExecutor(4) as pool:  # four clients at once: the gateway is not idle
+        served = sum(pool.map(requests, [500] * 4), collections.Counter[str]())
     v2 = served["hello-v2"] / 2000
     assert abs(v2 - 0.10) <= 0.03, served
     assert served["hello-v1a"]
@@ -123,13 +117,15 @@ def test_a_canary_split_is_within_3_points_of_its_weights(
 
 
 async def test_an_invalid_revision_written_straight_to_the_bucket_is_rejected_everywhere(
-    live: Live, nats: NatsServer, tmp_path: Path
+    live: Live, module_nats: NatsServer, tmp_path: Path
 ) -> None:
     _, gateway, _ = live
     (tmp_path / "greet.yaml").write_text(GREET)
-    applied = await asyncio.to_thread(policy, nats.url, "apply", "-f", str(tmp_path), "--wait")
+    applied = await asyncio.to_thread(
+        policy, module_nats.url, "apply", "-f", str(tmp_path), "--wait"
+    )
     assert applied.returncode == 0
-    bus = NatsBus(load_settings(nats_url=nats.url), name="test")
+    bus = NatsBus(load_settings(nats_url=module_nats.url), name="test")
     await bus.start(wait=5)
     rejected: dict[str, str] = {}
     everyone = asyncio.Event()
@@ -167,11 +163,11 @@ async def test_an_invalid_revision_written_straight_to_the_bucket_is_rejected_ev
 
 
 def test_a_gateway_started_later_applies_the_current_revisions_before_it_serves(
-    live: Live, nats: NatsServer, tmp_path: Path
+    live: Live, module_nats: NatsServer, tmp_path: Path
 ) -> None:
     mesh, _, _ = live
     (tmp_path / "greet.yaml").write_text(GREET)
-    assert policy(nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
+    assert policy(module_nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
     # Only declared routes: a gateway serving before its policies would answer 404.
     mesh.env["MESH_GATEWAY_DEFAULT_ROUTES"] = "false"
     late = mesh.gateway("late-gateway")
@@ -191,22 +187,22 @@ def test_a_gateway_started_later_applies_the_current_revisions_before_it_serves(
 
 
 def test_rollback_brings_the_previous_route_back_live(
-    live: Live, nats: NatsServer, tmp_path: Path
+    live: Live, module_nats: NatsServer, tmp_path: Path
 ) -> None:
     _, gateway, _ = live
     (tmp_path / "greet.yaml").write_text(GREET)
-    first = policy(nats.url, "apply", "-f", str(tmp_path), "--wait")
+    first = policy(module_nats.url, "apply", "-f", str(tmp_path), "--wait")
     assert first.returncode == 0
     (tmp_path / "greet.yaml").write_text(GREET.replace("/hello", "/v2"))
-    assert policy(nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
+    assert policy(module_nats.url, "apply", "-f", str(tmp_path), "--wait").returncode == 0
     client = Client(gateway.port)
     hit = client.request("GET", "/greet/a", headers={"Host": "greet.example.com"})
     assert json.loads(hit[2])["path"] == "/v2/a"
     [written] = [line for line in first.stdout.splitlines() if line.startswith("wrote")]
-    history = policy(nats.url, "history", "route/greet").stdout.splitlines()[1:]
+    history = policy(module_nats.url, "history", "route/greet").stdout.splitlines()[1:]
     revision = written.split()[-1]
     assert revision in [line.split()[0] for line in history]
-    back = policy(nats.url, "rollback", "route/greet", "--to", revision, "--wait")
+    back = policy(module_nats.url, "rollback", "route/greet", "--to", revision, "--wait")
     assert back.returncode == 0, back.stdout + back.stderr
     hit = client.request("GET", "/greet/a", headers={"Host": "greet.example.com"})
     assert json.loads(hit[2])["path"] == "/hello/a"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import nats
 import pytest
+from mesh_cli import policy
 from nats.js.errors import NotFoundError
-from policy_cli import policy
 
 from mesh import subjects
 from mesh.bus import NatsBus

@@ -19,7 +19,7 @@ from mesh.balance.round_robin import RoundRobin
 from mesh.balance.weighted_random import WeightedRandom
 
 
-def test_defaults_are_design_section_10() -> None:
+def test_defaults_are_the_documented_ones() -> None:
     config = BalanceConfig()
     assert (config.algorithm, config.panic_threshold) == ("least_request", 0.5)
     assert (config.ewma_decay, config.default_rtt) == (10.0, 0.030)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+from manual_clock import ManualClock
 from memory_bus import MemoryHub
 
 from mesh import subjects
 from mesh.messages import Event, EventKind, encode
 from policies.acks import AckCollector
-
-
-class ManualClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def answer(hub: MemoryHub, kind: EventKind, node: str, key: str, revision: int) -> None:

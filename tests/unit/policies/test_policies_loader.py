@@ -203,7 +203,9 @@ def test_non_utf8_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_byte_order_mark_is_fine() -> None:
-    assert load_text("\ufeffkind: Service\nname: s\n".encode(), defaults=DEFAULTS).ok
+    loaded = load_text("\ufeffkind: Service\nname: s\n".encode(), defaults=DEFAULTS)
+    assert loaded.ok, loaded.errors
+    assert [item.document.name for item in loaded.documents] == ["s"]
 
 
 def test_folders_named_like_policy_files_are_walked_not_read(tmp_path: Path) -> None:

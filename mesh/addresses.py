@@ -1,0 +1,29 @@
+"""Listen addresses as people write them: `host:port`, `:port`, `port`, `[::1]:port`."""
+
+from __future__ import annotations
+
+from mesh.errors import ConfigError
+
+
+def parse_hostport(value: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """'host:port', ':port' or 'port' -> (host, port); IPv6 hosts in brackets."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif any(c in host for c in "[]:"):  # '::1', 'h:80:90', '[::1:80' are not host:port
+        raise ConfigError(f"{value!r} is not host:port (IPv6 hosts go in brackets: [::1]:80)")
+    host = host or default_host
+    if not (port_text.isascii() and port_text.isdigit()):  # int() also takes ' 8_0', '+80'
+        raise ConfigError(f"{value!r} is not host:port")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{value!r}: port must be 0-65535")
+    return host, port
+
+
+def hostport(host: str, port: int) -> str:
+    """`host:port` as people write it (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,142 @@
+"""`mesh members`, `mesh events tail` and `mesh config`: the mesh seen from outside it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+
+import msgspec
+
+from mesh import clock, config, durations, subjects
+from mesh.bus import Delivery, NatsBus
+from mesh.errors import InvalidMessage
+from mesh.membership import roster
+from mesh.membership import view as membership
+from mesh.membership.census import census
+from mesh.messages import Event, decode
+
+
+def register_members(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "members",
+        parents=[common],
+        help="show the live view (a * after the state: gets no new requests)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--wait",
+        type=durations.argument,
+        default=None,
+        help="how long to collect heartbeats, e.g. 3s (default 1.5 intervals)",
+    )
+    parser.set_defaults(func=_members)
+
+
+def register_events(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("events", parents=[common], help="the mesh event log")
+    parser.add_argument("action", choices=["tail"], help="tail: print events, then follow")
+    parser.add_argument(
+        "--since",
+        type=durations.argument,
+        default=None,
+        help="start this long ago: 30s, 10m, 2h, 1d (default: only new events)",
+    )
+    parser.add_argument("--kind", default=">", help="event kind filter, e.g. instance.* (all)")
+    parser.add_argument("--service", default="*", help="service filter (all)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--for",
+        dest="duration",
+        type=durations.argument,
+        default=None,
+        help="stop after this long, e.g. 2s or 5m (default: until Ctrl-C)",
+    )
+    parser.set_defaults(func=_events)
+
+
+def register_config(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("config", help="print every setting, its value and meaning")
+    parser.add_argument("--markdown", action="store_true", help="a Markdown table of the defaults")
+    parser.set_defaults(func=_config)
+
+
+def _members(args: argparse.Namespace) -> int:
+    settings = config.load(nats_url=args.nats_url, preset=args.preset)
+    timing = settings.timing
+    wait = args.wait if args.wait is not None else timing.interval * 1.5
+
+    async def collect() -> membership.View:
+        bus = NatsBus(settings, name="mesh-members")
+        try:
+            await bus.start(wait=5.0)
+            return await census(bus, timing, wait, asker="mesh-members")
+        finally:
+            await bus.close()
+
+    view = asyncio.run(collect())
+    rows = roster.rows(view, clock.monotonic())
+    if args.json:
+        print(msgspec.json.encode(rows).decode())
+    else:
+        print(roster.table(rows) if rows else "no members")
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    settings = config.load(nats_url=args.nats_url)
+    kind = args.kind if args.kind == ">" else f"{args.kind}.{args.service}"
+    subject = f"{subjects.PREFIX}.events.{kind}"
+    since = None if args.since is None else clock.wall() - args.since
+
+    async def tail() -> None:
+        bus = NatsBus(settings, name="mesh-events")
+
+        async def show(delivery: Delivery) -> None:
+            try:
+                event = decode(delivery.subject, delivery.data)
+            except InvalidMessage as exc:
+                print(f"# {exc}", file=sys.stderr)
+                return
+            if not isinstance(event, Event):
+                return
+            if args.json:
+                print(msgspec.json.encode(event).decode(), flush=True)
+            else:
+                when = time.strftime("%H:%M:%S", time.localtime(event.at))
+                where = f"{event.service}/{event.instance}" if event.instance else event.service
+                extra = " ".join(f"{k}={v}" for k, v in event.detail.items())
+                print(f"{when}  {event.kind:<18} {where:<32} by {event.node} {extra}", flush=True)
+
+        try:
+            await bus.start(wait=5.0)
+            if since is None:
+                await bus.subscribe(subject, show)
+            else:
+                await bus.replay(subjects.EVENTS_STREAM, subject, since, show)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
+        finally:
+            await bus.close()
+
+    asyncio.run(tail())
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print("| setting | default | meaning |\n|---|---|---|")
+        for name, field in config.Settings.model_fields.items():
+            default = "" if field.default is None else f"`{field.default}`"
+            print(f"| `MESH_{name.upper()}` | {default} | {field.description} |")
+        return 0
+    settings = config.load()
+    for name, field in config.Settings.model_fields.items():
+        value = getattr(settings, name)
+        print(f"MESH_{name.upper():<24} {value!s:<28} {field.description}")
+    return 0

@@ -1,0 +1,136 @@
+"""The announcer in process: what this node says on an in-memory bus, and when."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+from factories import heartbeat
+from manual_clock import EPOCH, ManualClock
+from memory_bus import MemoryBus, MemoryHub
+from waiting import settle, until
+
+from mesh import subjects
+from mesh.membership.announcer import Announcer
+from mesh.messages import Heartbeat, Leave, Load, Sync, decode, encode
+
+SLOW = 60.0  # an interval no test waits for: every heartbeat seen was sent on a cue
+
+
+@dataclass
+class Voice:
+    hub: MemoryHub
+    bus: MemoryBus
+    announcer: Announcer
+
+    def said(self) -> list[Heartbeat | Leave]:
+        found = []
+        for delivery in self.hub.published:
+            if delivery.subject.split(".")[2] in ("hb", "leave"):
+                message = decode(delivery.subject, delivery.data)
+                assert isinstance(message, Heartbeat | Leave)
+                found.append(message)
+        return found
+
+    def seqs(self) -> list[int]:
+        return [message.seq for message in self.said()]
+
+
+@pytest.fixture
+async def voice() -> AsyncIterator[Callable[..., Voice]]:
+    """`voice(interval=...)`: an announcer of orders/i1 started on a hub of its own."""
+    started: list[Announcer] = []
+
+    def make(interval: float = SLOW) -> Voice:
+        hub = MemoryHub()
+        bus = hub.bus()
+        record = heartbeat("i1", incarnation=0, seq=0, interval=interval, health="passing")
+        announcer = Announcer(bus, record, clock=ManualClock(now=12.345))
+        started.append(announcer)
+        return Voice(hub, bus, announcer)
+
+    yield make
+    for announcer in started:
+        await announcer.leave(timeout=0.1)
+
+
+async def test_the_first_heartbeat_goes_out_at_start_with_a_wall_clock_incarnation(
+    voice: Callable[..., Voice],
+) -> None:
+    v = voice()
+    await v.announcer.start()
+    await until(lambda: v.said())
+    [first] = v.said()
+    assert v.hub.published[0].subject == subjects.heartbeat("orders", "i1")
+    assert (first.incarnation, first.seq) == (int((EPOCH + 12.345) * 1000), 1)
+    assert v.announcer.sent == 1
+
+
+async def test_a_change_that_matters_is_announced_at_once_and_load_waits(
+    voice: Callable[..., Voice],
+) -> None:
+    v = voice()
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    v.announcer.update(health="passing")  # no change at all
+    v.announcer.update(load=Load(inflight=3))  # load alone: next beat
+    await settle()
+    assert v.seqs() == [1]
+    v.announcer.update(health="failing")
+    await until(lambda: v.seqs() == [1, 2])
+    latest = v.said()[-1]
+    assert isinstance(latest, Heartbeat)
+    assert (latest.health, latest.load.inflight) == ("failing", 3)
+
+
+async def test_a_sync_request_and_a_reconnect_are_answered_at_once(
+    voice: Callable[..., Voice],
+) -> None:
+    v = voice()
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    await v.hub.bus().publish(subjects.SYNC, encode(Sync(node="late-gateway")))
+    await until(lambda: v.seqs() == [1, 2])
+    v.bus.set_connected(False)
+    v.announcer.update(health="failing")  # cannot go out now, and is not queued
+    await settle()
+    assert v.seqs() == [1, 2]
+    v.bus.set_connected(True)
+    await until(lambda: v.seqs() == [1, 2, 3])
+    assert v.said()[-1].health == "failing"  # type: ignore[union-attr]
+
+
+async def test_heartbeats_repeat_every_interval(voice: Callable[..., Voice]) -> None:
+    v = voice(interval=0.05)
+    await v.announcer.start()
+    await until(lambda: len(v.said()) >= 4, timeout=2.0)
+    assert v.seqs()[:4] == [1, 2, 3, 4]
+
+
+async def test_leave_follows_the_last_seq_once_and_silences_the_node(
+    voice: Callable[..., Voice],
+) -> None:
+    v = voice()
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    assert await v.announcer.leave("drain") is True
+    last = v.said()[-1]
+    assert isinstance(last, Leave)
+    assert (last.seq, last.reason, last.incarnation) == (2, "drain", v.said()[0].incarnation)
+    assert v.hub.published[-1].subject == subjects.leave("orders", "i1")
+    assert await v.announcer.leave("shutdown") is True  # the first answer stands
+    await v.hub.bus().publish(subjects.SYNC, encode(Sync(node="late-gateway")))
+    await settle()
+    assert v.seqs() == [1, 2]  # no second leave, no heartbeat after it
+
+
+async def test_a_leave_nats_did_not_take_says_so(voice: Callable[..., Voice]) -> None:
+    v = voice()
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    v.bus.set_connected(False)
+    assert await v.announcer.leave() is False
+    v.bus.set_connected(True)
+    assert await v.announcer.leave() is False
+    assert v.seqs() == [1]

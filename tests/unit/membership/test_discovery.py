@@ -1,0 +1,190 @@
+"""Discovery in process: the view fed from an in-memory bus, expired on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from factories import heartbeat, leave
+from manual_clock import EPOCH, ManualClock
+from memory_bus import MemoryBus, MemoryHub
+from waiting import until
+
+from mesh import subjects
+from mesh.bus.events import EventLog
+from mesh.membership.discovery import Discovery
+from mesh.membership.view import State, View
+from mesh.messages import Event, Heartbeat, Leave, Sync, decode, encode
+from mesh.metrics import Metrics
+from mesh.timing import PRESETS
+
+# The observer ticks every 50 ms of real time; silence is read on the manual clock, in
+# the sender's advertised interval (1 s: suspect after 3 s, down after 6 s).
+LOCAL = PRESETS["local"]
+
+
+async def two_ticks() -> None:
+    """Real time for the ticker to run twice: whatever is due on the manual clock happens."""
+    await asyncio.sleep(0.12)
+
+
+@dataclass
+class Observer:
+    hub: MemoryHub
+    bus: MemoryBus  # the observer's own connection
+    peer: MemoryBus  # everyone else
+    clock: ManualClock
+    metrics: Metrics
+    discovery: Discovery
+    changes: list[View] = field(default_factory=list)
+
+    async def send(self, message: Heartbeat | Leave) -> None:
+        subject = (subjects.heartbeat if isinstance(message, Heartbeat) else subjects.leave)(
+            message.service, message.instance
+        )
+        await self.peer.publish(subject, encode(message))
+
+    def state(self, instance: str = "i1") -> State:
+        return self.discovery.view.members[instance].state
+
+    def published(self, prefix: str) -> list[object]:
+        return [
+            decode(d.subject, d.data) for d in self.hub.published if d.subject.startswith(prefix)
+        ]
+
+    def events(self) -> list[Event]:
+        return [e for e in self.published(f"{subjects.PREFIX}.events.") if isinstance(e, Event)]
+
+
+@pytest.fixture
+async def observer() -> AsyncIterator[Observer]:
+    hub = MemoryHub()
+    bus, peer, clock, metrics = hub.bus(), hub.bus(), ManualClock(), Metrics()
+    events = EventLog(bus, "obs", metrics, clock=clock)
+    discovery = Discovery(bus, LOCAL, node="obs", metrics=metrics, events=events, clock=clock)
+    found = Observer(hub, bus, peer, clock, metrics, discovery)
+    discovery.on_change(found.changes.append)
+    events.start()
+    yield found
+    await discovery.stop()
+    await events.close(timeout=0.1)
+
+
+async def test_start_asks_every_node_for_its_heartbeat(observer: Observer) -> None:
+    await observer.discovery.start()
+    assert observer.published(subjects.SYNC) == [Sync(node="obs")]
+
+
+async def test_heartbeats_join_the_view_and_only_routing_changes_reach_listeners(
+    observer: Observer,
+) -> None:
+    await observer.discovery.start()
+    await observer.send(heartbeat("i1", seq=1, health="passing"))
+    assert observer.state() is State.ALIVE
+    assert observer.discovery.view.members["i1"].heard == observer.clock.now
+    await observer.send(heartbeat("i1", seq=2, health="passing"))  # nothing routing reads
+    await observer.send(heartbeat("i1", seq=3, health="failing"))
+    assert [view.members["i1"].record.seq for view in observer.changes] == [1, 3]
+    await until(lambda: len(observer.events()) == 2)
+    up, failing = observer.events()
+    assert (up.kind, failing.kind) == ("instance.up", "health.failing")
+    assert (up.node, up.at) == ("obs", EPOCH + observer.clock.now)  # stamped by the log
+
+
+async def test_silence_on_the_injected_clock_makes_a_member_suspect_then_down(
+    observer: Observer,
+) -> None:
+    await observer.discovery.start()
+    await observer.send(heartbeat("i1", interval=1.0))
+    observer.clock.now += 2.9
+    await two_ticks()  # nothing is due yet
+    assert observer.state() is State.ALIVE
+    observer.clock.now += 0.2
+    await until(lambda: observer.state() is State.SUSPECT)
+    observer.clock.now += 3.0
+    await until(lambda: observer.state() is State.DOWN)
+    await until(lambda: len(observer.events()) == 3)
+    assert [e.kind for e in observer.events()] == [
+        "instance.up",
+        "instance.suspect",
+        "instance.down",
+    ]
+    assert [v.members["i1"].state for v in observer.changes] == [
+        State.ALIVE,
+        State.SUSPECT,
+        State.DOWN,
+    ]
+
+
+async def test_a_leave_takes_the_member_out_at_once(observer: Observer) -> None:
+    await observer.discovery.start()
+    await observer.send(heartbeat("i1", seq=1))
+    await observer.send(leave("i1", seq=2))
+    assert observer.state() is State.LEFT
+    assert observer.changes[-1].members["i1"].state is State.LEFT
+
+
+async def test_invalid_and_stale_messages_are_counted_and_change_nothing(
+    observer: Observer,
+) -> None:
+    await observer.discovery.start()
+    await observer.send(heartbeat("i1", seq=5))
+    before = observer.discovery.view
+    await observer.peer.publish(subjects.heartbeat("orders", "i1"), b"{not json")
+    # A heartbeat must name the instance of its subject.
+    await observer.peer.publish(subjects.heartbeat("orders", "i2"), encode(heartbeat("i1")))
+    await observer.send(heartbeat("i1", seq=4))  # older than what we have
+    await observer.send(leave("nobody"))
+    assert observer.metrics.bus_invalid == {"hb": 2}
+    assert observer.metrics.view_dropped == {"stale": 1, "unknown": 1}
+    assert observer.discovery.view is before
+    assert len(observer.changes) == 1
+
+
+async def test_while_nats_is_away_nothing_expires_and_the_return_gives_a_full_period(
+    observer: Observer,
+) -> None:
+    await observer.discovery.start()
+    await observer.send(heartbeat("i1", interval=1.0))
+    observer.clock.now += 1.0
+    observer.bus.set_connected(False)
+    observer.clock.now += 60.0  # far beyond the down time: silence says nothing now
+    await two_ticks()
+    assert observer.state() is State.ALIVE
+    syncs = len(observer.published(subjects.SYNC))
+    observer.bus.set_connected(True)
+    await until(lambda: len(observer.published(subjects.SYNC)) == syncs + 1)
+    observer.clock.now += 2.9  # within a full suspect period counted from the reconnect
+    await two_ticks()
+    assert observer.state() is State.ALIVE
+    observer.clock.now += 0.2
+    await until(lambda: observer.state() is State.SUSPECT)
+
+
+async def test_expiries_due_when_nats_goes_away_are_settled_before_the_freeze(
+    observer: Observer,
+) -> None:
+    await observer.discovery.start()
+    await observer.send(heartbeat("i1", interval=1.0))
+    observer.clock.now += 3.5  # suspect is due; no tick has run since
+    observer.bus.set_connected(False)
+    assert observer.state() is State.SUSPECT
+    assert observer.discovery.view.frozen_at == observer.clock.now
+
+
+async def test_started_without_nats_the_view_is_frozen_from_the_start(observer: Observer) -> None:
+    observer.bus.set_connected(False)
+    await observer.discovery.start()
+    assert observer.discovery.view.frozen_at == observer.clock.now
+    assert observer.published(subjects.SYNC) == []
+
+
+async def test_stop_ends_the_ticking(observer: Observer) -> None:
+    await observer.discovery.start()
+    await observer.send(heartbeat("i1", interval=1.0))
+    await observer.discovery.stop()
+    observer.clock.now += 10.0
+    await two_ticks()
+    assert observer.state() is State.ALIVE

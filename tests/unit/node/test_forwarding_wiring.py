@@ -1,0 +1,280 @@
+"""The forwarding wiring in process: view, evidence and policies in; evidence and events out."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from factories import evidence, heartbeat, leave
+from manual_clock import EPOCH, ManualClock
+from memory_bus import MemoryBus, MemoryHub
+from policy_bucket import MemoryBucket
+from waiting import settle, until
+
+from mesh import subjects
+from mesh.bus.events import EventLog
+from mesh.config import Settings
+from mesh.engine.engine import Engine
+from mesh.errors import NoRoute
+from mesh.forwarding.directory import Directory
+from mesh.membership.discovery import Discovery
+from mesh.messages import Event, Evidence, Heartbeat, Leave, decode, encode
+from mesh.metrics import Metrics, registry_for, render
+from mesh.node.forwarding import Forwarding
+from mesh.resilience.outcome import REFUSED
+from mesh.timing import PRESETS
+
+GREET = {
+    "kind": "Route",
+    "name": "greet",
+    "match": {"path_prefix": "/greet"},
+    "rewrite": {"replace_prefix": "/"},
+    "to": [{"service": "hello"}],
+}
+BASE_EJECTION = Settings().outlier_base_ejection
+
+
+@dataclass
+class MemoryNode:
+    """What a node lends its forwarding (mesh.node.forwarding.Host), on a memory bus."""
+
+    name: str
+    role: str
+    bus: MemoryBus
+    metrics: Metrics
+    events: EventLog
+    discovery: Discovery
+    upstreams: Callable[[], object] | None = None
+
+
+@dataclass
+class Head:
+    """A request as routing reads it (mesh.forwarding.routing.RequestHead)."""
+
+    target: bytes
+    host: bytes = b"gateway.example.com"
+    method: bytes = b"GET"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    client: bytes = b"127.0.0.1"
+
+
+@dataclass
+class Wired:
+    hub: MemoryHub
+    peer: MemoryBus  # the rest of the mesh
+    clock: ManualClock
+    bucket: MemoryBucket
+    node: MemoryNode
+    engine: Engine
+    forwarding: Forwarding
+
+    async def announce(self, message: Heartbeat | Leave) -> None:
+        subject = (subjects.heartbeat if isinstance(message, Heartbeat) else subjects.leave)(
+            message.service, message.instance
+        )
+        await self.peer.publish(subject, encode(message))
+
+    def published(self, family: str) -> list[object]:
+        prefix = f"{subjects.PREFIX}.{family}."
+        return [
+            decode(d.subject, d.data) for d in self.hub.published if d.subject.startswith(prefix)
+        ]
+
+    def events(self, kind: str) -> list[Event]:
+        return [e for e in self.published("events") if isinstance(e, Event) and e.kind == kind]
+
+    def route(self, target: bytes) -> tuple[str, bytes]:
+        routed = self.engine.router(Head(target), 0.0)
+        return routed.service, routed.target
+
+
+def hello(instance: str, port: int = 9000, **fields: object) -> Heartbeat:
+    return heartbeat(
+        instance, "hello", role="agent", host="127.0.0.1", port=port, health="passing", **fields
+    )
+
+
+@contextlib.asynccontextmanager
+async def wired(*, agent: bool) -> AsyncIterator[Wired]:
+    """A node's forwarding on a memory bus; an agent falls back to the default routes."""
+    hub, clock, bucket, metrics = MemoryHub(), ManualClock(), MemoryBucket(), Metrics()
+    bus = hub.bus()
+    events = EventLog(bus, "gw-1", metrics, clock=clock)
+    discovery = Discovery(
+        bus, PRESETS["local"], node="gw-1", metrics=metrics, events=events, clock=clock
+    )
+    node = MemoryNode("gw-1", "agent" if agent else "gateway", bus, metrics, events, discovery)
+    settings = Settings()
+    directory = Directory(node="gw-1")
+    engine = Engine(settings, directory, metrics, strip_mesh_headers=not agent)
+    fallback = engine.default_routes if agent else None
+    forwarding = Forwarding(
+        node, engine, settings, zone="", fallback=fallback, policies=bucket, clock=clock
+    )
+    events.start()
+    await discovery.start()
+    await forwarding.start(wait_policies=1.0)
+    try:
+        yield Wired(hub, hub.bus(), clock, bucket, node, engine, forwarding)
+    finally:
+        await forwarding.stop()
+        await discovery.stop()
+        await events.close(timeout=0.1)
+        engine.pools.close()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Wired]:
+    """Default routes off: only Route policies route."""
+    async with wired(agent=False) as found:
+        yield found
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[Wired]:
+    """Default routes behind the Route policies, as an agent's outbound proxy has them."""
+    async with wired(agent=True) as found:
+        yield found
+
+
+async def three_hellos(wired: Wired) -> None:
+    for n in (1, 2, 3):
+        await wired.announce(hello(f"h{n}", 9000 + n))
+
+
+@dataclass
+class IdleConnection:
+    """What a pool keeps of an upstream connection (mesh.engine.upstream), without a socket."""
+
+    key: tuple[str, int]
+    closed: bool = False
+    idle_since: float = 0.0
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_view_changes_reach_the_directory_and_close_pools_to_departed_instances(
+    gateway: Wired,
+) -> None:
+    await gateway.announce(hello("h1", 9001))
+    await gateway.announce(hello("h2", 9002))
+    directory, pools = gateway.engine.directory, gateway.engine.pools
+    assert directory.version == gateway.node.discovery.view.version
+    state = directory.state("hello")
+    assert state is not None
+    assert state.has("h1")
+    idle = [IdleConnection(("127.0.0.1", port)) for port in (9001, 9002)]
+    for conn in idle:
+        pools.give_back(conn, 0.0)  # type: ignore[arg-type]
+    await gateway.announce(leave("h1", "hello"))
+    assert not state.has("h1")
+    # An idle connection to a departed instance is closed at once; the others stay.
+    assert [conn.closed for conn in idle] == [True, False]
+    assert pools.idle_count() == 1
+    assert gateway.node.upstreams is not None
+    described = gateway.node.upstreams()
+    assert isinstance(described, dict)
+    assert [i["instance"] for i in described["hello"]["instances"]] == ["h2"]
+
+
+async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
+    gateway: Wired,
+) -> None:
+    await three_hellos(gateway)
+    gateway.engine.directory.state("hello")  # this node calls hello
+    refused = evidence(service="hello", instance="h2", observer="gw-2", signal="refused")
+    await gateway.peer.publish(subjects.evidence("hello", "h2"), encode(refused))
+    await until(lambda: gateway.events("instance.ejected"))
+    [ejected] = gateway.events("instance.ejected")
+    assert (ejected.instance, ejected.detail) == ("h2", {"reason": "evidence-refused"})
+    # One event however many observers eject it within a window of the wall clock.
+    assert ejected.id == f"instance.ejected:hello:h2:{int((EPOCH + gateway.clock.now) // 30)}"
+    exposition = render(registry_for(gateway.node.metrics)).decode()
+    assert 'mesh_ejections_active{service="hello"} 1.0' in exposition
+
+    gateway.clock.now += BASE_EJECTION - 0.1
+    gateway.engine.sweep()
+    await settle()
+    assert gateway.events("instance.restored") == []
+    gateway.clock.now += 0.2  # the ejection ran out on the injected clock
+    gateway.engine.sweep()
+    await until(lambda: gateway.events("instance.restored"))
+    assert [e.instance for e in gateway.events("instance.restored")] == ["h2"]
+
+
+async def test_evidence_about_strangers_or_unreadable_is_dropped(gateway: Wired) -> None:
+    await three_hellos(gateway)
+    gateway.engine.directory.state("hello")
+    stranger = evidence(service="hello", instance="h9", signal="refused")
+    await gateway.peer.publish(subjects.evidence("hello", "h9"), encode(stranger))
+    await gateway.peer.publish(subjects.evidence("hello", "h1"), b"{broken")
+    await settle()
+    assert gateway.node.metrics.bus_invalid == {"evidence": 1}
+    assert gateway.engine.directory.ejected_counts() == {"hello": 0}
+    assert gateway.events("instance.ejected") == []
+
+
+async def test_our_own_refused_connection_goes_out_as_evidence(gateway: Wired) -> None:
+    await three_hellos(gateway)
+    directory = gateway.engine.directory
+    state = directory.state("hello")
+    assert state is not None
+    endpoint = directory.pick(state, random.Random(1), 0.0, (), {"h1", "h3"}, None)
+    directory.observe(state, endpoint, REFUSED, gateway.clock.now)
+    await until(lambda: gateway.published("evidence"))
+    [sent] = gateway.published("evidence")
+    assert isinstance(sent, Evidence)
+    assert (sent.service, sent.instance, sent.observer, sent.signal) == (
+        "hello",
+        "h2",
+        "gw-1",
+        "refused",
+    )
+    # NATS echoes it back: our own word ejects here too, as anyone's would.
+    await until(lambda: gateway.events("instance.ejected"))
+
+
+async def test_route_policies_choose_the_gateways_router(gateway: Wired) -> None:
+    await three_hellos(gateway)
+    with pytest.raises(NoRoute):
+        gateway.route(b"/hello/x")  # the gateway's default routes are off
+    await gateway.bucket.put("route.greet", GREET)
+    assert gateway.route(b"/greet/x") == ("hello", b"/x")
+    with pytest.raises(NoRoute):
+        gateway.route(b"/hello/x")  # no fallback behind the policy routes either
+    await gateway.bucket.delete("route.greet")
+    with pytest.raises(NoRoute):
+        gateway.route(b"/greet/x")
+
+
+async def test_an_agent_falls_back_to_its_default_routes(agent: Wired) -> None:
+    await three_hellos(agent)
+    assert agent.route(b"/hello/x") == ("hello", b"/x")
+    await agent.bucket.put("route.greet", GREET)
+    assert agent.route(b"/greet/x") == ("hello", b"/x")
+    assert agent.route(b"/hello/y") == ("hello", b"/y")
+
+
+async def test_a_service_document_changes_how_this_node_calls_the_service(
+    gateway: Wired,
+) -> None:
+    await three_hellos(gateway)
+    directory = gateway.engine.directory
+    before = directory.state("hello")
+    assert before is not None
+    assert before.policy.balance.algorithm == "least_request"
+    await gateway.bucket.put(
+        "service.hello", {"kind": "Service", "name": "hello", "balance": {"algorithm": "random"}}
+    )
+    after = directory.state("hello")
+    assert after is not None
+    assert after is not before  # rebuilt with the new policy
+    assert after.policy.balance.algorithm == "random"
+    assert after.has("h1")
