@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from mesh.config import Settings
@@ -107,3 +108,14 @@ def kinds(effects: list[v.Effect]) -> list[str]:
 def service_defaults(**settings: Any) -> Service:
     """A node's settings-made Service: what a Service document leaves out, under `settings`."""
     return default_service(Settings(**settings))
+
+
+@dataclass
+class RequestHead:
+    """A request as routing reads it (mesh.forwarding.routing.RequestHead)."""
+
+    target: bytes
+    host: bytes = b""
+    method: bytes = b"GET"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    client: bytes = b"127.0.0.1"

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 import pytest
+from factories import RequestHead
 
 from mesh.errors import BadRequest, NoRoute, RateLimited
 from mesh.forwarding.policy_routes import PolicyRouter
-from mesh.forwarding.routing import DefaultRoutes, RequestHead, Routed, hostname, no_route
+from mesh.forwarding.routing import DefaultRoutes, Routed, hostname, no_route
+from mesh.forwarding.routing import RequestHead as Head
 from mesh.policy.decode import parse
 from mesh.policy.match import RouteTable
 from mesh.policy.route import Route
 
 
-@dataclass
-class Head:
-    """A request head as routing reads it."""
-
-    target: bytes
-    host: bytes = b""
-    method: bytes = b"GET"
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    client: bytes = b"10.0.0.1"
-
-
-def _head(target: bytes, host: bytes = b"", **more: object) -> RequestHead:
-    return Head(target, host, **more)  # type: ignore[arg-type]
+def _head(target: bytes, host: bytes = b"", **more: object) -> Head:
+    return RequestHead(target, host, **more)  # type: ignore[arg-type]
 
 
 KNOWN = DefaultRoutes({"hello", "orders"}.__contains__)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
-from factories import evidence, heartbeat, leave
+from factories import RequestHead, evidence, heartbeat, leave
 from manual_clock import EPOCH, ManualClock
 from memory_bus import MemoryBus, MemoryHub
 from policy_bucket import MemoryBucket
@@ -51,17 +51,6 @@ class MemoryNode:
 
 
 @dataclass
-class Head:
-    """A request as routing reads it (mesh.forwarding.routing.RequestHead)."""
-
-    target: bytes
-    host: bytes = b"gateway.example.com"
-    method: bytes = b"GET"
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    client: bytes = b"127.0.0.1"
-
-
-@dataclass
 class Wired:
     hub: MemoryHub
     peer: MemoryBus  # the rest of the mesh
@@ -87,7 +76,7 @@ class Wired:
         return [e for e in self.published("events") if isinstance(e, Event) and e.kind == kind]
 
     def route(self, target: bytes) -> tuple[str, bytes]:
-        routed = self.engine.router(Head(target), 0.0)
+        routed = self.engine.router(RequestHead(target, b"gateway.example.com"), 0.0)
         return routed.service, routed.target
 
 
