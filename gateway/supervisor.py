@@ -14,9 +14,9 @@ from aiohttp import web
 from mesh import metrics
 from mesh.addresses import parse_hostport
 from mesh.config import Settings
-from mesh.node import children
+from mesh.node import admin, children
 from mesh.node.children import Child
-from mesh.node.ports import check_bindable, free_port, unavailable
+from mesh.node.ports import bind, binding, check_bindable, free_port
 from mesh.node.supervisor import Restart, Supervisor
 
 log = logging.getLogger(__name__)
@@ -61,17 +61,12 @@ async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> in
     naming it, not workers failing over and over.
     """
     check_bindable(settings.gateway_listen, "listen address")
+    admin_host, admin_port = parse_hostport(settings.gateway_admin)
+    with binding(settings.gateway_admin, "admin address"):
+        admin_socket = bind(admin_host, admin_port)
     fleet = [Worker(i, settings) for i in range(workers)]
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
-    runner = web.AppRunner(_admin(fleet, session), access_log=None, handle_signals=False)
-    await runner.setup()
-    admin_host, admin_port = parse_hostport(settings.gateway_admin)
-    try:
-        await web.TCPSite(runner, admin_host, admin_port, reuse_address=True).start()
-    except OSError as exc:
-        await runner.cleanup()
-        await session.close()
-        raise unavailable(settings.gateway_admin, "admin address", exc) from None
+    runner = await admin.serve(_admin(fleet, session), admin_socket)
     supervisor = Supervisor()
     for worker in fleet:
         supervisor.start(worker.child, RESTART)

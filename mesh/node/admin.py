@@ -51,21 +51,8 @@ def build(
     return app
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The admin port taken now but not answering yet; a taken port fails here (0 = any)."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 async def serve(app: web.Application, sock: socket.socket) -> web.AppRunner:
-    """Answer on a socket from `bind`: connections are refused until now."""
+    """Answer on a socket from mesh.node.ports.bind: connections are refused until now."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.SockSite(runner, sock).start()

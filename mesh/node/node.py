@@ -19,7 +19,7 @@ from mesh.membership.view import View
 from mesh.messages import Heartbeat
 from mesh.metrics import Metrics, registry_for
 from mesh.node import admin
-from mesh.node.ports import binding
+from mesh.node.ports import bind, binding
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Node:
     def bind_admin(self, host: str, port: int) -> int:
         """Take the admin port before anything starts (0 = any free one); returns it."""
         with binding(hostport(host, port), "admin address"):
-            self._admin_socket = admin.bind(host, port)
+            self._admin_socket = bind(host, port)
         return int(self._admin_socket.getsockname()[1])
 
     async def serve_admin(self, health: admin.HealthCheck) -> None:

@@ -29,22 +29,33 @@ def free_port(host: str = "127.0.0.1") -> int:
             return port
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0 = any free port) but not listening: connections are
+    refused until it serves, while nobody else can take the port meanwhile."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As the servers bind: a closed connection in TIME_WAIT is no obstacle. Without
+        # SO_REUSEPORT, any listener already there counts as taken, even a gateway's
+        # SO_REUSEPORT workers.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def check_bindable(address: str, what: str) -> None:
     """Raise PortUnavailable unless a listener could bind `address` now.
 
-    Checked as the servers bind (SO_REUSEADDR: a closed connection in TIME_WAIT is no
-    obstacle) but without SO_REUSEPORT, so that any listener already there counts as
-    taken, even a gateway's SO_REUSEPORT workers. `what` names the flag for the message.
+    `what` names the flag for the message.
     """
     host, port = parse_hostport(address)
     if port == 0:
         return
-    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise unavailable(address, what, exc) from None
+    with binding(address, what):
+        bind(host, port).close()
 
 
 @contextlib.contextmanager
@@ -53,14 +64,9 @@ def binding(address: str, what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise unavailable(address, what, exc) from None
-
-
-def unavailable(address: str, what: str, exc: OSError) -> PortUnavailable:
-    """The error for a bind of `address` (`what` it is) that failed with `exc`."""
-    # From errno alone: asyncio's bind errors repeat the address in their own words.
-    reason = os.strerror(exc.errno) if exc.errno else str(exc)
-    return PortUnavailable(address, what, reason.lower())
+        # From errno alone: asyncio's bind errors repeat the address in their own words.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise PortUnavailable(address, what, reason.lower()) from None
 
 
 def _family(host: str) -> socket.AddressFamily:
