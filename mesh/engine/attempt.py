@@ -29,6 +29,7 @@ class Owner(Protocol):
     """What an attempt serves and reports to: its exchange (mesh.engine.exchange)."""
 
     delimited: bool  # the relayed response has a length (else it ends when the upstream closes)
+    head_only: bool  # a HEAD request: the response has no body whatever it says
 
     @property
     def request(self) -> Request: ...
@@ -103,14 +104,14 @@ class Attempt:
         now: float,
     ) -> None:
         self.owner = owner
-        self.request = request = owner.request
+        self.request = owner.request
         self.client = owner.client
         self.engine = engine
         self.failover = failover
         self.endpoint = endpoint
         self.balancer = balancer
         self.started = now
-        self.head_only = request.method == b"HEAD"
+        self.head_only = owner.head_only
         self.conn: UpstreamConnection | None = None
         self.done = False
         self.stale_retry = False  # a reused connection may turn out closed: resend once
