@@ -1,0 +1,1 @@
+"""Security: certificates, identities, credentials and the checks that use them."""
