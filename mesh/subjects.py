@@ -13,6 +13,9 @@ LEAVES = f"{PREFIX}.leave.>"
 EVIDENCE = f"{PREFIX}.evidence.>"
 EVENTS = f"{PREFIX}.events.>"
 SYNC = f"{PREFIX}.sync"
+# Certificate requests, one subject per service, so that NATS permissions decide which
+# service's identity a process may ask the mesh CA for.
+CA_SIGN = f"{PREFIX}.ca.sign.>"
 
 EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
@@ -43,6 +46,10 @@ def leave(service: str, instance: str) -> str:
 
 def evidence(service: str, instance: str) -> str:
     return f"{PREFIX}.evidence.{check_name(service)}.{check_name(instance)}"
+
+
+def ca_sign(service: str) -> str:
+    return f"{PREFIX}.ca.sign.{check_name(service)}"
 
 
 def event(kind: str, service: str) -> str:

@@ -1,0 +1,52 @@
+"""TLS contexts for listeners and clients, from PEM files, and reloading them in place."""
+
+from __future__ import annotations
+
+import ssl
+
+from mesh.errors import ConfigError
+
+
+def server_context(
+    cert: str, key: str, *, client_ca: str | None = None, require_client: bool = False
+) -> ssl.SSLContext:
+    """A listener's context; with `client_ca`, clients may (or must) show a certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_chain(context, cert, key)
+    if client_ca is not None:
+        _load_ca(context, client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED if require_client else ssl.CERT_OPTIONAL
+    return context
+
+
+def client_context(
+    ca: str | None, *, cert: str | None = None, key: str | None = None
+) -> ssl.SSLContext:
+    """A client's context: verifies the server against `ca` (system roots when None)."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca is not None:
+        _load_ca(context, ca)
+    if cert is not None:
+        load_chain(context, cert, key)
+    return context
+
+
+def load_chain(context: ssl.SSLContext, cert: str, key: str | None) -> None:
+    """Load (or replace) the context's certificate: new handshakes use it, open ones go on."""
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"TLS certificate or key missing: {exc.filename}") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"TLS certificate {cert} or its key is unusable: {exc}") from None
+
+
+def _load_ca(context: ssl.SSLContext, ca: str) -> None:
+    try:
+        context.load_verify_locations(cafile=ca)
+    except FileNotFoundError:
+        raise ConfigError(f"TLS CA file missing: {ca}") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"TLS CA file {ca} is unusable: {exc}") from None
