@@ -73,6 +73,8 @@ REFUSED = {
     "no-audience": (token(now=NOW, aud=None), RS, "no aud claim"),
     "wrong-issuer": (token(now=NOW, iss="https://evil.example.com"), RS, "wrong issuer"),
     "no-issuer": (token(now=NOW, iss=None), RS, "no iss claim"),
+    # PyJWT 2.10.0 matched a string issuer as a container (CVE-2024-53861): never a part.
+    "issuer-a-part-of-ours": (token(now=NOW, iss="https://login"), RS, "wrong issuer"),
     "no-expiry": (token(now=NOW, exp=None), RS, "no exp claim"),
     "expiry-not-a-time": (token(now=NOW, exp="soon"), RS, "exp is not a time"),
     "alg-none": (forged({"alg": "none", "typ": "JWT"}), RS, "token algorithm 'none' is not RS256"),
