@@ -46,6 +46,24 @@ ClaimName = Annotated[
     str,
     msgspec.Meta(pattern=r"^[A-Za-z0-9_.:/-]{1,64}\Z", description="a claim name such as sub"),
 ]
+# The key header is removed before forwarding: never one that frames or routes the
+# request (removing it would change what the upstream reads), nor the mesh's own.
+_NOT_KEY_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "cookie",
+    }
+)
+
 Audience = Annotated[tuple[HeaderValue, ...], msgspec.Meta(min_length=1, max_length=16)]
 Allowed = Annotated[tuple[Consumer, ...], msgspec.Meta(max_length=1024)]
 
@@ -79,6 +97,9 @@ class ApiKeyAuth(
     allow: Allowed = ()
 
     def __post_init__(self) -> None:
+        header = self.header.lower()
+        if header in _NOT_KEY_HEADERS or header.startswith("x-mesh-"):
+            raise ValueError(f"header: {self.header} cannot carry a key (it is removed upstream)")
         digests = [key.sha256 for key in self.keys]
         if len(set(digests)) != len(digests):
             raise ValueError("keys: the same key is listed twice")

@@ -78,6 +78,8 @@ REFUSED = {
         "auth.keys",
         "listed twice",
     ),
+    "framing-header": (_api_keys(header="Content-Length"), "auth.header", "cannot carry a key"),
+    "mesh-header": (_api_keys(header="x-mesh-key"), "auth.header", "cannot carry a key"),
     "allow-without-key": (_api_keys(allow=["bob"]), "auth.allow", "no key belongs to bob"),
     "no-keys": (_api_keys(keys=[]), "auth.keys", "expected a list of 1 to 256"),
     "hs256-secret-inline": (
