@@ -129,6 +129,22 @@ class RateLimited(ProxyError):
         self.retry_after = retry_after
 
 
+class Unauthenticated(ProxyError):
+    """The route's edge authentication found no credentials, or none that prove anything.
+
+    `challenge` is the WWW-Authenticate value: the scheme, realm and, for a bearer token
+    that was given but refused, error="invalid_token" (RFC 6750 §3).
+    """
+
+    def __init__(self, detail: str, *, challenge: str) -> None:
+        super().__init__(detail)
+        self.challenge = challenge
+
+
+class ConsumerNotAllowed(ProxyError):
+    """The client proved who it is, and the route's `auth.allow` does not list it."""
+
+
 class RetriesExhausted(ProxyError):
     """Every allowed attempt failed; `last` is the final attempt's error."""
 

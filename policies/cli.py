@@ -14,6 +14,7 @@ from mesh.config import Settings
 from mesh.errors import Conflict, MeshError
 from mesh.forwarding.defaults import default_service
 from mesh.membership.census import census, live
+from mesh.security.api_keys import hash_key
 from policies.acks import AckCollector
 from policies.loader import Loaded, load
 from policies.plan import Change, as_yaml, plan, render
@@ -53,6 +54,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         )
 
     files(verb("validate", "check documents without touching the mesh", _validate))
+    verb("hash-key", "print an API key's SHA-256, as auth.keys stores it (key on stdin)", _hash_key)
     apply = verb("apply", "write changed documents (compare-and-set) and print the diff", _apply)
     files(apply)
     apply.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
@@ -103,6 +105,16 @@ def _validate(args: argparse.Namespace) -> int:
         count = len(loaded.documents)
         print(f"{count} document{'' if count == 1 else 's'} valid")
     return 0 if loaded.ok else 1
+
+
+def _hash_key(args: argparse.Namespace) -> int:
+    # From stdin, never an argument: arguments show in `ps` and in shell history.
+    key = sys.stdin.buffer.readline().rstrip(b"\r\n")
+    if not key:
+        print("mesh policy hash-key: no key on stdin", file=sys.stderr)
+        return 1
+    print(hash_key(key))
+    return 0
 
 
 def _run(args: argparse.Namespace, work: Callable[[PolicyStore, NatsBus], Awaitable[int]]) -> int:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mesh.config import Settings
 from mesh.forwarding.defaults import default_service
@@ -119,3 +124,42 @@ class RequestHead:
     method: bytes = b"GET"
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     client: bytes = b"127.0.0.1"
+
+
+# --- edge authentication: signing keys and tokens ------------------------------------
+
+ISSUER = "https://login.example.com"
+AUDIENCE = "api.example.com"
+HS_SECRET = b"s" * 32
+
+
+@functools.cache
+def rsa_key() -> rsa.RSAPrivateKey:
+    """One RSA key per test run: making one costs tens of milliseconds."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@functools.cache
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def token(key: Any = None, algorithm: str = "RS256", *, now: float, **claims: Any) -> bytes:
+    """A JWT valid for an hour from `now`, for ISSUER and AUDIENCE, signed by `key`
+    (the RSA key by default); `claims` override or, given as None, remove claims."""
+    body: dict[str, Any] = {
+        "sub": "alice",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": int(now),
+        "exp": int(now) + 3600,
+    }
+    body.update(claims)
+    body = {name: value for name, value in body.items() if value is not None}
+    return jwt.encode(body, rsa_key() if key is None else key, algorithm=algorithm).encode()

@@ -164,6 +164,8 @@ class Exchange:
                 proto=b"http",
                 strip_mesh=self.engine.strip_mesh_headers,
                 rng=self.engine.rng,
+                consumer=routed.consumer,
+                credential=routed.credential,
             )
         return self._head
 

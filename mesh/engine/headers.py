@@ -33,6 +33,10 @@ _TRACEPARENT = re.compile(
     rb"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
 )
 
+# Who the route's edge authentication proved the client to be. Set only by the proxy
+# that proved it: a client's own copy is dropped everywhere, with or without auth.
+CONSUMER = b"x-mesh-consumer"
+
 _REQUEST_IDS = itertools.count(1)
 _PROCESS_TAG = os.urandom(6).hex().encode()
 
@@ -71,12 +75,16 @@ def forward_request_head(
     proto: bytes,
     strip_mesh: bool,
     rng: random.Random,
+    consumer: bytes | None = None,
+    credential: bytes | None = None,
 ) -> tuple[bytes, bytes]:
     """(the complete head to send upstream, the request id).
 
     Hop-by-hop headers are removed and the framing is written by the proxy itself;
     x-forwarded-*, x-request-id and traceparent are appended, propagated or created.
     `host` (a route's rewrite) replaces the client's Host; x-forwarded-host keeps it.
+    `consumer` (edge authentication) goes in x-mesh-consumer; the `credential` header
+    (lower case) that carried an API key is not forwarded.
     """
     drop = listed(request.connection)
     out: list[bytes] = [b"%s %s HTTP/1.1\r\n" % (request.method, target)]
@@ -86,7 +94,7 @@ def forward_request_head(
     forwarded_proto = forwarded_host = False
     for name, value in request.headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP or (drop and lname in drop):
+        if lname in HOP_BY_HOP or (drop and lname in drop) or lname == credential:
             continue
         if lname.startswith(b"x-"):
             if lname == b"x-request-id":
@@ -100,7 +108,7 @@ def forward_request_head(
                 forwarded_proto = True
             elif lname == b"x-forwarded-host":
                 forwarded_host = True
-            elif strip_mesh and lname.startswith(b"x-mesh-"):
+            elif lname == CONSUMER or (strip_mesh and lname.startswith(b"x-mesh-")):
                 continue
         elif host is not None and lname == b"host":
             continue
@@ -114,6 +122,9 @@ def forward_request_head(
         out.append(b"host: %s\r\n" % host)
     elif not request.host:
         out.append(b"host: %s\r\n" % service.encode())
+
+    if consumer is not None:
+        out.append(b"%s: %s\r\n" % (CONSUMER, consumer))
 
     client = request.client
     out.append(

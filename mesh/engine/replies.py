@@ -20,10 +20,16 @@ STATUS: dict[type[errors.ProxyError], tuple[int, str]] = {
     errors.UpstreamProtocolError: (502, "UPE"),
     errors.Overflow: (503, "UO"),
     errors.RateLimited: (429, "RL"),
+    # Edge authentication: Envoy's flag for a request its authorization check refused
+    # (UAEX), and the one its RBAC filter sets for an identity a rule does not admit.
+    errors.Unauthenticated: (401, "UAEX"),
+    errors.ConsumerNotAllowed: (403, "RBAC"),
 }
 
 _REASONS = {
     400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
     404: b"Not Found",
     408: b"Request Timeout",
     413: b"Content Too Large",
@@ -83,6 +89,8 @@ def render(
         head += b"x-request-id: %s\r\n" % request_id
     if isinstance(error, errors.RateLimited):
         head += b"retry-after: %d\r\n" % max(1, round(error.retry_after + 0.5))
+    elif isinstance(error, errors.Unauthenticated):
+        head += b"www-authenticate: %s\r\n" % error.challenge.encode("latin-1")
 
     head += b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n"
     return head if head_only else head + body

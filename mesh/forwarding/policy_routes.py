@@ -1,10 +1,13 @@
-"""Routing by policy: Route documents first, then (optionally) the default routes; rate limits."""
+"""Routing by policy: Route documents, else the default routes; the route's auth and rate limit."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
+from mesh import clock
 from mesh.errors import BadRequest, NoRoute, RateLimited
+from mesh.forwarding.auth import Authenticator, Identity, authenticator
 from mesh.forwarding.routing import (
     RequestHead,
     Routed,
@@ -14,6 +17,7 @@ from mesh.forwarding.routing import (
     is_absolute,
     split_absolute,
 )
+from mesh.policy.auth import NoAuth
 from mesh.policy.match import RouteTable, choose
 from mesh.policy.route import Route
 from mesh.resilience.ratelimit import TokenBuckets
@@ -24,31 +28,54 @@ _DOT_SEGMENTS = (b"/./", b"/../")
 class _Limit:
     """One route's token buckets, and which part of a request names its bucket."""
 
-    __slots__ = ("buckets", "header")
+    __slots__ = ("buckets", "header", "of")
 
     def __init__(self, route: Route) -> None:
         limit = route.rate_limit
         assert limit is not None
         burst = limit.burst or max(1, round(limit.requests_per_second))
         self.buckets = TokenBuckets(limit.requests_per_second, burst)
-        # client_address or header:NAME; validation refuses api_key until edge authentication.
+        # client_address, consumer, api_key or header:NAME; validation makes sure that a
+        # route keyed by consumer or api_key authenticates, so an Identity is given.
+        self.of = limit.key
         self.header = limit.key[7:].lower().encode() if limit.key.startswith("header:") else b""
 
-    def key(self, request: RequestHead) -> bytes:
-        if not self.header:
-            return request.client
-        # Requests without the header share one bucket.
-        return header(request.headers, self.header) or b"-"
+    def key(self, request: RequestHead, identity: Identity | None) -> bytes:
+        if self.header:
+            # Requests without the header share one bucket.
+            return header(request.headers, self.header) or b"-"
+        if identity is not None and self.of == "consumer":
+            return identity.consumer
+        if identity is not None and self.of == "api_key":
+            return identity.key_digest
+        return request.client
 
 
 class PolicyRouter:
-    """Compiled once per policy revision; `fallback` is the default routes, or None."""
+    """Compiled once per policy revision; `fallback` is the default routes, or None.
 
-    def __init__(self, table: RouteTable, fallback: Router | None, rng: random.Random) -> None:
+    Building it reads the key files that routes' `auth` names: ValueError if one is
+    unusable on this node (the revision is then rejected here). `wall` is the clock that
+    token expiry is checked against.
+    """
+
+    def __init__(
+        self,
+        table: RouteTable,
+        fallback: Router | None,
+        rng: random.Random,
+        *,
+        wall: Callable[[], float] = clock.wall,
+    ) -> None:
         self._table = table
         self._fallback = fallback
         self._rng = rng
         self._limits: dict[str, _Limit] = {}
+        self._auth: dict[str, Authenticator] = {
+            route.name: authenticator(route.name, route.auth, wall)
+            for route in table.routes
+            if not isinstance(route.auth, NoAuth)
+        }
 
     def __call__(self, request: RequestHead, now: float) -> Routed:
         host, target = request.host, request.target
@@ -64,27 +91,37 @@ class PolicyRouter:
                 return self._fallback(request, now)
             raise NoRoute(f"no route matches {request.method.decode()} {target[:64]!r}")
         route = matched.route
+        target = matched.target
+        identity = None
+        check = self._auth.get(route.name)
+        if check is not None:  # on the path the route matched, after it matched
+            identity = check(request, target, now)
+            target = identity.target
         if route.rate_limit is not None:
-            self._check(route, request, now)
+            self._check(route, request, identity, now)
         destination = choose(route, self._rng)
         timeouts = route.timeouts
         rewrite = route.rewrite
         return Routed(
             destination.service,
-            matched.target,
+            target,
             route.name,
             tuple(sorted(destination.subset.items())),
             rewrite.host.encode() if rewrite is not None and rewrite.host else None,
             timeouts.connect if timeouts else None,
             timeouts.request if timeouts else None,
             timeouts.per_try if timeouts else None,
+            identity.consumer if identity else None,
+            identity.credential if identity else None,
         )
 
-    def _check(self, route: Route, request: RequestHead, now: float) -> None:
+    def _check(
+        self, route: Route, request: RequestHead, identity: Identity | None, now: float
+    ) -> None:
         limit = self._limits.get(route.name)
         if limit is None:
             limit = self._limits[route.name] = _Limit(route)
-        key = limit.key(request)
+        key = limit.key(request, identity)
         if not limit.buckets.allow(key, now):
             raise RateLimited(
                 f"rate limit of route {route.name!r} exceeded",

@@ -22,7 +22,9 @@ class Routed(NamedTuple):  # a tuple: made per request, four times cheaper than 
     """Where a request goes: the service, the target to send upstream, the route's name.
 
     A policy route may also narrow the instances (`subset` of metadata), replace the
-    Host sent upstream, and override the service's timeouts.
+    Host sent upstream, and override the service's timeouts. A route with edge
+    authentication names the `consumer` it proved, and the `credential` header that
+    carried an API key (neither reaches the upstream as the client sent it).
     """
 
     service: str
@@ -33,6 +35,8 @@ class Routed(NamedTuple):  # a tuple: made per request, four times cheaper than 
     connect_timeout: float | None = None
     request_timeout: float | None = None
     per_try_timeout: float | None = None
+    consumer: bytes | None = None
+    credential: bytes | None = None  # lower case
 
 
 # A request and the time it arrived (on the forwarding loop's clock) to where it goes;

@@ -140,13 +140,17 @@ class Forwarding:
         """Compile a whole revision and swap it in; requests in flight keep the old one."""
         try:
             compiled = compile_revision(documents, default=self._default, zone=self._zone)
+            router = (  # reads the key files routes' auth names: it may fail here too
+                PolicyRouter(
+                    compiled.routes, self._fallback, self.engine.rng, wall=self._clock.wall
+                )
+                if compiled.routes is not None
+                else self._fallback or no_route
+            )
         except ValueError as exc:
             raise PolicyRejected(str(exc)) from exc
         self.directory.set_policies(compiled)
-        if compiled.routes is not None:
-            self.engine.router = PolicyRouter(compiled.routes, self._fallback, self.engine.rng)
-        else:
-            self.engine.router = self._fallback or no_route
+        self.engine.router = router
 
     async def _on_evidence(self, delivery: Delivery) -> None:
         try:

@@ -20,6 +20,10 @@ _STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _FIELD = re.compile(r"Object (contains unknown|missing required) field `([^`]+)`")
 _OWN = re.compile(r"([a-z_]+): (.+)", re.S)  # a check of ours about one field of its struct
 _CUSTOM = {Duration: DURATION_HELP, Regex: "a regex (RE2 subset) matching the whole value"}
+# Fields where a mistake may be a secret (a plain API key, an HS256 secret pasted as a
+# public key): problems go to terminals, logs and policy.rejected events, so never shown.
+_SECRET = re.compile(r"auth\.(?:keys\[\d+\]\.\w+|public_key)")
+HIDDEN = "<not shown>"
 
 
 def parse(
@@ -46,6 +50,8 @@ def parse(
         if steps and _value_at(steps, written) is msgspec.UNSET and value is not msgspec.UNSET:
             message += " (left out here, so this node's MESH_* settings give it)"
         path = _dotted(steps)
+        if _SECRET.fullmatch(path) and value is not msgspec.UNSET:
+            value = HIDDEN
         return Problem(file=file, doc_index=doc_index, path=path, value=value, message=message)
     return document
 

@@ -106,7 +106,7 @@ HeaderValue = Annotated[
 RateKey = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^(?:client_address|api_key|header:[A-Za-z0-9-]{1,64})\Z",
-        description="client_address or header:<name>",
+        pattern=r"^(?:client_address|consumer|api_key|header:[A-Za-z0-9-]{1,64})\Z",
+        description="client_address, consumer, api_key or header:<name>",
     ),
 ]

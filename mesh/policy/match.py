@@ -50,6 +50,7 @@ class RouteTable:
     """
 
     def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = routes = tuple(routes)
         self._exact: dict[bytes, _Bucket] = {}
         self._wildcard: dict[bytes, _Bucket] = {}  # by suffix with its dot: b".example.com"
         self._any = _Bucket()

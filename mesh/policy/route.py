@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from mesh.messages import Label, MetaKey
+from mesh.policy.auth import ApiKeyAuth, Auth, NoAuth
 from mesh.policy.fields import (
     Duration,
     HeaderValue,
@@ -94,27 +95,15 @@ class RouteTimeouts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A token bucket per key; `burst` defaults to one second's worth of requests."""
+    """A token bucket per key; `burst` defaults to one second's worth of requests.
+
+    `consumer` and `api_key` count what the route's `auth` established: the consumer's
+    name, or the digest of the key presented (a consumer may hold several keys).
+    """
 
     requests_per_second: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
     burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
     key: RateKey = "client_address"
-
-    def __post_init__(self) -> None:
-        # A key needs edge authentication to mean anything: until then it is refused
-        # rather than silently keyed by client address.
-        if self.key == "api_key":
-            raise ValueError(
-                "key: api_key is not supported yet (use client_address or header:NAME)"
-            )
-
-
-class NoAuth(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="none", tag_field="type"):
-    """No edge authentication."""
-
-
-# Edge authentication, tagged by `type`; API-key and JWT members join with the security work.
-Auth = NoAuth
 
 
 class Route(
@@ -140,3 +129,8 @@ class Route(
             raise ValueError("to: at least one destination needs a weight above 0")
         if self.rewrite and self.rewrite.strips_match and self.match.path_prefix is None:
             raise ValueError("rewrite: removing the matched prefix needs match.path_prefix")
+        key = self.rate_limit.key if self.rate_limit else ""
+        if key == "consumer" and isinstance(self.auth, NoAuth):
+            raise ValueError("rate_limit: key consumer needs auth (api_key or jwt) on the route")
+        if key == "api_key" and not isinstance(self.auth, ApiKeyAuth):
+            raise ValueError("rate_limit: key api_key needs auth of type api_key on the route")

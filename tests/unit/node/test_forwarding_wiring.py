@@ -6,6 +6,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from factories import RequestHead, evidence, heartbeat, leave
@@ -267,3 +268,24 @@ async def test_a_service_document_changes_how_this_node_calls_the_service(
     assert after is not before  # rebuilt with the new policy
     assert after.policy.balance.algorithm == "random"
     assert after.has("h1")
+
+
+async def test_a_route_whose_key_file_is_missing_here_is_rejected_and_the_last_router_stays(
+    gateway: Wired, tmp_path: Path
+) -> None:
+    await three_hellos(gateway)
+    await gateway.bucket.put("route.greet", GREET)
+    locked = {
+        **GREET,
+        "auth": {
+            "type": "jwt",
+            "algorithm": "HS256",
+            "issuer": "https://login.example.com",
+            "audience": ["api"],
+            "key_file": str(tmp_path / "missing-secret"),
+        },
+    }
+    await gateway.bucket.put("route.greet", locked)
+    await until(lambda: gateway.events("policy.rejected"))
+    assert "missing-secret" in gateway.events("policy.rejected")[-1].detail["reason"]
+    assert gateway.route(b"/greet/x") == ("hello", b"/x")  # still the open route

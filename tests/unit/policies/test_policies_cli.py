@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from pathlib import Path
 
@@ -59,3 +61,19 @@ def test_validation_fills_what_documents_leave_out_from_this_machines_settings(
     code, out, err = validate(tmp_path, capsys)
     assert (code, out) == (1, "")
     assert "orders.yaml[0] timeouts.per_try = 10.0: must not exceed request (left out here" in err
+
+
+def test_hash_key_prints_the_digest_of_the_key_on_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"k-alice\n")))
+    assert cli.main(["policy", "hash-key"]) == 0
+    assert capsys.readouterr().out == hashlib.sha256(b"k-alice").hexdigest() + "\n"
+
+
+def test_hash_key_refuses_an_empty_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\n")))
+    assert cli.main(["policy", "hash-key"]) == 1
+    assert capsys.readouterr().err == "mesh policy hash-key: no key on stdin\n"

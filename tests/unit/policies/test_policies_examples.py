@@ -7,9 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from factories import service_defaults
+from factories import RequestHead, service_defaults
 
 import policies
+from mesh.forwarding.policy_routes import PolicyRouter
 from mesh.policy.match import RouteTable, choose
 from mesh.policy.model import Route, Service, key
 from policies.loader import Loaded, load
@@ -24,7 +25,7 @@ def documents(loaded: Loaded) -> dict[str, Route | Service]:
     return {key(item.document): item.document for item in loaded.documents}
 
 
-@pytest.mark.parametrize("name", ["hello.yaml", "canary.yaml", "resilient.yaml"])
+@pytest.mark.parametrize("name", ["hello.yaml", "canary.yaml", "resilient.yaml", "edge-auth.yaml"])
 def test_each_example_is_valid_on_its_own(name: str) -> None:
     loaded = load(EXAMPLES / name, defaults=DEFAULTS)
     assert loaded.ok, [str(p) for p in loaded.errors]
@@ -38,6 +39,7 @@ def test_all_examples_are_clean_together_and_route_only_to_the_demos_services() 
     found = documents(load(EXAMPLES, defaults=DEFAULTS))
     assert sorted(found) == [
         "route.api",
+        "route.api-v2",
         "route.canary",
         "route.hello",
         "service.frontend",
@@ -74,7 +76,7 @@ def test_canary_splits_90_10_by_version_under_canary() -> None:
     assert matched.target == b"/x?y=1"
 
 
-def test_resilient_retries_5xx_ejects_and_rate_limits_its_api_route() -> None:
+def test_resilient_retries_5xx_and_ejects() -> None:
     found = documents(load(EXAMPLES, defaults=DEFAULTS))
     service = found["service.hello"]
     assert isinstance(service, Service)
@@ -82,10 +84,19 @@ def test_resilient_retries_5xx_ejects_and_rate_limits_its_api_route() -> None:
     assert "5xx" in service.retries.on  # what the banner's 500 experiment needs
     assert service.timeouts.per_try == 2.0
     assert service.outlier.max_ejection == 300.0
+
+
+def test_edge_auth_takes_the_demo_keys_and_limits_each_consumer() -> None:
+    found = documents(load(EXAMPLES, defaults=DEFAULTS))
     route = found["route.api"]
     assert isinstance(route, Route)
     assert route.rate_limit is not None
-    assert (route.rate_limit.burst, route.rate_limit.key) == (5, "header:x-api-key")
+    assert (route.rate_limit.burst, route.rate_limit.key) == (5, "consumer")
     matched = RouteTable([route]).match(b"POST", b"eu.api.example.com", b"/v1/c?id=7", [])
     assert matched is not None
     assert matched.target == b"/c?id=7"
+    router = PolicyRouter(RouteTable([route]), None, random.Random(1))
+    for api_key, consumer in [(b"demo", b"demo"), (b"demo-partner", b"partner")]:
+        head = RequestHead(b"/v1/c", b"api.example.com", headers=[(b"x-api-key", api_key)])
+        assert router(head, 0.0).consumer == consumer
+    assert isinstance(found["route.api-v2"], Route)
