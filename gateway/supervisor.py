@@ -1,4 +1,4 @@
-"""`mesh gateway --workers N`: N worker processes share the port; this one watches them."""
+"""`mesh gateway --workers N`: N worker processes serve on this one's sockets; it watches them."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 
 import aiohttp
 from aiohttp import web
 
+from gateway import edge
 from mesh import metrics
 from mesh.addresses import parse_hostport
 from mesh.config import Settings
 from mesh.node import admin, children
 from mesh.node.children import Child
-from mesh.node.ports import bind, binding, check_bindable, free_port
+from mesh.node.ports import bind, binding, free_port
 from mesh.node.supervisor import Restart, Supervisor
 
 log = logging.getLogger(__name__)
@@ -26,10 +28,18 @@ STOP_GRACE = 15.0  # workers drain for up to 10 s; after this they are killed
 
 
 class Worker:
-    def __init__(self, index: int, settings: Settings) -> None:
+    """One worker process: it serves on the supervisor's listening `sockets`, which it
+    inherits under the same descriptor numbers each time it is (re)started."""
+
+    def __init__(self, index: int, settings: Settings, sockets: list[socket.socket]) -> None:
         self.index = index
         self.admin_port = free_port()
         s = settings
+        fds = [sock.fileno() for sock in sockets]
+        tls = []
+        if s.gateway_listen_tls:
+            cert, key = edge.tls_files(s)
+            tls = ["--tls-cert", cert, "--tls-key", key]
         self.child = Child(
             f"gateway worker {index}",
             [
@@ -39,6 +49,11 @@ class Worker:
                 "gateway",
                 "--listen",
                 s.gateway_listen,
+                "--listen-tls",
+                s.gateway_listen_tls,
+                *tls,
+                "--listen-fds",
+                ",".join(map(str, fds)),
                 "--admin",
                 f"127.0.0.1:{self.admin_port}",
                 "--name",
@@ -51,20 +66,29 @@ class Worker:
                 s.log_level,
             ],
             env={**os.environ, "MESH_NATS_URL": s.nats_url, "MESH_PRESET": s.preset},
+            pass_fds=fds,
         )
 
 
 async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> int:
     """Run the workers until `stop`; a worker that cannot start ends the gateway (1).
 
-    Both ports are checked before any worker starts, so that a taken one is one line
-    naming it, not workers failing over and over.
+    The certificate is loaded and every port taken before any worker starts, so that a
+    bad one is one line naming it, not workers failing over and over. This process
+    listens on the gateway's ports, alone (no SO_REUSEPORT: a second gateway started on
+    them fails), and its workers accept on those very sockets.
     """
-    check_bindable(settings.gateway_listen, "listen address")
-    admin_host, admin_port = parse_hostport(settings.gateway_admin)
-    with binding(settings.gateway_admin, "admin address"):
-        admin_socket = bind(admin_host, admin_port)
-    fleet = [Worker(i, settings) for i in range(workers)]
+    if settings.gateway_listen_tls:
+        edge.tls_context(settings)
+    sockets = edge.listening(settings)
+    try:
+        admin_host, admin_port = parse_hostport(settings.gateway_admin)
+        with binding(settings.gateway_admin, "admin address"):
+            admin_socket = bind(admin_host, admin_port)
+    except BaseException:
+        _close(sockets)
+        raise
+    fleet = [Worker(i, settings, sockets) for i in range(workers)]
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
     runner = await admin.serve(_admin(fleet, session), admin_socket)
     supervisor = Supervisor()
@@ -73,12 +97,15 @@ async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> in
     log.info(
         "gateway: %d workers on %s (admin %s)",
         workers,
-        settings.gateway_listen,
+        ", ".join(a.address for a in edge.addresses(settings)),
         settings.gateway_admin,
     )
     try:
         ended = await supervisor.watch(stop)
     finally:
+        # Ours closed first: once the draining workers close theirs, the ports refuse
+        # new clients instead of queueing them for nobody.
+        _close(sockets)
         await asyncio.to_thread(children.stop, [[w.child for w in fleet]], grace=STOP_GRACE)
         await session.close()
         await runner.cleanup()
@@ -86,6 +113,11 @@ async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> in
         log.error("%s cannot start and a restart would not help: the gateway stops", ended.label)
         return 1
     return 0
+
+
+def _close(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 def _admin(fleet: list[Worker], session: aiohttp.ClientSession) -> web.Application:

@@ -1,9 +1,11 @@
-"""The gateway as a process: workers sharing the port, graceful stop, ports it cannot bind."""
+"""The gateway as a process: workers on the supervisor's socket, graceful stop, taken ports."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import signal
 import socket
 import threading
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mesh_procs import Client, Mesh, Proc, routable, wait_for
+from mesh_procs import Client, Mesh, Proc, get_json, routable, wait_for
 
 from mesh.node.children import CANNOT_START
 from mesh.node.ports import free_port
@@ -59,17 +61,22 @@ def test_two_workers_share_the_port_and_the_admin_port_merges_their_metrics(mesh
         client = Client(gateway.port)
         assert client.request("GET", "/hello/")[0] == 200
         client.close()
-    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as page:
-        text = page.read().decode()
-    served = {
-        line.split('worker="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("mesh_requests_total{") and 'service="hello"' in line
-    }
+    served = served_by_worker(gateway)
     assert set(served) == {"0", "1"}, served
     assert sum(served.values()) == 40
     gateway.signal(signal.SIGTERM)
     assert gateway.wait(20) == 0
+
+
+def served_by_worker(gateway: Proc) -> dict[str, float]:
+    """Requests to `hello` each worker answered, from the supervisor's merged metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as page:
+        text = page.read().decode()
+    return {
+        line.split('worker="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("mesh_requests_total{") and 'service="hello"' in line
+    }
 
 
 def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(mesh: Mesh) -> None:
@@ -106,12 +113,18 @@ def held_port() -> Iterator[int]:
 
 
 def gateway_exit(
-    mesh: Mesh, listen: int, admin: int, *, workers: int = 2, worker: bool = False
+    mesh: Mesh,
+    listen: int,
+    admin: int,
+    *,
+    workers: int = 2,
+    worker: bool = False,
+    label: str = "gateway",
 ) -> tuple[int, str]:
     """Run `mesh gateway` with `workers` (or as worker 0); its exit code and output."""
     role = ["--workers", "1", "--worker-index", "0"] if worker else ["--workers", str(workers)]
     gateway = mesh.spawn(
-        "gateway",
+        label,
         "gateway",
         *role,
         "--listen",
@@ -158,3 +171,49 @@ def test_a_worker_that_cannot_listen_tells_its_supervisor_a_restart_will_not_hel
         assert f"cannot listen on 127.0.0.1:{port}" in output
     finally:
         mesh.close()
+
+
+def worker_pids(supervisor: Proc) -> list[int]:
+    children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text()
+    return [int(pid) for pid in children.split()]
+
+
+def test_a_second_gateway_on_a_port_in_use_fails_and_a_restarted_worker_serves_again(
+    mesh: Mesh,
+) -> None:
+    # The supervisor alone listens (no SO_REUSEPORT): a second gateway cannot join in and
+    # take some of the clients, and a worker started again accepts on the same socket.
+    first = start_gateway(mesh, workers=2)
+    code, output = gateway_exit(mesh, first.port, free_port(), workers=2, label="second")
+    assert code != 0
+    assert output.splitlines() == [
+        f"mesh gateway: cannot listen on 127.0.0.1:{first.port} (listen address): "
+        "address already in use"
+    ]
+    with socket.socket() as stranger:  # SO_REUSEPORT joined the workers' group until now
+        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with pytest.raises(OSError, match="in use") as refused:
+            stranger.bind(("127.0.0.1", first.port))
+        assert refused.value.errno == errno.EADDRINUSE
+    before = worker_pids(first)
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+
+    def restarted_and_healthy() -> bool:
+        now = worker_pids(first)
+        return len(now) == 2 and before[0] not in now and healthy_workers(first) == 2
+
+    wait_for(restarted_and_healthy, timeout=20)
+    for _ in range(40):  # a new connection each time: any worker may take it
+        client = Client(first.port)
+        assert client.request("GET", "/hello/")[0] == 200
+        client.close()
+    # Nothing was served before the kill: both counts are from after it.
+    assert served_by_worker(first).keys() == {"0", "1"}
+
+
+def healthy_workers(supervisor: Proc) -> int:
+    try:
+        return int(get_json(supervisor.admin_port, "/healthz")["healthy_workers"])
+    except (OSError, ValueError, KeyError):
+        return 0
