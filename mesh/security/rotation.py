@@ -65,15 +65,14 @@ class CertificateReloader:
         return True
 
     def _swap(self, cert: bytes, key: bytes) -> None:
-        # Tried on a scratch context first: a live one given a key that does not match
-        # would be left without a usable certificate. Both tries read the same bytes,
-        # copied aside, so that a file rewritten in between cannot slip through.
+        # From copies of the bytes just compared: load_chain reads its files twice (a
+        # trial, then the live context), and a file rewritten in between must not slip
+        # through untried.
         with tempfile.TemporaryDirectory(prefix="mesh-tls-") as folder:
             cert_copy, key_copy = Path(folder, "cert.pem"), Path(folder, "key.pem")
             cert_copy.write_bytes(cert)
             key_copy.touch(mode=0o600)
             key_copy.write_bytes(key)
-            load_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), str(cert_copy), str(key_copy))
             load_chain(self.context, str(cert_copy), str(key_copy))
 
     async def watch(self) -> None:
