@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import http.client
 import json
 import os
 import signal
@@ -11,14 +12,16 @@ import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mesh_procs import Client, Mesh, Proc, get_json, routable, wait_for
+from mesh_procs import Client, Mesh, Proc, routable, wait_for
 
 from mesh.node.children import CANNOT_START
 from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer
+from mesh.security import pki, tls
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +46,15 @@ def start_gateway(mesh: Mesh, workers: int) -> Proc:
     return gateway
 
 
-def test_two_workers_share_the_port_and_the_admin_port_merges_their_metrics(mesh: Mesh) -> None:
-    gateway = start_gateway(mesh, workers=2)
-
-    def both_workers_know_hello() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as page:
-                text = page.read().decode()
-        except OSError:
-            return False
-        return all(
-            f'mesh_members{{service="hello",state="alive",worker="{w}"}} 1.0' in text for w in "01"
-        )
-
-    wait_for(both_workers_know_hello, timeout=20)
-    for _ in range(40):  # a new connection each time: the kernel spreads them
-        client = Client(gateway.port)
-        assert client.request("GET", "/hello/")[0] == 200
-        client.close()
-    served = served_by_worker(gateway)
-    assert set(served) == {"0", "1"}, served
-    assert sum(served.values()) == 40
-    gateway.signal(signal.SIGTERM)
-    assert gateway.wait(20) == 0
+def both_workers_know_hello(gateway: Proc) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as page:
+            text = page.read().decode()
+    except OSError:
+        return False
+    return all(
+        f'mesh_members{{service="hello",state="alive",worker="{w}"}} 1.0' in text for w in "01"
+    )
 
 
 def served_by_worker(gateway: Proc) -> dict[str, float]:
@@ -178,42 +167,96 @@ def worker_pids(supervisor: Proc) -> list[int]:
     return [int(pid) for pid in children.split()]
 
 
-def test_a_second_gateway_on_a_port_in_use_fails_and_a_restarted_worker_serves_again(
-    mesh: Mesh,
+def test_workers_serve_http_and_https_on_sockets_only_their_supervisor_listens_on(
+    mesh: Mesh, tmp_path: Path
 ) -> None:
     # The supervisor alone listens (no SO_REUSEPORT): a second gateway cannot join in and
-    # take some of the clients, and a worker started again accepts on the same socket.
-    first = start_gateway(mesh, workers=2)
+    # take some of the clients, and a worker started again accepts on the same sockets.
+    now = datetime.now(UTC)
+    authority = pki.new_authority("test CA", now, timedelta(hours=1))
+    key = pki.new_key()
+    cert = pki.issue(
+        authority, key.public_key(), common_name="gateway", now=now,
+        lifetime=timedelta(hours=1), ips=["127.0.0.1"],
+    )  # fmt: skip
+    pki.write_public(tmp_path / "ca.crt", pki.cert_pem(authority.cert))
+    pki.write_public(tmp_path / "gateway.crt", pki.cert_pem(cert))
+    pki.write_private(tmp_path / "gateway.key", pki.key_pem(key))
+    https = free_port()
+    first = mesh.gateway(
+        "first",
+        "--listen-tls",
+        f"127.0.0.1:{https}",
+        "--tls-cert",
+        str(tmp_path / "gateway.crt"),
+        "--tls-key",
+        str(tmp_path / "gateway.key"),
+        workers=2,
+    )
+    wait_for(lambda: len(routable(first.admin_port)) == 1, timeout=20)
     code, output = gateway_exit(mesh, first.port, free_port(), workers=2, label="second")
     assert code != 0
     assert output.splitlines() == [
         f"mesh gateway: cannot listen on 127.0.0.1:{first.port} (listen address): "
         "address already in use"
     ]
-    with socket.socket() as stranger:  # SO_REUSEPORT joined the workers' group until now
-        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        with pytest.raises(OSError, match="in use") as refused:
-            stranger.bind(("127.0.0.1", first.port))
-        assert refused.value.errno == errno.EADDRINUSE
+    for port in (first.port, https):
+        with socket.socket() as stranger:  # SO_REUSEPORT joined the workers' group until now
+            stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with pytest.raises(OSError, match="in use") as refused:
+                stranger.bind(("127.0.0.1", port))
+            assert refused.value.errno == errno.EADDRINUSE
     before = worker_pids(first)
     assert len(before) == 2
     os.kill(before[0], signal.SIGKILL)
 
-    def restarted_and_healthy() -> bool:
+    def restarted() -> bool:
         now = worker_pids(first)
-        return len(now) == 2 and before[0] not in now and healthy_workers(first) == 2
+        return len(now) == 2 and before[0] not in now and both_workers_know_hello(first)
 
-    wait_for(restarted_and_healthy, timeout=20)
-    for _ in range(40):  # a new connection each time: any worker may take it
+    wait_for(restarted, timeout=20)
+    context = tls.client_context(str(tmp_path / "ca.crt"))
+    for _ in range(20):  # a new connection each time: any worker may take it
         client = Client(first.port)
         assert client.request("GET", "/hello/")[0] == 200
         client.close()
-    # Nothing was served before the kill: both counts are from after it.
-    assert served_by_worker(first).keys() == {"0", "1"}
+        secure = http.client.HTTPSConnection("127.0.0.1", https, timeout=5, context=context)
+        secure.request("GET", "/hello/")
+        assert secure.getresponse().status == 200
+        secure.close()
+    # The admin port merges the workers' metrics. Nothing was served before the kill:
+    # both counts are from after it.
+    served = served_by_worker(first)
+    assert served.keys() == {"0", "1"}
+    assert sum(served.values()) == 40
+    first.signal(signal.SIGTERM)
+    assert first.wait(20) == 0
 
 
-def healthy_workers(supervisor: Proc) -> int:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_certificate_that_cannot_be_used_ends_the_gateway_with_one_line(
+    nats_server: NatsServer, tmp_path: Path, workers: int
+) -> None:
+    (tmp_path / "bad.crt").write_text("not a certificate\n")
+    (tmp_path / "bad.key").write_text("not a key\n")
+    mesh = Mesh(nats_server.url, tmp_path)
     try:
-        return int(get_json(supervisor.admin_port, "/healthz")["healthy_workers"])
-    except (OSError, ValueError, KeyError):
-        return 0
+        gateway = mesh.spawn(
+            "gateway",
+            "gateway",
+            "--workers",
+            str(workers),
+            "--listen-tls",
+            f"127.0.0.1:{free_port()}",
+            "--tls-cert",
+            str(tmp_path / "bad.crt"),
+            "--tls-key",
+            str(tmp_path / "bad.key"),
+            "--admin",
+            f"127.0.0.1:{free_port()}",
+        )
+        assert gateway.wait(10) == 2
+        [line] = gateway.output().splitlines()
+        assert line.startswith(f"mesh gateway: TLS certificate {tmp_path / 'bad.crt'} ")
+    finally:
+        mesh.close()
