@@ -65,7 +65,8 @@ class Worker:
                 "--log-level",
                 s.log_level,
             ],
-            env={**os.environ, "MESH_NATS_URL": s.nats_url, "MESH_PRESET": s.preset},
+            # Secrets go by the environment: a command line is visible to every user.
+            env={**os.environ, **_environment(s)},
             pass_fds=fds,
         )
 
@@ -89,8 +90,11 @@ async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> in
         _close(sockets)
         raise
     fleet = [Worker(i, settings, sockets) for i in range(workers)]
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
-    runner = await admin.serve(_admin(fleet, session), admin_socket)
+    # Its workers' admin ports take the same token as its own: it asks them with it.
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=2), headers=admin.credentials(settings.admin_token)
+    )
+    runner = await admin.serve(_admin(fleet, session), admin_socket, token=settings.admin_token)
     supervisor = Supervisor()
     for worker in fleet:
         supervisor.start(worker.child, RESTART)
@@ -113,6 +117,13 @@ async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> in
         log.error("%s cannot start and a restart would not help: the gateway stops", ended.label)
         return 1
     return 0
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    env = {"MESH_NATS_URL": settings.nats_url, "MESH_PRESET": settings.preset}
+    if settings.admin_token is not None:
+        env["MESH_ADMIN_TOKEN"] = settings.admin_token.get_secret_value()
+    return env
 
 
 def _close(sockets: list[socket.socket]) -> None:

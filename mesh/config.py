@@ -320,6 +320,14 @@ class Settings(BaseSettings):
             raise ValueError(f"needs MESH_{pair.upper()} too")
         return value
 
+    @field_validator("admin_token")
+    @classmethod
+    def _guessable(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token would be required as it is: "Bearer " would open the port.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("too short: at least 16 characters (openssl rand -hex 32)")
+        return value
+
     @field_validator("health_path")
     @classmethod
     def _path(cls, value: str) -> str:

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -46,10 +47,16 @@ def start_gateway(mesh: Mesh, workers: int) -> Proc:
     return gateway
 
 
-def both_workers_know_hello(gateway: Proc) -> bool:
+def admin_page(gateway: Proc, path: str, token: str | None = None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = f"http://127.0.0.1:{gateway.admin_port}{path}"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as page:
+        return str(page.read().decode())
+
+
+def both_workers_know_hello(gateway: Proc, token: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as page:
-            text = page.read().decode()
+        text = admin_page(gateway, "/metrics", token)
     except OSError:
         return False
     return all(
@@ -57,13 +64,11 @@ def both_workers_know_hello(gateway: Proc) -> bool:
     )
 
 
-def served_by_worker(gateway: Proc) -> dict[str, float]:
+def served_by_worker(gateway: Proc, token: str) -> dict[str, float]:
     """Requests to `hello` each worker answered, from the supervisor's merged metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as page:
-        text = page.read().decode()
     return {
         line.split('worker="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
+        for line in admin_page(gateway, "/metrics", token).splitlines()
         if line.startswith("mesh_requests_total{") and 'service="hello"' in line
     }
 
@@ -167,11 +172,15 @@ def worker_pids(supervisor: Proc) -> list[int]:
     return [int(pid) for pid in children.split()]
 
 
-def test_workers_serve_http_and_https_on_sockets_only_their_supervisor_listens_on(
+TOKEN = "0123456789abcdef-admin"
+
+
+def test_workers_with_https_and_an_admin_token_serve_on_sockets_no_stranger_can_join(
     mesh: Mesh, tmp_path: Path
 ) -> None:
     # The supervisor alone listens (no SO_REUSEPORT): a second gateway cannot join in and
     # take some of the clients, and a worker started again accepts on the same sockets.
+    # One gateway start for all of it (HTTPS, admin token): each costs seconds.
     now = datetime.now(UTC)
     authority = pki.new_authority("test CA", now, timedelta(hours=1))
     key = pki.new_key()
@@ -183,6 +192,7 @@ def test_workers_serve_http_and_https_on_sockets_only_their_supervisor_listens_o
     pki.write_public(tmp_path / "gateway.crt", pki.cert_pem(cert))
     pki.write_private(tmp_path / "gateway.key", pki.key_pem(key))
     https = free_port()
+    mesh.env["MESH_ADMIN_TOKEN"] = TOKEN  # until the test ends (a borrowed mesh)
     first = mesh.gateway(
         "first",
         "--listen-tls",
@@ -193,7 +203,7 @@ def test_workers_serve_http_and_https_on_sockets_only_their_supervisor_listens_o
         str(tmp_path / "gateway.key"),
         workers=2,
     )
-    wait_for(lambda: len(routable(first.admin_port)) == 1, timeout=20)
+    wait_for(lambda: len(routable(first.admin_port, token=TOKEN)) == 1, timeout=20)
     code, output = gateway_exit(mesh, first.port, free_port(), workers=2, label="second")
     assert code != 0
     assert output.splitlines() == [
@@ -212,7 +222,7 @@ def test_workers_serve_http_and_https_on_sockets_only_their_supervisor_listens_o
 
     def restarted() -> bool:
         now = worker_pids(first)
-        return len(now) == 2 and before[0] not in now and both_workers_know_hello(first)
+        return len(now) == 2 and before[0] not in now and both_workers_know_hello(first, TOKEN)
 
     wait_for(restarted, timeout=20)
     context = tls.client_context(str(tmp_path / "ca.crt"))
@@ -224,11 +234,19 @@ def test_workers_serve_http_and_https_on_sockets_only_their_supervisor_listens_o
         secure.request("GET", "/hello/")
         assert secure.getresponse().status == 200
         secure.close()
-    # The admin port merges the workers' metrics. Nothing was served before the kill:
-    # both counts are from after it.
-    served = served_by_worker(first)
+    # The admin port merges the workers' metrics, asking them with the token. Nothing was
+    # served before the kill: both counts are from after it.
+    served = served_by_worker(first, TOKEN)
     assert served.keys() == {"0", "1"}
     assert sum(served.values()) == 40
+    # Every admin port, the workers' too, wants the token; none has it on its command line.
+    workers = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in worker_pids(first)]
+    admin_ports = [int(argv[argv.index(b"--admin") + 1].rsplit(b":")[1]) for argv in workers]
+    for port in [first.admin_port, *admin_ports]:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")
+        assert refused.value.code == 401
+    assert not any(TOKEN.encode() in arg for argv in workers for arg in argv)
     first.signal(signal.SIGTERM)
     assert first.wait(20) == 0
 

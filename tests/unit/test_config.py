@@ -202,8 +202,15 @@ def test_https_beside_http_or_alone() -> None:
 
 
 def test_the_admin_token_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MESH_ADMIN_TOKEN", "s3cret-token")
+    monkeypatch.setenv("MESH_ADMIN_TOKEN", "s3cret-admin-token")
     settings = config.load()
     assert settings.admin_token is not None
-    assert settings.admin_token.get_secret_value() == "s3cret-token"
+    assert settings.admin_token.get_secret_value() == "s3cret-admin-token"
     assert "s3cret" not in repr(settings) + str(settings.admin_token)
+
+
+@pytest.mark.parametrize("token", ["", "short-s3cret"])
+def test_an_admin_token_anyone_could_guess_is_refused_without_showing_it(token: str) -> None:
+    with pytest.raises(ConfigError, match=r"^MESH_ADMIN_TOKEN: Value error, too short") as caught:
+        config.load(admin_token=token)
+    assert "s3cret" not in str(caught.value)
