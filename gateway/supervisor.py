@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway import edge
 from mesh import metrics
-from mesh.addresses import parse_hostport
+from mesh.addresses import hostport, parse_hostport
 from mesh.config import Settings
 from mesh.node import admin, children
 from mesh.node.children import Child
@@ -101,7 +101,7 @@ async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> in
     log.info(
         "gateway: %d workers on %s (admin %s)",
         workers,
-        ", ".join(a.address for a in edge.addresses(settings)),
+        ", ".join(hostport(*sock.getsockname()[:2]) for sock in sockets),
         settings.gateway_admin,
     )
     try:

@@ -15,6 +15,9 @@ from mesh.tasks import cancel_and_wait
 
 # Connections the kernel queues before the engine accepts them (bursts of new clients).
 BACKLOG = 2048
+# A TLS client has this long to finish its handshake: until then it holds a socket that
+# no idle timeout sees (asyncio's default is 60 s, a cheap way to exhaust descriptors).
+TLS_HANDSHAKE_TIMEOUT = 10.0
 _SWEEP_EVERY = 1.0
 # How often a graceful stop looks for connections that finished (a stop is rare).
 _DRAIN_POLL = 0.02
@@ -48,13 +51,14 @@ class Listener:
     async def start(self, *, serve: bool = True) -> None:
         """Bind (a taken port fails here); with `serve=False`, accept only after serve()."""
         proto = b"http" if self.ssl is None else b"https"
-        where: dict[str, Any] = (
+        options: dict[str, Any] = (
             {"sock": self.sock} if self.sock is not None else {"host": self.host, "port": self.port}
         )
+        if self.ssl is not None:
+            options |= {"ssl": self.ssl, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
         self._server = await self.engine.loop.create_server(
             lambda: ClientConnection(self.engine, proto=proto),
-            **where,
-            ssl=self.ssl,
+            **options,
             backlog=BACKLOG,
             start_serving=serve,
         )

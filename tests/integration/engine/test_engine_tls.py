@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from wire import Client, Peer, Upstream, get
 
 from gateway.edge import EdgeListeners
 from mesh.config import Settings
+from mesh.engine import listener
 from mesh.engine.engine import Engine
 from mesh.metrics import Metrics, registry_for, render
 from mesh.security import pki, tls
@@ -165,3 +167,20 @@ async def test_a_bad_certificate_is_refused_counted_and_the_old_one_serves(
     gateway.install("fixed")
     await until(lambda: gateway.reloads("loaded") == 1, timeout=10)
     assert (await gateway.https())[1] == "fixed"
+
+
+@pytest.fixture
+def quick_handshakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listener, "TLS_HANDSHAKE_TIMEOUT", 0.3)
+
+
+async def test_a_client_that_never_finishes_its_handshake_is_dropped(
+    quick_handshakes: None, gateway: Gateway
+) -> None:
+    # No HTTP idle timeout sees a connection before its handshake: without this deadline
+    # each silent client held a descriptor for a minute.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.tls_port)
+    async with asyncio.timeout(5):
+        with contextlib.suppress(ConnectionError):
+            assert await reader.read() == b""
+    writer.close()
