@@ -143,7 +143,7 @@ def _admin(fleet: list[Worker], session: aiohttp.ClientSession) -> web.Applicati
         texts = [
             (str(w.index), r[1].decode())
             for w, r in zip(fleet, results, strict=True)
-            if not isinstance(r, BaseException)
+            if not isinstance(r, BaseException) and r[0] == 200  # not an error page
         ]
         return web.Response(
             body=metrics.merge(texts), headers={"Content-Type": metrics.CONTENT_TYPE}
