@@ -32,7 +32,12 @@ class CertificateReloader:
         self.cert = Path(cert)
         self.key = Path(key)
         self.results = {"loaded": 0, "failed": 0}
-        self._loaded = self._read()  # what the context was built from
+        # Loaded again from the very bytes remembered: files changed since the context
+        # was made would otherwise look unchanged to the first reload.
+        self._loaded = self._read()
+        if self._loaded is None:
+            raise ConfigError(f"TLS certificate {self.cert} or key {self.key} unreadable")
+        self._swap(*self._loaded)
         metrics.counter(
             "mesh_tls_reloads",
             "Certificate reloads after its files changed, by result (failed: old one kept).",
@@ -41,6 +46,7 @@ class CertificateReloader:
         )
 
     def _read(self) -> tuple[bytes, bytes] | None:
+        """Both files' bytes; None when either cannot be read."""
         try:
             return self.cert.read_bytes(), self.key.read_bytes()
         except OSError:
@@ -83,8 +89,11 @@ class CertificateReloader:
         """
         from watchfiles import awatch
 
-        async for _ in awatch(*_folders((self.cert, self.key)), debounce=_DEBOUNCE_MS):
-            self.reload()  # on the loop: handshakes use the context meanwhile
+        try:
+            async for _ in awatch(*_folders((self.cert, self.key)), debounce=_DEBOUNCE_MS):
+                self.reload()  # on the loop: handshakes use the context meanwhile
+        except OSError as exc:  # the folder went away, or the system's watch limit
+            log.error("TLS certificate no longer watched, a new one needs a restart: %s", exc)
 
 
 def _folders(paths: Iterable[Path]) -> list[Path]:
