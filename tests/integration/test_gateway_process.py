@@ -47,14 +47,14 @@ def start_gateway(mesh: Mesh, workers: int) -> Proc:
     return gateway
 
 
-def admin_page(gateway: Proc, path: str, token: str | None = None) -> str:
+def admin_page(gateway: Proc, path: str, token: str | None) -> str:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = f"http://127.0.0.1:{gateway.admin_port}{path}"
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as page:
         return str(page.read().decode())
 
 
-def both_workers_know_hello(gateway: Proc, token: str) -> bool:
+def both_workers_know_hello(gateway: Proc, token: str | None = None) -> bool:
     try:
         text = admin_page(gateway, "/metrics", token)
     except OSError:
@@ -73,10 +73,15 @@ def served_by_worker(gateway: Proc, token: str) -> dict[str, float]:
     }
 
 
-def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(mesh: Mesh) -> None:
-    gateway = start_gateway(mesh, workers=1)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_lets_an_in_flight_request_finish_refuses_new_ones_then_exits_0(
+    mesh: Mesh, workers: int
+) -> None:
+    gateway = start_gateway(mesh, workers=workers)
+    if workers > 1:  # whichever worker takes the request must know hello
+        wait_for(lambda: both_workers_know_hello(gateway), timeout=20)
     demo = f"http://127.0.0.1:{mesh.procs[0].port}/_demo"
-    urllib.request.urlopen(urllib.request.Request(f"{demo}/delay?ms=800", method="POST")).read()
+    urllib.request.urlopen(urllib.request.Request(f"{demo}/delay?ms=1500", method="POST")).read()
     result: dict[str, object] = {}
 
     def in_flight() -> None:
@@ -88,6 +93,12 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(mesh: Mesh) -> No
         worker.start()
         threading.Event().wait(0.3)  # the request is now waiting on the slow instance
         gateway.signal(signal.SIGTERM)
+        threading.Event().wait(0.6)
+        # Draining: no one accepts any more, so the port refuses (workers: the supervisor
+        # closed its copy of the socket first, then theirs went).
+        with socket.socket() as late:
+            assert late.connect_ex(("127.0.0.1", gateway.port)) == errno.ECONNREFUSED
+        assert worker.is_alive()  # that was during the drain
         worker.join(10)
     finally:
         urllib.request.urlopen(urllib.request.Request(f"{demo}/reset", method="POST")).read()
