@@ -11,6 +11,7 @@ import sys
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from gateway import edge
 from mesh import metrics
@@ -94,7 +95,26 @@ async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> in
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=2), headers=admin.credentials(settings.admin_token)
     )
-    runner = await admin.serve(_admin(fleet, session), admin_socket, token=settings.admin_token)
+    # Its own refusals join the merged page as worker="supervisor".
+    refused = 0
+
+    def count_refused() -> None:
+        nonlocal refused
+        refused += 1
+
+    own = metrics.Metrics()
+    own.counter(
+        "mesh_admin_refused",
+        "Admin requests refused for a missing or wrong MESH_ADMIN_TOKEN.",
+        (),
+        lambda: [((), float(refused))],
+    )
+    runner = await admin.serve(
+        _admin(fleet, session, metrics.registry_for(own)),
+        admin_socket,
+        token=settings.admin_token,
+        refused=count_refused,
+    )
     supervisor = Supervisor()
     for worker in fleet:
         supervisor.start(worker.child, RESTART)
@@ -131,7 +151,9 @@ def _close(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
-def _admin(fleet: list[Worker], session: aiohttp.ClientSession) -> web.Application:
+def _admin(
+    fleet: list[Worker], session: aiohttp.ClientSession, own: CollectorRegistry
+) -> web.Application:
     async def fetch(worker: Worker, path: str) -> tuple[int, bytes]:
         async with session.get(f"http://127.0.0.1:{worker.admin_port}{path}") as response:
             return response.status, await response.read()
@@ -145,6 +167,7 @@ def _admin(fleet: list[Worker], session: aiohttp.ClientSession) -> web.Applicati
             for w, r in zip(fleet, results, strict=True)
             if not isinstance(r, BaseException) and r[0] == 200  # not an error page
         ]
+        texts.append(("supervisor", metrics.render(own).decode()))
         return web.Response(
             body=metrics.merge(texts), headers={"Content-Type": metrics.CONTENT_TYPE}
         )

@@ -258,6 +258,9 @@ def test_workers_with_https_and_an_admin_token_serve_on_sockets_no_stranger_can_
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")
         assert refused.value.code == 401
     assert not any(TOKEN.encode() in arg for argv in workers for arg in argv)
+    text = admin_page(first, "/metrics", TOKEN)
+    for who in ("supervisor", "0", "1"):  # each refused the one request above
+        assert f'mesh_admin_refused_total{{worker="{who}"}} 1.0' in text, text
     first.signal(signal.SIGTERM)
     assert first.wait(20) == 0
 
