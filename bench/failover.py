@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.console import BenchError, say
-from bench.loopback import http_get, wait_until
+from bench.loopback import admin_get, wait_until
 from bench.processes import Processes, sigterm_as_exit
 from bench.results import environment, write_results
 from bench.tables import table
@@ -103,11 +103,11 @@ class Load:
 
 def out_of_view(node: Node, instance: str) -> bool:
     """True once `node` would not route to `instance` (unroutable or ejected)."""
-    _, body = http_get(node.admin, "/mesh/members", timeout=1)
+    _, body = admin_get(node.admin, "/mesh/members", timeout=1)
     member = next((m for m in json.loads(body)["members"] if m["instance"] == instance), None)
     if member is None or not member["routable"]:
         return True
-    _, body = http_get(node.admin, "/mesh/upstreams", timeout=1)
+    _, body = admin_get(node.admin, "/mesh/upstreams", timeout=1)
     hello = json.loads(body).get("hello", {"instances": []})
     return any(i["instance"] == instance and i["ejected"] for i in hello["instances"])
 

@@ -5,20 +5,29 @@ from __future__ import annotations
 import contextlib
 import http.client
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from bench.console import BenchError
 from bench.processes import Processes
+from mesh.config import load
+from mesh.node.admin import credentials
 
 
-def http_get(port: int, path: str, *, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(
+    port: int, path: str, *, timeout: float = 2.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=dict(headers or {}))
         response = conn.getresponse()
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def admin_get(port: int, path: str, *, timeout: float = 2.0) -> tuple[int, bytes]:
+    """A GET on a mesh admin port, with MESH_ADMIN_TOKEN when set: the children have it."""
+    return http_get(port, path, timeout=timeout, headers=credentials(load().admin_token))
 
 
 def wait_until(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.console import BenchError, say
 from bench.cores import Cores, pin_threads, pinned
-from bench.loopback import http_get, wait_until
+from bench.loopback import admin_get, http_get, wait_until
 from bench.processes import REPO, Processes
 from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
@@ -291,7 +291,7 @@ def start_gateway(
     child = procs.start(name, pinned(gateway, cpus), env=env, cwd=tree or REPO)
 
     def routable() -> bool:
-        status, body = http_get(admin, "/mesh/members")
+        status, body = admin_get(admin, "/mesh/members")
         members = json.loads(body).get("members", []) if status == 200 else []
         return any(m["service"] == SERVICE and m["routable"] for m in members)
 

@@ -7,18 +7,17 @@ import contextlib
 import logging
 import secrets
 
+from gateway.edge import EdgeListeners, addresses
 from mesh import subjects
 from mesh.addresses import parse_hostport
 from mesh.bus.events import ensure_stream
 from mesh.config import Settings
 from mesh.engine.engine import Engine
-from mesh.engine.listener import Listener
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import bucket, ensure_bucket
 from mesh.messages import Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
-from mesh.node.ports import binding
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +25,16 @@ log = logging.getLogger(__name__)
 DRAIN_DEADLINE = 10.0
 
 
-async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = None) -> int:
-    """Serve until `stop`; a supervised `worker` shares the port with its siblings."""
-    host, port = parse_hostport(settings.gateway_listen)
+async def run(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    worker: int | None = None,
+    inherited: list[int] | None = None,
+) -> int:
+    """Serve until `stop`; a supervised `worker` serves on the sockets its supervisor
+    listens on (`inherited` descriptors, see gateway.edge)."""
+    host, port = parse_hostport(addresses(settings)[0].address)
     admin_host, admin_port = parse_hostport(settings.gateway_admin)
     name = subjects.check_name(settings.gateway_name)
     record = Heartbeat(
@@ -48,14 +54,13 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
     forwarding = Forwarding(
         node, engine, settings, zone=settings.zone, fallback=fallback, policies=bucket(node.bus)
     )
-    listener = Listener(engine, host, port, reuse_port=worker is not None)
-    # Both ports first: a taken one ends the gateway before it joins the mesh.
-    with binding(settings.gateway_listen, "listen address"):
-        await listener.start(serve=False)
+    listeners = EdgeListeners(settings, engine, node.metrics, inherited)
+    # Every port first: a taken one ends the gateway before it joins the mesh.
+    await listeners.start()
     try:
         bound_admin = node.bind_admin(admin_host, admin_port)
     except BaseException:
-        await listener.stop(0)
+        await listeners.stop(0)
         raise
     await node.start()
     # The gateway sets up what the mesh keeps in JetStream: the event log and the policy
@@ -66,24 +71,23 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
         await asyncio.wait_for(asyncio.shield(setup), settings.policy_wait)
     # The current policies apply before the first request is served.
     await forwarding.start(wait_policies=max(0.0, ready_by - asyncio.get_running_loop().time()))
-    await listener.serve()
+    await listeners.serve()
     # The admin port answers once the gateway serves: its /healthz means "ready".
     await node.serve_admin(
         lambda: (True, {"instance": record.instance, "nats": node.bus.connected})
     )
-    node.announcer.update(port=listener.port, admin_port=bound_admin)
+    node.announcer.update(port=listeners.announced[1], admin_port=bound_admin)
     log.info(
-        "gateway %s listening on %s:%d (admin %s:%d)",
+        "gateway %s listening on %s (admin %s:%d)",
         record.instance,
-        host,
-        listener.port,
+        listeners.describe(),
         admin_host,
         bound_admin,
     )
     await stop.wait()
     log.info("stopping: draining in-flight requests (up to %g s)", DRAIN_DEADLINE)
     setup.cancel()
-    cut = await listener.stop(DRAIN_DEADLINE)
+    cut = await listeners.stop(DRAIN_DEADLINE)
     if cut:
         log.warning("%d connections cut at the drain deadline", cut)
     await forwarding.stop()

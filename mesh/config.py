@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mesh.addresses import parse_hostport
@@ -88,13 +88,35 @@ class Settings(BaseSettings):
     )
 
     # --- gateway ---
-    gateway_listen: str = Field("127.0.0.1:8000", description="Gateway HTTP listen address.")
+    gateway_listen: str = Field(
+        "127.0.0.1:8000",
+        description="Gateway HTTP listen address; '' = none (HTTPS only).",
+    )
     gateway_admin: str = Field("127.0.0.1:8001", description="Gateway admin listen address.")
     gateway_name: str = Field("gateway", description="Name the gateway announces as a node.")
     # Each worker is a full node (own NATS connection, view and pools): more workers use
     # more cores but multiply heartbeats and idle upstream connections.
     gateway_workers: int = Field(
         0, ge=0, le=256, description="Gateway worker processes; 0 = one per CPU."
+    )
+
+    # --- gateway TLS and admin surfaces ---
+    gateway_tls_cert: str | None = Field(
+        None, description="PEM certificate (chain) of the HTTPS listener; reloaded on change."
+    )
+    gateway_tls_key: str | None = Field(None, description="Key of gateway_tls_cert (with it).")
+    # Beside the plain listener, or instead of it (MESH_GATEWAY_LISTEN=''): keeping both
+    # lets clients move to HTTPS one by one, at the price of a plain port still open.
+    gateway_listen_tls: str = Field(
+        "",
+        validate_default=True,
+        description="Gateway HTTPS listen address (needs gateway_tls_cert); '' = off.",
+    )
+    # Without a token anyone who reaches an admin port reads the view and the metrics:
+    # keep admin ports on loopback (the default) or set one. With it, every admin request
+    # needs `Authorization: Bearer <token>`, Prometheus' scrapes and health probes included.
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token every admin port requires (never printed)."
     )
 
     # --- forwarding engine ---
@@ -254,14 +276,29 @@ class Settings(BaseSettings):
     log_level: Level = Field("info", description="Log level.")
     log_json: bool = Field(False, description="Write logs as JSON lines.")
 
-    @field_validator("agent_outbound")
+    # A gateway_listen of '' (HTTPS only) is checked with the HTTPS address.
+    @field_validator("agent_outbound", "gateway_listen")
     @classmethod
     def _optional_hostport(cls, value: str) -> str:
         if value:
             cls._hostport(value)
         return value
 
-    @field_validator("gateway_listen", "gateway_admin")
+    @field_validator("gateway_listen_tls")
+    @classmethod
+    def _listen_tls(cls, value: str, info: ValidationInfo) -> str:
+        # Each alone would be ignored (a certificate with nothing serving it) or unusable.
+        if value:
+            cls._hostport(value)
+            if not (info.data.get("gateway_tls_cert") and info.data.get("gateway_tls_key")):
+                raise ValueError("needs MESH_GATEWAY_TLS_CERT and MESH_GATEWAY_TLS_KEY")
+        elif info.data.get("gateway_tls_cert"):
+            raise ValueError("must be set with MESH_GATEWAY_TLS_CERT: nothing serves it")
+        elif info.data.get("gateway_listen") == "":
+            raise ValueError("must be set when MESH_GATEWAY_LISTEN is '': no listener")
+        return value
+
+    @field_validator("gateway_admin")
     @classmethod
     def _hostport(cls, value: str) -> str:
         try:
@@ -270,13 +307,25 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("nats_password", "nats_tls_key")
+    @field_validator("nats_password", "nats_tls_key", "gateway_tls_key")
     @classmethod
     def _needs_its_pair(cls, value: str | None, info: ValidationInfo) -> str | None:
         # Alone, each would be silently ignored by the connection.
-        pair = {"nats_password": "nats_user", "nats_tls_key": "nats_tls_cert"}[str(info.field_name)]
+        pair = {
+            "nats_password": "nats_user",
+            "nats_tls_key": "nats_tls_cert",
+            "gateway_tls_key": "gateway_tls_cert",
+        }[str(info.field_name)]
         if value and not info.data.get(pair):
             raise ValueError(f"needs MESH_{pair.upper()} too")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _guessable(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token would be required as it is: "Bearer " would open the port.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("too short: at least 16 characters (openssl rand -hex 32)")
         return value
 
     @field_validator("health_path")

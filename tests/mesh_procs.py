@@ -121,18 +121,19 @@ class Mesh:
         stop([self.procs], grace=0.0, first=signal.SIGKILL)
 
 
-def get_json(port: int, path: str, timeout: float = 2.0) -> Any:
+def get_json(port: int, path: str, timeout: float = 2.0, token: str | None = None) -> Any:
+    """GET a JSON page; `token`: the admin port's MESH_ADMIN_TOKEN."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
         return json.loads(conn.getresponse().read())
     finally:
         conn.close()
 
 
-def members(admin_port: int) -> list[dict[str, Any]]:
+def members(admin_port: int, token: str | None = None) -> list[dict[str, Any]]:
     try:
-        answer = get_json(admin_port, "/mesh/members")
+        answer = get_json(admin_port, "/mesh/members", token=token)
     except (OSError, ValueError):
         return []
     result: list[dict[str, Any]] = answer.get("members", [])  # a supervisor may say 503
@@ -147,9 +148,13 @@ def outbound_serving(agent: Proc) -> bool:
         return False
 
 
-def routable(admin_port: int, service: str = "hello") -> set[str]:
+def routable(admin_port: int, service: str = "hello", token: str | None = None) -> set[str]:
     """Addresses of the routable instances of `service` in a gateway's view."""
-    return {m["address"] for m in members(admin_port) if m["service"] == service and m["routable"]}
+    return {
+        m["address"]
+        for m in members(admin_port, token)
+        if m["service"] == service and m["routable"]
+    }
 
 
 def alive(pid: int) -> bool:

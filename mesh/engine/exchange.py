@@ -24,6 +24,7 @@ class Client(Protocol):
     """The client connection an exchange answers on (mesh.engine.server.ClientConnection)."""
 
     write_paused: bool
+    proto: bytes  # b"http" or b"https": how the client reached us
 
     def write(self, data: bytes) -> None: ...
 
@@ -161,7 +162,7 @@ class Exchange:
                 routed.target,
                 host=routed.host,
                 service=routed.service,
-                proto=b"http",
+                proto=self.client.proto,
                 strip_mesh=self.engine.strip_mesh_headers,
                 rng=self.engine.rng,
                 consumer=routed.consumer,

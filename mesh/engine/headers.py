@@ -105,6 +105,8 @@ def forward_request_head(
                 forwarded_for = value if not forwarded_for else forwarded_for + b", " + value
                 continue
             elif lname == b"x-forwarded-proto":
+                if proto == b"https":
+                    continue  # we terminated TLS ourselves: no client's claim overrides it
                 forwarded_proto = True
             elif lname == b"x-forwarded-host":
                 forwarded_host = True

@@ -5,36 +5,61 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import ssl
+from typing import Any
 
 from mesh.engine.engine import Engine
 from mesh.engine.heap import keep_freed_heap
 from mesh.engine.server import ClientConnection
 from mesh.tasks import cancel_and_wait
 
+# Connections the kernel queues before the engine accepts them (bursts of new clients).
+BACKLOG = 2048
+# A TLS client has this long to finish its handshake: until then it holds a socket that
+# no idle timeout sees (asyncio's default is 60 s, a cheap way to exhaust descriptors).
+TLS_HANDSHAKE_TIMEOUT = 10.0
 _SWEEP_EVERY = 1.0
 # How often a graceful stop looks for connections that finished (a stop is rare).
 _DRAIN_POLL = 0.02
 
 
 class Listener:
-    """Accepts client connections for one engine; `stop` drains them gracefully."""
+    """Accepts client connections for one engine; `stop` drains them gracefully.
 
-    def __init__(self, engine: Engine, host: str, port: int, *, reuse_port: bool = False) -> None:
+    `sock`: a socket bound (and listening) already, e.g. inherited from the gateway's
+    supervisor, instead of binding host:port here. `ssl`: TLS is terminated here, with
+    this context (reloading its certificate in place reaches new handshakes).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        host: str,
+        port: int,
+        *,
+        sock: socket.socket | None = None,
+        ssl: ssl.SSLContext | None = None,
+    ) -> None:
         self.engine = engine
         self.host = host
         self.port = port
-        self.reuse_port = reuse_port
+        self.sock = sock
+        self.ssl = ssl
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, *, serve: bool = True) -> None:
         """Bind (a taken port fails here); with `serve=False`, accept only after serve()."""
+        proto = b"http" if self.ssl is None else b"https"
+        options: dict[str, Any] = (
+            {"sock": self.sock} if self.sock is not None else {"host": self.host, "port": self.port}
+        )
+        if self.ssl is not None:
+            options |= {"ssl": self.ssl, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
         self._server = await self.engine.loop.create_server(
-            lambda: ClientConnection(self.engine),
-            self.host,
-            self.port,
-            reuse_port=self.reuse_port or None,
-            backlog=2048,
+            lambda: ClientConnection(self.engine, proto=proto),
+            **options,
+            backlog=BACKLOG,
             start_serving=serve,
         )
         for sock in self._server.sockets:

@@ -27,10 +27,11 @@ _LINGER = 2.0
 class ClientConnection(QueuedWrites, asyncio.Protocol):
     """One client connection: requests are parsed as they come and answered in order."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, proto: bytes = b"http") -> None:
         self.engine = engine
         self.transport: asyncio.Transport | None = None
         self.peer = b""  # the client's address, for x-forwarded-for and keys
+        self.proto = proto  # the scheme clients used: x-forwarded-proto says it upstream
         self.closing = False
         self.write_paused = False
         self.last_active = 0.0

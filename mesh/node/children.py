@@ -58,6 +58,7 @@ class Child:
     of our terminal's process group, so a Ctrl-C reaches only us and we stop it in our
     order; it then leads a process group, which `stop` signals as a whole (grandchildren
     included). Every child gets SIGTERM if the thread that started it exits.
+    `pass_fds`: descriptors it inherits under the same numbers (a listening socket).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class Child:
         log: Path | None = None,
         cwd: Path | None = None,
         own_session: bool = False,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.label = label
         self.argv = list(argv)
@@ -76,6 +78,7 @@ class Child:
         self.log = log
         self.cwd = cwd
         self.own_session = own_session
+        self.pass_fds = tuple(pass_fds)
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -91,6 +94,7 @@ class Child:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=self.own_session,
+                pass_fds=self.pass_fds,
                 # Safe enough with threads: the hook only calls a function resolved pre-fork.
                 preexec_fn=_die_with_parent(),
             )

@@ -57,6 +57,13 @@ class Node:
         self.metrics.gauge(
             "mesh_bus_connected", "1 while connected to NATS.", (), self._bus_connected
         )
+        self.admin_refused = 0
+        self.metrics.counter(
+            "mesh_admin_refused",
+            "Admin requests refused for a missing or wrong MESH_ADMIN_TOKEN.",
+            (),
+            lambda: [((), float(self.admin_refused))],
+        )
 
     @property
     def view(self) -> View:
@@ -70,6 +77,9 @@ class Node:
 
     def _bus_connected(self) -> Iterable[tuple[tuple[str, ...], float]]:
         return [((), 1.0 if self.bus.connected else 0.0)]
+
+    def _refused(self) -> None:
+        self.admin_refused += 1
 
     async def start(self) -> None:
         """Start talking to NATS in the background; a missing NATS delays nothing here."""
@@ -93,7 +103,9 @@ class Node:
             health=health,
             upstreams=lambda: self.upstreams() if self.upstreams else {},
         )
-        self._admin = await admin.serve(app, self._admin_socket)
+        self._admin = await admin.serve(
+            app, self._admin_socket, token=self.settings.admin_token, refused=self._refused
+        )
 
     async def stop(self) -> None:
         """Say goodbye first (so peers stop routing here), then flush events and close."""

@@ -36,8 +36,8 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         # As the servers bind: a closed connection in TIME_WAIT is no obstacle. Without
-        # SO_REUSEPORT, any listener already there counts as taken, even a gateway's
-        # SO_REUSEPORT workers.
+        # SO_REUSEPORT, any listener already there counts as taken, even one that set it;
+        # and none of ours sets it, so no stranger can join one of our ports either.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError:

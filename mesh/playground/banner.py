@@ -31,6 +31,7 @@ def text(
     admin: str,
     nats_url: str,
     applied: str,
+    admin_token: bool = False,
 ) -> str:
     """The banner; `pids` maps each child's label to its process id."""
     mesh = mesh_command()
@@ -64,7 +65,11 @@ def text(
         f"  curl http://{listen}/hello/            # path routing; run it a few times",
         f"  curl -H 'Host: hello' http://{listen}/  # host routing",
         f"  curl http://{listen}/frontend/         # frontend calls hello through its agent",
-        f"  curl http://{admin}/mesh/members       # the gateway's live view",
+        (
+            f'  curl -H "Authorization: Bearer $MESH_ADMIN_TOKEN" http://{admin}/mesh/members'
+            if admin_token  # the variable's name: the banner never shows a secret
+            else f"  curl http://{admin}/mesh/members       # the gateway's live view"
+        ),
         "",
         f"  # canary.yaml: /canary/ sends 90% to v1 ({v1}), 10% to v2 ({v2})",
         f"  for i in $(seq 20); do curl -s http://{listen}/canary/; echo; done"

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from pydantic import SecretStr
 
 from mesh import config, durations, logs
 from mesh.clock import monotonic
 from mesh.errors import ConfigError, MeshError
+from mesh.node import admin as admin_api
 from mesh.node import children
 from mesh.node.children import Child, how_it_ended
 from mesh.node.ports import check_bindable
@@ -89,11 +91,19 @@ async def _up(
         if server is not None and server.child is not None:
             supervisor.add(server.child)
         everyone = [gateway, *services, *agents]
-        await _wait_ready(args.admin, instances, everyone, args.ready_timeout, clock)
+        await _wait_ready(
+            args.admin, instances, everyone, args.ready_timeout, clock, settings.admin_token
+        )
         applied = await asyncio.to_thread(_apply_policies, args.policies, env)
         pids = {child.label: child.pid for child in everyone}
         text = banner.text(
-            instances, pids, listen=args.listen, admin=args.admin, nats_url=url, applied=applied
+            instances,
+            pids,
+            listen=args.listen,
+            admin=args.admin,
+            nats_url=url,
+            applied=applied,
+            admin_token=settings.admin_token is not None,
         )
         print(text, flush=True)
         stop = asyncio.Event()
@@ -120,15 +130,19 @@ async def _wait_ready(
     started: list[Child],
     timeout: float,
     clock: Callable[[], float],
+    token: SecretStr | None = None,
 ) -> None:
     """Until our own gateway routes to every instance we started, by id and address.
 
     The addresses are ports this mesh picked: another mesh answering on `admin` cannot
     pass for ours. Any child exiting meanwhile ends the wait: the mesh is not what was asked.
+    With MESH_ADMIN_TOKEN set, the gateway (our child) requires it: it is sent.
     """
     expected = {(instance.name, instance.address) for instance in instances}
     deadline = clock() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=1), headers=admin_api.credentials(token)
+    ) as session:
         while True:
             for child in started:
                 code = child.returncode

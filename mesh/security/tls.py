@@ -34,8 +34,14 @@ def client_context(
 
 
 def load_chain(context: ssl.SSLContext, cert: str, key: str | None) -> None:
-    """Load (or replace) the context's certificate: new handshakes use it, open ones go on."""
+    """Load (or replace) the context's certificate: new handshakes use it, open ones go on.
+
+    A pair that does not load leaves the context as it was: it is tried on a scratch
+    context first, as OpenSSL, given a key that does not match the new certificate,
+    would leave a live context unable to complete any handshake.
+    """
     try:
+        ssl.SSLContext(context.protocol).load_cert_chain(cert, key)
         context.load_cert_chain(cert, key)
     except FileNotFoundError as exc:
         raise ConfigError(f"TLS certificate or key missing: {exc.filename}") from None

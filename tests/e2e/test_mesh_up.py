@@ -199,6 +199,9 @@ def test_mesh_up_serves_the_examples_and_ctrl_c_leaves_nothing(
     assert [pid for pid in children if alive(pid)] == []
 
 
+TOKEN = "0123456789abcdef-admin"
+
+
 def test_a_killed_instance_comes_back_and_only_the_gateway_ends_mesh_up(
     start_up: object, tmp_path: Path
 ) -> None:
@@ -210,7 +213,10 @@ def test_a_killed_instance_comes_back_and_only_the_gateway_ends_mesh_up(
         MESH_OUTLIER_BASE_EJECTION="1",
         MESH_PRESET="local",
         MESH_GATEWAY_WORKERS="1",  # test_mesh_up_serves_the_examples runs the default workers
+        MESH_ADMIN_TOKEN=TOKEN,  # its readiness probe sends it; the banner never shows it
     )
+    assert 'curl -H "Authorization: Bearer $MESH_ADMIN_TOKEN"' in up.banner
+    assert TOKEN not in up.banner + up.errors()
     hello2 = up.row("hello-2")
 
     def served_by_hello_2_again() -> bool:
@@ -225,12 +231,12 @@ def test_a_killed_instance_comes_back_and_only_the_gateway_ends_mesh_up(
     wait_for(served_by_hello_2_again, timeout=20, every=0.1)
 
     # kill -9 of its agent: the same instance id comes back, in a new incarnation.
-    before = next(m for m in members(up.admin) if m["instance"] == "hello-2")
+    before = next(m for m in members(up.admin, TOKEN) if m["instance"] == "hello-2")
     os.kill(hello2["agent"], signal.SIGKILL)
     wait_for(lambda: "hello-2 agent restarted" in up.errors(), timeout=10)
 
     def rejoined() -> bool:
-        now = [m for m in members(up.admin) if m["instance"] == "hello-2"]
+        now = [m for m in members(up.admin, TOKEN) if m["instance"] == "hello-2"]
         return bool(now) and now[0]["routable"] and now[0]["incarnation"] > before["incarnation"]
 
     wait_for(rejoined, timeout=20, every=0.1)

@@ -1,14 +1,19 @@
-"""The gateway as a process: workers sharing the port, graceful stop, ports it cannot bind."""
+"""The gateway as a process: workers on the supervisor's socket, graceful stop, taken ports."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import http.client
 import json
+import os
 import signal
 import socket
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +22,7 @@ from mesh_procs import Client, Mesh, Proc, routable, wait_for
 from mesh.node.children import CANNOT_START
 from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer
+from mesh.security import pki, tls
 
 
 @pytest.fixture(scope="module")
@@ -41,41 +47,41 @@ def start_gateway(mesh: Mesh, workers: int) -> Proc:
     return gateway
 
 
-def test_two_workers_share_the_port_and_the_admin_port_merges_their_metrics(mesh: Mesh) -> None:
-    gateway = start_gateway(mesh, workers=2)
+def admin_page(gateway: Proc, path: str, token: str | None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = f"http://127.0.0.1:{gateway.admin_port}{path}"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as page:
+        return str(page.read().decode())
 
-    def both_workers_know_hello() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as page:
-                text = page.read().decode()
-        except OSError:
-            return False
-        return all(
-            f'mesh_members{{service="hello",state="alive",worker="{w}"}} 1.0' in text for w in "01"
-        )
 
-    wait_for(both_workers_know_hello, timeout=20)
-    for _ in range(40):  # a new connection each time: the kernel spreads them
-        client = Client(gateway.port)
-        assert client.request("GET", "/hello/")[0] == 200
-        client.close()
-    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as page:
-        text = page.read().decode()
-    served = {
+def both_workers_know_hello(gateway: Proc, token: str | None = None) -> bool:
+    try:
+        text = admin_page(gateway, "/metrics", token)
+    except OSError:
+        return False
+    return all(
+        f'mesh_members{{service="hello",state="alive",worker="{w}"}} 1.0' in text for w in "01"
+    )
+
+
+def served_by_worker(gateway: Proc, token: str) -> dict[str, float]:
+    """Requests to `hello` each worker answered, from the supervisor's merged metrics."""
+    return {
         line.split('worker="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
+        for line in admin_page(gateway, "/metrics", token).splitlines()
         if line.startswith("mesh_requests_total{") and 'service="hello"' in line
     }
-    assert set(served) == {"0", "1"}, served
-    assert sum(served.values()) == 40
-    gateway.signal(signal.SIGTERM)
-    assert gateway.wait(20) == 0
 
 
-def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(mesh: Mesh) -> None:
-    gateway = start_gateway(mesh, workers=1)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_lets_an_in_flight_request_finish_refuses_new_ones_then_exits_0(
+    mesh: Mesh, workers: int
+) -> None:
+    gateway = start_gateway(mesh, workers=workers)
+    if workers > 1:  # whichever worker takes the request must know hello
+        wait_for(lambda: both_workers_know_hello(gateway), timeout=20)
     demo = f"http://127.0.0.1:{mesh.procs[0].port}/_demo"
-    urllib.request.urlopen(urllib.request.Request(f"{demo}/delay?ms=800", method="POST")).read()
+    urllib.request.urlopen(urllib.request.Request(f"{demo}/delay?ms=1500", method="POST")).read()
     result: dict[str, object] = {}
 
     def in_flight() -> None:
@@ -87,6 +93,12 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(mesh: Mesh) -> No
         worker.start()
         threading.Event().wait(0.3)  # the request is now waiting on the slow instance
         gateway.signal(signal.SIGTERM)
+        threading.Event().wait(0.6)
+        # Draining: no one accepts any more, so the port refuses (workers: the supervisor
+        # closed its copy of the socket first, then theirs went).
+        with socket.socket() as late:
+            assert late.connect_ex(("127.0.0.1", gateway.port)) == errno.ECONNREFUSED
+        assert worker.is_alive()  # that was during the drain
         worker.join(10)
     finally:
         urllib.request.urlopen(urllib.request.Request(f"{demo}/reset", method="POST")).read()
@@ -106,12 +118,18 @@ def held_port() -> Iterator[int]:
 
 
 def gateway_exit(
-    mesh: Mesh, listen: int, admin: int, *, workers: int = 2, worker: bool = False
+    mesh: Mesh,
+    listen: int,
+    admin: int,
+    *,
+    workers: int = 2,
+    worker: bool = False,
+    label: str = "gateway",
 ) -> tuple[int, str]:
     """Run `mesh gateway` with `workers` (or as worker 0); its exit code and output."""
     role = ["--workers", "1", "--worker-index", "0"] if worker else ["--workers", str(workers)]
     gateway = mesh.spawn(
-        "gateway",
+        label,
         "gateway",
         *role,
         "--listen",
@@ -156,5 +174,121 @@ def test_a_worker_that_cannot_listen_tells_its_supervisor_a_restart_will_not_hel
             code, output = gateway_exit(mesh, port, free_port(), worker=True)
         assert code == CANNOT_START
         assert f"cannot listen on 127.0.0.1:{port}" in output
+    finally:
+        mesh.close()
+
+
+def worker_pids(supervisor: Proc) -> list[int]:
+    children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text()
+    return [int(pid) for pid in children.split()]
+
+
+TOKEN = "0123456789abcdef-admin"
+
+
+def test_workers_with_https_and_an_admin_token_serve_on_sockets_no_stranger_can_join(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    # The supervisor alone listens (no SO_REUSEPORT): a second gateway cannot join in and
+    # take some of the clients, and a worker started again accepts on the same sockets.
+    # One gateway start for all of it (HTTPS, admin token): each costs seconds.
+    now = datetime.now(UTC)
+    authority = pki.new_authority("test CA", now, timedelta(hours=1))
+    key = pki.new_key()
+    cert = pki.issue(
+        authority, key.public_key(), common_name="gateway", now=now,
+        lifetime=timedelta(hours=1), ips=["127.0.0.1"],
+    )  # fmt: skip
+    pki.write_public(tmp_path / "ca.crt", pki.cert_pem(authority.cert))
+    pki.write_public(tmp_path / "gateway.crt", pki.cert_pem(cert))
+    pki.write_private(tmp_path / "gateway.key", pki.key_pem(key))
+    https = free_port()
+    mesh.env["MESH_ADMIN_TOKEN"] = TOKEN  # until the test ends (a borrowed mesh)
+    first = mesh.gateway(
+        "first",
+        "--listen-tls",
+        f"127.0.0.1:{https}",
+        "--tls-cert",
+        str(tmp_path / "gateway.crt"),
+        "--tls-key",
+        str(tmp_path / "gateway.key"),
+        workers=2,
+    )
+    wait_for(lambda: len(routable(first.admin_port, token=TOKEN)) == 1, timeout=20)
+    code, output = gateway_exit(mesh, first.port, free_port(), workers=2, label="second")
+    assert code != 0
+    assert output.splitlines() == [
+        f"mesh gateway: cannot listen on 127.0.0.1:{first.port} (listen address): "
+        "address already in use"
+    ]
+    for port in (first.port, https):
+        with socket.socket() as stranger:  # SO_REUSEPORT joined the workers' group until now
+            stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with pytest.raises(OSError, match="in use") as refused:
+                stranger.bind(("127.0.0.1", port))
+            assert refused.value.errno == errno.EADDRINUSE
+    before = worker_pids(first)
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+
+    def restarted() -> bool:
+        now = worker_pids(first)
+        return len(now) == 2 and before[0] not in now and both_workers_know_hello(first, TOKEN)
+
+    wait_for(restarted, timeout=20)
+    context = tls.client_context(str(tmp_path / "ca.crt"))
+    for _ in range(20):  # a new connection each time: any worker may take it
+        client = Client(first.port)
+        assert client.request("GET", "/hello/")[0] == 200
+        client.close()
+        secure = http.client.HTTPSConnection("127.0.0.1", https, timeout=5, context=context)
+        secure.request("GET", "/hello/")
+        assert secure.getresponse().status == 200
+        secure.close()
+    # The admin port merges the workers' metrics, asking them with the token. Nothing was
+    # served before the kill: both counts are from after it.
+    served = served_by_worker(first, TOKEN)
+    assert served.keys() == {"0", "1"}
+    assert sum(served.values()) == 40
+    # Every admin port, the workers' too, wants the token; none has it on its command line.
+    workers = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in worker_pids(first)]
+    admin_ports = [int(argv[argv.index(b"--admin") + 1].rsplit(b":")[1]) for argv in workers]
+    for port in [first.admin_port, *admin_ports]:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")
+        assert refused.value.code == 401
+    assert not any(TOKEN.encode() in arg for argv in workers for arg in argv)
+    text = admin_page(first, "/metrics", TOKEN)
+    for who in ("supervisor", "0", "1"):  # each refused the one request above
+        assert f'mesh_admin_refused_total{{worker="{who}"}} 1.0' in text, text
+    first.signal(signal.SIGTERM)
+    assert first.wait(20) == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_certificate_that_cannot_be_used_ends_the_gateway_with_one_line(
+    nats_server: NatsServer, tmp_path: Path, workers: int
+) -> None:
+    (tmp_path / "bad.crt").write_text("not a certificate\n")
+    (tmp_path / "bad.key").write_text("not a key\n")
+    mesh = Mesh(nats_server.url, tmp_path)
+    try:
+        gateway = mesh.spawn(
+            "gateway",
+            "gateway",
+            "--workers",
+            str(workers),
+            "--listen-tls",
+            f"127.0.0.1:{free_port()}",
+            "--tls-cert",
+            str(tmp_path / "bad.crt"),
+            "--tls-key",
+            str(tmp_path / "bad.key"),
+            "--admin",
+            f"127.0.0.1:{free_port()}",
+        )
+        assert gateway.wait(10) == 2
+        [line] = gateway.output().splitlines()
+        assert line.startswith(f"mesh gateway: TLS certificate {tmp_path / 'bad.crt'} ")
     finally:
         mesh.close()

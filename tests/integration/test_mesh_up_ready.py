@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
 from mesh.errors import MeshError
 from mesh.node.children import Child
@@ -31,6 +32,7 @@ class Admin:
 
     address: str
     members: list[dict[str, object]] = field(default_factory=list)
+    token: str | None = None  # then /mesh/members wants it, as a gateway with one does
 
 
 @pytest.fixture
@@ -39,6 +41,8 @@ async def admin() -> AsyncIterator[Admin]:
     fake = Admin(f"127.0.0.1:{port}")
 
     async def page(request: web.Request) -> web.Response:
+        if fake.token and request.headers.get("Authorization") != f"Bearer {fake.token}":
+            return web.json_response({"error": "token"}, status=401)
         return web.json_response({"members": fake.members})
 
     app = web.Application()
@@ -71,3 +75,11 @@ async def test_a_child_that_exits_meanwhile_ends_the_wait_with_its_name() -> Non
     child.wait(10)
     with pytest.raises(MeshError, match="hello-1 agent exited with code 3 before the mesh"):
         await _wait_ready(f"127.0.0.1:{free_port()}", OURS, [child], 60.0, ticking())
+
+
+async def test_with_an_admin_token_the_probe_sends_it(admin: Admin) -> None:
+    admin.members = [member("hello-1", "127.0.0.1:9001")]
+    admin.token = "0123456789abcdef-admin"
+    with pytest.raises(MeshError, match="not ready within 3 s"):
+        await _wait_ready(admin.address, OURS, [], 3.0, ticking())
+    await _wait_ready(admin.address, OURS, [], 3.0, ticking(), SecretStr(admin.token))

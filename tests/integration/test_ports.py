@@ -27,7 +27,7 @@ def test_a_free_address_passes_and_port_0_always_does() -> None:
 @pytest.mark.parametrize("reuse_port", [False, True])
 def test_a_listener_already_there_is_named_with_the_flag(reuse_port: bool) -> None:
     with socket.socket() as holder:
-        # A gateway's workers listen with SO_REUSEPORT: a second gateway must see it too.
+        # A listener that set SO_REUSEPORT (someone else's) is no less there.
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
         holder.bind(("127.0.0.1", 0))
         holder.listen()

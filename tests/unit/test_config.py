@@ -172,3 +172,45 @@ def test_a_nats_secret_without_its_pair_is_refused_not_ignored(alone: str, pair:
         config.load(**{alone: "x"})
     assert str(caught.value) == f"MESH_{alone.upper()}: Value error, needs MESH_{pair.upper()} too"
     assert getattr(config.load(**{alone: "x", pair: "y"}), alone) == "x"
+
+
+TLS = {"gateway_tls_cert": "g.crt", "gateway_tls_key": "g.key"}
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ({"gateway_listen_tls": ":8443"}, "MESH_GATEWAY_LISTEN_TLS: Value error, needs"),
+        (TLS, "MESH_GATEWAY_LISTEN_TLS: Value error, must be set with MESH_GATEWAY_TLS_CERT"),
+        ({"gateway_listen": ""}, "MESH_GATEWAY_LISTEN_TLS: Value error, must be set when"),
+        ({"gateway_tls_key": "g.key"}, "MESH_GATEWAY_TLS_KEY: Value error, needs"),
+        ({**TLS, "gateway_listen_tls": "h:t"}, "MESH_GATEWAY_LISTEN_TLS: Value error, 'h:t'"),
+    ],
+)
+def test_https_settings_that_would_be_ignored_or_leave_no_listener_are_refused(
+    given: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match="^" + problem):
+        config.load(**given)
+
+
+def test_https_beside_http_or_alone() -> None:
+    both = config.load(gateway_listen_tls=":8443", **TLS)
+    assert (both.gateway_listen, both.gateway_listen_tls) == ("127.0.0.1:8000", ":8443")
+    alone = config.load(gateway_listen="", gateway_listen_tls=":8443", **TLS)
+    assert alone.gateway_listen == ""
+
+
+def test_the_admin_token_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_ADMIN_TOKEN", "s3cret-admin-token")
+    settings = config.load()
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "s3cret-admin-token"
+    assert "s3cret" not in repr(settings) + str(settings.admin_token)
+
+
+@pytest.mark.parametrize("token", ["", "short-s3cret"])
+def test_an_admin_token_anyone_could_guess_is_refused_without_showing_it(token: str) -> None:
+    with pytest.raises(ConfigError, match=r"^MESH_ADMIN_TOKEN: Value error, too short") as caught:
+        config.load(admin_token=token)
+    assert "s3cret" not in str(caught.value)

@@ -55,3 +55,13 @@ def test_the_banner_names_each_instance_its_version_and_pids() -> None:
     assert "curl -X POST 'http://127.0.0.1:9002/_demo/fail?status=500'" in banner
     assert "kill -9 21" in banner
     assert banner.endswith("Ctrl-C stops everything; so does the death of the gateway or of NATS.")
+
+
+def test_with_an_admin_token_the_banner_names_the_variable_never_the_value() -> None:
+    instances = [Instance("hello-1", "hello", "v1", 9001, 9101, 9201)]
+    pids = {"hello-1": 11, "hello-1 agent": 12}
+    where = {"listen": "127.0.0.1:8000", "admin": "127.0.0.1:8001", "nats_url": "nats://n"}
+    banner = text(instances, pids, **where, applied="", admin_token=True)
+    curl = 'curl -H "Authorization: Bearer $MESH_ADMIN_TOKEN" http://127.0.0.1:8001/mesh/members'
+    assert curl in banner
+    assert "curl http://127.0.0.1:8001/mesh/members" in text(instances, pids, **where, applied="")

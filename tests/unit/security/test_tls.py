@@ -81,3 +81,21 @@ def test_missing_files_are_config_errors_naming_them(tmp_path: Path) -> None:
         tls.server_context(str(tmp_path / "no.crt"), str(tmp_path / "no.key"))
     with pytest.raises(ConfigError, match="CA file missing"):
         tls.client_context(str(tmp_path / "no-ca.crt"))
+
+
+async def test_a_pair_that_does_not_match_leaves_the_context_serving_the_old_one(
+    tmp_path: Path,
+) -> None:
+    # Loaded straight into a live context, a key of another certificate left it unable to
+    # complete any handshake (OpenSSL drops the certificate when the key does not match).
+    authority = pki.new_authority("test CA", NOW, DAY)
+    ca = tmp_path / "ca.crt"
+    pki.write_public(ca, pki.cert_pem(authority.cert))
+    old_cert, old_key = _leaf(tmp_path, authority, "old")
+    new_cert, _ = _leaf(tmp_path, authority, "new")
+    server = tls.server_context(old_cert, old_key)
+    with pytest.raises(ConfigError, match="unusable"):
+        tls.load_chain(server, new_cert, old_key)
+    client = tls.client_context(str(ca))
+    client.check_hostname = False  # the leaves name 127.0.0.1; the handshake is the point
+    assert await _handshake(server, client) == b"None"  # completed: the client sent no cert
