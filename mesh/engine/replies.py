@@ -20,10 +20,12 @@ STATUS: dict[type[errors.ProxyError], tuple[int, str]] = {
     errors.UpstreamProtocolError: (502, "UPE"),
     errors.Overflow: (503, "UO"),
     errors.RateLimited: (429, "RL"),
+    errors.AccessDenied: (403, "RBAC"),
 }
 
 _REASONS = {
     400: b"Bad Request",
+    403: b"Forbidden",
     404: b"Not Found",
     408: b"Request Timeout",
     413: b"Content Too Large",

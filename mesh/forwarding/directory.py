@@ -104,6 +104,10 @@ class Directory:
 
     # --- the hot path ---
 
+    def policy(self, service: str) -> ServicePolicy:
+        """The current revision's policy for calls to `service`."""
+        return self._compiled.policy(service)
+
     def knows(self, service: str) -> bool:
         return service in self._known
 
