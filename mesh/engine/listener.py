@@ -5,38 +5,76 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import ssl as tls
+from collections.abc import Callable
 
 from mesh.engine.engine import Engine
 from mesh.engine.heap import keep_freed_heap
 from mesh.engine.server import ClientConnection
+from mesh.engine.sniffer import SniffingServer
 from mesh.tasks import cancel_and_wait
 
 _SWEEP_EVERY = 1.0
 # How often a graceful stop looks for connections that finished (a stop is rare).
 _DRAIN_POLL = 0.02
+# How long a connection may take to send its first byte, or to finish a TLS handshake.
+_HANDSHAKE_TIMEOUT = 10.0
 
 
 class Listener:
-    """Accepts client connections for one engine; `stop` drains them gracefully."""
+    """Accepts client connections for one engine; `stop` drains them gracefully.
 
-    def __init__(self, engine: Engine, host: str, port: int, *, reuse_port: bool = False) -> None:
+    With `ssl`, clients speak TLS; with `plain_too` as well, those that do not open with
+    a TLS handshake are served in plain text on the same port (permissive mTLS).
+    `connection` makes each connection's protocol (an agent's inbound one adds to it).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        ssl: tls.SSLContext | None = None,
+        plain_too: bool = False,
+        connection: Callable[[Engine], ClientConnection] = ClientConnection,
+    ) -> None:
         self.engine = engine
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
-        self._server: asyncio.Server | None = None
+        self.ssl = ssl
+        self.plain_too = plain_too
+        self.connection = connection
+        self._server: asyncio.Server | SniffingServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, *, serve: bool = True) -> None:
         """Bind (a taken port fails here); with `serve=False`, accept only after serve()."""
-        self._server = await self.engine.loop.create_server(
-            lambda: ClientConnection(self.engine),
-            self.host,
-            self.port,
-            reuse_port=self.reuse_port or None,
-            backlog=2048,
-            start_serving=serve,
-        )
+        engine, connection = self.engine, self.connection
+        if self.ssl is not None and self.plain_too:
+            self._server = await SniffingServer.bind(
+                lambda: connection(engine),
+                self.host,
+                self.port,
+                self.ssl,
+                backlog=2048,
+                first_byte_timeout=_HANDSHAKE_TIMEOUT,
+            )
+            if serve:
+                await self._server.start_serving()
+        else:
+            self._server = await engine.loop.create_server(
+                lambda: connection(engine),
+                self.host,
+                self.port,
+                reuse_port=self.reuse_port or None,
+                backlog=2048,
+                start_serving=serve,
+                ssl=self.ssl,
+                ssl_handshake_timeout=_HANDSHAKE_TIMEOUT if self.ssl is not None else None,
+            )
         for sock in self._server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 self.port = sock.getsockname()[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from mesh.bus import Delivery, NatsBus
 from mesh.config import Settings
 from mesh.errors import BusError, ConfigError
 from mesh.messages import CertReply
-from mesh.node import runtime
 from mesh.security import pki, signer
 
 log = logging.getLogger("mesh.ca")
@@ -87,7 +87,11 @@ def _serve(args: argparse.Namespace) -> int:
     if expires <= clock.wall():
         raise ConfigError(f"the mesh CA in {folder} expired; `mesh ca init --force` makes one")
 
-    async def serve(stop: asyncio.Event) -> int:
+    async def serve() -> int:
+        # Not mesh.node.runtime: the security package sits below the node package.
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         bus = NatsBus(settings, name="mesh-ca")
         try:
             await bus.start(wait=5.0)
@@ -104,7 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
             await bus.close()
         return 0
 
-    return runtime.run(serve)
+    return asyncio.run(serve())
 
 
 class Signer:

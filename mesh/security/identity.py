@@ -5,33 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import NamedTuple
 
 import msgspec
 from cryptography import x509
 
 from mesh import clock as system_clock
 from mesh import subjects
-from mesh.bus import Bus
+from mesh.bus import Bus, NatsBus
 from mesh.clock import Clock
 from mesh.errors import BusError, BusTimeout, BusUnavailable, CertificateError
 from mesh.messages import CertReply, CertRequest
 from mesh.metrics import Metrics
 from mesh.security import pki, tls
 from mesh.security.renewal import renew_in
+from mesh.security.tls import PeerCheck
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 # After a failed renewal, try again this often (never past a tenth of what is left).
 _RETRY_EVERY = 30.0
-
-
-class PeerCheck(NamedTuple):
-    """How to dial an instance's inbound listener: this context, and the identity it must show."""
-
-    context: ssl.SSLContext
-    identity: str
 
 
 class Identity:
@@ -82,6 +75,15 @@ class Identity:
                 ("result",),
                 lambda: [((k,), float(v)) for k, v in self.renewals.items()],
             )
+
+    async def first(self, bus: NatsBus, wait: float) -> None:
+        """The node's first certificate, before it serves: NATS and the CA get `wait`
+        seconds each; CertificateError naming the cause otherwise."""
+        try:
+            await bus.start(wait=wait)
+        except BusUnavailable as exc:
+            raise CertificateError(f"no certificate: {exc}") from None
+        await self.obtain(timeout=wait)
 
     def peer_check(self, service: str) -> PeerCheck:
         return PeerCheck(self.client, pki.spiffe_id(self.trust_domain, service))

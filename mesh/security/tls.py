@@ -6,8 +6,16 @@ import ssl
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from mesh.errors import ConfigError
+
+
+class PeerCheck(NamedTuple):
+    """How to dial an instance's inbound listener: this context, and the identity it must show."""
+
+    context: ssl.SSLContext
+    identity: str
 
 
 def server_context(
