@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agents import inbound as inbound_listener
 from agents.health import HealthChecker
+from agents.inbound import Gatekeeper
 from mesh import subjects
 from mesh.addresses import parse_hostport
 from mesh.config import Settings
@@ -20,6 +23,8 @@ from mesh.node.admin import HealthCheck
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
 from mesh.node.ports import binding
+from mesh.policy.compile import Compiled
+from mesh.security.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     node = Node(settings, record)
     # Our own service is the caller: its x-mesh-* headers are trusted and kept.
     engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=False)
+    inbound_at = inbound_listener.address(settings, options.host)
     # Every agent takes policies (and acknowledges them), even without an outbound proxy.
     forwarding = Forwarding(
         node,
@@ -76,14 +82,40 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         zone=options.zone or settings.zone,
         fallback=engine.default_routes,
         policies=bucket(node.bus),
+        vet=None if inbound_at else _unguarded(service),
     )
+    identity = None
+    if settings.mtls != "off":
+        identity = Identity(node.bus, service, settings.trust_domain, metrics=node.metrics)
+        engine.upstream_tls = identity.peer_check
     # Ports first: a taken one ends the agent before it ever joins the mesh.
-    outbound = await _outbound(engine, options.outbound)
+    listeners: list[Listener] = []
     try:
+        outbound = await _outbound(engine, options.outbound)
+        listeners += [outbound] if outbound is not None else []
+        inbound = None
+        if inbound_at:
+            gatekeeper = Gatekeeper(
+                service,
+                settings.trust_domain,
+                lambda: engine.directory.policy(service).allow_from,
+            )
+            inbound_listener.register_metrics(node.metrics, gatekeeper)
+            inbound = await inbound_listener.open_inbound(
+                settings,
+                inbound_at,
+                inbound_listener.local_engine(settings, record, node.metrics),
+                gatekeeper,
+                identity,
+            )
+            listeners.append(inbound)
         admin_port = node.bind_admin("127.0.0.1", options.admin_port)
+        if identity is not None:
+            await identity.first(node.bus, settings.cert_wait)
     except BaseException:
-        if outbound is not None:
-            await outbound.stop(0)
+        for listener in listeners:
+            await listener.stop(0)
+        await node.bus.close()
         raise
     checker = HealthChecker(
         f"http://{options.host}:{options.port}{options.health_path}",
@@ -94,15 +126,26 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         on_change=lambda health, reason: node.announcer.update(health=health),
     )
     health = await checker.first_check()  # so the first announcement carries the truth
-    node.announcer.update(health=health, admin_port=admin_port)
+    # Announced failing until the inbound listener serves under the current policies:
+    # no caller is sent there before its access rules are known.
+    node.announcer.update(
+        health=health if inbound is None else "failing",
+        admin_port=admin_port,
+        inbound_port=inbound.port if inbound is not None else None,
+    )
     await node.start()
     await forwarding.start(wait_policies=settings.policy_wait)
-    if outbound is not None:
-        await outbound.serve()  # the current policies are in (or the wait ran out)
+    # The current policies are in (or the wait ran out).
+    for listener in listeners:
+        await listener.serve()
+    if inbound is not None:
+        node.announcer.update(health=checker.verdict.health)
+    if identity is not None:
+        identity.start()
     await node.serve_admin(_health(checker, node, outbound))
     checker.start()
     log.info(
-        "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s)",
+        "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s, inbound %s, mTLS %s)",
         instance,
         service,
         options.host,
@@ -110,17 +153,34 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         health,
         admin_port,
         f"{outbound.host}:{outbound.port}" if outbound else "off",
+        f"{inbound.host}:{inbound.port}" if inbound else "off",
+        settings.mtls,
     )
     await stop.wait()
     log.info("stopping: leaving the mesh")
     await checker.stop()
-    # Leave first (peers stop routing here), then let our service's own calls finish.
+    # Leave first (peers stop routing here), then let calls in flight either way finish.
     await node.announcer.leave("shutdown")
-    if outbound is not None:
-        await outbound.stop(DRAIN_DEADLINE)
+    await asyncio.gather(*(listener.stop(DRAIN_DEADLINE) for listener in listeners))
+    if identity is not None:
+        await identity.stop()
     await forwarding.stop()
     await node.stop()
     return 0
+
+
+def _unguarded(service: str) -> Callable[[Compiled], None]:
+    """Without an inbound listener nothing here checks callers: refuse access rules for
+    our own service rather than acknowledge what is not enforced."""
+
+    def vet(compiled: Compiled) -> None:
+        if compiled.policy(service).allow_from is not None:
+            raise ValueError(
+                f"access.allow_from of {service!r} needs its agents' inbound listener "
+                "(MESH_MTLS=permissive or strict)"
+            )
+
+    return vet
 
 
 def _health(checker: HealthChecker, node: Node, outbound: Listener | None) -> HealthCheck:

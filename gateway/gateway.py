@@ -19,6 +19,7 @@ from mesh.messages import Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
 from mesh.node.ports import binding
+from mesh.security.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,21 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
     # Both ports first: a taken one ends the gateway before it joins the mesh.
     with binding(settings.gateway_listen, "listen address"):
         await listener.start(serve=False)
+    # With mTLS on, the gateway calls agents' inbound listeners as `gateway_name`.
+    identity = None
+    if settings.mtls != "off":
+        identity = Identity(node.bus, name, settings.trust_domain, metrics=node.metrics)
+        engine.upstream_tls = identity.peer_check
     try:
         bound_admin = node.bind_admin(admin_host, admin_port)
+        if identity is not None:
+            await identity.first(node.bus, settings.cert_wait)
     except BaseException:
         await listener.stop(0)
+        await node.bus.close()
         raise
+    if identity is not None:
+        identity.start()
     await node.start()
     # The gateway sets up what the mesh keeps in JetStream: the event log and the policy
     # bucket (so that a first `mesh policy apply` is seen at once).
@@ -86,6 +97,8 @@ async def run(settings: Settings, stop: asyncio.Event, *, worker: int | None = N
     cut = await listener.stop(DRAIN_DEADLINE)
     if cut:
         log.warning("%d connections cut at the drain deadline", cut)
+    if identity is not None:
+        await identity.stop()
     await forwarding.stop()
     await node.stop()
     return 0
