@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents import inbound as inbound_listener
 from agents.health import HealthChecker
-from agents.inbound import Gatekeeper
 from mesh import subjects
 from mesh.addresses import parse_hostport
 from mesh.config import Settings
@@ -23,7 +21,6 @@ from mesh.node.admin import HealthCheck
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
 from mesh.node.ports import binding
-from mesh.policy.compile import Compiled
 from mesh.security.identity import Identity
 
 log = logging.getLogger(__name__)
@@ -82,7 +79,7 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         zone=options.zone or settings.zone,
         fallback=engine.default_routes,
         policies=bucket(node.bus),
-        vet=None if inbound_at else _unguarded(service),
+        vet=None if inbound_at else inbound_listener.unguarded(service),
     )
     identity = None
     if settings.mtls != "off":
@@ -95,17 +92,12 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         listeners += [outbound] if outbound is not None else []
         inbound = None
         if inbound_at:
-            gatekeeper = Gatekeeper(
-                service,
-                settings.trust_domain,
-                lambda: engine.directory.policy(service).allow_from,
-            )
-            inbound_listener.register_metrics(node.metrics, gatekeeper)
-            inbound = await inbound_listener.open_inbound(
+            inbound = await inbound_listener.serving_service(
                 settings,
                 inbound_at,
-                inbound_listener.local_engine(settings, record, node.metrics),
-                gatekeeper,
+                record,
+                node.metrics,
+                lambda: engine.directory.policy(service).allow_from,
                 identity,
             )
             listeners.append(inbound)
@@ -167,20 +159,6 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     await forwarding.stop()
     await node.stop()
     return 0
-
-
-def _unguarded(service: str) -> Callable[[Compiled], None]:
-    """Without an inbound listener nothing here checks callers: refuse access rules for
-    our own service rather than acknowledge what is not enforced."""
-
-    def vet(compiled: Compiled) -> None:
-        if compiled.policy(service).allow_from is not None:
-            raise ValueError(
-                f"access.allow_from of {service!r} needs its agents' inbound listener "
-                "(MESH_MTLS=permissive or strict)"
-            )
-
-    return vet
 
 
 def _health(checker: HealthChecker, node: Node, outbound: Listener | None) -> HealthCheck:

@@ -22,7 +22,7 @@ from mesh.messages import Heartbeat
 from mesh.metrics import Metrics
 from mesh.node.ports import binding
 from mesh.policy.access import allowed
-from mesh.policy.compile import compile_revision
+from mesh.policy.compile import Compiled, compile_revision
 from mesh.security.identity import Identity
 from mesh.security.pki import service_of
 from mesh.security.tls import peer_uris
@@ -162,10 +162,36 @@ async def open_inbound(
     return listener
 
 
-def register_metrics(metrics: Metrics, gatekeeper: Gatekeeper) -> None:
+async def serving_service(
+    settings: Settings,
+    where: str,
+    record: Heartbeat,
+    metrics: Metrics,
+    allow_from: Callable[[], frozenset[str] | None],
+    identity: Identity | None,
+) -> Listener:
+    """The agent's inbound listener for the service `record` announces, bound at `where`;
+    `allow_from` reads the service's current access rules."""
+    gatekeeper = Gatekeeper(record.service, settings.trust_domain, allow_from)
     metrics.counter(
         "mesh_access_denied",
         "Calls refused by access.allow_from (403 RBAC), by calling service.",
         ("caller",),
         lambda: [((caller or "-",), float(n)) for caller, n in gatekeeper.denied.items()],
     )
+    engine = local_engine(settings, record, metrics)
+    return await open_inbound(settings, where, engine, gatekeeper, identity)
+
+
+def unguarded(service: str) -> Callable[[Compiled], None]:
+    """Without an inbound listener nothing checks callers: a revision giving our own
+    service access rules is refused rather than acknowledged and not enforced."""
+
+    def vet(compiled: Compiled) -> None:
+        if compiled.policy(service).allow_from is not None:
+            raise ValueError(
+                f"access.allow_from of {service!r} needs its agents' inbound listener "
+                "(MESH_MTLS=permissive or strict)"
+            )
+
+    return vet
