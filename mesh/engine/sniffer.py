@@ -27,6 +27,7 @@ class SniffingServer:
         sock: socket.socket,
         context: ssl.SSLContext,
         *,
+        backlog: int,
         first_byte_timeout: float,
     ) -> None:
         self._loop = loop
@@ -34,6 +35,7 @@ class SniffingServer:
         self._sock = sock
         self._context = context
         self._timeout = first_byte_timeout
+        self._backlog = backlog
         self._accepting: asyncio.Task[None] | None = None
         self._opening: set[asyncio.Task[None]] = set()
         self.sockets = [sock]
@@ -49,7 +51,8 @@ class SniffingServer:
         backlog: int,
         first_byte_timeout: float,
     ) -> SniffingServer:
-        """Bind host:port now (OSError if taken); connections wait until start_serving."""
+        """Bind host:port now (OSError if taken); connections are refused until start_serving,
+        as asyncio.Server's are."""
         loop = asyncio.get_running_loop()
         family, kind, proto, _, address = (
             await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -58,18 +61,20 @@ class SniffingServer:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)
-            sock.listen(backlog)
         except OSError:
             sock.close()
             raise
         sock.setblocking(False)
-        return cls(loop, factory, sock, context, first_byte_timeout=first_byte_timeout)
+        return cls(
+            loop, factory, sock, context, backlog=backlog, first_byte_timeout=first_byte_timeout
+        )
 
     def is_serving(self) -> bool:
         return self._accepting is not None and not self._accepting.done()
 
     async def start_serving(self) -> None:
         if self._accepting is None:
+            self._sock.listen(self._backlog)
             self._accepting = self._loop.create_task(self._accept(), name="sniffing-accept")
 
     def close(self) -> None:
