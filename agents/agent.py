@@ -134,7 +134,7 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         node.announcer.update(health=checker.verdict.health)
     if identity is not None:
         identity.start()
-    await node.serve_admin(_health(checker, node, outbound))
+    await node.serve_admin(_health(checker, node, outbound, inbound))
     checker.start()
     log.info(
         "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s, inbound %s, mTLS %s)",
@@ -161,17 +161,22 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     return 0
 
 
-def _health(checker: HealthChecker, node: Node, outbound: Listener | None) -> HealthCheck:
+def _health(
+    checker: HealthChecker, node: Node, outbound: Listener | None, inbound: Listener | None
+) -> HealthCheck:
+    def serving(listener: Listener | None) -> str:
+        return "off" if listener is None else "serving" if listener.serving else "starting"
+
     def health() -> tuple[bool, dict[str, object]]:
         record = node.announcer.record
-        # The outbound proxy serves once the policies are in: callers can wait on this.
-        serving = "off" if outbound is None else "serving" if outbound.serving else "starting"
+        # The listeners serve once the policies are in: callers can wait on this.
         detail: dict[str, object] = {
             "service": record.service,
             "instance": record.instance,
             "nats": node.bus.connected,
             "check": checker.last_reason,
-            "outbound": serving,
+            "outbound": serving(outbound),
+            "inbound": serving(inbound),
         }
         return checker.verdict.health == "passing", detail
 
