@@ -7,6 +7,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
+from agents import inbound as inbound_listener
 from agents.health import HealthChecker
 from mesh import subjects
 from mesh.addresses import parse_hostport
@@ -20,6 +21,7 @@ from mesh.node.admin import HealthCheck
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
 from mesh.node.ports import binding
+from mesh.security.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     node = Node(settings, record)
     # Our own service is the caller: its x-mesh-* headers are trusted and kept.
     engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=False)
+    inbound_at = inbound_listener.address(settings, options.host)
     # Every agent takes policies (and acknowledges them), even without an outbound proxy.
     forwarding = Forwarding(
         node,
@@ -76,14 +79,35 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         zone=options.zone or settings.zone,
         fallback=engine.default_routes,
         policies=bucket(node.bus),
+        vet=None if inbound_at else inbound_listener.unguarded(service),
     )
+    identity = None
+    if settings.mtls != "off":
+        identity = Identity(node.bus, service, settings.trust_domain, metrics=node.metrics)
+        engine.upstream_tls = identity.peer_check
     # Ports first: a taken one ends the agent before it ever joins the mesh.
-    outbound = await _outbound(engine, options.outbound)
+    listeners: list[Listener] = []
     try:
+        outbound = await _outbound(engine, options.outbound)
+        listeners += [outbound] if outbound is not None else []
+        inbound = None
+        if inbound_at:
+            inbound = await inbound_listener.serving_service(
+                settings,
+                inbound_at,
+                record,
+                node.metrics,
+                lambda: engine.directory.policy(service).allow_from,
+                identity,
+            )
+            listeners.append(inbound)
         admin_port = node.bind_admin("127.0.0.1", options.admin_port)
+        if identity is not None:
+            await identity.first(node.bus, settings.cert_wait)
     except BaseException:
-        if outbound is not None:
-            await outbound.stop(0)
+        for listener in listeners:
+            await listener.stop(0)
+        await node.bus.close()
         raise
     checker = HealthChecker(
         f"http://{options.host}:{options.port}{options.health_path}",
@@ -94,15 +118,26 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         on_change=lambda health, reason: node.announcer.update(health=health),
     )
     health = await checker.first_check()  # so the first announcement carries the truth
-    node.announcer.update(health=health, admin_port=admin_port)
+    # Announced failing until the inbound listener serves under the current policies:
+    # no caller is sent there before its access rules are known.
+    node.announcer.update(
+        health=health if inbound is None else "failing",
+        admin_port=admin_port,
+        inbound_port=inbound.port if inbound is not None else None,
+    )
     await node.start()
     await forwarding.start(wait_policies=settings.policy_wait)
-    if outbound is not None:
-        await outbound.serve()  # the current policies are in (or the wait ran out)
-    await node.serve_admin(_health(checker, node, outbound))
+    # The current policies are in (or the wait ran out).
+    for listener in listeners:
+        await listener.serve()
+    if inbound is not None:
+        node.announcer.update(health=checker.verdict.health)
+    if identity is not None:
+        identity.start()
+    await node.serve_admin(_health(checker, node, outbound, inbound))
     checker.start()
     log.info(
-        "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s)",
+        "agent %s for %s at %s:%d (health %s, admin :%d, outbound %s, inbound %s, mTLS %s)",
         instance,
         service,
         options.host,
@@ -110,30 +145,38 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         health,
         admin_port,
         f"{outbound.host}:{outbound.port}" if outbound else "off",
+        f"{inbound.host}:{inbound.port}" if inbound else "off",
+        settings.mtls,
     )
     await stop.wait()
     log.info("stopping: leaving the mesh")
     await checker.stop()
-    # Leave first (peers stop routing here), then let our service's own calls finish.
+    # Leave first (peers stop routing here), then let calls in flight either way finish.
     await node.announcer.leave("shutdown")
-    if outbound is not None:
-        await outbound.stop(DRAIN_DEADLINE)
+    await asyncio.gather(*(listener.stop(DRAIN_DEADLINE) for listener in listeners))
+    if identity is not None:
+        await identity.stop()
     await forwarding.stop()
     await node.stop()
     return 0
 
 
-def _health(checker: HealthChecker, node: Node, outbound: Listener | None) -> HealthCheck:
+def _health(
+    checker: HealthChecker, node: Node, outbound: Listener | None, inbound: Listener | None
+) -> HealthCheck:
+    def serving(listener: Listener | None) -> str:
+        return "off" if listener is None else "serving" if listener.serving else "starting"
+
     def health() -> tuple[bool, dict[str, object]]:
         record = node.announcer.record
-        # The outbound proxy serves once the policies are in: callers can wait on this.
-        serving = "off" if outbound is None else "serving" if outbound.serving else "starting"
+        # The listeners serve once the policies are in: callers can wait on this.
         detail: dict[str, object] = {
             "service": record.service,
             "instance": record.instance,
             "nats": node.bus.connected,
             "check": checker.last_reason,
-            "outbound": serving,
+            "outbound": serving(outbound),
+            "inbound": serving(inbound),
         }
         return checker.verdict.health == "passing", detail
 

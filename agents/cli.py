@@ -49,6 +49,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--outbound",
         help="outbound proxy address for the local service (127.0.0.1:15001; '' = off)",
     )
+    parser.add_argument(
+        "--inbound",
+        help="inbound listener address in front of the service (setting agent_inbound; "
+        "default <host>:15006 with mTLS on)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -59,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
         health_path=args.health_path,
         agent_admin_port=args.admin_port,
         agent_outbound=args.outbound,
+        agent_inbound=args.inbound,
         log_level=args.log_level,
         preset=args.preset,
         zone=args.zone,

@@ -18,6 +18,7 @@ from mesh.forwarding.policy_feed import bucket, ensure_bucket
 from mesh.messages import Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
+from mesh.security.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,21 @@ async def run(
     listeners = EdgeListeners(settings, engine, node.metrics, inherited)
     # Every port first: a taken one ends the gateway before it joins the mesh.
     await listeners.start()
+    # With mTLS on, the gateway calls agents' inbound listeners as `gateway_name`.
+    identity = None
+    if settings.mtls != "off":
+        identity = Identity(node.bus, name, settings.trust_domain, metrics=node.metrics)
+        engine.upstream_tls = identity.peer_check
     try:
         bound_admin = node.bind_admin(admin_host, admin_port)
+        if identity is not None:
+            await identity.first(node.bus, settings.cert_wait)
     except BaseException:
         await listeners.stop(0)
+        await node.bus.close()
         raise
+    if identity is not None:
+        identity.start()
     await node.start()
     # The gateway sets up what the mesh keeps in JetStream: the event log and the policy
     # bucket (so that a first `mesh policy apply` is seen at once).
@@ -90,6 +101,8 @@ async def run(
     cut = await listeners.stop(DRAIN_DEADLINE)
     if cut:
         log.warning("%d connections cut at the drain deadline", cut)
+    if identity is not None:
+        await identity.stop()
     await forwarding.stop()
     await node.stop()
     return 0

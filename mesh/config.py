@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -263,6 +263,34 @@ class Settings(BaseSettings):
         description="Route by Host or first path segment when no Route policy matches.",
     )
 
+    # --- identities and mTLS between services (mesh ca, agents' inbound listeners) ---
+    # permissive lets callers without a certificate in (migration) but cannot say who
+    # they are; strict refuses them. Either costs a TLS handshake per new connection.
+    mtls: Literal["off", "permissive", "strict"] = Field(
+        "off",
+        description="mTLS between services: off, permissive (inbound also takes plain "
+        "text), strict (mTLS only).",
+    )
+    trust_domain: str = Field(
+        "natsmesh.local",
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+        description="SPIFFE trust domain of the mesh's identities.",
+    )
+    agent_inbound: str = Field(
+        "",
+        description="Agent inbound listener (mTLS in front of the service), host:port; "
+        "'' = <agent_host>:15006 when mTLS is on, else none.",
+    )
+    ca_dir: str = Field("mesh-ca", description="Directory of the mesh CA (`mesh ca`).")
+    # Short lives limit what a stolen key is worth; each renewal is a NATS round trip
+    # and a signature at the CA, at two thirds of the life.
+    cert_lifetime: float = Field(
+        86400.0, ge=2, le=366 * 86400, description="Seconds a certificate the CA signs lives."
+    )
+    cert_wait: float = Field(
+        5.0, gt=0, description="Seconds a starting node waits for its certificate."
+    )
+
     # --- event log ---
 
     events_max_age: float = Field(
@@ -277,7 +305,7 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="Write logs as JSON lines.")
 
     # A gateway_listen of '' (HTTPS only) is checked with the HTTPS address.
-    @field_validator("agent_outbound", "gateway_listen")
+    @field_validator("agent_outbound", "agent_inbound", "gateway_listen")
     @classmethod
     def _optional_hostport(cls, value: str) -> str:
         if value:

@@ -59,6 +59,13 @@ class NatsServerError(MeshError):
     """The embedded nats-server binary is missing or did not start."""
 
 
+# --- identities: the mesh CA and the certificates it signs ------------------------------
+
+
+class CertificateError(MeshError):
+    """A certificate could not be had: the CA refused the request, or could not be asked."""
+
+
 # --- processes: the ports they are given -----------------------------------------------
 
 
@@ -143,6 +150,14 @@ class Unauthenticated(ProxyError):
 
 class ConsumerNotAllowed(ProxyError):
     """The client proved who it is, and the route's `auth.allow` does not list it."""
+
+
+class AccessDenied(ProxyError):
+    """The callee's access rules (`access.allow_from`) do not admit the calling service."""
+
+    def __init__(self, detail: str, *, service: str, caller: str) -> None:
+        super().__init__(detail, service=service)
+        self.caller = caller
 
 
 class RetriesExhausted(ProxyError):

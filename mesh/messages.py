@@ -81,6 +81,9 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="hb", tag_field="
     interval: Seconds = 1.0
     admin_port: Port | None = None
     load: Load = Load()
+    # The agent's inbound listener (mTLS in front of the service): callers that know it
+    # dial it instead of `port`. None: no inbound listener (or an agent that predates it).
+    inbound_port: Port | None = None
 
 
 class Leave(msgspec.Struct, frozen=True, kw_only=True, tag="leave", tag_field="type"):
@@ -166,3 +169,22 @@ def decode(subject: str, data: bytes) -> Message:
     if isinstance(message, Event) and subject != subjects.event(message.kind, message.service):
         raise InvalidMessage(subject, f"a {message.kind} event of {message.service} on it")
     return message
+
+
+# --- certificate requests: request/reply on mesh.v1.ca.sign.<service>, outside the union ---
+
+Pem = Annotated[str, msgspec.Meta(max_length=16 * 1024)]
+
+
+class CertRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A certificate signing request (PEM); the subject names the service it is for."""
+
+    csr: Pem
+
+
+class CertReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The signed certificate and the CA that checks peers, or why the CA refused."""
+
+    cert: Pem = ""
+    ca: Pem = ""
+    error: Annotated[str, msgspec.Meta(max_length=512)] = ""

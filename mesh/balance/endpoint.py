@@ -17,6 +17,7 @@ class Endpoint:
     meta: dict[str, str] = field(hash=False, compare=False)
     since: float = 0.0  # monotonic time it entered its state: slow start counts from here
     version: str = ""
+    inbound_port: int | None = None  # its agent's inbound listener: dialled instead of `port`
 
     def label(self, key: str) -> str | None:
         """A subset key's value here: `version` and `zone` are labels like the metadata."""
@@ -28,7 +29,8 @@ class Endpoint:
 
     @property
     def address(self) -> tuple[str, int]:
-        return self.host, self.port
+        """Where it is dialled: its agent's inbound listener when it has one."""
+        return self.host, self.inbound_port or self.port
 
 
 def allowed(endpoints: Sequence[Endpoint], exclude: Set[str]) -> list[int]:

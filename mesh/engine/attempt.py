@@ -137,8 +137,10 @@ class Attempt:
         self._connecting = self.engine.loop.create_task(self._open(timeout))
 
     async def _open(self, timeout: float) -> None:
+        endpoint, tls = self.endpoint, self.engine.upstream_tls
+        check = tls(endpoint.service) if tls is not None and endpoint.inbound_port else None
         try:
-            conn = await self.engine.pools.connect(self.endpoint.address, timeout)
+            conn = await self.engine.pools.connect(endpoint.address, timeout, check)
         except errors.UpstreamRefused as exc:
             self._failed(outcomes.REFUSED, exc)
             return

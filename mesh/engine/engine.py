@@ -13,6 +13,7 @@ from mesh.engine.pool import Pools
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.routing import DefaultRoutes, Router
 from mesh.metrics import Metrics
+from mesh.security.tls import PeerCheck
 
 
 class Connection(Protocol):
@@ -68,6 +69,8 @@ class Engine:
         self.default_routes: Router = DefaultRoutes(directory.knows)
         self.router: Router = self.default_routes
         self.on_sweep: Callable[[], None] | None = None  # the owner's periodic duties
+        # With mTLS on: how to dial a service's agents' inbound listeners (None: plain text).
+        self.upstream_tls: Callable[[str], PeerCheck] | None = None
 
     def view_changed(self, gone: set[tuple[str, int]]) -> None:
         """Close idle connections to instances that are no longer routable."""

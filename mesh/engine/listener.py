@@ -6,17 +6,19 @@ import asyncio
 import gc
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from mesh.engine.engine import Engine
 from mesh.engine.heap import keep_freed_heap
 from mesh.engine.server import ClientConnection
+from mesh.engine.sniffer import SniffingServer
 from mesh.tasks import cancel_and_wait
 
 # Connections the kernel queues before the engine accepts them (bursts of new clients).
 BACKLOG = 2048
-# A TLS client has this long to finish its handshake: until then it holds a socket that
-# no idle timeout sees (asyncio's default is 60 s, a cheap way to exhaust descriptors).
+# A TLS client has this long to send its first byte and finish its handshake: until then
+# it holds a socket that no idle timeout sees (asyncio's default is 60 s, a cheap way to exhaust descriptors).
 TLS_HANDSHAKE_TIMEOUT = 10.0
 _SWEEP_EVERY = 1.0
 # How often a graceful stop looks for connections that finished (a stop is rare).
@@ -28,7 +30,10 @@ class Listener:
 
     `sock`: a socket bound (and listening) already, e.g. inherited from the gateway's
     supervisor, instead of binding host:port here. `ssl`: TLS is terminated here, with
-    this context (reloading its certificate in place reaches new handshakes).
+    this context (reloading its certificate in place reaches new handshakes); with
+    `plain_too` as well, clients that do not open with a TLS handshake are served in plain
+    text on the same port (permissive mTLS). `connection` makes each connection's
+    protocol (an agent's inbound one adds to it).
     """
 
     def __init__(
@@ -39,29 +44,46 @@ class Listener:
         *,
         sock: socket.socket | None = None,
         ssl: ssl.SSLContext | None = None,
+        plain_too: bool = False,
+        connection: Callable[[Engine], ClientConnection] | None = None,
     ) -> None:
         self.engine = engine
         self.host = host
         self.port = port
         self.sock = sock
         self.ssl = ssl
-        self._server: asyncio.Server | None = None
+        self.plain_too = plain_too
+        self.connection = connection
+        self._server: asyncio.Server | SniffingServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, *, serve: bool = True) -> None:
         """Bind (a taken port fails here); with `serve=False`, accept only after serve()."""
         proto = b"http" if self.ssl is None else b"https"
-        options: dict[str, Any] = (
-            {"sock": self.sock} if self.sock is not None else {"host": self.host, "port": self.port}
-        )
-        if self.ssl is not None:
-            options |= {"ssl": self.ssl, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
-        self._server = await self.engine.loop.create_server(
-            lambda: ClientConnection(self.engine, proto=proto),
-            **options,
-            backlog=BACKLOG,
-            start_serving=serve,
-        )
+        engine = self.engine
+        connection = self.connection or (lambda engine: ClientConnection(engine, proto=proto))
+        if self.ssl is not None and self.plain_too:
+            self._server = await SniffingServer.bind(
+                lambda: connection(engine),
+                self.host,
+                self.port,
+                self.ssl,
+                backlog=BACKLOG,
+                first_byte_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
+            if serve:
+                await self._server.start_serving()
+        else:
+            options: dict[str, Any] = (
+                {"sock": self.sock}
+                if self.sock is not None
+                else {"host": self.host, "port": self.port}
+            )
+            if self.ssl is not None:
+                options |= {"ssl": self.ssl, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
+            self._server = await engine.loop.create_server(
+                lambda: connection(engine), **options, backlog=BACKLOG, start_serving=serve
+            )
         for sock in self._server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 self.port = sock.getsockname()[1]

@@ -9,6 +9,7 @@ from collections import deque
 from mesh.engine.outbox import Outbox
 from mesh.engine.upstream import UpstreamConnection
 from mesh.errors import UpstreamConnectFailure, UpstreamRefused, UpstreamTimeout
+from mesh.security.tls import PeerCheck, peer_uris
 
 Key = tuple[str, int]
 
@@ -32,13 +33,19 @@ class Pools:
                 return conn
         return None
 
-    async def connect(self, key: Key, timeout: float) -> UpstreamConnection:
-        """A new connection; raises UpstreamTimeout or UpstreamConnectFailure."""
+    async def connect(
+        self, key: Key, timeout: float, tls: PeerCheck | None = None
+    ) -> UpstreamConnection:
+        """A new connection, over mTLS to a peer showing `tls.identity` when given; raises
+        UpstreamTimeout or UpstreamConnectFailure."""
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: UpstreamConnection(key, self.outbox), key[0], key[1]
+                    lambda: UpstreamConnection(key, self.outbox),
+                    key[0],
+                    key[1],
+                    ssl=tls.context if tls is not None else None,
                 ),
                 timeout,
             )
@@ -48,12 +55,23 @@ class Pools:
             raise UpstreamRefused("connect failed: connection refused") from None
         except OSError as exc:
             raise UpstreamConnectFailure(f"connect failed: {exc.strerror or exc}") from None
-
+        if tls is not None:
+            self._check_identity(conn, tls.identity)
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.opened += 1
         return conn
+
+    @staticmethod
+    def _check_identity(conn: UpstreamConnection, identity: str) -> None:
+        """The CA vouches for the certificate; that it is the callee's is checked here."""
+        shown = peer_uris(conn.transport.get_extra_info("peercert") if conn.transport else None)
+        if identity not in shown:
+            conn.abort()
+            raise UpstreamConnectFailure(
+                f"connect failed: the instance is {', '.join(shown) or 'nobody'}, not {identity}"
+            )
 
     def give_back(self, conn: UpstreamConnection, now: float) -> None:
         """Keep `conn` for reuse, or close it if the pool for its address is full."""

@@ -24,6 +24,7 @@ STATUS: dict[type[errors.ProxyError], tuple[int, str]] = {
     # (UAEX), and the one its RBAC filter sets for an identity a rule does not admit.
     errors.Unauthenticated: (401, "UAEX"),
     errors.ConsumerNotAllowed: (403, "RBAC"),
+    errors.AccessDenied: (403, "RBAC"),
 }
 
 _REASONS = {

@@ -22,7 +22,16 @@ def endpoint_of(member: Member) -> Endpoint:
     """A member of the view as the balancers see it; slow start counts from its `since`."""
     r = member.record
     return Endpoint(
-        r.service, r.instance, r.host, r.port, r.weight, r.zone, r.meta, member.since, r.version
+        r.service,
+        r.instance,
+        r.host,
+        r.port,
+        r.weight,
+        r.zone,
+        r.meta,
+        member.since,
+        r.version,
+        r.inbound_port,
     )
 
 
@@ -103,6 +112,10 @@ class Directory:
                 self._effects(state, restored, now)
 
     # --- the hot path ---
+
+    def policy(self, service: str) -> ServicePolicy:
+        """The current revision's policy for calls to `service`."""
+        return self._compiled.policy(service)
 
     def knows(self, service: str) -> bool:
         return service in self._known

@@ -24,6 +24,7 @@ class Row(msgspec.Struct, frozen=True):
     meta: dict[str, str]
     inflight: int
     rps: float
+    inbound_port: int | None = None  # its agent's inbound listener (mTLS), what callers dial
 
 
 def rows(view: View, now: float) -> list[Row]:
@@ -48,6 +49,7 @@ def rows(view: View, now: float) -> list[Row]:
                 meta=dict(r.meta),
                 inflight=r.load.inflight,
                 rps=r.load.rps,
+                inbound_port=r.inbound_port,
             )
         )
     return out

@@ -96,6 +96,7 @@ def _routing_key(record: Heartbeat) -> tuple[object, ...]:
         tuple(sorted(record.meta.items())),
         record.health,
         record.draining,
+        record.inbound_port,
     )
 
 

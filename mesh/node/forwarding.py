@@ -24,7 +24,7 @@ from mesh.membership.discovery import Discovery
 from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence, decode, encode
 from mesh.metrics import Metrics
-from mesh.policy.compile import compile_revision
+from mesh.policy.compile import Compiled, compile_revision
 from mesh.policy.model import Document
 from mesh.resilience.outlier import Ejected, Restored
 
@@ -59,6 +59,7 @@ class Forwarding:
     The process composes what differs by role: the engine it passes (an edge engine
     strips `x-mesh-*` headers), its `zone`, and the `fallback` router used when no Route
     policy matches (the default routes, or none). `policies` is where revisions come from.
+    `vet` may refuse a compiled revision this node cannot honour (ValueError saying why).
     """
 
     def __init__(
@@ -71,8 +72,10 @@ class Forwarding:
         fallback: Router | None,
         policies: Revisions,
         clock: Clock = system_clock,
+        vet: Callable[[Compiled], None] | None = None,
     ) -> None:
         self.node = node
+        self._vet = vet
         self._clock = clock
         self.engine = engine
         self.directory = directory = engine.directory
@@ -140,6 +143,8 @@ class Forwarding:
         """Compile a whole revision and swap it in; requests in flight keep the old one."""
         try:
             compiled = compile_revision(documents, default=self._default, zone=self._zone)
+            if self._vet is not None:
+                self._vet(compiled)
             router = (  # reads the key files routes' auth names: it may fail here too
                 PolicyRouter(
                     compiled.routes, self._fallback, self.engine.rng, wall=self._clock.wall

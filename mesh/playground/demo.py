@@ -65,6 +65,9 @@ def app(state: DemoState) -> web.Application:
             "received_bytes": len(body),
             "pid": os.getpid(),
         }
+        peer = request.headers.get("x-mesh-peer")
+        if peer:  # with mTLS: the caller's identity, as its agent's inbound listener saw it
+            payload["peer"] = peer
         if state.calls:
             payload["upstream"] = await _call(request.app["client"], state, request.path_qs)
         if state.fail_status:

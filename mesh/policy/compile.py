@@ -23,6 +23,8 @@ class ServicePolicy:
 
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    # Callers this service's own agents admit (checked on their inbound listener); None: all.
+    allow_from: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ def service_policy(document: Service, *, zone: str) -> ServicePolicy:
             connect_timeout=t.connect,
             request_timeout=t.request,
         ),
+        allow_from=None if document.access is None else frozenset(document.access.allow_from),
     )
 
 

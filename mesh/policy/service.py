@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
 from mesh.balance.config import Algorithm
+from mesh.policy.access import Access
 from mesh.policy.fields import Duration, PolicyName, Token
 from mesh.resilience.retry import Named
 
@@ -121,10 +122,6 @@ class Service(
     retries: Retries
     outlier: Outlier
     concurrency: Concurrency
-    # Only some services may call this one: nothing checks callers yet, so a document
-    # giving it is refused rather than promising what no agent does (null: old revisions).
-    access: Any = None
-
-    def __post_init__(self) -> None:
-        if self.access is not None:
-            raise ValueError("access: not supported yet (no agent checks its callers)")
+    # Only some services may call this one: the callee's agents check the caller's
+    # certificate (mesh.policy.access). None: anyone may call.
+    access: Access | None = None

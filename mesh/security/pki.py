@@ -100,6 +100,17 @@ def issue(
     )
 
 
+def request(key: PrivateKey, *, common_name: str, uris: Iterable[str]) -> bytes:
+    """A certificate signing request (PEM) for `key`, asking for these names."""
+    names = [x509.UniformResourceIdentifier(uri) for uri in uris]
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
 def spiffe_id(trust_domain: str, service: str) -> str:
     """The identity a service's certificate carries, as Istio and Linkerd spell it."""
     return f"spiffe://{trust_domain}/ns/default/sa/{service}"

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import ssl
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
 
 from mesh.errors import ConfigError
+
+
+class PeerCheck(NamedTuple):
+    """How to dial an instance's inbound listener: this context, and the identity it must show."""
+
+    context: ssl.SSLContext
+    identity: str
 
 
 def server_context(
@@ -47,6 +58,24 @@ def load_chain(context: ssl.SSLContext, cert: str, key: str | None) -> None:
         raise ConfigError(f"TLS certificate or key missing: {exc.filename}") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"TLS certificate {cert} or its key is unusable: {exc}") from None
+
+
+def load_chain_pem(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """`load_chain` from PEM bytes: the ssl module reads files only, so they pass through a
+    private directory (0700, key 0600) that is gone when this returns."""
+    with tempfile.TemporaryDirectory(prefix="mesh-tls-") as folder:
+        cert_path, key_path = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+        cert_path.write_bytes(cert)
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key)
+        load_chain(context, str(cert_path), str(key_path))
+
+
+def peer_uris(peercert: Mapping[str, object] | None) -> list[str]:
+    """The URI SANs of a verified peer, from `getpeercert()` (where SPIFFE ids live)."""
+    names = peercert.get("subjectAltName", ()) if peercert else ()
+    assert isinstance(names, tuple)
+    return [value for kind, value in names if kind == "URI"]
 
 
 def _load_ca(context: ssl.SSLContext, ca: str) -> None:

@@ -277,3 +277,20 @@ def test_subjects_outside_the_mesh_families_are_not_checked_against_names() -> N
 def test_evidence_observer_need_not_match_the_subject() -> None:
     message = evidence(observer="gw-9")
     assert decode(subjects.evidence("orders", "i1"), encode(message)) == message
+
+
+def test_the_inbound_port_is_an_additive_heartbeat_field() -> None:
+    """Agents that predate it send none (None: no inbound listener); older decoders skip it."""
+    old = (
+        b'{"type":"hb","service":"a","instance":"a1","host":"h","port":80,"incarnation":1,"seq":1}'
+    )
+    assert decode("mesh.v1.hb.a.a1", old).inbound_port is None  # type: ignore[union-attr]
+    record = msgspec.json.decode(old, type=Heartbeat)
+    data = encode(msgspec.structs.replace(record, inbound_port=15006))
+    assert decode("mesh.v1.hb.a.a1", data) == msgspec.structs.replace(record, inbound_port=15006)
+
+    class Before(msgspec.Struct, tag="hb", tag_field="type"):
+        service: str
+        port: int
+
+    assert msgspec.json.decode(data, type=Before) == Before(service="a", port=80)
