@@ -18,7 +18,8 @@ from mesh.tasks import cancel_and_wait
 # Connections the kernel queues before the engine accepts them (bursts of new clients).
 BACKLOG = 2048
 # A TLS client has this long to send its first byte and finish its handshake: until then
-# it holds a socket that no idle timeout sees (asyncio's default is 60 s, a cheap way to exhaust descriptors).
+# it holds a socket that no idle timeout sees (asyncio's default is 60 s, a cheap way to
+# exhaust descriptors).
 TLS_HANDSHAKE_TIMEOUT = 10.0
 _SWEEP_EVERY = 1.0
 # How often a graceful stop looks for connections that finished (a stop is rare).
