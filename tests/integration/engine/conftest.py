@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
 import uvloop
+from proxying import Proxy, ProxyFactory, UpstreamFactory
 from routes import directory
-from wire import Client, Handler, Upstream, answering, echo
+from wire import Client, Handler, Upstream, echo
 
 from mesh.config import Settings
 from mesh.engine.engine import Engine
@@ -23,28 +23,6 @@ def pytest_asyncio_loop_factories(
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Every test runs on uvloop (what mesh processes use) and on the stdlib loop."""
     return {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
-
-
-@dataclass
-class Proxy:
-    """An engine with its listener on 127.0.0.1; clients opened here are closed at teardown."""
-
-    engine: Engine
-    listener: Listener
-    clients: list[Client] = field(default_factory=list)
-
-    @property
-    def port(self) -> int:
-        return self.listener.port
-
-    async def client(self) -> Client:
-        client = await Client.connect(self.port)
-        self.clients.append(client)
-        return client
-
-
-ProxyFactory = Callable[..., Awaitable[Proxy]]
-UpstreamFactory = Callable[..., Awaitable[Upstream]]
 
 
 @pytest.fixture
@@ -110,12 +88,3 @@ async def proxy(proxies: ProxyFactory, upstream: Upstream) -> Proxy:
 @pytest.fixture
 async def client(proxy: Proxy) -> Client:
     return await proxy.client()
-
-
-async def through(
-    proxies: ProxyFactory, upstreams: UpstreamFactory, *raw: bytes, close: bool = False
-) -> tuple[Client, Upstream]:
-    """A client of a fresh engine whose upstream answers each request with the next `raw`."""
-    upstream = await upstreams(answering(*raw, close=close))
-    proxy = await proxies({"svc": [upstream.port]})
-    return await proxy.client(), upstream

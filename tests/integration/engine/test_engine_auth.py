@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from conftest import ProxyFactory
 from factories import AUDIENCE, ISSUER, public_pem, rsa_key, token
+from proxying import ProxyFactory
 from wire import Client, Upstream, get
 
 from mesh import clock

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import ProxyFactory, UpstreamFactory
+from proxying import ProxyFactory, UpstreamFactory
 from wire import Client, echoing, get
 
 CLIENTS, EACH = 8, 40  # concurrent keep-alive clients, requests each

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import ProxyFactory, UpstreamFactory, through
+from proxying import ProxyFactory, UpstreamFactory, through
 from wire import Client, Peer, Upstream, get, response
 
 # --- response framing -------------------------------------------------------------------

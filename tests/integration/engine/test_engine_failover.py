@@ -6,7 +6,7 @@ import asyncio
 import socket
 
 import pytest
-from conftest import ProxyFactory, UpstreamFactory
+from proxying import ProxyFactory, UpstreamFactory
 from wire import Peer, answering, get, response
 
 

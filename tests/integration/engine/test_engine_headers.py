@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ProxyFactory, UpstreamFactory
+from proxying import ProxyFactory, UpstreamFactory
 from wire import Client, Message, Peer, Upstream, get, response
 
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")

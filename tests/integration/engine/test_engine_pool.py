@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import ProxyFactory, UpstreamFactory
+from proxying import ProxyFactory, UpstreamFactory
 from wire import Client, Peer, Upstream, echo, echo_body, get, response
 
 

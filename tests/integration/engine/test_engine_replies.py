@@ -6,7 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from conftest import ProxyFactory, UpstreamFactory
+from proxying import ProxyFactory, UpstreamFactory
 from wire import Peer, Upstream, get
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import Proxy, ProxyFactory, UpstreamFactory
+from proxying import Proxy, ProxyFactory, UpstreamFactory
 from wire import SMUGGLED, Client, Peer, Upstream, echo_body, get, post, response
 
 # Each is refused with 400 and the connection closed; none reaches the upstream at all.

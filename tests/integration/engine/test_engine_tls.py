@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import UpstreamFactory
+from proxying import UpstreamFactory
 from routes import directory
 from waiting import until
 from wire import Client, Peer, Upstream, get

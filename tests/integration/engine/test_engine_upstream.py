@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ProxyFactory, UpstreamFactory, through
+from proxying import ProxyFactory, UpstreamFactory, through
 from wire import get
 
 
