@@ -81,6 +81,11 @@ def text(
         f"http://{listen}/hello/; done; echo",
         f"  curl -X POST {demo}/reset",
         "",
+        "  # edge-auth.yaml: api.example.com needs an API key (demo key: demo); 401 without,",
+        "  # 429 once the consumer's burst of 5 is spent",
+        "  for i in $(seq 8); do curl -s -o /dev/null -w '%{http_code} ' "
+        f"-H 'Host: api.example.com' -H 'x-api-key: demo' http://{listen}/v1/hi; done; echo",
+        "",
         f"  # fail over: kill {victim.name}'s service (or its agent, pid "
         f"{pids[f'{victim.name} agent']}); mesh up restarts it",
         f"  kill -9 {pids[victim.name]}",

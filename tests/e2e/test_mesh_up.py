@@ -124,7 +124,7 @@ def test_mesh_up_serves_the_examples_and_ctrl_c_leaves_nothing(
     up: Up = start_up()  # type: ignore[operator]
     text = up.banner
     assert f"curl http://127.0.0.1:{up.port}/hello/" in text
-    assert "5 policy documents applied from" in text  # the examples
+    assert "6 policy documents applied from" in text  # the examples
     children = descendants(up.process.pid)
     assert len(children) >= 10  # nats-server, gateway (+workers), 4 services, 4 agents
 
@@ -160,10 +160,12 @@ def test_mesh_up_serves_the_examples_and_ctrl_c_leaves_nothing(
     post(f"{fail}/fail?status=500")
     assert [up.get("/hello/")[0] for _ in range(12)] == [200] * 12
     post(f"{fail}/reset")
-    # ... and its api route is rate limited per key: a burst of 5 (in each gateway worker).
+    # edge-auth.yaml: the api route needs a key, and limits each consumer to a burst of 5
+    # (in each gateway worker).
+    assert up.get("/v1/hi", {"Host": "api.example.com"})[0] == 401
     workers = get_json(up.admin, "/healthz").get("workers", 1)
     api = [
-        up.get("/v1/hi", {"Host": "api.example.com", "x-api-key": "k"})[0]
+        up.get("/v1/hi", {"Host": "api.example.com", "x-api-key": "demo"})[0]
         for _ in range(6 * workers + 1)
     ]
     assert api[0] == 200
