@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test fuzz lint bench install clean
 
 install: $(STAMP)
 
@@ -23,6 +23,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m compileall -q mesh agents gateway policies
 	$(BIN)/python -m pytest
+
+# The fuzz tests run briefly in `make test`; here with the long Hypothesis profile (see
+# tests/conftest.py): 20,000 inputs per target, a few minutes on two cores in all.
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -m fuzz --hypothesis-profile=fuzz --hypothesis-show-statistics \
+		--timeout=900 -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
