@@ -29,6 +29,10 @@ from mesh.metrics import Metrics
 ITERATIONS = 2000
 UPSTREAM_MARK = b"x-fuzz-upstream"
 
+# Each setting changes which checks a request meets first: the defaults; small limits on
+# head and body (431 and 413, chunked bodies held until whole).
+ENGINES = {"defaults": {}, "small-limits": {"max_header_bytes": 1024, "max_body_bytes": 16}}
+
 
 class FakeTransport(asyncio.Transport):
     """Records what the protocol writes; closing reaches the protocol on the next iteration."""

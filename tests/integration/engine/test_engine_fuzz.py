@@ -1,10 +1,8 @@
 """Fuzzing the engine's request path: no crash, no hang, malformed is 4xx, nothing smuggled.
 
-Each example is one client connection of hostile bytes (tests/integration/engine/fuzz_http),
-served in process (fake_net). The oracle is a second httptools parse of the same bytes,
-standing for what the client meant: the upstream must parse exactly those requests the
-engine answered with the upstream's answer, with the same method and body, and nothing
-else; every other answer is a 4xx made by the proxy. `make fuzz` runs it longer.
+Each example is one client connection of hostile bytes (fuzz_http), served in process
+(fake_net) and judged by the oracle (oracle.py). `make fuzz` runs it longer, and also
+atheris_engine.py, which lets coverage guide the bytes.
 """
 
 from __future__ import annotations
@@ -12,19 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import httptools
 import pytest
-from fake_net import UPSTREAM_MARK, InProcessProxy, Run
+from fake_net import ENGINES, InProcessProxy
 from fuzz_http import connections
 from hypothesis import given, note
 from hypothesis import strategies as st
-from wire import Message, _Collector
+from oracle import check
 
 pytestmark = pytest.mark.fuzz
-
-# Each setting changes which checks a request meets first: the defaults; small limits on
-# head and body (431 and 413, chunked bodies held until whole).
-ENGINES = {"defaults": {}, "small-limits": {"max_header_bytes": 1024, "max_body_bytes": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -34,50 +27,6 @@ def engines() -> Iterator[dict[str, InProcessProxy]]:
         yield {name: InProcessProxy(loop, **settings) for name, settings in ENGINES.items()}
     finally:
         loop.close()
-
-
-def parsed(data: bytes, *, requests: bool) -> tuple[list[Message], str]:
-    """The complete messages httptools finds in `data`, and why it stopped before the end:
-    the error, or "truncated" when the data ends inside a message."""
-    collector = _Collector(request=requests)
-    try:
-        collector.feed(data)
-    except httptools.HttpParserError as exc:
-        return list(collector.done), f"{type(exc).__name__}: {exc}"
-    return list(collector.done), "truncated" if collector.current is not None else ""
-
-
-def check(data: bytes, run: Run) -> None:
-    assert not run.errors, run.errors
-    assert run.ended, "the engine neither answered nor closed: a hang"
-    for side in run.upstreams:
-        assert not side.error, (
-            f"the upstream could not parse {bytes(side.received)!r}: {side.error}"
-        )
-    answers, broken = parsed(bytes(run.to_client), requests=False)
-    assert broken in ("", "truncated"), (
-        f"the client could not parse {bytes(run.to_client)!r}: {broken}"
-    )
-    answers = [a for a in answers if a.status != 100]
-    meant, malformed = parsed(data, requests=True)
-    forwarded = iter(run.forwarded)
-    for index, answer in enumerate(answers):
-        if answer.header(UPSTREAM_MARK.decode()) is not None:
-            assert index < len(meant), "the upstream answered a request the client never made"
-            seen, wanted = next(forwarded), meant[index]
-            got, meant_here = (seen.method, bytes(seen.body)), (wanted.method, bytes(wanted.body))
-            assert got == meant_here, f"request {index} reached the upstream as {got}"
-        else:
-            assert 400 <= answer.status < 500, answer
-        if answer.header("connection") == "close":
-            assert index == len(answers) - 1, "answers after a connection: close"
-    if malformed != "truncated":
-        # A client that half-closes inside a request is gone: answers still due are dropped.
-        assert next(forwarded, None) is None, "the upstream got a request whose answer was lost"
-    if malformed not in ("", "truncated") and (
-        not answers or answers[-1].header("connection") != "close"
-    ):
-        raise AssertionError(f"malformed input ({malformed}) was neither refused nor ended")
 
 
 @given(connection=connections, engine=st.sampled_from(sorted(ENGINES)))
