@@ -147,3 +147,26 @@ def test_any_stored_value_is_a_document_or_a_reason(value: bytes) -> None:
     entry = KvEntry(key="route.r", value=value, revision=1, created=0.0)
     result = decode_entry(entry, DEFAULTS)
     assert not isinstance(result, str) or result
+
+
+def deepest_list_msgspec_decodes() -> int:
+    """How deep a JSON list may nest for msgspec here (it depends on the stack in use)."""
+    low, high = 1, 100_000
+    while low < high:
+        middle = (low + high + 1) // 2
+        try:
+            msgspec.json.decode(b"[" * middle + b"]" * middle)
+        except RecursionError:
+            high = middle - 1
+        else:
+            low = middle
+    return low
+
+
+@pytest.mark.parametrize("extra", [0, 1, 100_000], ids=["decodable", "just-not", "far-not"])
+def test_a_deeply_nested_stored_value_is_a_reason(extra: int) -> None:
+    # Just decodable, its repr (a few frames deeper) used to raise RecursionError.
+    depth = deepest_list_msgspec_decodes() + extra
+    value = b"[" * depth + b"]" * depth
+    entry = KvEntry(key="route.r", value=value, revision=1, created=0.0)
+    assert isinstance(decode_entry(entry, DEFAULTS), str)
