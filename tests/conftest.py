@@ -22,7 +22,7 @@ from mesh.playground.natsserver import NatsServer, find_binary
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(
     "fuzz",
-    max_examples=20_000,
+    max_examples=10_000,
     deadline=1000,
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,

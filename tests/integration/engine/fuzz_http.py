@@ -13,7 +13,7 @@ from random import Random
 
 from hypothesis import strategies as st
 
-METHODS = [b"GET", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"]
+METHODS = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"]
 ODD_METHODS = [b"CONNECT", b"get", b"G ET", b"", b"GET\x00", b"PRI", b"\xffGET", b"M-SEARCH"]
 TARGETS = [
     b"/",
