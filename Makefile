@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test fuzz lint bench install clean
 
 install: $(STAMP)
 
@@ -23,6 +23,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m compileall -q mesh agents gateway policies
 	$(BIN)/python -m pytest
+
+# The fuzz tests run briefly in `make test`; here with the long Hypothesis profile (see
+# tests/conftest.py), 10,000 inputs per target, then atheris (the `fuzz` extra) guides
+# bytes into the engine by coverage for FUZZ_SECONDS: about ten minutes in all.
+FUZZ_SECONDS ?= 120
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
+	$(BIN)/python -m pytest -m fuzz --hypothesis-profile=fuzz --hypothesis-show-statistics \
+		--timeout=900 -p no:cacheprovider
+	$(BIN)/python tests/integration/engine/atheris_engine.py -max_total_time=$(FUZZ_SECONDS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,9 +8,26 @@ from typing import Any
 
 import pytest
 from helpers import check_address
+from hypothesis import HealthCheck, settings
 
 from mesh.config import load
 from mesh.playground.natsserver import NatsServer, find_binary
+
+# Hypothesis profiles. The fuzz tests (marker `fuzz`) take their example count from the
+# profile: `default` in `make test`, 100 each, about a second per target; `fuzz` in
+# `make fuzz` (`pytest -m fuzz --hypothesis-profile=fuzz`), minutes on two cores, where a
+# deadline flags an input that is slow to handle (an engine hang is caught by its harness,
+# in loop iterations). No deadline by default: on a loaded machine it would make the suite
+# flaky, not find defects.
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile(
+    "fuzz",
+    max_examples=10_000,
+    deadline=1000,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.load_profile("default")  # `--hypothesis-profile` loads another one after this
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -105,7 +105,10 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
 
     def eof_received(self) -> bool:
         if self.closing or self._tunnel is not None or self._parsing is not None or self.idle:
-            return False  # close now: nothing complete is left to answer
+            # Close now: nothing complete is left to answer. An answer finished in this
+            # loop iteration may still wait in the outbox: it goes out before the close.
+            self.flush()
+            return False
         self._eof = True  # answer what was asked, then close (see _next)
         return True
 

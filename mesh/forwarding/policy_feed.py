@@ -186,6 +186,8 @@ def decode(entry: KvEntry, defaults: Service) -> Document | str:
         raw = msgspec.json.decode(entry.value)
     except msgspec.DecodeError as exc:
         return f"{where}: not JSON: {exc}"
+    except RecursionError:  # msgspec raises it for nesting beyond the interpreter's stack
+        return f"{where}: nested too deeply"
     document = parse(raw, defaults, file=where, doc_index=None)
     if isinstance(document, Problem):
         return str(document)

@@ -15,6 +15,10 @@ from mesh.policy.service import Service
 
 Step = str | int | None  # a field, a list index, or a mapping key msgspec does not name
 
+# Policy documents nest at most this deep, written as YAML (policies.safe_yaml) or stored
+# as JSON: deeper is never a policy, and would exhaust the stack in msgspec or repr.
+MAX_DEPTH = 32
+
 _DOCUMENT = inspect.type_info(Document)
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _FIELD = re.compile(r"Object (contains unknown|missing required) field `([^`]+)`")
@@ -35,6 +39,11 @@ def parse(
     comes from `defaults` (a node's settings-made Service), and the checks across fields
     (per_try <= request, ...) hold for the result. None: `obj` must give every field.
     """
+    if _deeper_than(obj, MAX_DEPTH):
+        message = f"nested deeper than {MAX_DEPTH}"
+        return Problem(
+            file=file, doc_index=doc_index, path="", value=msgspec.UNSET, message=message
+        )
     if not isinstance(obj, dict):
         message = f"expected a mapping with kind {' or '.join(KINDS)}"
         return Problem(file=file, doc_index=doc_index, path="", value=obj, message=message)
@@ -54,6 +63,20 @@ def parse(
             value = HIDDEN
         return Problem(file=file, doc_index=doc_index, path=path, value=value, message=message)
     return document
+
+
+def _deeper_than(obj: object, limit: int) -> bool:
+    """True if `obj` nests more than `limit` levels of containers and values (no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend((value, depth + 1) for value in node)
+    return False
 
 
 def _over(defaults: dict[str, Any], written: dict[Any, Any]) -> dict[Any, Any]:
