@@ -30,6 +30,7 @@ class Node:
     def __init__(self, settings: Settings, record: Heartbeat) -> None:
         self.settings = settings
         self.name = record.instance
+        self.service = record.service
         self.role = record.role
         self.bus = NatsBus(settings, name=f"{record.role}:{record.service}:{record.instance}")
         self.metrics = Metrics()
