@@ -12,6 +12,7 @@ import time
 import msgspec
 
 from mesh import clock, config, durations, subjects
+from mesh.addresses import redact_url
 from mesh.bus import Delivery, NatsBus
 from mesh.errors import InvalidMessage
 from mesh.membership import roster
@@ -137,6 +138,8 @@ def _config(args: argparse.Namespace) -> int:
         return 0
     settings = config.load()
     for name, field in config.Settings.model_fields.items():
-        value = getattr(settings, name)
+        value = getattr(settings, name)  # a secret is a SecretStr: it prints as stars
+        if name == "nats_url":
+            value = redact_url(value)
         print(f"MESH_{name.upper():<24} {value!s:<28} {field.description}")
     return 0

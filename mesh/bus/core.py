@@ -25,8 +25,11 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from mesh import clock
+from mesh.addresses import redact_url
 from mesh.config import Settings
-from mesh.errors import BusError, BusTimeout, BusUnavailable
+from mesh.errors import BusError, BusRefused, BusTimeout, BusUnavailable, ConfigError
+from mesh.security import tls as mesh_tls
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -68,13 +71,56 @@ class Bus(Protocol):
     async def close(self) -> None: ...
 
 
-def _tls(settings: Settings) -> ssl.SSLContext | None:
-    if not (settings.nats_tls_ca or settings.nats_tls_cert):
-        return None
-    context = ssl.create_default_context(cafile=settings.nats_tls_ca)
-    if settings.nats_tls_cert:
-        context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
-    return context
+# Without `wait`, start() still waits this long for the first attempt to end, so that
+# refused credentials end a starting process at once; an unreachable server does not.
+_FIRST_TRY = 2.5
+
+
+def _credentials(s: Settings) -> dict[str, Any]:
+    """nats-py's connect options for every credential the settings hold, files checked."""
+    options: dict[str, Any] = {}
+    if s.nats_user:
+        options["user"] = s.nats_user
+        options["password"] = s.nats_password.get_secret_value() if s.nats_password else ""
+    if s.nats_token:
+        options["token"] = s.nats_token.get_secret_value()
+    for setting, option in (("nats_nkey_seed", "nkeys_seed"), ("nats_creds", "user_credentials")):
+        path = getattr(s, setting)
+        if path:
+            try:  # nats-py reads it at each connect: a bad path must fail at start
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                message = f"MESH_{setting.upper()}: cannot read {path}: {exc.strerror}"
+                raise ConfigError(message) from None
+            options[option] = path
+    if s.nats_tls_ca or s.nats_tls_cert:
+        if s.nats_tls_cert:
+            mesh_tls.check_current(s.nats_tls_cert, clock.wall(), "MESH_NATS_TLS_CERT")
+        options["tls"] = mesh_tls.client_context(
+            s.nats_tls_ca, cert=s.nats_tls_cert, key=s.nats_tls_key
+        )
+    return options
+
+
+def refusal(exc: BaseException) -> str | None:
+    """Why NATS refused us, if `exc` says so: retrying with the same settings cannot help."""
+    if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower():
+        return (
+            "NATS refused the credentials (authorization violation): check MESH_NATS_USER "
+            "and _PASSWORD, _TOKEN, _NKEY_SEED or _CREDS"
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the NATS server's certificate is not trusted ({exc.verify_message}): "
+            "check MESH_NATS_TLS_CA"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"NATS refused the TLS handshake ({exc.reason or exc}): check MESH_NATS_TLS_CERT "
+            "and _KEY (a certificate its CA signed, not expired)"
+        )
+    return None
 
 
 def mapped(exc: BaseException) -> BusError:
@@ -109,6 +155,10 @@ class NatsBus:
         self._wanted: list[tuple[str, Handler]] = []
         self._subs: list[Subscription] = []
         self._up = asyncio.Event()
+        self._tried = asyncio.Event()  # the first attempt ended, connected or not
+        self._refused: str | None = None  # why NATS refused us before we were ever up
+        self._last_error = ""
+        self._denied: set[str] = set()  # permission violations already logged
         self._connector: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -132,20 +182,35 @@ class NatsBus:
                 log.exception("bus state listener failed")
 
     async def start(self, *, wait: float | None = None) -> None:
-        """Connect in the background (retrying forever); with `wait`, fail if not up by then."""
-        if self._connector is None:
-            self._connector = asyncio.create_task(self._connect(), name="nats-connect")
-        if wait is not None:
-            try:
-                await asyncio.wait_for(self._up.wait(), wait)
-            except TimeoutError:
-                raise BusUnavailable(
-                    f"could not reach NATS at {self._settings.nats_url} within {wait:g} s"
-                ) from None
+        """Connect in the background (retrying forever); with `wait`, fail if not up by then.
 
-    async def _connect(self) -> None:
+        Unusable credential files, refused credentials and refused TLS fail here at once
+        (BusRefused): unlike an unreachable server, they do not get better with time.
+        """
+        if self._connector is None:
+            options = self._options()
+            self._connector = asyncio.create_task(self._connect(options), name="nats-connect")
+        with contextlib.suppress(TimeoutError):
+            if wait is None:
+                await asyncio.wait_for(self._tried.wait(), _FIRST_TRY)
+            else:
+                await asyncio.wait_for(self._settled(), wait)
+        if self._refused is not None:
+            raise BusRefused(self._refused)
+        if wait is not None and not self._up.is_set():
+            why = f": {self._last_error}" if self._last_error else ""
+            where = redact_url(self._settings.nats_url)
+            raise BusUnavailable(f"could not reach NATS at {where} within {wait:g} s{why}")
+
+    async def _settled(self) -> None:
+        """Until connected or refused."""
+        while not self._up.is_set() and self._refused is None:
+            self._tried.clear()
+            await self._tried.wait()
+
+    def _options(self) -> dict[str, Any]:
         s = self._settings
-        options: dict[str, Any] = {
+        return {
             "servers": [u.strip() for u in s.nats_url.split(",") if u.strip()],
             "name": self._name,
             "allow_reconnect": True,
@@ -158,25 +223,37 @@ class NatsBus:
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
+            **_credentials(s),
         }
-        if s.nats_user:
-            options["user"], options["password"] = s.nats_user, s.nats_password
-        if s.nats_token:
-            options["token"] = s.nats_token
-        if s.nats_creds:
-            options["user_credentials"] = s.nats_creds
-        tls = _tls(s)
-        if tls is not None:
-            options["tls"] = tls
+
+    async def _connect(self, options: dict[str, Any]) -> None:
         await self._nc.connect(**options)
         for subject, handler in self._wanted:
             await self._subscribe_now(subject, handler)
         self._up.set()
+        self._tried.set()
         log.info("connected to NATS at %s", _where(self._nc))
         self._notify(True)
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("NATS: %s: %s", type(exc).__name__, exc)
+        text = str(exc) or type(exc).__name__
+        if "permissions violation" in text.lower():
+            # What these credentials may not do: a setup mistake worth one warning each.
+            if text not in self._denied and len(self._denied) < 64:
+                self._denied.add(text)
+                log.warning("NATS refused: %s", text)
+            return
+        log.debug("NATS: %s: %s", type(exc).__name__, text)
+        if self._up.is_set():
+            return
+        self._last_error = text
+        why = refusal(exc)
+        if why is not None and self._refused is None:
+            self._refused = why
+            # Stop retrying: connect() awaits this callback, so cancel it from outside.
+            if self._connector is not None:
+                asyncio.get_running_loop().call_soon(self._connector.cancel)
+        self._tried.set()
 
     async def _on_disconnected(self) -> None:
         if self._up.is_set() and not self._closing:

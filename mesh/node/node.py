@@ -35,7 +35,8 @@ class Node:
         self.bus = NatsBus(settings, name=f"{record.role}:{record.service}:{record.instance}")
         self.metrics = Metrics()
         self.registry = registry_for(self.metrics)
-        self.events = EventLog(self.bus, record.instance, self.metrics)
+        own = record.service if settings.events_scope == "own" else None
+        self.events = EventLog(self.bus, record.instance, self.metrics, own=own)
         self.discovery = Discovery(
             self.bus,
             settings.timing,
