@@ -13,6 +13,7 @@ from mesh.addresses import parse_hostport
 from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.engine.listener import Listener
+from mesh.errors import BusError
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import bucket
 from mesh.messages import Heartbeat
@@ -95,7 +96,13 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
     )
     health = await checker.first_check()  # so the first announcement carries the truth
     node.announcer.update(health=health, admin_port=admin_port)
-    await node.start()
+    try:
+        await node.start()
+    except BusError:  # NATS refused our credentials: nothing to serve
+        await checker.stop()
+        if outbound is not None:
+            await outbound.stop(0)
+        raise
     await forwarding.start(wait_policies=settings.policy_wait)
     if outbound is not None:
         await outbound.serve()  # the current policies are in (or the wait ran out)

@@ -35,6 +35,15 @@ from mesh.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 
+def _not_eof_noise(record: logging.LogRecord) -> bool:
+    # nats-py's transport asks asyncio to keep a half-closed socket open, which asyncio
+    # cannot do under TLS and says so each time a server closes one: noise, not news.
+    return not record.getMessage().startswith("returning true from eof_received()")
+
+
+logging.getLogger("asyncio").addFilter(_not_eof_noise)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     subject: str
@@ -123,6 +132,17 @@ def refusal(exc: BaseException) -> str | None:
     return None
 
 
+# What ensure_stream sets, so what it compares with a stream that exists already.
+_STREAM_FIELDS = (
+    "subjects",
+    "storage",
+    "retention",
+    "max_age",
+    "max_bytes",
+    "duplicate_window",
+)
+
+
 def mapped(exc: BaseException) -> BusError:
     if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError):
         return BusTimeout(str(exc) or "NATS did not answer in time")
@@ -161,6 +181,9 @@ class NatsBus:
         self._denied: set[str] = set()  # permission violations already logged
         self._connector: asyncio.Task[None] | None = None
         self._closing = False
+        # Built now: an unreadable credential file or an expired certificate is a
+        # ConfigError before the process takes a port or starts anything.
+        self._options = self._connect_options()
 
     @property
     def connected(self) -> bool:
@@ -184,12 +207,11 @@ class NatsBus:
     async def start(self, *, wait: float | None = None) -> None:
         """Connect in the background (retrying forever); with `wait`, fail if not up by then.
 
-        Unusable credential files, refused credentials and refused TLS fail here at once
-        (BusRefused): unlike an unreachable server, they do not get better with time.
+        Refused credentials and refused TLS fail here at once (BusRefused): unlike an
+        unreachable server, they do not get better with time.
         """
         if self._connector is None:
-            options = self._options()
-            self._connector = asyncio.create_task(self._connect(options), name="nats-connect")
+            self._connector = asyncio.create_task(self._connect(), name="nats-connect")
         with contextlib.suppress(TimeoutError):
             if wait is None:
                 await asyncio.wait_for(self._tried.wait(), _FIRST_TRY)
@@ -208,7 +230,7 @@ class NatsBus:
             self._tried.clear()
             await self._tried.wait()
 
-    def _options(self) -> dict[str, Any]:
+    def _connect_options(self) -> dict[str, Any]:
         s = self._settings
         return {
             "servers": [u.strip() for u in s.nats_url.split(",") if u.strip()],
@@ -226,8 +248,8 @@ class NatsBus:
             **_credentials(s),
         }
 
-    async def _connect(self, options: dict[str, Any]) -> None:
-        await self._nc.connect(**options)
+    async def _connect(self) -> None:
+        await self._nc.connect(**self._options)
         for subject, handler in self._wanted:
             await self._subscribe_now(subject, handler)
         self._up.set()
@@ -328,6 +350,12 @@ class NatsBus:
         )
         js = self._nc.jetstream()
         try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                # Read first: a node whose credentials may only read the stream (a gateway
+                # on a secured NATS) is done when the admin set it up as it would have.
+                current = (await js.stream_info(name)).config
+                if all(getattr(current, f) == getattr(config, f) for f in _STREAM_FIELDS):
+                    return
             try:
                 await js.add_stream(config)
             except nats.js.errors.BadRequestError:

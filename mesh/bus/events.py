@@ -113,14 +113,15 @@ def is_ack(event: Event) -> bool:
 
 async def ensure_stream(bus: NatsBus, settings: Settings) -> None:
     """Create or update MESH_EVENTS once NATS is reachable, retrying until it works."""
-    await until_done(
-        bus,
-        f"the {subjects.EVENTS_STREAM} stream",
-        lambda: bus.ensure_stream(
-            subjects.EVENTS_STREAM,
-            [subjects.EVENTS],
-            max_age=settings.events_max_age,
-            max_bytes=settings.events_max_bytes,
-            duplicate_window=DUPLICATE_WINDOW,
-        ),
+    await until_done(bus, f"the {subjects.EVENTS_STREAM} stream", lambda: set_up(bus, settings))
+
+
+async def set_up(bus: NatsBus, settings: Settings) -> None:
+    """Create or update MESH_EVENTS now; a BusError if NATS will not."""
+    await bus.ensure_stream(
+        subjects.EVENTS_STREAM,
+        [subjects.EVENTS],
+        max_age=settings.events_max_age,
+        max_bytes=settings.events_max_bytes,
+        duplicate_window=DUPLICATE_WINDOW,
     )
