@@ -25,6 +25,7 @@ class Role:
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
     allow_responses: bool = False  # may answer the requests it receives (the CA signer)
+    own_events: bool = False  # may publish its own service's events only (events_scope=own)
 
 
 def _read_stream(stream: str) -> tuple[str, ...]:
@@ -71,6 +72,7 @@ def agent(service: str) -> Role:
             *_read_stream(_POLICIES),
         ),
         subscribe=_NODE_HEARS,
+        own_events=True,
     )
 
 

@@ -25,15 +25,19 @@ class Credentials:
     cert: Path
     key: Path  # mode 0600
     ca: Path
+    own_events: bool = False
 
     def env(self) -> dict[str, str]:
         """The settings that make a mesh process use these credentials."""
-        return {
+        env = {
             "MESH_NATS_NKEY_SEED": str(self.seed),
             "MESH_NATS_TLS_CA": str(self.ca),
             "MESH_NATS_TLS_CERT": str(self.cert),
             "MESH_NATS_TLS_KEY": str(self.key),
         }
+        if self.own_events:  # what else it would publish, its credentials refuse
+            env["MESH_EVENTS_SCOPE"] = "own"
+        return env
 
 
 def roles(services: list[str], gateways: list[str]) -> list[Role]:
@@ -67,7 +71,8 @@ def write(
         users.append((role, {"nkey": public_key(seed)}))
         pki.write_private(out / f"{role.name}.nk", seed + b"\n")
         _certificate(authority, out, role.name, now, lifetime, dns=[role.name], server=False)
-        creds = Credentials(out / f"{role.name}.nk", *_pair(out, role.name), ca_cert)
+        seed_path, (cert, key) = out / f"{role.name}.nk", _pair(out, role.name)
+        creds = Credentials(seed_path, cert, key, ca_cert, own_events=role.own_events)
         pki.write_public(out / f"{role.name}.env", _env_file(creds))
         found[role.name] = creds
     pki.write_public(out / "auth.conf", natsauth.authorization(users).encode())
