@@ -39,6 +39,10 @@ class Credentials:
             env["MESH_EVENTS_SCOPE"] = "own"
         return env
 
+    def overrides(self) -> dict[str, str]:
+        """env() as keyword arguments of mesh.config.load."""
+        return {name.removeprefix("MESH_").lower(): value for name, value in self.env().items()}
+
 
 def roles(services: list[str], gateways: list[str]) -> list[Role]:
     """Every role a mesh needs: an agent per service, each gateway, admin, monitor, CA."""

@@ -38,10 +38,7 @@ class Secure:
 
     def settings(self, role: str, **changes: object) -> config.Settings:
         """A role's settings, as its `.env` file gives them, with `changes` on top."""
-        values: dict[str, object] = {
-            key.removeprefix("MESH_").lower(): value
-            for key, value in self.creds[role].env().items()
-        }
+        values: dict[str, object] = {**self.creds[role].overrides()}
         values.update(nats_url=self.server.url, **changes)
         return config.Settings(**values)  # type: ignore[arg-type]
 
