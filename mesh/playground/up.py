@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from mesh import config, durations, logs
+from mesh.bus import setup
 from mesh.clock import monotonic
 from mesh.errors import ConfigError, MeshError
 from mesh.node import children
@@ -24,7 +25,7 @@ from mesh.node.supervisor import Restart, Supervisor
 from mesh.playground import banner, lineup
 from mesh.playground import secure as playground_secure
 from mesh.playground.lineup import Instance
-from mesh.security import natsauth, natscli
+from mesh.security import natsauth
 from mesh.security.natsauth import Role
 
 STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
@@ -124,7 +125,7 @@ async def _run(
     supervisor = Supervisor(clock=clock)
     try:
         if secure is not None:  # what only the admin may create, before the gateway looks
-            await natscli.set_up(config.load(nats_url=url, **secure.roles["admin"].overrides()))
+            await setup.set_up(config.load(nats_url=url, **secure.roles["admin"].overrides()))
         supervisor.start(gateway)  # no restart: without it the demo cannot serve
         for child in (*services, *agents):
             supervisor.start(child, RESTART)

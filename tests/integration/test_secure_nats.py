@@ -19,12 +19,12 @@ from mesh_cli import Ran, mesh_command
 from waiting import until
 
 from mesh import config, subjects
-from mesh.bus import Delivery, NatsBus
+from mesh.bus import Delivery, NatsBus, setup
 from mesh.membership.discovery import Discovery
 from mesh.messages import Evidence, encode
 from mesh.metrics import Metrics
 from mesh.playground.natsserver import NatsServer
-from mesh.security import natsauth, natscli, natscreds, pki, tls
+from mesh.security import natsauth, natscreds, pki, tls
 from mesh.timing import PRESETS
 
 PASSWORD = "right-horse-battery"
@@ -63,7 +63,7 @@ def secure(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     server = NatsServer(nats_binary, config_file=out / "nats.conf", store_dir=out / "store")
     server.start()
     found = Secure(server, out, creds)
-    asyncio.run(natscli.set_up(found.settings("admin")))  # what only the admin may create
+    asyncio.run(setup.set_up(found.settings("admin")))  # what only the admin may create
     yield found
     server.stop()
 
