@@ -85,7 +85,7 @@ class Bus(Protocol):
 _FIRST_TRY = 2.5
 
 
-def _credentials(s: Settings) -> dict[str, Any]:
+def connect_credentials(s: Settings) -> dict[str, Any]:
     """nats-py's connect options for every credential the settings hold, files checked."""
     options: dict[str, Any] = {}
     if s.nats_user:
@@ -119,15 +119,15 @@ def refusal(exc: BaseException) -> str | None:
             "NATS refused the credentials (authorization violation): check MESH_NATS_USER "
             "and _PASSWORD, _TOKEN, _NKEY_SEED or _CREDS"
         )
+    # Built by hand (tests), ssl's errors lack the attributes the ssl module sets.
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"the NATS server's certificate is not trusted ({exc.verify_message}): "
-            "check MESH_NATS_TLS_CA"
-        )
+        why = getattr(exc, "verify_message", None) or exc
+        return f"the NATS server's certificate is not trusted ({why}): check MESH_NATS_TLS_CA"
     if isinstance(exc, ssl.SSLError):
+        why = getattr(exc, "reason", None) or exc
         return (
-            f"NATS refused the TLS handshake ({exc.reason or exc}): check MESH_NATS_TLS_CERT "
-            "and _KEY (a certificate its CA signed, not expired)"
+            f"NATS refused the TLS handshake ({why}): check MESH_NATS_TLS_CERT and _KEY "
+            "(a certificate its CA signed, not expired)"
         )
     return None
 
@@ -160,8 +160,8 @@ def mapped(exc: BaseException) -> BusError:
 
 
 def _where(nc: Client) -> str:
-    url = nc.connected_url
-    return url.netloc if url is not None else "?"
+    url = nc.connected_url  # host and port only: its netloc may hold user:password@
+    return f"{url.hostname}:{url.port}" if url is not None else "?"
 
 
 class NatsBus:
@@ -245,7 +245,7 @@ class NatsBus:
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
-            **_credentials(s),
+            **connect_credentials(s),
         }
 
     async def _connect(self) -> None:
@@ -259,17 +259,18 @@ class NatsBus:
 
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc) or type(exc).__name__
-        if "permissions violation" in text.lower():
-            # What these credentials may not do: a setup mistake worth one warning each.
+        why = refusal(exc)
+        if "permissions violation" in text.lower() or (why and self._up.is_set()):
+            # What these credentials may not (or no longer) do: a setup mistake, worth
+            # one warning each; a node already up keeps retrying on its last view.
             if text not in self._denied and len(self._denied) < 64:
                 self._denied.add(text)
-                log.warning("NATS refused: %s", text)
+                log.warning("NATS refused: %s", why or text)
             return
         log.debug("NATS: %s: %s", type(exc).__name__, text)
         if self._up.is_set():
             return
         self._last_error = text
-        why = refusal(exc)
         if why is not None and self._refused is None:
             self._refused = why
             # Stop retrying: connect() awaits this callback, so cancel it from outside.
