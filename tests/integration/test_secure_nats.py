@@ -19,9 +19,10 @@ from mesh_cli import Ran, mesh_command
 from waiting import until
 
 from mesh import config, subjects
-from mesh.bus import Delivery, NatsBus, setup
+from mesh.bus import Delivery, NatsBus, events, setup
+from mesh.bus.kv import KvEntry, KvStore
 from mesh.membership.discovery import Discovery
-from mesh.messages import Evidence, encode
+from mesh.messages import Event, Evidence, encode
 from mesh.metrics import Metrics
 from mesh.playground.natsserver import NatsServer
 from mesh.security import natsauth, natscreds, pki, tls
@@ -285,3 +286,42 @@ def test_no_client_certificate_fails_with_one_line(
     env.pop("MESH_NATS_TLS_KEY")
     line = one_line(members(env, monkeypatch))
     assert line.startswith("mesh members: NATS refused the TLS handshake (")
+
+
+async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: Connect) -> None:
+    """Least privilege, not less: the policy watch, the stream check, the event replay."""
+    admin = await bus_of("admin")
+    admin_kv = KvStore(admin, subjects.POLICY_BUCKET)
+    await admin_kv.open()
+    # An agent watches the policy bucket (every node's policy feed does).
+    agent = await bus_of("agent-hello")
+    agent_kv = KvStore(agent, subjects.POLICY_BUCKET)
+    await agent_kv.open(history=subjects.POLICY_HISTORY)  # exists: opened, not created
+    seen: list[str] = []
+
+    async def saw(entry: KvEntry) -> None:
+        seen.append(entry.key)
+
+    watch = await agent_kv.watch(saw)
+    await admin_kv.put("service.watched", b"{}", expected_revision=0)
+    await until(lambda: "service.watched" in seen)
+    await watch.stop()
+    # A gateway finds the stream as the admin set it up, and changes nothing.
+    gateway = await bus_of("gateway-gateway")
+    await asyncio.wait_for(events.set_up(gateway, secure.settings("gateway-gateway")), 5)
+    # A monitor replays the event log and reads the policies.
+    await gateway.publish(
+        subjects.event("instance.up", "hello"),
+        encode(Event(id="replayed-1", kind="instance.up", service="hello")),
+    )
+    monitor = await bus_of("monitor")
+    replayed: list[str] = []
+
+    async def replay(delivery: Delivery) -> None:
+        replayed.append(delivery.subject)
+
+    await monitor.replay(subjects.EVENTS_STREAM, subjects.EVENTS, None, replay)
+    await until(lambda: subjects.event("instance.up", "hello") in replayed)
+    monitor_kv = KvStore(monitor, subjects.POLICY_BUCKET)
+    await monitor_kv.open()
+    assert "service.watched" in {entry.key for entry in await monitor_kv.entries()}
