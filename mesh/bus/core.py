@@ -175,7 +175,7 @@ class NatsBus:
         self._wanted: list[tuple[str, Handler]] = []
         self._subs: list[Subscription] = []
         self._up = asyncio.Event()
-        self._tried = asyncio.Event()  # the first attempt ended, connected or not
+        self._tried = asyncio.Event()  # an attempt to connect ended, connected or not
         self._refused: str | None = None  # why NATS refused us before we were ever up
         self._last_error = ""
         self._denied: set[str] = set()  # permission violations already logged
