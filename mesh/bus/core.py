@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import nats
 import nats.errors
@@ -33,6 +34,7 @@ from mesh.security import tls as mesh_tls
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _not_eof_noise(record: logging.LogRecord) -> bool:
@@ -132,6 +134,10 @@ def refusal(exc: BaseException) -> str | None:
     return None
 
 
+# nats-py's text for a publish the server's permissions refused (the server says no more;
+# nats-py lowers its case, subject included).
+_REFUSED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
 # What ensure_stream sets, so what it compares with a stream that exists already.
 _STREAM_FIELDS = (
     "subjects",
@@ -144,6 +150,8 @@ _STREAM_FIELDS = (
 
 
 def mapped(exc: BaseException) -> BusError:
+    if isinstance(exc, BusError):
+        return exc  # ours already (a refusal, say)
     if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError):
         return BusTimeout(str(exc) or "NATS did not answer in time")
     if isinstance(exc, nats.errors.NoRespondersError):
@@ -179,6 +187,8 @@ class NatsBus:
         self._refused: str | None = None  # why NATS refused us before we were ever up
         self._last_error = ""
         self._denied: set[str] = set()  # permission violations already logged
+        # Work waiting on an answer to what it published, by subject: a refusal ends it.
+        self._waiting: dict[str, list[asyncio.Future[str]]] = {}
         self._connector: asyncio.Task[None] | None = None
         self._closing = False
         # Built now: an unreadable credential file or an expired certificate is a
@@ -260,6 +270,10 @@ class NatsBus:
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc) or type(exc).__name__
         why = refusal(exc)
+        refused = _REFUSED_PUBLISH.search(text)
+        for waiting in self._waiting.get(refused.group(1) if refused else "", ()):
+            if not waiting.done():
+                waiting.set_result(text)
         if "permissions violation" in text.lower() or (why and self._up.is_set()):
             # What these credentials may not (or no longer) do: a setup mistake, worth
             # one warning each; a node already up keeps retrying on its last view.
@@ -286,6 +300,25 @@ class NatsBus:
     async def _on_reconnected(self) -> None:
         log.info("reconnected to NATS at %s", _where(self._nc))
         self._notify(True)
+
+    async def unless_refused(self, subject: str, work: Awaitable[T]) -> T:
+        """`work`, which publishes on `subject` and waits for an answer; BusRefused at once
+        if the server refuses these credentials that subject (no answer would ever come)."""
+        refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        subject = subject.lower()  # as nats-py reports it
+        self._waiting.setdefault(subject, []).append(refused)
+        task = asyncio.ensure_future(work)
+        try:
+            either: list[asyncio.Future[Any]] = [task, refused]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiting[subject].remove(refused)
+            if not self._waiting[subject]:
+                del self._waiting[subject]
+        if task.done():
+            return task.result()
+        await cancel_and_wait(task)
+        raise BusRefused(f"NATS refused: {refused.result()}")
 
     async def publish(
         self, subject: str, data: bytes, *, headers: dict[str, str] | None = None
@@ -358,9 +391,10 @@ class NatsBus:
                 if all(getattr(current, f) == getattr(config, f) for f in _STREAM_FIELDS):
                     return
             try:
-                await js.add_stream(config)
+                await self.unless_refused(f"$JS.API.STREAM.CREATE.{name}", js.add_stream(config))
             except nats.js.errors.BadRequestError:
-                await js.update_stream(config)  # exists with other limits: adopt ours
+                # Exists with other limits: adopt ours.
+                await self.unless_refused(f"$JS.API.STREAM.UPDATE.{name}", js.update_stream(config))
         except Exception as exc:
             raise mapped(exc) from exc
 
@@ -401,6 +435,10 @@ async def until_done(bus: NatsBus, what: str, action: Callable[[], Awaitable[Non
         await bus.wait_connected()
         try:
             await action()
+            return
+        except BusRefused as exc:
+            # These credentials may not (a gateway on a secured NATS): the admin's to do.
+            log.warning("cannot set up %s: %s; left as it is", what, exc)
             return
         except BusError as exc:
             log.warning("cannot set up %s yet: %s", what, exc)

@@ -21,6 +21,7 @@ from waiting import until
 from mesh import config, subjects
 from mesh.bus import Delivery, NatsBus, events, setup
 from mesh.bus.kv import KvEntry, KvStore
+from mesh.errors import BusRefused
 from mesh.membership.discovery import Discovery
 from mesh.messages import Event, Evidence, encode
 from mesh.metrics import Metrics
@@ -149,24 +150,43 @@ async def test_only_the_admin_writes_policies_or_changes_the_event_stream(
     bus_of: Connect,
 ) -> None:
     admin = await bus_of("admin")
-    admin_kv = await admin.client.jetstream().key_value(subjects.POLICY_BUCKET)
+    admin_kv = KvStore(admin, subjects.POLICY_BUCKET)
+    await admin_kv.open()
     for role in ("agent-hello", "gateway-gateway", "monitor"):
         bus = await bus_of(role)
-        # What the server refuses is dropped: the answer never comes.
-        js = bus.client.jetstream(timeout=0.2)
-        await bus.client.jetstream().key_value(subjects.POLICY_BUCKET)  # reading is allowed
-        with pytest.raises(nats.errors.TimeoutError):  # what KeyValue.put sends
-            await js.publish(f"$KV.{subjects.POLICY_BUCKET}.service.{role}", b"{}")
+        kv = KvStore(bus, subjects.POLICY_BUCKET)
+        await kv.open()  # reading is allowed
+        key = f"service.{role}"
+        # The server's refusal ends the write at once (no answer would ever come).
+        with pytest.raises(BusRefused, match=rf'publish to "\$kv\.mesh_policies\.{key}"'):
+            await asyncio.wait_for(kv.put(key, b"{}", expected_revision=0), 2)
         if role != "agent-hello":  # an agent may not even read the stream's configuration
-            info = await bus.client.jetstream().stream_info(subjects.EVENTS_STREAM)
-            info.config.max_age = 1.0
-            with pytest.raises(nats.errors.TimeoutError):
-                await js.update_stream(info.config)
-        with pytest.raises(nats.js.errors.KeyNotFoundError):
-            await admin_kv.get(f"service.{role}")
+            shorter = bus.ensure_stream(
+                subjects.EVENTS_STREAM,
+                [subjects.EVENTS],
+                max_age=1.0,
+                max_bytes=1 << 20,
+                duplicate_window=1.0,
+            )
+            with pytest.raises(BusRefused, match=r"stream\.(create|update)\.mesh_events"):
+                await asyncio.wait_for(shorter, 2)
+        assert await admin_kv.get(key) is None
     stream = await admin.client.jetstream().stream_info(subjects.EVENTS_STREAM)
     assert stream.config.max_age == config.Settings().events_max_age
-    assert await admin_kv.put("service.by-admin", b"{}") > 0  # the admin may
+    assert await admin_kv.put("service.by-admin", b"{}", expected_revision=0) > 0
+
+
+def test_mesh_policy_apply_without_the_admins_credentials_fails_with_one_line(
+    secure: Secure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route = tmp_path / "r.yaml"
+    route.write_text("kind: Route\nname: r\nmatch: {path_prefix: /r}\nto: [{service: hello}]\n")
+    route.write_text(route.read_text() + "---\nkind: Service\nname: hello\n")
+    use(secure.env("gateway-gateway"), monkeypatch)
+    line = one_line(mesh_command("policy", "apply", "-f", str(route)))
+    assert line.startswith(
+        'mesh policy: NATS refused: nats: permissions violation for publish to "$kv.'
+    )
 
 
 def mesh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -180,13 +200,18 @@ def mesh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def members(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ran:
-    """`mesh members` in this process (a fork costs seconds), with `env` as its environment."""
+def use(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`env`'s settings (and no other) for a `mesh` command run in this process."""
     for name in [n for n in os.environ if n.startswith("MESH_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():
         if name.startswith("MESH_"):
             monkeypatch.setenv(name, value)
+
+
+def members(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ran:
+    """`mesh members` in this process (a fork costs seconds), with `env`'s settings."""
+    use(env, monkeypatch)
     return mesh_command("members", "--wait", "0.1s")
 
 
@@ -325,3 +350,16 @@ async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: 
     monitor_kv = KvStore(monitor, subjects.POLICY_BUCKET)
     await monitor_kv.open()
     assert "service.watched" in {entry.key for entry in await monitor_kv.entries()}
+
+
+async def test_a_gateway_that_may_not_change_the_stream_leaves_it_and_goes_on(
+    secure: Secure, bus_of: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its settings ask for other limits: retrying would be refused forever, so it stops."""
+    other = secure.settings("gateway-gateway", events_max_age=60.0)
+    gateway = await bus_of("gateway-gateway", events_max_age=60.0)
+    await asyncio.wait_for(events.ensure_stream(gateway, other), 3)
+    assert "cannot set up the MESH_EVENTS stream: NATS refused" in caplog.text
+    admin = await bus_of("admin")
+    stream = await admin.client.jetstream().stream_info(subjects.EVENTS_STREAM)
+    assert stream.config.max_age == config.Settings().events_max_age
