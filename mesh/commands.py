@@ -16,7 +16,7 @@ import msgspec
 from mesh import clock, config, durations, subjects
 from mesh.addresses import redact_url
 from mesh.bus import Delivery, NatsBus, setup
-from mesh.errors import InvalidMessage
+from mesh.errors import ConfigError, InvalidMessage
 from mesh.membership import roster
 from mesh.membership import view as membership
 from mesh.membership.census import census
@@ -183,6 +183,8 @@ def register_nats(commands: argparse._SubParsersAction, common: argparse.Argumen
 
 
 def _creds(args: argparse.Namespace) -> int:
+    if args.days < 1:
+        raise ConfigError("--days: at least 1")
     wanted = natscreds.roles(args.service, args.gateway or ["gateway"])
     now = datetime.fromtimestamp(clock.wall(), UTC)
     hosts = args.host or ["127.0.0.1", "localhost"]

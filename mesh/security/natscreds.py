@@ -73,9 +73,9 @@ def write(
     for role in wanted:
         seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
         users.append((role, {"nkey": public_key(seed)}))
-        pki.write_private(out / f"{role.name}.nk", seed + b"\n")
-        _certificate(authority, out, role.name, now, lifetime, dns=[role.name], server=False)
         seed_path, (cert, key) = out / f"{role.name}.nk", _pair(out, role.name)
+        pki.write_private(seed_path, seed + b"\n")
+        _certificate(authority, out, role.name, now, lifetime, dns=[role.name], server=False)
         creds = Credentials(seed_path, cert, key, ca_cert, own_events=role.own_events)
         pki.write_public(out / f"{role.name}.env", _env_file(creds))
         found[role.name] = creds
