@@ -67,7 +67,9 @@ class KvStore:
                 config = KeyValueConfig(
                     bucket=self.bucket, history=history, storage=StorageType.FILE
                 )
-                self._kv = await js.create_key_value(config)
+                self._kv = await self._bus.unless_refused(
+                    f"$JS.API.STREAM.CREATE.KV_{self.bucket}", js.create_key_value(config)
+                )
         except Exception as exc:
             raise mapped(exc) from exc
 
