@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from mesh.bus import NatsBus
 from mesh.bus.core import connect_credentials, refusal
 from mesh.config import Settings
-from mesh.errors import BusUnavailable, ConfigError
+from mesh.errors import BusRefused, BusUnavailable, ConfigError
 from mesh.node.ports import free_port
 from mesh.security import pki
 
@@ -113,3 +114,34 @@ async def test_an_unreachable_server_is_named_without_the_urls_secret() -> None:
         await bus.close()
     assert "url-secret" not in str(caught.value)
     assert "nats://***@127.0.0.1:" in str(caught.value)
+
+
+async def test_a_refused_publish_ends_the_work_waiting_on_its_answer() -> None:
+    """nats-py only reports the refusal (lower-cased) to the error callback; the JetStream
+    answer the work waits for never comes."""
+    bus = NatsBus(Settings(), name="t")
+    waited = asyncio.Event()
+
+    async def forever() -> int:
+        waited.set()
+        await asyncio.Event().wait()
+        return 1
+
+    async def refuse() -> None:
+        await waited.wait()
+        await bus._on_error(
+            nats.errors.Error('nats: permissions violation for publish to "$js.api.other"')
+        )
+        await bus._on_error(
+            nats.errors.Error('nats: permissions violation for publish to "$js.api.stream.x"')
+        )
+
+    refusing = asyncio.create_task(refuse())
+    with pytest.raises(BusRefused, match=r'publish to "\$js\.api\.stream\.x"'):
+        await asyncio.wait_for(bus.unless_refused("$JS.API.STREAM.X", forever()), 2)
+    await refusing
+
+    async def answered() -> int:
+        return 7
+
+    assert await bus.unless_refused("$JS.API.STREAM.X", answered()) == 7
