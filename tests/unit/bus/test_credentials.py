@@ -11,7 +11,7 @@ import nats.errors
 import pytest
 
 from mesh.bus import NatsBus
-from mesh.bus.core import connect_credentials, refusal
+from mesh.bus.credentials import connect_credentials, refusal
 from mesh.config import Settings
 from mesh.errors import BusRefused, BusUnavailable, ConfigError
 from mesh.node.ports import free_port
