@@ -269,10 +269,10 @@ def test_a_killed_instance_comes_back_and_only_the_gateway_ends_mesh_up(
 
 
 def test_mesh_up_secure_serves_with_a_user_per_process_and_no_secret_in_sight(
-    start_up: object,
+    start_up: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     up: Up = start_up(  # type: ignore[operator]
-        *("--secure", "--instances", "1"), MESH_GATEWAY_WORKERS="1"
+        *("--secure", "--instances", "1"), MESH_GATEWAY_WORKERS="1", MESH_PRESET="local"
     )
     assert "(TLS, a least-privilege NKey user per process)" in up.banner
     assert "5 policy documents applied from" in up.banner  # with the admin's credentials
@@ -293,6 +293,19 @@ def test_mesh_up_secure_serves_with_a_user_per_process_and_no_secret_in_sight(
     status, _, body = up.get("/frontend/via")
     assert status == 200
     assert json.loads(body)["upstream"]["status"] == 200
+
+    # The admin applies a route from another terminal; every node (agents too, as their
+    # own service's users) acknowledges it.
+    for line in (folder / "admin.env").read_text().splitlines():
+        monkeypatch.setenv(*line.split("=", 1))
+    url = up.banner.split("export MESH_NATS_URL=", 1)[1].split()[0]
+    route = tmp_path / "greet.yaml"
+    route.write_text(
+        "kind: Route\nname: greet\nmatch: {path_prefix: /greet}\nto: [{service: hello}]\n"
+    )
+    applied = policy(url, "apply", "-f", str(route), "--wait")
+    assert "every live node applied it" in applied.stdout, applied.stdout + applied.stderr
+    assert up.get("/greet/x")[0] == 200
 
     # Each agent runs as its own service's user; no secret on any command line (`ps`).
     children = descendants(up.process.pid)
