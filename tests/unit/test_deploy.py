@@ -7,13 +7,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from mesh_cli import mesh_command
 
 from mesh.cli import parser
 
@@ -248,13 +248,7 @@ def test_the_secure_config_is_valid_with_generated_credentials(
 ) -> None:
     """deploy/nats/README.md's steps: `mesh nats creds`, then secure.conf beside auth.conf."""
     out = tmp_path / "creds"
-    ran = subprocess.run(
-        [sys.executable, "-m", "mesh", "nats", "creds", "--out", str(out), "--service", "hello"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    ran = mesh_command("nats", "creds", "--out", str(out), "--service", "hello")
     assert ran.returncode == 0, ran.stderr
     shutil.copy(NATS_DIR / "secure.conf", out / "secure.conf")
     env = {
