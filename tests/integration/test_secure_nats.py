@@ -350,6 +350,8 @@ async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: 
     monitor_kv = KvStore(monitor, subjects.POLICY_BUCKET)
     await monitor_kv.open()
     assert "service.watched" in {entry.key for entry in await monitor_kv.entries()}
+    assert [e.value for e in await monitor_kv.history("service.watched")] == [b"{}"]
+    assert (await monitor_kv.get("service.watched")) is not None  # `mesh policy get`
 
 
 async def test_a_gateway_that_may_not_change_the_stream_leaves_it_and_goes_on(
