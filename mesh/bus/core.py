@@ -333,7 +333,8 @@ class NatsBus:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 # Read first: a node whose credentials may only read the stream (a gateway
                 # on a secured NATS) is done when the admin set it up as it would have.
-                current = (await js.stream_info(name)).config
+                info = js.stream_info(name)
+                current = (await self.unless_refused(f"$JS.API.STREAM.INFO.{name}", info)).config
                 if all(getattr(current, f) == getattr(config, f) for f in _STREAM_FIELDS):
                     return
             try:

@@ -25,6 +25,7 @@ from mesh.errors import BusRefused
 from mesh.membership.discovery import Discovery
 from mesh.messages import Event, Evidence, encode
 from mesh.metrics import Metrics
+from mesh.node.node import Node
 from mesh.playground.natsserver import NatsServer
 from mesh.security import natsauth, natscreds, pki, tls
 from mesh.timing import PRESETS
@@ -365,3 +366,23 @@ async def test_a_gateway_that_may_not_change_the_stream_leaves_it_and_goes_on(
     admin = await bus_of("admin")
     stream = await admin.client.jetstream().stream_info(subjects.EVENTS_STREAM)
     assert stream.config.max_age == config.Settings().events_max_age
+
+
+async def test_a_node_whose_credentials_may_not_announce_it_does_not_start(
+    secure: Secure,
+) -> None:
+    """hello's agent credentials on a billing agent: one line, not a node nobody hears."""
+    settings = secure.settings("agent-hello")
+    misplaced = Node(settings, heartbeat("b1", "billing", interval=settings.timing.interval))
+    try:
+        with pytest.raises(BusRefused) as caught:
+            await misplaced.start()
+    finally:
+        await misplaced.bus.close()
+    assert str(caught.value).endswith(
+        "these credentials may not announce billing (another service's or role's?)"
+    )
+    assert 'publish to "mesh.v1.hb.billing.b1"' in str(caught.value)
+    rightful = Node(settings, heartbeat("h1", "hello", interval=settings.timing.interval))
+    await rightful.start()
+    await rightful.stop()
