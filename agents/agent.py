@@ -14,6 +14,7 @@ from mesh.addresses import parse_hostport
 from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.engine.listener import Listener
+from mesh.errors import BusError
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import bucket
 from mesh.messages import Heartbeat
@@ -125,7 +126,13 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         admin_port=admin_port,
         inbound_port=inbound.port if inbound is not None else None,
     )
-    await node.start()
+    try:
+        await node.start()
+    except BusError:  # NATS refused our credentials: nothing to serve
+        await checker.stop()
+        for listener in listeners:
+            await listener.stop(0)
+        raise
     await forwarding.start(wait_policies=settings.policy_wait)
     # The current policies are in (or the wait ran out).
     for listener in listeners:

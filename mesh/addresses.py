@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from mesh.errors import ConfigError
 
 
@@ -27,3 +29,11 @@ def parse_hostport(value: str, *, default_host: str = "127.0.0.1") -> tuple[str,
 def hostport(host: str, port: int) -> str:
     """`host:port` as people write it (an IPv6 host in brackets)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def redact_url(urls: str) -> str:
+    """`urls` (comma-separated) with any `user:password@` or `token@` shown as `***@`."""
+    return ",".join(
+        re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^@/]*@", r"\1***@", url.strip())
+        for url in urls.split(",")
+    )

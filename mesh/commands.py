@@ -1,4 +1,4 @@
-"""`mesh members`, `mesh events tail` and `mesh config`: the mesh seen from outside it."""
+"""`mesh members`, `mesh events tail`, `mesh config` and `mesh nats`: the mesh from outside it."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ import contextlib
 import signal
 import sys
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 
 from mesh import clock, config, durations, subjects
-from mesh.bus import Delivery, NatsBus
-from mesh.errors import InvalidMessage
+from mesh.addresses import redact_url
+from mesh.bus import Delivery, NatsBus, setup
+from mesh.errors import ConfigError, InvalidMessage
 from mesh.membership import roster
 from mesh.membership import view as membership
 from mesh.membership.census import census
 from mesh.messages import Event, decode
+from mesh.security import natscreds
 
 
 def register_members(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -137,6 +141,64 @@ def _config(args: argparse.Namespace) -> int:
         return 0
     settings = config.load()
     for name, field in config.Settings.model_fields.items():
-        value = getattr(settings, name)
+        value = getattr(settings, name)  # a secret is a SecretStr: it prints as stars
+        if name == "nats_url":
+            value = redact_url(value)
         print(f"MESH_{name.upper():<24} {value!s:<28} {field.description}")
+    return 0
+
+
+def register_nats(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("nats", help="NATS for a secure mesh: users, certificates, setup")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    creds = verbs.add_parser(
+        "creds", help="write a NATS CA, server certificate, and an NKey + certificate per role"
+    )
+    creds.add_argument("--out", required=True, help="folder to write into (its CA is kept)")
+    creds.add_argument(
+        "--service", action="append", default=[], help="a service whose agents get a user"
+    )
+    creds.add_argument(
+        "--gateway", action="append", default=None, help="a gateway name (default: gateway)"
+    )
+    creds.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        help="a name or address clients dial NATS at (default: 127.0.0.1 and localhost)",
+    )
+    creds.add_argument(
+        "--days",
+        type=int,
+        default=natscreds.DEFAULT_DAYS,
+        help=f"certificate lifetime in days ({natscreds.DEFAULT_DAYS})",
+    )
+    creds.set_defaults(func=_creds)
+    setup = verbs.add_parser(
+        "setup",
+        parents=[common],
+        help="create the event stream and the policy bucket (admin credentials)",
+    )
+    setup.set_defaults(func=_setup)
+
+
+def _creds(args: argparse.Namespace) -> int:
+    if args.days < 1:
+        raise ConfigError("--days: at least 1")
+    wanted = natscreds.roles(args.service, args.gateway or ["gateway"])
+    now = datetime.fromtimestamp(clock.wall(), UTC)
+    hosts = args.host or ["127.0.0.1", "localhost"]
+    out = Path(args.out).resolve()
+    found = natscreds.write(out, wanted, hosts=hosts, now=now, days=args.days)
+    print(f"NATS server: nats-server -c {out / 'nats.conf'} -js -sd DIR")
+    print("then, once, with the admin's credentials: mesh nats setup")
+    print("each process loads its role's settings (paths only, no secret in them):")
+    for name in found:
+        print(f"  {name:<24} set -a; . {out / (name + '.env')}; set +a")
+    return 0
+
+
+def _setup(args: argparse.Namespace) -> int:
+    asyncio.run(setup.set_up(config.load(nats_url=args.nats_url)))
+    print(f"{subjects.EVENTS_STREAM} stream and {subjects.POLICY_BUCKET} bucket ready")
     return 0

@@ -31,9 +31,16 @@ class Settings(BaseSettings):
         "nats://127.0.0.1:4222",
         description="NATS server URL(s), comma-separated for a cluster.",
     )
+    # Secrets are SecretStr: printed, logged or repr'd they read '**********'. A URL may
+    # carry user:password@ too; whatever shows one goes through mesh.addresses.redact_url.
     nats_user: str | None = Field(None, description="NATS user name (with nats_password).")
-    nats_password: str | None = Field(None, description="NATS password (with nats_user).")
-    nats_token: str | None = Field(None, description="NATS authentication token.")
+    nats_password: SecretStr | None = Field(None, description="NATS password (with nats_user).")
+    nats_token: SecretStr | None = Field(None, description="NATS authentication token.")
+    # A seed file, not the seed: the secret stays off command lines and out of the
+    # environment of every child process; the server config holds only its public key.
+    nats_nkey_seed: str | None = Field(
+        None, description="Path of an NKey seed file (the server knows its public key)."
+    )
     nats_creds: str | None = Field(None, description="Path of a NATS .creds file (JWT + nkey).")
     nats_tls_ca: str | None = Field(None, description="CA bundle that signs the NATS server.")
     nats_tls_cert: str | None = Field(None, description="Client certificate for NATS mTLS.")
@@ -298,6 +305,15 @@ class Settings(BaseSettings):
     )
     events_max_bytes: int = Field(
         1 << 30, gt=0, description="Bytes the MESH_EVENTS stream may hold."
+    )
+    # `own` fits least-privilege NATS credentials (an agent may publish only its own
+    # service's events and policy acknowledgements): what it sees of other services is
+    # then left to the gateways, whose copies JetStream stores anyway. `all` sends every
+    # observation, which credentials confined to one service would refuse.
+    events_scope: Literal["all", "own"] = Field(
+        "all",
+        description="Events a node publishes: all it observes, or own (its service's, "
+        "and policy acknowledgements).",
     )
 
     # --- logging ---

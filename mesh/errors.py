@@ -42,6 +42,10 @@ class BusUnavailable(BusError):
     """Not connected to NATS, or no server answered in time."""
 
 
+class BusRefused(BusUnavailable):
+    """NATS refused our credentials or TLS: retrying with the same settings cannot help."""
+
+
 class BusTimeout(BusError):
     """A request or acknowledgement did not arrive in time."""
 

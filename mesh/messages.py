@@ -103,11 +103,16 @@ class Sync(msgspec.Struct, frozen=True, kw_only=True, tag="sync", tag_field="typ
 
 
 class Evidence(msgspec.Struct, frozen=True, kw_only=True, tag="evidence", tag_field="type"):
-    """An observer on the forwarding path saw an instance fail."""
+    """An observer on the forwarding path saw an instance fail.
+
+    `reporter` is the observer's own service; its subject must name it too, which is what
+    NATS permissions check. The node that sends it fills it in.
+    """
 
     service: Name
     instance: Name
     observer: Name
+    reporter: Name | None = None
     signal: Signal
     streak: Annotated[int, msgspec.Meta(ge=1)] = 1
 
@@ -166,6 +171,8 @@ def decode(subject: str, data: bytes) -> Message:
         said = f"{message.service}/{message.instance}"
         where = "none" if named is None else f"{named[0]}/{named[1]}"
         raise InvalidMessage(subject, f"names {said}, its subject {where}")
+    if isinstance(message, Evidence) and message.reporter != subjects.reporter(subject):
+        raise InvalidMessage(subject, f"reported by {message.reporter}, its subject names another")
     if isinstance(message, Event) and subject != subjects.event(message.kind, message.service):
         raise InvalidMessage(subject, f"a {message.kind} event of {message.service} on it")
     return message

@@ -10,6 +10,9 @@ PREFIX = "mesh.v1"
 
 HEARTBEATS = f"{PREFIX}.hb.>"
 LEAVES = f"{PREFIX}.leave.>"
+# mesh.v1.evidence.<reporter>.<service>.<instance>: the reporter (the observer's own
+# service) leads, so that NATS permissions can confine an agent to its own reports while
+# it still reports on every service it calls.
 EVIDENCE = f"{PREFIX}.evidence.>"
 EVENTS = f"{PREFIX}.events.>"
 SYNC = f"{PREFIX}.sync"
@@ -21,7 +24,7 @@ EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
 POLICY_HISTORY = 64  # revisions kept per policy: how far back a rollback can go
 
-_PER_INSTANCE = frozenset({"hb", "leave", "evidence"})
+_PER_INSTANCE = frozenset({"hb", "leave"})
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -44,8 +47,9 @@ def leave(service: str, instance: str) -> str:
     return f"{PREFIX}.leave.{check_name(service)}.{check_name(instance)}"
 
 
-def evidence(service: str, instance: str) -> str:
-    return f"{PREFIX}.evidence.{check_name(service)}.{check_name(instance)}"
+def evidence(reporter: str, service: str, instance: str) -> str:
+    """What `reporter`'s nodes saw of `service`'s `instance`."""
+    return f"{PREFIX}.evidence.{check_name(reporter)}.{check_name(service)}.{check_name(instance)}"
 
 
 def ca_sign(service: str) -> str:
@@ -62,6 +66,16 @@ def event(kind: str, service: str) -> str:
 def owner(subject: str) -> tuple[str, str] | None:
     """(service, instance) named by a per-instance subject (hb, leave, evidence), else None."""
     parts = subject.split(".")
-    if len(parts) != 5 or f"{parts[0]}.{parts[1]}" != PREFIX or parts[2] not in _PER_INSTANCE:
-        return None
-    return parts[3], parts[4]
+    if len(parts) == 5 and ".".join(parts[:2]) == PREFIX and parts[2] in _PER_INSTANCE:
+        return parts[3], parts[4]
+    if reporter(subject) is not None:
+        return parts[4], parts[5]
+    return None
+
+
+def reporter(subject: str) -> str | None:
+    """The reporting service an evidence subject names, else None."""
+    parts = subject.split(".")
+    if len(parts) == 6 and ".".join(parts[:2]) == PREFIX and parts[2] == "evidence":
+        return parts[3]
+    return None

@@ -77,6 +77,7 @@ def evidence(**fields: Any) -> Evidence:
     fields.setdefault("service", "orders")
     fields.setdefault("instance", "i1")
     fields.setdefault("observer", "gw-1")
+    fields.setdefault("reporter", "gateway")
     fields.setdefault("signal", "refused")
     return Evidence(**fields)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import nats
 import nats.errors
@@ -25,11 +24,23 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from mesh.addresses import redact_url
+from mesh.bus.credentials import REFUSED_PUBLISH, connect_credentials, refusal
 from mesh.config import Settings
-from mesh.errors import BusError, BusTimeout, BusUnavailable
+from mesh.errors import BusError, BusRefused, BusTimeout, BusUnavailable
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _not_eof_noise(record: logging.LogRecord) -> bool:
+    # nats-py's transport asks asyncio to keep a half-closed socket open, which asyncio
+    # cannot do under TLS and says so each time a server closes one: noise, not news.
+    return not record.getMessage().startswith("returning true from eof_received()")
+
+
+logging.getLogger("asyncio").addFilter(_not_eof_noise)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +79,25 @@ class Bus(Protocol):
     async def close(self) -> None: ...
 
 
-def _tls(settings: Settings) -> ssl.SSLContext | None:
-    if not (settings.nats_tls_ca or settings.nats_tls_cert):
-        return None
-    context = ssl.create_default_context(cafile=settings.nats_tls_ca)
-    if settings.nats_tls_cert:
-        context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
-    return context
+# Without `wait`, start() still waits this long for the first attempt to end, so that
+# refused credentials end a starting process at once; an unreachable server does not.
+_FIRST_TRY = 2.5
+
+
+# What ensure_stream sets, so what it compares with a stream that exists already.
+_STREAM_FIELDS = (
+    "subjects",
+    "storage",
+    "retention",
+    "max_age",
+    "max_bytes",
+    "duplicate_window",
+)
 
 
 def mapped(exc: BaseException) -> BusError:
+    if isinstance(exc, BusError):
+        return exc  # ours already (a refusal, say)
     if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError):
         return BusTimeout(str(exc) or "NATS did not answer in time")
     if isinstance(exc, nats.errors.NoRespondersError):
@@ -94,8 +114,8 @@ def mapped(exc: BaseException) -> BusError:
 
 
 def _where(nc: Client) -> str:
-    url = nc.connected_url
-    return url.netloc if url is not None else "?"
+    url = nc.connected_url  # host and port only: its netloc may hold user:password@
+    return f"{url.hostname}:{url.port}" if url is not None else "?"
 
 
 class NatsBus:
@@ -109,8 +129,17 @@ class NatsBus:
         self._wanted: list[tuple[str, Handler]] = []
         self._subs: list[Subscription] = []
         self._up = asyncio.Event()
+        self._tried = asyncio.Event()  # an attempt to connect ended, connected or not
+        self._refused: str | None = None  # why NATS refused us before we were ever up
+        self._last_error = ""
+        self._denied: set[str] = set()  # permission violations already logged
+        # Work waiting on an answer to what it published, by subject: a refusal ends it.
+        self._waiting: dict[str, list[asyncio.Future[str]]] = {}
         self._connector: asyncio.Task[None] | None = None
         self._closing = False
+        # Built now: an unreadable credential file or an expired certificate is a
+        # ConfigError before the process takes a port or starts anything.
+        self._options = self._connect_options()
 
     @property
     def connected(self) -> bool:
@@ -132,20 +161,34 @@ class NatsBus:
                 log.exception("bus state listener failed")
 
     async def start(self, *, wait: float | None = None) -> None:
-        """Connect in the background (retrying forever); with `wait`, fail if not up by then."""
+        """Connect in the background (retrying forever); with `wait`, fail if not up by then.
+
+        Refused credentials and refused TLS fail here at once (BusRefused): unlike an
+        unreachable server, they do not get better with time.
+        """
         if self._connector is None:
             self._connector = asyncio.create_task(self._connect(), name="nats-connect")
-        if wait is not None:
-            try:
-                await asyncio.wait_for(self._up.wait(), wait)
-            except TimeoutError:
-                raise BusUnavailable(
-                    f"could not reach NATS at {self._settings.nats_url} within {wait:g} s"
-                ) from None
+        with contextlib.suppress(TimeoutError):
+            if wait is None:
+                await asyncio.wait_for(self._tried.wait(), _FIRST_TRY)
+            else:
+                await asyncio.wait_for(self._settled(), wait)
+        if self._refused is not None:
+            raise BusRefused(self._refused)
+        if wait is not None and not self._up.is_set():
+            why = f": {self._last_error}" if self._last_error else ""
+            where = redact_url(self._settings.nats_url)
+            raise BusUnavailable(f"could not reach NATS at {where} within {wait:g} s{why}")
 
-    async def _connect(self) -> None:
+    async def _settled(self) -> None:
+        """Until connected or refused."""
+        while not self._up.is_set() and self._refused is None:
+            self._tried.clear()
+            await self._tried.wait()
+
+    def _connect_options(self) -> dict[str, Any]:
         s = self._settings
-        options: dict[str, Any] = {
+        return {
             "servers": [u.strip() for u in s.nats_url.split(",") if u.strip()],
             "name": self._name,
             "allow_reconnect": True,
@@ -158,25 +201,42 @@ class NatsBus:
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
+            **connect_credentials(s),
         }
-        if s.nats_user:
-            options["user"], options["password"] = s.nats_user, s.nats_password
-        if s.nats_token:
-            options["token"] = s.nats_token
-        if s.nats_creds:
-            options["user_credentials"] = s.nats_creds
-        tls = _tls(s)
-        if tls is not None:
-            options["tls"] = tls
-        await self._nc.connect(**options)
+
+    async def _connect(self) -> None:
+        await self._nc.connect(**self._options)
         for subject, handler in self._wanted:
             await self._subscribe_now(subject, handler)
         self._up.set()
+        self._tried.set()
         log.info("connected to NATS at %s", _where(self._nc))
         self._notify(True)
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("NATS: %s: %s", type(exc).__name__, exc)
+        text = str(exc) or type(exc).__name__
+        why = refusal(exc)
+        refused = REFUSED_PUBLISH.search(text)
+        for waiting in self._waiting.get(refused.group(1) if refused else "", ()):
+            if not waiting.done():
+                waiting.set_result(text)
+        if "permissions violation" in text.lower() or (why and self._up.is_set()):
+            # What these credentials may not (or no longer) do: a setup mistake, worth
+            # one warning each; a node already up keeps retrying on its last view.
+            if text not in self._denied and len(self._denied) < 64:
+                self._denied.add(text)
+                log.warning("NATS refused: %s", why or text)
+            return
+        log.debug("NATS: %s: %s", type(exc).__name__, text)
+        if self._up.is_set():
+            return
+        self._last_error = text
+        if why is not None and self._refused is None:
+            self._refused = why
+            # Stop retrying: connect() awaits this callback, so cancel it from outside.
+            if self._connector is not None:
+                asyncio.get_running_loop().call_soon(self._connector.cancel)
+        self._tried.set()
 
     async def _on_disconnected(self) -> None:
         if self._up.is_set() and not self._closing:
@@ -186,6 +246,25 @@ class NatsBus:
     async def _on_reconnected(self) -> None:
         log.info("reconnected to NATS at %s", _where(self._nc))
         self._notify(True)
+
+    async def unless_refused(self, subject: str, work: Awaitable[T]) -> T:
+        """`work`, which publishes on `subject` and waits for an answer; BusRefused at once
+        if the server refuses these credentials that subject (no answer would ever come)."""
+        refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        subject = subject.lower()  # as nats-py reports it
+        self._waiting.setdefault(subject, []).append(refused)
+        task = asyncio.ensure_future(work)
+        try:
+            either: list[asyncio.Future[Any]] = [task, refused]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiting[subject].remove(refused)
+            if not self._waiting[subject]:
+                del self._waiting[subject]
+        if task.done():
+            return task.result()
+        await cancel_and_wait(task)
+        raise BusRefused(f"NATS refused: {refused.result()}")
 
     async def publish(
         self, subject: str, data: bytes, *, headers: dict[str, str] | None = None
@@ -251,10 +330,18 @@ class NatsBus:
         )
         js = self._nc.jetstream()
         try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                # Read first: a node whose credentials may only read the stream (a gateway
+                # on a secured NATS) is done when the admin set it up as it would have.
+                info = js.stream_info(name)
+                current = (await self.unless_refused(f"$JS.API.STREAM.INFO.{name}", info)).config
+                if all(getattr(current, f) == getattr(config, f) for f in _STREAM_FIELDS):
+                    return
             try:
-                await js.add_stream(config)
+                await self.unless_refused(f"$JS.API.STREAM.CREATE.{name}", js.add_stream(config))
             except nats.js.errors.BadRequestError:
-                await js.update_stream(config)  # exists with other limits: adopt ours
+                # Exists with other limits: adopt ours.
+                await self.unless_refused(f"$JS.API.STREAM.UPDATE.{name}", js.update_stream(config))
         except Exception as exc:
             raise mapped(exc) from exc
 
@@ -295,6 +382,10 @@ async def until_done(bus: NatsBus, what: str, action: Callable[[], Awaitable[Non
         await bus.wait_connected()
         try:
             await action()
+            return
+        except BusRefused as exc:
+            # These credentials may not (a gateway on a secured NATS): the admin's to do.
+            log.warning("cannot set up %s: %s; left as it is", what, exc)
             return
         except BusError as exc:
             log.warning("cannot set up %s yet: %s", what, exc)

@@ -32,11 +32,20 @@ class EventLog:
     """A queue of events drained to NATS in order, surviving short outages."""
 
     def __init__(
-        self, bus: Bus, node: str, metrics: Metrics, *, clock: Clock = system_clock
+        self,
+        bus: Bus,
+        node: str,
+        metrics: Metrics,
+        *,
+        own: str | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self._bus = bus
         self._clock = clock
         self._node = node
+        # With `own` (a service), only that service's events and policy acknowledgements
+        # are published: all that credentials confined to the service may send.
+        self._own = own
         self._metrics = metrics
         self._queue: deque[Event] = deque()
         self._ready = asyncio.Event()
@@ -50,6 +59,8 @@ class EventLog:
     def emit(self, event: Event) -> None:
         if self._closed:
             return  # what a stopping node still observes is for the nodes that stay
+        if self._own is not None and event.service != self._own and not is_ack(event):
+            return
         stamped = msgspec.structs.replace(
             event, node=event.node or self._node, at=event.at or self._clock.wall()
         )
@@ -95,16 +106,22 @@ class EventLog:
             log.warning("%d events not published before stop", len(self._queue))
 
 
+def is_ack(event: Event) -> bool:
+    """A node's answer to a policy revision (its subject names the policy, not the node)."""
+    return event.kind in ("policy.applied", "policy.rejected")
+
+
 async def ensure_stream(bus: NatsBus, settings: Settings) -> None:
     """Create or update MESH_EVENTS once NATS is reachable, retrying until it works."""
-    await until_done(
-        bus,
-        f"the {subjects.EVENTS_STREAM} stream",
-        lambda: bus.ensure_stream(
-            subjects.EVENTS_STREAM,
-            [subjects.EVENTS],
-            max_age=settings.events_max_age,
-            max_bytes=settings.events_max_bytes,
-            duplicate_window=DUPLICATE_WINDOW,
-        ),
+    await until_done(bus, f"the {subjects.EVENTS_STREAM} stream", lambda: set_up(bus, settings))
+
+
+async def set_up(bus: NatsBus, settings: Settings) -> None:
+    """Create or update MESH_EVENTS now; a BusError if NATS will not."""
+    await bus.ensure_stream(
+        subjects.EVENTS_STREAM,
+        [subjects.EVENTS],
+        max_age=settings.events_max_age,
+        max_bytes=settings.events_max_bytes,
+        duplicate_window=DUPLICATE_WINDOW,
     )

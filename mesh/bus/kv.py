@@ -67,7 +67,9 @@ class KvStore:
                 config = KeyValueConfig(
                     bucket=self.bucket, history=history, storage=StorageType.FILE
                 )
-                self._kv = await js.create_key_value(config)
+                self._kv = await self._bus.unless_refused(
+                    f"$JS.API.STREAM.CREATE.KV_{self.bucket}", js.create_key_value(config)
+                )
         except Exception as exc:
             raise mapped(exc) from exc
 
@@ -86,10 +88,13 @@ class KvStore:
 
     async def put(self, key: str, value: bytes, *, expected_revision: int) -> int:
         """Write if the key is still at `expected_revision` (0: must not exist); raise Conflict."""
+        write = (
+            self.kv.create(key, value)
+            if expected_revision == 0
+            else self.kv.update(key, value, last=expected_revision)
+        )
         try:
-            if expected_revision == 0:
-                return await self.kv.create(key, value)
-            return await self.kv.update(key, value, last=expected_revision)
+            return await self._bus.unless_refused(self._subject(key), write)
         except nats.js.errors.KeyWrongLastSequenceError:
             raise Conflict(key, expected_revision) from None
         except Exception as exc:
@@ -97,11 +102,16 @@ class KvStore:
 
     async def delete(self, key: str, *, expected_revision: int) -> None:
         try:
-            await self.kv.delete(key, last=expected_revision)
+            await self._bus.unless_refused(
+                self._subject(key), self.kv.delete(key, last=expected_revision)
+            )
         except nats.js.errors.KeyWrongLastSequenceError:
             raise Conflict(key, expected_revision) from None
         except Exception as exc:
             raise mapped(exc) from exc
+
+    def _subject(self, key: str) -> str:
+        return f"$KV.{self.bucket}.{key}"
 
     async def entries(self) -> list[KvEntry]:
         """The current value of every live key."""

@@ -31,6 +31,7 @@ class Announcer:
         self._task: asyncio.Task[None] | None = None
         self._goodbye: bool | None = None
         self.sent = 0
+        self.announced = asyncio.Event()  # NATS took a heartbeat of ours (for the first time)
 
     @property
     def record(self) -> Heartbeat:
@@ -76,6 +77,7 @@ class Announcer:
                 subjects.heartbeat(record.service, record.instance), encode(record)
             )
             self.sent += 1
+            self.announced.set()
         except BusError as exc:
             log.debug("heartbeat not sent: %s", exc)
 

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+import msgspec
+
 from mesh import clock as system_clock
 from mesh import subjects
 from mesh.bus import Bus, Delivery
@@ -39,6 +41,8 @@ class Host(Protocol):
 
     @property
     def name(self) -> str: ...
+    @property
+    def service(self) -> str: ...
     @property
     def role(self) -> str: ...
     @property
@@ -164,8 +168,16 @@ class Forwarding:
             self.node.metrics.invalid_message("evidence")
             log.debug("%s", exc)
             return
-        if isinstance(evidence, Evidence):
-            self.directory.receive_evidence(evidence, self._clock.monotonic())
+        if not isinstance(evidence, Evidence):
+            return
+        # The subject vouches for the reporting service only; an observer it does not have
+        # (a name made up to pose as a second, corroborating observer) is not believed.
+        observer = self.node.discovery.view.members.get(evidence.observer)
+        if observer is None or observer.record.service != evidence.reporter:
+            self.node.metrics.dropped("evidence-observer")
+            log.debug("evidence from %s/%s: no such member", evidence.reporter, evidence.observer)
+            return
+        self.directory.receive_evidence(evidence, self._clock.monotonic())
 
     def _sweep(self) -> None:
         self.directory.tick(self._clock.monotonic())
@@ -178,9 +190,11 @@ class Forwarding:
         task.add_done_callback(self._tasks.discard)
 
     async def _send_evidence(self, evidence: Evidence) -> None:
+        reporter = self.node.service
+        stamped = msgspec.structs.replace(evidence, reporter=reporter)
         with contextlib.suppress(BusError):
-            subject = subjects.evidence(evidence.service, evidence.instance)
-            await self.node.bus.publish(subject, encode(evidence))
+            subject = subjects.evidence(reporter, evidence.service, evidence.instance)
+            await self.node.bus.publish(subject, encode(stamped))
 
     def _ejection_event(self, service: str, effect: Ejected | Restored) -> None:
         kind: EventKind = "instance.ejected" if isinstance(effect, Ejected) else "instance.restored"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import socket
@@ -9,10 +10,12 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
+from mesh import subjects
 from mesh.addresses import hostport
 from mesh.bus import NatsBus
 from mesh.bus.events import EventLog
 from mesh.config import Settings
+from mesh.errors import BusError, BusRefused
 from mesh.membership.announcer import Announcer
 from mesh.membership.discovery import Discovery
 from mesh.membership.view import View
@@ -23,6 +26,9 @@ from mesh.node.ports import bind, binding
 
 log = logging.getLogger(__name__)
 
+# How long a starting node waits for NATS to take its first heartbeat (or refuse it).
+_HEARD_WITHIN = 2.0
+
 
 class Node:
     """Gateway and agent both build on this; it owns no forwarding and no health checks."""
@@ -30,11 +36,13 @@ class Node:
     def __init__(self, settings: Settings, record: Heartbeat) -> None:
         self.settings = settings
         self.name = record.instance
+        self.service = record.service
         self.role = record.role
         self.bus = NatsBus(settings, name=f"{record.role}:{record.service}:{record.instance}")
         self.metrics = Metrics()
         self.registry = registry_for(self.metrics)
-        self.events = EventLog(self.bus, record.instance, self.metrics)
+        own = record.service if settings.events_scope == "own" else None
+        self.events = EventLog(self.bus, record.instance, self.metrics, own=own)
         self.discovery = Discovery(
             self.bus,
             settings.timing,
@@ -82,11 +90,36 @@ class Node:
         self.admin_refused += 1
 
     async def start(self) -> None:
-        """Start talking to NATS in the background; a missing NATS delays nothing here."""
+        """Start talking to NATS in the background; a missing NATS delays nothing here.
+
+        Credentials NATS refuses, or that may not announce this node (another service's,
+        another role's), end the start with BusRefused: such a node would only half-run.
+        """
         await self.bus.start()
         self.events.start()
         await self.discovery.start()
         await self.announcer.start()
+        if self.bus.connected:
+            await self._check_announced()
+
+    async def _check_announced(self) -> None:
+        record = self.announcer.record
+        subject = subjects.heartbeat(record.service, record.instance)
+        try:
+            await asyncio.wait_for(self.bus.unless_refused(subject, self._heard()), _HEARD_WITHIN)
+        except BusRefused as exc:
+            raise BusRefused(
+                f"{exc}: these credentials may not announce {record.service} "
+                "(another service's or role's?)"
+            ) from None
+        except (BusError, TimeoutError):
+            pass  # NATS went away meanwhile: the announcer keeps at it
+
+    async def _heard(self) -> None:
+        """Until NATS took our first heartbeat; the server answers a flush only after
+        refusing whatever came before it."""
+        await self.announcer.announced.wait()
+        await self.bus.flush(_HEARD_WITHIN)
 
     def bind_admin(self, host: str, port: int) -> int:
         """Take the admin port before anything starts (0 = any free one); returns it."""

@@ -32,10 +32,12 @@ def text(
     nats_url: str,
     applied: str,
     admin_token: bool = False,
+    credentials: Path | None = None,
 ) -> str:
     """The banner; `pids` maps each child's label to its process id."""
     mesh = mesh_command()
-    rows = [("nats", nats_url), ("gateway", f"http://{listen}  (admin http://{admin})")]
+    secured = "  (TLS, a least-privilege NKey user per process)" if credentials else ""
+    rows = [("nats", nats_url + secured), ("gateway", f"http://{listen}  (admin http://{admin})")]
     rows += [
         (
             i.name,
@@ -58,6 +60,7 @@ def text(
         "",
         "For other mesh commands in another terminal:",
         f"  export MESH_NATS_URL={nats_url}",
+        *_credentials(credentials, mesh),
         f"  {mesh} members                  # the live view, as NATS carries it",
         f"  {mesh} events tail --since 10m  # what happened, then what happens",
         "",
@@ -93,3 +96,14 @@ def text(
         "Ctrl-C stops everything; so does the death of the gateway or of NATS.",
     ]
     return "\n".join(lines)
+
+
+def _credentials(folder: Path | None, mesh: str) -> list[str]:
+    """How another terminal logs in to a secured demo: read-only, or as the policy admin."""
+    if folder is None:
+        return []
+    return [
+        f"  set -a; . {folder / 'monitor.env'}; set +a   # read-only: members, events",
+        f"  # policies need the admin's: (set -a; . {folder / 'admin.env'}; {mesh} policy ...)",
+        f"  # {folder} holds this demo's keys; it is removed when the demo stops",
+    ]

@@ -16,6 +16,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from mesh import config, durations, logs
+from mesh.bus import setup
 from mesh.clock import monotonic
 from mesh.errors import ConfigError, MeshError
 from mesh.node import admin as admin_api
@@ -24,7 +25,10 @@ from mesh.node.children import Child, how_it_ended
 from mesh.node.ports import check_bindable
 from mesh.node.supervisor import Restart, Supervisor
 from mesh.playground import banner, lineup
+from mesh.playground import secure as playground_secure
 from mesh.playground.lineup import Instance
+from mesh.security import natsauth
+from mesh.security.natsauth import Role
 
 STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
 # A killed demo instance comes back soon, but a crashing one not in a tight loop.
@@ -47,6 +51,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="how long to wait for the mesh to be ready (20s)",
     )
     parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="NATS over TLS with a least-privilege user per process (credentials in a "
+        "private temporary folder)",
+    )
+    parser.add_argument(
         "--policies",
         default=str(EXAMPLES),
         help="policy documents to apply once the mesh is up ('' = none; default: the examples)",
@@ -57,6 +67,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def main(args: argparse.Namespace) -> int:
     if args.instances < 1:
         raise ConfigError("--instances: at least 1")
+    if args.secure and args.nats_url:
+        raise ConfigError("--secure runs its own NATS: leave out --nats-url")
     settings = config.load(nats_url=args.nats_url, preset=args.preset)
     logs.setup(args.log_level or "warning", as_json=False)
     return asyncio.run(_up(args, settings, monotonic))
@@ -65,26 +77,57 @@ def main(args: argparse.Namespace) -> int:
 async def _up(
     args: argparse.Namespace, settings: config.Settings, clock: Callable[[], float]
 ) -> int:
-    from mesh.playground.natsserver import NatsServer, find_binary
-
     # Ports first: a taken one is one line, before anything starts (and never a banner).
     check_bindable(args.listen, "--listen")
     check_bindable(args.admin, "--admin")
+    instances = lineup.instances(args.instances)
+    secure = playground_secure.prepare([i.service for i in instances]) if args.secure else None
+    try:
+        return await _run(args, settings, clock, instances, secure)
+    finally:
+        if secure is not None:
+            secure.remove()  # the demo's keys die with it
+
+
+async def _run(
+    args: argparse.Namespace,
+    settings: config.Settings,
+    clock: Callable[[], float],
+    instances: list[Instance],
+    secure: playground_secure.Credentials | None,
+) -> int:
+    from mesh.playground.natsserver import NatsServer, find_binary
+
     server: NatsServer | None = None
     if args.nats_url:
         url = args.nats_url
     else:
-        server = NatsServer(find_binary(settings.nats_server_bin), clock=clock)
+        config_file = secure.server_config if secure is not None else None
+        server = NatsServer(
+            find_binary(settings.nats_server_bin), config_file=config_file, clock=clock
+        )
         server.start()  # on this thread, which outlives it (see NatsServer)
         url = server.url
     # Children speak only of trouble unless asked: the banner is what a newcomer reads.
     env = {**os.environ, "MESH_NATS_URL": url, "MESH_LOG_LEVEL": args.log_level or "warning"}
-    instances = lineup.instances(args.instances)
-    gateway = lineup.gateway(args.listen, args.admin, env)
-    services = [instance.service_child(env) for instance in instances]
-    agents = [instance.agent_child(env) for instance in instances]
+
+    def env_of(role: Role) -> dict[str, str]:
+        """A NATS client's environment: its own role's credentials, when secure."""
+        return env if secure is None else secure.env(role.name, env)
+
+    quiet = env if secure is None else playground_secure.without_credentials(env)
+    gateway = lineup.gateway(
+        args.listen, args.admin, env_of(natsauth.gateway(playground_secure.GATEWAY))
+    )
+    services = [instance.service_child(quiet) for instance in instances]
+    agents = [
+        instance.agent_child(env_of(natsauth.agent(instance.service))) for instance in instances
+    ]
+    admin_env = env_of(natsauth.admin())
     supervisor = Supervisor(clock=clock)
     try:
+        if secure is not None:  # what only the admin may create, before the gateway looks
+            await setup.set_up(config.load(nats_url=url, **secure.roles["admin"].overrides()))
         supervisor.start(gateway)  # no restart: without it the demo cannot serve
         for child in (*services, *agents):
             supervisor.start(child, RESTART)
@@ -94,7 +137,7 @@ async def _up(
         await _wait_ready(
             args.admin, instances, everyone, args.ready_timeout, clock, settings.admin_token
         )
-        applied = await asyncio.to_thread(_apply_policies, args.policies, env)
+        applied = await asyncio.to_thread(_apply_policies, args.policies, admin_env)
         pids = {child.label: child.pid for child in everyone}
         text = banner.text(
             instances,
@@ -104,6 +147,7 @@ async def _up(
             nats_url=url,
             applied=applied,
             admin_token=settings.admin_token is not None,
+            credentials=secure.folder if secure is not None else None,
         )
         print(text, flush=True)
         stop = asyncio.Event()

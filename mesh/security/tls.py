@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from cryptography import x509
+
 from mesh.errors import ConfigError
 
 
@@ -42,6 +44,22 @@ def client_context(
     if cert is not None:
         load_chain(context, cert, key)
     return context
+
+
+def check_current(cert: str, now: float, setting: str) -> None:
+    """Refuse a certificate file that is expired or not valid yet, naming `setting`."""
+    try:
+        with open(cert, "rb") as file:
+            parsed = x509.load_pem_x509_certificate(file.read())
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {cert}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: {cert} is not a PEM certificate ({exc})") from None
+    start, end = parsed.not_valid_before_utc, parsed.not_valid_after_utc
+    if now > end.timestamp():
+        raise ConfigError(f"{setting}: {cert} expired on {end:%Y-%m-%d %H:%M} UTC")
+    if now < start.timestamp():
+        raise ConfigError(f"{setting}: {cert} is not valid before {start:%Y-%m-%d %H:%M} UTC")
 
 
 def load_chain(context: ssl.SSLContext, cert: str, key: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -273,3 +274,59 @@ def test_a_killed_instance_comes_back_and_only_the_gateway_ends_mesh_up(
     assert up.process.wait(30) != 0
     assert "gateway was killed by SIGKILL: the mesh cannot serve without it" in up.errors()
     wait_for(lambda: not any(alive(pid) for pid in children), timeout=10)
+
+
+def test_mesh_up_secure_serves_with_a_user_per_process_and_no_secret_in_sight(
+    start_up: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up: Up = start_up(  # type: ignore[operator]
+        *("--secure", "--instances", "1"), MESH_GATEWAY_WORKERS="1", MESH_PRESET="local"
+    )
+    assert "(TLS, a least-privilege NKey user per process)" in up.banner
+    assert "5 policy documents applied from" in up.banner  # with the admin's credentials
+    folder = Path(up.banner.split("set -a; . ", 1)[1].split()[0]).parent
+    seeds = sorted(folder.glob("*.nk"))
+    assert [p.name for p in seeds] == [
+        "admin.nk",
+        "agent-frontend.nk",
+        "agent-hello.nk",
+        "ca.nk",
+        "gateway-gateway.nk",
+        "monitor.nk",
+    ]
+    assert {p.stat().st_mode & 0o777 for p in seeds} == {0o600}
+    status, instance, _ = up.get("/hello/")
+    assert (status, instance) == (200, "hello-1")
+    # The frontend's agent took the policies and calls hello through its outbound proxy.
+    status, _, body = up.get("/frontend/via")
+    assert status == 200
+    assert json.loads(body)["upstream"]["status"] == 200
+
+    # The admin applies a route from another terminal; every node (agents too, as their
+    # own service's users) acknowledges it.
+    for line in (folder / "admin.env").read_text().splitlines():
+        monkeypatch.setenv(*line.split("=", 1))
+    url = up.banner.split("export MESH_NATS_URL=", 1)[1].split()[0]
+    route = tmp_path / "greet.yaml"
+    route.write_text(
+        "kind: Route\nname: greet\nmatch: {path_prefix: /greet}\nto: [{service: hello}]\n"
+    )
+    applied = policy(url, "apply", "-f", str(route), "--wait")
+    assert "every live node applied it" in applied.stdout, applied.stdout + applied.stderr
+    assert up.get("/greet/x")[0] == 200
+
+    # Each agent runs as its own service's user; no secret on any command line (`ps`).
+    children = descendants(up.process.pid)
+    secrets = [p.read_bytes().strip() for p in seeds]
+    for pid in children:
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert not any(secret in cmdline for secret in secrets)
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            if b"--service\0hello\0" in cmdline and b"agent\0" in cmdline:
+                assert b"agent-hello.nk" in environ
+                assert b"admin.nk" not in environ
+
+    os.killpg(up.process.pid, signal.SIGINT)
+    assert up.process.wait(30) == 0
+    assert not folder.exists()  # the demo's keys went with it

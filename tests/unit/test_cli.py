@@ -10,7 +10,10 @@ import pytest
 
 from mesh import cli
 
-COMMANDS = ["up", "members", "events", "config", "demo-service", "agent", "gateway", "policy"]
+COMMANDS = [
+    *("up", "members", "events", "config", "nats", "demo-service"),
+    *("agent", "gateway", "policy"),
+]
 
 # Runs `mesh demo-service --help`, then `mesh agent --help`, in one fresh interpreter
 # (each exits), and prints what each added to the modules that matter here.
@@ -83,3 +86,10 @@ def test_an_unknown_command_is_told_every_command(capsys: pytest.CaptureFixture[
     error = capsys.readouterr().err
     assert "invalid choice: 'nosuch'" in error
     assert all(f"'{command}'" in error for command in COMMANDS)
+
+
+def test_up_secure_runs_its_own_nats_so_refuses_another(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["up", "--secure", "--nats-url", "nats://127.0.0.1:4222"]) == 2
+    assert capsys.readouterr().err == "mesh up: --secure runs its own NATS: leave out --nats-url\n"

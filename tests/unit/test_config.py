@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from mesh import config
+from mesh.addresses import redact_url
+from mesh.cli import main
 from mesh.errors import ConfigError
 from mesh.timing import PRESETS, Timing
 
@@ -171,7 +173,49 @@ def test_a_nats_secret_without_its_pair_is_refused_not_ignored(alone: str, pair:
     with pytest.raises(ConfigError) as caught:
         config.load(**{alone: "x"})
     assert str(caught.value) == f"MESH_{alone.upper()}: Value error, needs MESH_{pair.upper()} too"
-    assert getattr(config.load(**{alone: "x", pair: "y"}), alone) == "x"
+    value = getattr(config.load(**{alone: "x", pair: "y"}), alone)
+    assert (value if isinstance(value, str) else value.get_secret_value()) == "x"
+
+
+SECRETS = {
+    "MESH_NATS_USER": "operator",
+    "MESH_NATS_PASSWORD": "hunter2-pass",
+    "MESH_NATS_TOKEN": "t0ken-secret",
+    "MESH_NATS_URL": "nats://operator:url-secret@127.0.0.1:4222,tls://tok-in-url@[::1]:4222",
+}
+
+
+def test_mesh_config_and_repr_never_show_a_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config"]) == 0
+    shown = capsys.readouterr().out
+    for secret in ("hunter2-pass", "t0ken-secret", "url-secret", "tok-in-url"):
+        assert secret not in shown
+    for secret in ("hunter2-pass", "t0ken-secret"):  # settings may be logged whole
+        assert secret not in repr(config.load())
+    assert "nats://***@127.0.0.1:4222,tls://***@[::1]:4222" in shown
+    assert "MESH_NATS_USER                operator" in shown  # a name is not a secret
+    settings = config.load()
+    assert settings.nats_password is not None
+    assert settings.nats_token is not None
+    assert settings.nats_password.get_secret_value() == "hunter2-pass"
+    assert settings.nats_token.get_secret_value() == "t0ken-secret"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        ("nats://u:p@h:1", "nats://***@h:1"),
+        ("tls://tok@h:1, nats://h2:2", "tls://***@h:1,nats://h2:2"),
+        ("h:4222", "h:4222"),  # no scheme: nothing that looks like credentials
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 TLS = {"gateway_tls_cert": "g.crt", "gateway_tls_key": "g.key"}

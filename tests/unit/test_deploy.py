@@ -13,13 +13,15 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from mesh_cli import mesh_command
 
 from mesh.cli import parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 NATS_DIR = ROOT / "deploy" / "nats"
-CONFIGS = sorted(NATS_DIR.glob("*.conf"))
+# secure.conf needs generated credentials beside it: tested on its own below.
+CONFIGS = sorted(p for p in NATS_DIR.glob("*.conf") if p.name != "secure.conf")
 
 # Settings the configs take from the server's environment; dummies are enough for -t.
 CONFIG_ENV = {
@@ -239,6 +241,26 @@ def test_permissions_refuse_to_load_without_their_passwords(nats_binary: str) ->
     )
     assert result.returncode != 0
     assert "MESH_AGENT_PASSWORD" in result.stderr
+
+
+def test_the_secure_config_is_valid_with_generated_credentials(
+    nats_binary: str, tmp_path: Path
+) -> None:
+    """deploy/nats/README.md's steps: `mesh nats creds`, then secure.conf beside auth.conf."""
+    out = tmp_path / "creds"
+    ran = mesh_command("nats", "creds", "--out", str(out), "--service", "hello")
+    assert ran.returncode == 0, ran.stderr
+    shutil.copy(NATS_DIR / "secure.conf", out / "secure.conf")
+    env = {
+        "MESH_NATS_SERVER_CERT": str(out / "nats-server.pem"),
+        "MESH_NATS_SERVER_KEY": str(out / "nats-server-key.pem"),
+        "MESH_NATS_CA": str(out / "nats-ca.pem"),
+    }
+    result = config_test(nats_binary, out / "secure.conf", env)
+    assert result.returncode == 0, result.stderr
+    secrets = [p for p in out.iterdir() if p.name.endswith((".nk", "-key.pem"))]
+    assert len(secrets) == 2 * 5 + 2  # five roles, and the server's and the CA's keys
+    assert {p.stat().st_mode & 0o777 for p in secrets} == {0o600}
 
 
 def test_cluster_routes_name_three_nodes() -> None:

@@ -23,6 +23,7 @@ from mesh.messages import (
 )
 
 HB = subjects.heartbeat("orders", "i1")
+EV = subjects.evidence("gateway", "orders", "i1")
 
 
 def subject_of(message: Message) -> str:
@@ -32,7 +33,7 @@ def subject_of(message: Message) -> str:
     if isinstance(message, Leave):
         return subjects.leave(message.service, message.instance)
     if isinstance(message, Evidence):
-        return subjects.evidence(message.service, message.instance)
+        return subjects.evidence(message.reporter or "", message.service, message.instance)
     if isinstance(message, Event):
         return subjects.event(message.kind, message.service)
     return subjects.SYNC
@@ -203,7 +204,8 @@ NAMES_THAT_INJECT = ["a.b", "a b", "a>", "a*", ">", "*", "", "x" * 129, "orders\
         pytest.param(HB, heartbeat(), "service", id="hb-service"),
         pytest.param(HB, heartbeat(), "instance", id="hb-instance"),
         pytest.param(subjects.leave("orders", "i1"), leave(), "service", id="leave-service"),
-        pytest.param(subjects.evidence("orders", "i1"), evidence(), "observer", id="observer"),
+        pytest.param(EV, evidence(), "observer", id="observer"),
+        pytest.param(EV, evidence(), "reporter", id="reporter"),
         pytest.param(subjects.SYNC, sync(), "node", id="sync-node"),
         pytest.param(subjects.event("instance.up", "orders"), event(), "service", id="event"),
     ],
@@ -227,7 +229,7 @@ WRONG_FAMILY: list[tuple[str, Message, str]] = [
     (subjects.leave("orders", "i1"), heartbeat(), "a Heartbeat on a leave subject"),
     (HB, leave(), "a Leave on a hb subject"),
     (HB, sync(), "a Sync on a hb subject"),
-    (subjects.evidence("orders", "i1"), heartbeat(), "a Heartbeat on a evidence subject"),
+    (EV, heartbeat(), "a Heartbeat on a evidence subject"),
     (subjects.event("instance.up", "orders"), heartbeat(), "a Heartbeat on a events subject"),
     (subjects.SYNC, heartbeat(), "a Heartbeat on a sync subject"),
     (subjects.SYNC, event(), "a Event on a sync subject"),
@@ -248,7 +250,12 @@ IMPERSONATION: list[tuple[str, Message, str]] = [
     (HB, heartbeat(service="billing"), "names billing/i1, its subject orders/i1"),
     (HB, heartbeat(instance="i2"), "names orders/i2, its subject orders/i1"),
     (subjects.leave("orders", "i1"), leave("i2"), "names orders/i2, its subject orders/i1"),
-    (subjects.evidence("orders", "i1"), evidence(service="billing"), "names billing/i1"),
+    (EV, evidence(service="billing"), "names billing/i1"),
+    (EV, evidence(instance="i2"), "names orders/i2, its subject orders/i1"),
+    # The reporter leads an evidence subject: an agent's credentials allow only its own.
+    (EV, evidence(reporter="billing"), "reported by billing, its subject names another"),
+    (EV, evidence(reporter=None), "reported by None, its subject names another"),
+    ("mesh.v1.evidence.orders.i1", evidence(), "names orders/i1, its subject none"),
     # A subject with too few or too many tokens names no instance: it cannot vouch for any,
     # e.g. a credential allowed `mesh.v1.hb.orders.>` must not speak for billing.
     ("mesh.v1.hb.orders", heartbeat(service="billing"), "names billing/i1, its subject none"),
@@ -276,7 +283,7 @@ def test_subjects_outside_the_mesh_families_are_not_checked_against_names() -> N
 
 def test_evidence_observer_need_not_match_the_subject() -> None:
     message = evidence(observer="gw-9")
-    assert decode(subjects.evidence("orders", "i1"), encode(message)) == message
+    assert decode(EV, encode(message)) == message
 
 
 def test_the_inbound_port_is_an_additive_heartbeat_field() -> None:

@@ -16,7 +16,7 @@ from mesh.errors import InvalidName
     [
         (subjects.heartbeat("orders", "i-1"), "mesh.v1.hb.orders.i-1"),
         (subjects.leave("orders", "i_1"), "mesh.v1.leave.orders.i_1"),
-        (subjects.evidence("Orders", "A9"), "mesh.v1.evidence.Orders.A9"),
+        (subjects.evidence("web", "Orders", "A9"), "mesh.v1.evidence.web.Orders.A9"),
         (subjects.event("instance.up", "orders"), "mesh.v1.events.instance.up.orders"),
         (subjects.event("policy.rolled_back", "web"), "mesh.v1.events.policy.rolled_back.web"),
         (subjects.HEARTBEATS, "mesh.v1.hb.>"),
@@ -33,7 +33,7 @@ def test_builders(built: str, expected: str) -> None:
 def test_wildcards_cover_what_the_builders_make() -> None:
     assert matches(subjects.HEARTBEATS, subjects.heartbeat("a", "b"))
     assert matches(subjects.LEAVES, subjects.leave("a", "b"))
-    assert matches(subjects.EVIDENCE, subjects.evidence("a", "b"))
+    assert matches(subjects.EVIDENCE, subjects.evidence("r", "a", "b"))
     assert matches(subjects.EVENTS, subjects.event("instance.down", "a"))
     assert not matches(subjects.HEARTBEATS, subjects.leave("a", "b"))
 
@@ -41,7 +41,8 @@ def test_wildcards_cover_what_the_builders_make() -> None:
 BUILDERS: list[Callable[[str, str], str]] = [
     subjects.heartbeat,
     subjects.leave,
-    subjects.evidence,
+    lambda service, instance: subjects.evidence("web", service, instance),
+    lambda reporter, service: subjects.evidence(reporter, service, "i1"),
 ]
 
 
@@ -105,7 +106,8 @@ def test_invalid_name_is_a_value_error() -> None:
     [
         ("mesh.v1.hb.orders.i1", ("orders", "i1")),
         ("mesh.v1.leave.orders.i1", ("orders", "i1")),
-        ("mesh.v1.evidence.orders.i1", ("orders", "i1")),
+        ("mesh.v1.evidence.web.orders.i1", ("orders", "i1")),
+        ("mesh.v1.evidence.orders.i1", None),  # evidence names its reporter first
         ("mesh.v1.hb.orders", None),  # too short
         ("mesh.v1.hb.orders.i1.x", None),  # too long
         ("mesh.v2.hb.orders.i1", None),  # other version
@@ -120,6 +122,20 @@ def test_invalid_name_is_a_value_error() -> None:
 )
 def test_owner(subject: str, expected: tuple[str, str] | None) -> None:
     assert subjects.owner(subject) == expected
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("mesh.v1.evidence.web.orders.i1", "web"),
+        ("mesh.v1.evidence.orders.i1", None),
+        ("mesh.v1.evidence.web.orders.i1.x", None),
+        ("mesh.v2.evidence.web.orders.i1", None),
+        ("mesh.v1.hb.web.orders.i1", None),
+    ],
+)
+def test_reporter(subject: str, expected: str | None) -> None:
+    assert subjects.reporter(subject) == expected
 
 
 MATCHES: list[tuple[str, str, bool]] = [

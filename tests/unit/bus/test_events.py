@@ -137,3 +137,18 @@ async def test_close_without_nats_gives_up_and_says_how_many_were_lost(
         await log.log.close(timeout=0.1)
     assert "2 events not published before stop" in caplog.text
     assert log.stored() == []
+
+
+async def test_a_node_confined_to_its_own_service_publishes_only_its_events_and_acks() -> None:
+    """With events_scope=own, nothing goes out that its credentials would refuse."""
+    hub, clock, metrics = MemoryHub(), ManualClock(), Metrics()
+    bus = hub.bus()
+    own = EventLog(bus, "orders-1", metrics, own="orders", clock=clock)
+    own.start()
+    own.emit(event(id="mine", service="orders"))
+    own.emit(event(id="theirs", service="billing", kind="instance.down"))
+    own.emit(event(id="ack", service="billing", kind="policy.applied"))
+    own.emit(event(id="nack", service="web-routes", kind="policy.rejected"))
+    await own.close(timeout=0.5)
+    sent = [decode(d.subject, d.data) for d in hub.published]
+    assert [e.id for e in sent if isinstance(e, Event)] == ["mine", "ack", "nack"]

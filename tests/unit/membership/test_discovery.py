@@ -135,9 +135,12 @@ async def test_invalid_and_stale_messages_are_counted_and_change_nothing(
     await observer.peer.publish(subjects.heartbeat("orders", "i1"), b"{not json")
     # A heartbeat must name the instance of its subject.
     await observer.peer.publish(subjects.heartbeat("orders", "i2"), encode(heartbeat("i1")))
+    # ... and a leave its subject's: credentials for i2 (or billing) cannot make i1 leave.
+    await observer.peer.publish(subjects.leave("orders", "i2"), encode(leave("i1", seq=9)))
+    await observer.peer.publish(subjects.leave("billing", "i1"), encode(leave("i1", seq=9)))
     await observer.send(heartbeat("i1", seq=4))  # older than what we have
     await observer.send(leave("nobody"))
-    assert observer.metrics.bus_invalid == {"hb": 2}
+    assert observer.metrics.bus_invalid == {"hb": 2, "leave": 2}
     assert observer.metrics.view_dropped == {"stale": 1, "unknown": 1}
     assert observer.discovery.view is before
     assert len(observer.changes) == 1

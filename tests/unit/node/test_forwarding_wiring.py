@@ -43,6 +43,7 @@ class MemoryNode:
     """What a node lends its forwarding (mesh.node.forwarding.Host), on a memory bus."""
 
     name: str
+    service: str
     role: str
     bus: MemoryBus
     metrics: Metrics
@@ -81,6 +82,11 @@ class Wired:
         return routed.service, routed.target
 
 
+def gateway_node(instance: str) -> Heartbeat:
+    """A gateway in the view: an observer whose evidence is believed."""
+    return heartbeat(instance, "gateway", role="gateway", host="127.0.0.1", port=8000)
+
+
 def hello(instance: str, port: int = 9000, **fields: object) -> Heartbeat:
     return heartbeat(
         instance, "hello", role="agent", host="127.0.0.1", port=port, health="passing", **fields
@@ -96,7 +102,8 @@ async def wired(*, agent: bool) -> AsyncIterator[Wired]:
     discovery = Discovery(
         bus, PRESETS["local"], node="gw-1", metrics=metrics, events=events, clock=clock
     )
-    node = MemoryNode("gw-1", "agent" if agent else "gateway", bus, metrics, events, discovery)
+    role = "agent" if agent else "gateway"
+    node = MemoryNode("gw-1", "gateway", role, bus, metrics, events, discovery)
     settings = Settings()
     directory = Directory(node="gw-1")
     engine = Engine(settings, directory, metrics, strip_mesh_headers=not agent)
@@ -178,9 +185,10 @@ async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
     gateway: Wired,
 ) -> None:
     await three_hellos(gateway)
+    await gateway.announce(gateway_node("gw-2"))
     gateway.engine.directory.state("hello")  # this node calls hello
     refused = evidence(service="hello", instance="h2", observer="gw-2", signal="refused")
-    await gateway.peer.publish(subjects.evidence("hello", "h2"), encode(refused))
+    await gateway.peer.publish(subjects.evidence("gateway", "hello", "h2"), encode(refused))
     await until(lambda: gateway.events("instance.ejected"))
     [ejected] = gateway.events("instance.ejected")
     assert (ejected.instance, ejected.detail) == ("h2", {"reason": "evidence-refused"})
@@ -201,18 +209,40 @@ async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
 
 async def test_evidence_about_strangers_or_unreadable_is_dropped(gateway: Wired) -> None:
     await three_hellos(gateway)
+    await gateway.announce(gateway_node("gw-2"))
     gateway.engine.directory.state("hello")
-    stranger = evidence(service="hello", instance="h9", signal="refused")
-    await gateway.peer.publish(subjects.evidence("hello", "h9"), encode(stranger))
-    await gateway.peer.publish(subjects.evidence("hello", "h1"), b"{broken")
+    stranger = evidence(service="hello", instance="h9", observer="gw-2", signal="refused")
+    await gateway.peer.publish(subjects.evidence("gateway", "hello", "h9"), encode(stranger))
+    await gateway.peer.publish(subjects.evidence("gateway", "hello", "h1"), b"{broken")
     await settle()
     assert gateway.node.metrics.bus_invalid == {"evidence": 1}
     assert gateway.engine.directory.ejected_counts() == {"hello": 0}
     assert gateway.events("instance.ejected") == []
 
 
+async def test_evidence_from_an_observer_its_reporter_does_not_have_is_dropped(
+    gateway: Wired,
+) -> None:
+    """A reporter may publish only its own subjects, but could make up observers to pose
+    as corroboration: each observer must be a member of the reporting service."""
+    await three_hellos(gateway)
+    await gateway.announce(gateway_node("gw-2"))
+    gateway.engine.directory.state("hello")
+    for observer, reporter in (("ghost", "hello"), ("gw-2", "hello"), ("h1", "gateway")):
+        forged = evidence(service="hello", instance="h2", observer=observer, reporter=reporter)
+        await gateway.peer.publish(subjects.evidence(reporter, "hello", "h2"), encode(forged))
+    # The reporter in the content must be the one in the subject (what NATS checked).
+    posing = evidence(service="hello", instance="h2", observer="gw-2", reporter="gateway")
+    await gateway.peer.publish(subjects.evidence("hello", "hello", "h2"), encode(posing))
+    await settle()
+    assert gateway.node.metrics.view_dropped == {"evidence-observer": 3}
+    assert gateway.node.metrics.bus_invalid == {"evidence": 1}
+    assert gateway.engine.directory.ejected_counts() == {"hello": 0}
+
+
 async def test_our_own_refused_connection_goes_out_as_evidence(gateway: Wired) -> None:
     await three_hellos(gateway)
+    await gateway.announce(gateway_node("gw-1"))  # NATS echoes our own heartbeat
     directory = gateway.engine.directory
     state = directory.state("hello")
     assert state is not None
@@ -221,10 +251,11 @@ async def test_our_own_refused_connection_goes_out_as_evidence(gateway: Wired) -
     await until(lambda: gateway.published("evidence"))
     [sent] = gateway.published("evidence")
     assert isinstance(sent, Evidence)
-    assert (sent.service, sent.instance, sent.observer, sent.signal) == (
+    assert (sent.service, sent.instance, sent.observer, sent.reporter, sent.signal) == (
         "hello",
         "h2",
         "gw-1",
+        "gateway",
         "refused",
     )
     # NATS echoes it back: our own word ejects here too, as anyone's would.

@@ -65,3 +65,16 @@ def test_with_an_admin_token_the_banner_names_the_variable_never_the_value() -> 
     curl = 'curl -H "Authorization: Bearer $MESH_ADMIN_TOKEN" http://127.0.0.1:8001/mesh/members'
     assert curl in banner
     assert "curl http://127.0.0.1:8001/mesh/members" in text(instances, pids, **where, applied="")
+
+
+def test_a_secure_banner_says_how_other_terminals_log_in(tmp_path: Path) -> None:
+    instances = [Instance("hello-1", "hello", "v1", 9001, 9101, 9201)]
+    pids = {"hello-1": 11, "hello-1 agent": 12}
+    where = {"listen": "127.0.0.1:8000", "admin": "127.0.0.1:8001", "applied": ""}
+    plain = text(instances, pids, nats_url="nats://127.0.0.1:4333", **where)
+    secure = text(instances, pids, nats_url="nats://127.0.0.1:4333", credentials=tmp_path, **where)
+    assert "monitor.env" not in plain
+    assert "TLS" not in plain
+    assert "nats://127.0.0.1:4333  (TLS, a least-privilege NKey user per process)" in secure
+    assert f"set -a; . {tmp_path / 'monitor.env'}; set +a   # read-only" in secure
+    assert f"set -a; . {tmp_path / 'admin.env'};" in secure

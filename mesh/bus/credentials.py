@@ -1,0 +1,65 @@
+"""What a NATS connection logs in with, from the settings, and what NATS's refusals mean."""
+
+from __future__ import annotations
+
+import re
+import ssl
+from typing import Any
+
+import nats.errors
+
+from mesh import clock
+from mesh.config import Settings
+from mesh.errors import ConfigError
+from mesh.security import tls as mesh_tls
+
+# nats-py's text for a publish the server's permissions refused (the server says no more;
+# nats-py lowers its case, subject included).
+REFUSED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
+
+def connect_credentials(s: Settings) -> dict[str, Any]:
+    """nats-py's connect options for every credential the settings hold, files checked."""
+    options: dict[str, Any] = {}
+    if s.nats_user:
+        options["user"] = s.nats_user
+        options["password"] = s.nats_password.get_secret_value() if s.nats_password else ""
+    if s.nats_token:
+        options["token"] = s.nats_token.get_secret_value()
+    for setting, option in (("nats_nkey_seed", "nkeys_seed"), ("nats_creds", "user_credentials")):
+        path = getattr(s, setting)
+        if path:
+            try:  # nats-py reads it at each connect: a bad path must fail at start
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                message = f"MESH_{setting.upper()}: cannot read {path}: {exc.strerror}"
+                raise ConfigError(message) from None
+            options[option] = path
+    if s.nats_tls_ca or s.nats_tls_cert:
+        if s.nats_tls_cert:
+            mesh_tls.check_current(s.nats_tls_cert, clock.wall(), "MESH_NATS_TLS_CERT")
+        options["tls"] = mesh_tls.client_context(
+            s.nats_tls_ca, cert=s.nats_tls_cert, key=s.nats_tls_key
+        )
+    return options
+
+
+def refusal(exc: BaseException) -> str | None:
+    """Why NATS refused us, if `exc` says so: retrying with the same settings cannot help."""
+    if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower():
+        return (
+            "NATS refused the credentials (authorization violation): check MESH_NATS_USER "
+            "and _PASSWORD, _TOKEN, _NKEY_SEED or _CREDS"
+        )
+    # Built by hand (tests), ssl's errors lack the attributes the ssl module sets.
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = getattr(exc, "verify_message", None) or exc
+        return f"the NATS server's certificate is not trusted ({why}): check MESH_NATS_TLS_CA"
+    if isinstance(exc, ssl.SSLError):
+        why = getattr(exc, "reason", None) or exc
+        return (
+            f"NATS refused the TLS handshake ({why}): check MESH_NATS_TLS_CERT and _KEY "
+            "(a certificate its CA signed, not expired)"
+        )
+    return None

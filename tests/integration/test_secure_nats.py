@@ -1,0 +1,388 @@
+"""The control plane on a secured nats-server: TLS, NKey users, per-role subject permissions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import nats
+import nats.errors
+import pytest
+from factories import heartbeat
+from mesh_cli import Ran, mesh_command
+from waiting import until
+
+from mesh import config, subjects
+from mesh.bus import Delivery, NatsBus, events, setup
+from mesh.bus.kv import KvEntry, KvStore
+from mesh.errors import BusRefused
+from mesh.membership.discovery import Discovery
+from mesh.messages import Event, Evidence, encode
+from mesh.metrics import Metrics
+from mesh.node.node import Node
+from mesh.playground.natsserver import NatsServer
+from mesh.security import natsauth, natscreds, pki, tls
+from mesh.timing import PRESETS
+
+PASSWORD = "right-horse-battery"
+
+
+@dataclass
+class Secure:
+    server: NatsServer
+    out: Path
+    creds: dict[str, natscreds.Credentials]
+
+    def settings(self, role: str, **changes: object) -> config.Settings:
+        """A role's settings, as its `.env` file gives them, with `changes` on top."""
+        values: dict[str, object] = {**self.creds[role].overrides()}
+        values.update(nats_url=self.server.url, **changes)
+        return config.Settings(**values)  # type: ignore[arg-type]
+
+    def env(self, role: str, **changes: str) -> dict[str, str]:
+        """The environment of a `mesh` process of this role."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MESH_")}
+        return {**clean, **self.creds[role].env(), "MESH_NATS_URL": self.server.url, **changes}
+
+
+@pytest.fixture(scope="module")
+def secure(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
+    """A nats-server of this module's own, as `mesh nats creds` configures it, plus one
+    user/password login (the monitor's permissions) to test passwords with."""
+    out = tmp_path_factory.mktemp("secure-nats")
+    roles = natscreds.roles(["hello", "billing"], ["gateway"])
+    creds = natscreds.write(out, roles, hosts=["127.0.0.1"], now=datetime.now(UTC))
+    logins: list[tuple[natsauth.Role, dict[str, str]]] = [
+        (role, {"nkey": natscreds.public_key(creds[role.name].seed.read_bytes())}) for role in roles
+    ]
+    logins.append((natsauth.monitor(), {"user": "watcher", "password": PASSWORD}))
+    (out / "auth.conf").write_text(natsauth.authorization(logins))
+    server = NatsServer(nats_binary, config_file=out / "nats.conf", store_dir=out / "store")
+    server.start()
+    found = Secure(server, out, creds)
+    asyncio.run(setup.set_up(found.settings("admin")))  # what only the admin may create
+    yield found
+    server.stop()
+
+
+Connect = Callable[..., Awaitable[NatsBus]]
+
+
+@pytest.fixture
+async def bus_of(secure: Secure) -> AsyncIterator[Connect]:
+    """Connects as a role (its settings changed by keywords); closed after the test."""
+    buses: list[NatsBus] = []
+
+    async def connect(role: str, **changes: object) -> NatsBus:
+        bus = NatsBus(secure.settings(role, **changes), name=f"test-{role}")
+        buses.append(bus)
+        await bus.start(wait=5.0)
+        return bus
+
+    yield connect
+    for bus in buses:
+        await bus.close()
+
+
+async def test_an_agent_speaks_only_for_its_own_service(bus_of: Connect) -> None:
+    observer = await bus_of("gateway-gateway")
+    metrics = Metrics()
+    discovery = Discovery(observer, PRESETS["lan"], node="observer", metrics=metrics, events=None)
+    await discovery.start()
+    heard: list[str] = []
+
+    async def hear(delivery: Delivery) -> None:
+        heard.append(delivery.subject)
+
+    await observer.subscribe(f"{subjects.PREFIX}.>", hear)
+    await observer.flush(2.0)
+    agent = await bus_of("agent-hello")
+    refused = [
+        subjects.heartbeat("billing", "b1"),
+        subjects.leave("billing", "b1"),
+        subjects.evidence("billing", "hello", "h1"),  # evidence in another reporter's name
+        subjects.event("instance.down", "billing"),
+        subjects.ca_sign("billing"),  # a certificate for another service's identity
+    ]
+    await agent.publish(refused[0], encode(heartbeat("b1", "billing")))
+    for subject in refused[1:]:
+        await agent.publish(subject, b"{}")
+    # Its own subject, but the content names another service: NATS lets it through, the
+    # view drops and counts it.
+    await agent.publish(subjects.heartbeat("hello", "h1"), encode(heartbeat("h1", "billing")))
+    await agent.publish(subjects.heartbeat("hello", "h1"), encode(heartbeat("h1", "hello")))
+    await agent.flush(2.0)
+    await until(lambda: "h1" in discovery.view.members)
+    await observer.flush(2.0)
+    assert set(discovery.view.members) == {"h1"}
+    assert discovery.view.members["h1"].record.service == "hello"
+    assert metrics.bus_invalid == {"hb": 1}
+    assert not set(refused) & set(heard)
+    await discovery.stop()
+
+
+async def test_an_agent_reports_evidence_on_any_service_under_its_own_name(
+    bus_of: Connect,
+) -> None:
+    observer = await bus_of("monitor")
+    heard: list[str] = []
+
+    async def hear(delivery: Delivery) -> None:
+        heard.append(delivery.subject)
+
+    await observer.subscribe(subjects.EVIDENCE, hear)
+    await observer.flush(2.0)
+    agent = await bus_of("agent-hello")
+    seen = Evidence(
+        service="billing", instance="b1", observer="h1", reporter="hello", signal="refused"
+    )
+    subject = subjects.evidence("hello", "billing", "b1")
+    await agent.publish(subject, encode(seen))
+    await until(lambda: heard == [subject])
+
+
+async def test_only_the_admin_writes_policies_or_changes_the_event_stream(
+    bus_of: Connect,
+) -> None:
+    admin = await bus_of("admin")
+    admin_kv = KvStore(admin, subjects.POLICY_BUCKET)
+    await admin_kv.open()
+    for role in ("agent-hello", "gateway-gateway", "monitor"):
+        bus = await bus_of(role)
+        kv = KvStore(bus, subjects.POLICY_BUCKET)
+        await kv.open()  # reading is allowed
+        key = f"service.{role}"
+        # The server's refusal ends the write at once (no answer would ever come).
+        with pytest.raises(BusRefused, match=rf'publish to "\$kv\.mesh_policies\.{key}"'):
+            await asyncio.wait_for(kv.put(key, b"{}", expected_revision=0), 2)
+        if role != "agent-hello":  # an agent may not even read the stream's configuration
+            shorter = bus.ensure_stream(
+                subjects.EVENTS_STREAM,
+                [subjects.EVENTS],
+                max_age=1.0,
+                max_bytes=1 << 20,
+                duplicate_window=1.0,
+            )
+            with pytest.raises(BusRefused, match=r"stream\.(create|update)\.mesh_events"):
+                await asyncio.wait_for(shorter, 2)
+        assert await admin_kv.get(key) is None
+    stream = await admin.client.jetstream().stream_info(subjects.EVENTS_STREAM)
+    assert stream.config.max_age == config.Settings().events_max_age
+    assert await admin_kv.put("service.by-admin", b"{}", expected_revision=0) > 0
+
+
+def test_mesh_policy_apply_without_the_admins_credentials_fails_with_one_line(
+    secure: Secure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route = tmp_path / "r.yaml"
+    route.write_text("kind: Route\nname: r\nmatch: {path_prefix: /r}\nto: [{service: hello}]\n")
+    route.write_text(route.read_text() + "---\nkind: Service\nname: hello\n")
+    use(secure.env("gateway-gateway"), monkeypatch)
+    line = one_line(mesh_command("policy", "apply", "-f", str(route)))
+    assert line.startswith(
+        'mesh policy: NATS refused: nats: permissions violation for publish to "$kv.'
+    )
+
+
+def mesh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mesh", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def use(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`env`'s settings (and no other) for a `mesh` command run in this process."""
+    for name in [n for n in os.environ if n.startswith("MESH_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("MESH_"):
+            monkeypatch.setenv(name, value)
+
+
+def members(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ran:
+    """`mesh members` in this process (a fork costs seconds), with `env`'s settings."""
+    use(env, monkeypatch)
+    return mesh_command("members", "--wait", "0.1s")
+
+
+def one_line(result: subprocess.CompletedProcess[str] | Ran) -> str:
+    """The command failed with a single line of explanation, no traceback."""
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_a_wrong_password_fails_with_one_line(
+    secure: Secure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = secure.env("monitor", MESH_NATS_USER="watcher", MESH_NATS_PASSWORD="wrong-horse")
+    env.pop("MESH_NATS_NKEY_SEED")
+    line = one_line(members(env, monkeypatch))
+    assert line.startswith("mesh members: NATS refused the credentials (authorization violation)")
+    assert "wrong-horse" not in line
+    env["MESH_NATS_PASSWORD"] = PASSWORD
+    assert members(env, monkeypatch).returncode == 0  # the right one works
+
+
+def expired_certificate(secure: Secure, tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate the right CA signed for the agent's name, expired yesterday."""
+    authority = pki.load_authority(secure.out / "nats-ca.pem", secure.out / "nats-ca-key.pem")
+    key = pki.new_key()
+    cert = pki.issue(
+        authority,
+        key.public_key(),
+        common_name="agent-hello",
+        now=datetime.now(UTC) - timedelta(days=3),
+        lifetime=timedelta(days=2),
+        dns=["agent-hello"],
+        server=False,
+    )
+    cert_path, key_path = tmp_path / "expired.pem", tmp_path / "expired-key.pem"
+    pki.write_public(cert_path, pki.cert_pem(cert))
+    pki.write_private(key_path, pki.key_pem(key))
+    return cert_path, key_path
+
+
+def test_an_expired_client_certificate_fails_with_one_line(secure: Secure, tmp_path: Path) -> None:
+    cert, key = expired_certificate(secure, tmp_path)
+    env = secure.env("agent-hello", MESH_NATS_TLS_CERT=str(cert), MESH_NATS_TLS_KEY=str(key))
+    line = one_line(
+        mesh(
+            "agent",
+            "--service",
+            "hello",
+            "--port",
+            "9",
+            "--admin-port",
+            "0",
+            "--outbound",
+            "",
+            env=env,
+        )
+    )
+    assert line.startswith(f"mesh agent: MESH_NATS_TLS_CERT: {cert} expired on ")
+
+
+async def test_the_server_itself_refuses_an_expired_client_certificate(
+    secure: Secure, tmp_path: Path
+) -> None:
+    """What the check above spares the user: the server would refuse it anyway."""
+    cert, key = expired_certificate(secure, tmp_path)
+    context = tls.client_context(str(secure.out / "nats-ca.pem"), cert=str(cert), key=str(key))
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - whatever nats-py makes of it
+        await nats.connect(
+            secure.server.url,
+            tls=context,
+            nkeys_seed=str(secure.creds["agent-hello"].seed),
+            allow_reconnect=False,
+            connect_timeout=2,
+        )
+    assert "certificate" in str(caught.value).lower() or isinstance(caught.value, OSError)
+
+
+def test_an_unknown_ca_fails_with_one_line(
+    secure: Secure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = pki.new_authority("someone else's CA", datetime.now(UTC), timedelta(days=1))
+    pki.write_public(tmp_path / "other-ca.pem", pki.cert_pem(other.cert))
+    env = secure.env("monitor", MESH_NATS_TLS_CA=str(tmp_path / "other-ca.pem"))
+    line = one_line(members(env, monkeypatch))
+    assert line.startswith("mesh members: the NATS server's certificate is not trusted (")
+    assert line.endswith("check MESH_NATS_TLS_CA")
+
+
+def test_no_client_certificate_fails_with_one_line(
+    secure: Secure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = secure.env("monitor")
+    env.pop("MESH_NATS_TLS_CERT")
+    env.pop("MESH_NATS_TLS_KEY")
+    line = one_line(members(env, monkeypatch))
+    assert line.startswith("mesh members: NATS refused the TLS handshake (")
+
+
+async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: Connect) -> None:
+    """Least privilege, not less: the policy watch, the stream check, the event replay."""
+    admin = await bus_of("admin")
+    admin_kv = KvStore(admin, subjects.POLICY_BUCKET)
+    await admin_kv.open()
+    # An agent watches the policy bucket (every node's policy feed does).
+    agent = await bus_of("agent-hello")
+    agent_kv = KvStore(agent, subjects.POLICY_BUCKET)
+    await agent_kv.open(history=subjects.POLICY_HISTORY)  # exists: opened, not created
+    seen: list[str] = []
+
+    async def saw(entry: KvEntry) -> None:
+        seen.append(entry.key)
+
+    watch = await agent_kv.watch(saw)
+    await admin_kv.put("service.watched", b"{}", expected_revision=0)
+    await until(lambda: "service.watched" in seen)
+    await watch.stop()
+    # A gateway finds the stream as the admin set it up, and changes nothing.
+    gateway = await bus_of("gateway-gateway")
+    await asyncio.wait_for(events.set_up(gateway, secure.settings("gateway-gateway")), 5)
+    # A monitor replays the event log and reads the policies.
+    await gateway.publish(
+        subjects.event("instance.up", "hello"),
+        encode(Event(id="replayed-1", kind="instance.up", service="hello")),
+    )
+    monitor = await bus_of("monitor")
+    replayed: list[str] = []
+
+    async def replay(delivery: Delivery) -> None:
+        replayed.append(delivery.subject)
+
+    await monitor.replay(subjects.EVENTS_STREAM, subjects.EVENTS, None, replay)
+    await until(lambda: subjects.event("instance.up", "hello") in replayed)
+    monitor_kv = KvStore(monitor, subjects.POLICY_BUCKET)
+    await monitor_kv.open()
+    assert "service.watched" in {entry.key for entry in await monitor_kv.entries()}
+    assert [e.value for e in await monitor_kv.history("service.watched")] == [b"{}"]
+    assert (await monitor_kv.get("service.watched")) is not None  # `mesh policy get`
+
+
+async def test_a_gateway_that_may_not_change_the_stream_leaves_it_and_goes_on(
+    secure: Secure, bus_of: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its settings ask for other limits: retrying would be refused forever, so it stops."""
+    other = secure.settings("gateway-gateway", events_max_age=60.0)
+    gateway = await bus_of("gateway-gateway", events_max_age=60.0)
+    await asyncio.wait_for(events.ensure_stream(gateway, other), 3)
+    assert "cannot set up the MESH_EVENTS stream: NATS refused" in caplog.text
+    admin = await bus_of("admin")
+    stream = await admin.client.jetstream().stream_info(subjects.EVENTS_STREAM)
+    assert stream.config.max_age == config.Settings().events_max_age
+
+
+async def test_a_node_whose_credentials_may_not_announce_it_does_not_start(
+    secure: Secure,
+) -> None:
+    """hello's agent credentials on a billing agent: one line, not a node nobody hears."""
+    settings = secure.settings("agent-hello")
+    misplaced = Node(settings, heartbeat("b1", "billing", interval=settings.timing.interval))
+    try:
+        with pytest.raises(BusRefused) as caught:
+            await misplaced.start()
+    finally:
+        await misplaced.bus.close()
+    assert str(caught.value).endswith(
+        "these credentials may not announce billing (another service's or role's?)"
+    )
+    assert 'publish to "mesh.v1.hb.billing.b1"' in str(caught.value)
+    rightful = Node(settings, heartbeat("h1", "hello", interval=settings.timing.interval))
+    await rightful.start()
+    await rightful.stop()

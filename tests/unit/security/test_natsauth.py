@@ -1,0 +1,128 @@
+"""NATS roles: each may publish what its process sends and nothing in another's name."""
+
+from __future__ import annotations
+
+import pytest
+from memory_bus import matches
+
+from mesh import subjects
+from mesh.errors import InvalidName
+from mesh.security import natsauth
+from mesh.security.natsauth import Role
+
+
+def may_publish(role: Role, subject: str) -> bool:
+    return any(matches(pattern, subject) for pattern in role.publish)
+
+
+def may_subscribe(role: Role, subject: str) -> bool:
+    return any(matches(pattern, subject) for pattern in role.subscribe)
+
+
+ORDERS = natsauth.agent("orders")
+GATEWAY = natsauth.gateway("edge")
+
+# What an agent of orders sends (mesh/membership, mesh/node/forwarding, mesh/bus/events,
+# mesh/forwarding/policy_feed, the certificate request), and the JetStream API calls
+# nats-py makes to watch the policy bucket.
+AGENT_SENDS = [
+    subjects.heartbeat("orders", "o-1"),
+    subjects.leave("orders", "o-1"),
+    subjects.evidence("orders", "payments", "p-1"),  # on the services it calls
+    subjects.event("instance.down", "orders"),
+    subjects.event("policy.applied", "payments"),  # acks name the policy
+    subjects.event("policy.rejected", "web-routes"),
+    subjects.SYNC,
+    subjects.ca_sign("orders"),
+    "$JS.API.STREAM.INFO.KV_mesh_policies",
+    "$JS.API.CONSUMER.CREATE.KV_mesh_policies.abc.$KV.mesh_policies.>",
+    "$JS.API.CONSUMER.DELETE.KV_mesh_policies.abc",
+    "$JS.FC.KV_mesh_policies.abc.1",
+]
+# What it may not: another service's voice, the policies, the stream, anyone's replies.
+AGENT_MAY_NOT = [
+    subjects.heartbeat("payments", "p-1"),
+    subjects.leave("payments", "p-1"),
+    subjects.evidence("payments", "orders", "o-1"),
+    subjects.event("instance.down", "payments"),
+    subjects.event("policy.rolled_back", "payments"),
+    subjects.ca_sign("payments"),
+    "mesh.v1.hb.orders.o-1.x",
+    "$KV.mesh_policies.service.orders",
+    "$JS.API.STREAM.UPDATE.MESH_EVENTS",
+    "$JS.API.STREAM.CREATE.KV_mesh_policies",
+    "$JS.API.STREAM.DELETE.KV_mesh_policies",
+    "$JS.API.STREAM.PURGE.KV_mesh_policies",
+    "$JS.API.CONSUMER.CREATE.MESH_EVENTS",
+    "_INBOX.someone-else.1",
+]
+
+
+@pytest.mark.parametrize("subject", AGENT_SENDS)
+def test_an_agent_may_send_what_it_sends(subject: str) -> None:
+    assert may_publish(ORDERS, subject)
+
+
+@pytest.mark.parametrize("subject", AGENT_MAY_NOT)
+def test_an_agent_may_not_speak_for_others_or_write_policies(subject: str) -> None:
+    assert not may_publish(ORDERS, subject)
+
+
+def test_an_agent_hears_the_membership_and_evidence_but_not_certificate_requests() -> None:
+    for subject in (subjects.heartbeat("payments", "p"), subjects.evidence("gw", "a", "b")):
+        assert may_subscribe(ORDERS, subject)
+    assert may_subscribe(ORDERS, subjects.SYNC)
+    assert not may_subscribe(ORDERS, subjects.ca_sign("payments"))
+    assert not may_subscribe(ORDERS, subjects.event("instance.down", "payments"))
+
+
+def test_a_gateway_speaks_for_itself_and_reports_every_event() -> None:
+    assert may_publish(GATEWAY, subjects.heartbeat("edge", "edge-1-w0"))
+    assert may_publish(GATEWAY, subjects.evidence("edge", "orders", "o-1"))
+    assert may_publish(GATEWAY, subjects.event("instance.down", "orders"))
+    assert not may_publish(GATEWAY, subjects.heartbeat("orders", "o-1"))
+    assert not may_publish(GATEWAY, subjects.evidence("orders", "payments", "p-1"))
+    assert not may_publish(GATEWAY, "$KV.mesh_policies.route.web")
+    assert not may_publish(GATEWAY, "$JS.API.STREAM.CREATE.MESH_EVENTS")
+    assert not may_publish(GATEWAY, "$JS.API.STREAM.UPDATE.MESH_EVENTS")
+    assert may_publish(GATEWAY, "$JS.API.STREAM.INFO.MESH_EVENTS")
+
+
+def test_a_monitor_reads_and_only_asks_for_heartbeats() -> None:
+    monitor = natsauth.monitor()
+    assert [s for s in monitor.publish if s.startswith("mesh.")] == [subjects.SYNC]
+    assert may_publish(monitor, "$JS.API.CONSUMER.CREATE.MESH_EVENTS.x.mesh.v1.events.>")
+    assert not may_publish(monitor, "$KV.mesh_policies.route.web")
+    assert may_subscribe(monitor, subjects.event("instance.down", "orders"))
+
+
+def test_the_ca_answers_certificate_requests_and_publishes_nothing_else() -> None:
+    ca = natsauth.ca()
+    assert ca.allow_responses
+    assert ca.publish == ()
+    assert may_subscribe(ca, subjects.ca_sign("orders"))
+    assert '"publish": {"deny": [">"]}' in natsauth.authorization([(ca, {"nkey": "UX"})])
+
+
+def test_only_the_admin_may_write_policies() -> None:
+    admin = natsauth.admin()
+    assert may_publish(admin, "$KV.mesh_policies.route.web")
+    others = [ORDERS, GATEWAY, natsauth.monitor(), natsauth.ca()]
+    assert not any(may_publish(role, "$KV.mesh_policies.route.web") for role in others)
+
+
+def test_the_authorization_block_quotes_every_subject() -> None:
+    text = natsauth.authorization(
+        [(ORDERS, {"nkey": "UABC"}), (natsauth.admin(), {"user": "a", "password": "p"})]
+    )
+    assert '"nkey": "UABC"' in text
+    assert '"$JS.API.STREAM.INFO.KV_mesh_policies"' in text  # quoted: never a variable
+    assert '"user": "a", "password": "p"' in text
+
+
+@pytest.mark.parametrize("build", [natsauth.agent, natsauth.gateway])
+def test_a_name_that_could_widen_a_permission_is_refused(build: object) -> None:
+    with pytest.raises(InvalidName):
+        build(">")  # type: ignore[operator]
+    with pytest.raises(InvalidName):
+        build("a.*")  # type: ignore[operator]
