@@ -28,7 +28,7 @@ VALID: list[Message] = [heartbeat(), full_heartbeat(), leave(), sync(), evidence
 SUBJECTS = [
     subjects.heartbeat("orders", "i1"),
     subjects.leave("orders", "i1"),
-    subjects.evidence("orders", "i1"),
+    subjects.evidence("gateway", "orders", "i1"),
     subjects.SYNC,
     subjects.event("instance.up", "orders"),
     "mesh.v1.hb.orders.i1.extra",
