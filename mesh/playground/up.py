@@ -172,7 +172,7 @@ async def _run(
         print(f"mesh up: {ended.label} {how}: the mesh cannot serve without it", file=sys.stderr)
         return 1
     finally:
-        # Agents first (they leave the mesh), then services, the gateway, the CA, NATS last.
+        # Agents first (they leave the mesh), then services, the gateway and the CA, NATS last.
         last = [gateway, *([signer] if signer else [])]
         await asyncio.to_thread(children.stop, [agents, services, last], grace=STOP_GRACE)
         if server is not None:
