@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test fuzz lint bench install clean
+.PHONY: demo demo-secure test fuzz lint bench install clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/mesh up
+
+# The same demo locked down: NATS TLS and a user per process, a mesh CA, mTLS strict.
+demo-secure: $(STAMP)
+	$(BIN)/mesh up --secure
 
 # The tests start about seventy mesh processes: compiled once here, none of them compiles
 # the packages again (with PYTHONDONTWRITEBYTECODE set, each would).

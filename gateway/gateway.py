@@ -19,6 +19,7 @@ from mesh.messages import Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
 from mesh.security.identity import Identity
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ async def run(
     await node.start()
     # The gateway sets up what the mesh keeps in JetStream: the event log and the policy
     # bucket (so that a first `mesh policy apply` is seen at once).
-    setup = asyncio.gather(ensure_stream(node.bus, settings), ensure_bucket(node.bus))
+    setup = asyncio.create_task(_set_up(node, settings), name="jetstream-setup")
     ready_by = asyncio.get_running_loop().time() + settings.policy_wait
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(setup), settings.policy_wait)
@@ -97,7 +98,7 @@ async def run(
     )
     await stop.wait()
     log.info("stopping: draining in-flight requests (up to %g s)", DRAIN_DEADLINE)
-    setup.cancel()
+    await cancel_and_wait(setup)  # still retrying, perhaps: its end is awaited, not left
     cut = await listeners.stop(DRAIN_DEADLINE)
     if cut:
         log.warning("%d connections cut at the drain deadline", cut)
@@ -106,3 +107,8 @@ async def run(
     await forwarding.stop()
     await node.stop()
     return 0
+
+
+async def _set_up(node: Node, settings: Settings) -> None:
+    """The event stream and the policy bucket; each retries until NATS lets it."""
+    await asyncio.gather(ensure_stream(node.bus, settings), ensure_bucket(node.bus))

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from mesh.playground.lineup import Instance
+from mesh.security import pki
+
+
+@dataclass(frozen=True, slots=True)
+class Secured:
+    """A `mesh up --secure` demo: its keys' folder, its identities' trust domain, and an
+    access rule to try (`undo` is the document it replaces)."""
+
+    folder: Path
+    trust_domain: str
+    access_example: Path
+    undo: Path
 
 
 def mesh_command() -> str:
@@ -32,17 +45,21 @@ def text(
     nats_url: str,
     applied: str,
     admin_token: bool = False,
-    credentials: Path | None = None,
+    secure: Secured | None = None,
 ) -> str:
     """The banner; `pids` maps each child's label to its process id."""
     mesh = mesh_command()
-    secured = "  (TLS, a least-privilege NKey user per process)" if credentials else ""
+    secured = "  (TLS, a least-privilege NKey user per process)" if secure else ""
     rows = [("nats", nats_url + secured), ("gateway", f"http://{listen}  (admin http://{admin})")]
+    if secure is not None:
+        everyone = pki.spiffe_id(secure.trust_domain, "*")
+        rows.append(("mesh ca", f"signs {everyone}, pid {pids['mesh ca']}"))
     rows += [
         (
             i.name,
             f"{i.version}  http://{i.address}  pid {pids[i.name]}, agent pid "
-            f"{pids[f'{i.name} agent']} (admin :{i.admin_port}, outbound :{i.outbound})",
+            f"{pids[f'{i.name} agent']} (admin :{i.admin_port}, outbound :{i.outbound}"
+            + (f", mTLS inbound :{i.inbound})" if i.inbound else ")"),
         )
         for i in instances
     ]
@@ -60,7 +77,7 @@ def text(
         "",
         "For other mesh commands in another terminal:",
         f"  export MESH_NATS_URL={nats_url}",
-        *_credentials(credentials, mesh),
+        *_credentials(secure.folder if secure else None, mesh),
         f"  {mesh} members                  # the live view, as NATS carries it",
         f"  {mesh} events tail --since 10m  # what happened, then what happens",
         "",
@@ -73,6 +90,7 @@ def text(
             if admin_token  # the variable's name: the banner never shows a secret
             else f"  curl http://{admin}/mesh/members       # the gateway's live view"
         ),
+        *(_mtls(secure, listen, mesh) if secure else []),
         "",
         f"  # canary.yaml: /canary/ sends 90% to v1 ({v1}), 10% to v2 ({v2})",
         f"  for i in $(seq 20); do curl -s http://{listen}/canary/; echo; done"
@@ -106,4 +124,20 @@ def _credentials(folder: Path | None, mesh: str) -> list[str]:
         f"  set -a; . {folder / 'monitor.env'}; set +a   # read-only: members, events",
         f"  # policies need the admin's: (set -a; . {folder / 'admin.env'}; {mesh} policy ...)",
         f"  # {folder} holds this demo's keys; it is removed when the demo stops",
+    ]
+
+
+def _mtls(secure: Secured, listen: str, mesh: str) -> list[str]:
+    """What mTLS shows: each call's caller by its certificate, and an access rule enforced."""
+    gateway, frontend = (pki.spiffe_id(secure.trust_domain, s) for s in ("gateway", "frontend"))
+    admin = f"set -a; . {secure.folder / 'admin.env'}; set +a; {mesh} policy apply -f"
+    return [
+        "",
+        f"  # mTLS strict (trust domain {secure.trust_domain}): the gateway and the agents call",
+        "  # agents with certificates from the mesh CA; a service sees its caller's identity",
+        f'  curl http://{listen}/hello/     # "peer": "{gateway}"',
+        f'  curl http://{listen}/frontend/  # the upstream answer\'s "peer": "{frontend}"',
+        "  # an access rule: hello admits the gateway only; frontend's call gets 403 RBAC",
+        f"  ({admin} {secure.access_example}); curl http://{listen}/frontend/",
+        f"  ({admin} {secure.undo})   # as before",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from mesh.node.children import Child
 from mesh.node.ports import free_port
@@ -23,6 +24,7 @@ class Instance:
     admin_port: int
     outbound: int
     calls: str = ""  # a service it calls on every request, through its agent's outbound
+    inbound: int = 0  # its agent's mTLS inbound listener (`mesh up --secure`); 0 = none
 
     @property
     def address(self) -> str:
@@ -65,18 +67,21 @@ class Instance:
                 self.name,
                 "--version",
                 self.version,
+                *(["--inbound", f"127.0.0.1:{self.inbound}"] if self.inbound else []),
             ],
             env=env,
             own_session=True,
         )
 
 
-def instances(hellos: int) -> list[Instance]:
+def instances(hellos: int, inbound: bool = False) -> list[Instance]:
     """`hello-1`..`hello-N` (the last of two or more runs v2, the rest v1), and
-    `frontend-1`, which calls `hello` by name through its agent."""
+    `frontend-1`, which calls `hello` by name through its agent; with `inbound`, each
+    agent has an inbound listener (callers dial it, over mTLS)."""
 
     def instance(name: str, service: str, version: str, calls: str = "") -> Instance:
-        return Instance(name, service, version, free_port(), free_port(), free_port(), calls)
+        ports = (free_port(), free_port(), free_port())
+        return Instance(name, service, version, *ports, calls, free_port() if inbound else 0)
 
     return [
         *(
@@ -94,3 +99,8 @@ def gateway(listen: str, admin: str, env: Mapping[str, str]) -> Child:
         env=env,
         own_session=True,
     )
+
+
+def signer(ca_dir: Path, env: Mapping[str, str]) -> Child:
+    """`mesh ca serve`: signs the agents' and the gateway's certificates over NATS."""
+    return Child("mesh ca", [*MESH, "ca", "serve", "--dir", str(ca_dir)], env=env, own_session=True)

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mesh import clock
-from mesh.security import natscreds
+from mesh.security import ca_cli, natscreds
 
 GATEWAY = "gateway"
+# Strict: the agents' inbound listeners take mTLS only, so every call names its caller.
+MTLS = "strict"
 # Settings that carry NATS credentials: a child gets its own role's, never the shell's.
 _CREDENTIALS = (
     "MESH_NATS_USER",
@@ -37,6 +39,11 @@ class Credentials:
     def server_config(self) -> Path:
         return self.folder / "nats.conf"
 
+    @property
+    def mesh_ca(self) -> Path:
+        """The mesh CA (`mesh ca init`'s files), which `mesh ca serve` signs with."""
+        return self.folder / "mesh-ca"
+
     def env(self, role: str, base: Mapping[str, str]) -> dict[str, str]:
         """`base` with this role's credentials, by path: nothing secret on a command line."""
         return {**without_credentials(base), **self.roles[role].env()}
@@ -49,10 +56,29 @@ def without_credentials(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name.upper() not in _CREDENTIALS}
 
 
-def prepare(services: list[str]) -> Credentials:
-    """A NATS CA, the server's certificate and a user per role, for this demo only."""
+def prepare(services: list[str], trust_domain: str) -> Credentials:
+    """A NATS CA, the server's certificate and a user per role, and a mesh CA for the
+    services' identities in `trust_domain`: for this demo only."""
     folder = Path(tempfile.mkdtemp(prefix="natsmesh-secure-"))  # mode 0700
     now = datetime.fromtimestamp(clock.wall(), UTC)
     roles = natscreds.roles(sorted(set(services)), [GATEWAY])
     found = natscreds.write(folder, roles, hosts=["127.0.0.1", "localhost"], now=now, days=1)
-    return Credentials(folder, found)
+    credentials = Credentials(folder, found)
+    ca_cli.create(credentials.mesh_ca, trust_domain, now, days=1)
+    return credentials
+
+
+# Appended to the example's `hello` Service: the gateway may call hello, frontend may not.
+_ACCESS = """
+# `mesh up --secure`: hello's agents admit only the callers named here, by the identity
+# their mTLS certificate proves; frontend's calls get 403 with x-mesh-flags: RBAC.
+access:
+  allow_from: [gateway]
+"""
+
+
+def write_access_example(folder: Path, service_example: Path) -> Path:
+    """`service_example` (a `hello` Service document) with an access rule, for the banner."""
+    path = folder / "hello-access.yaml"
+    path.write_text(service_example.read_text() + _ACCESS)
+    return path

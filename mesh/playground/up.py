@@ -53,8 +53,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     parser.add_argument(
         "--secure",
         action="store_true",
-        help="NATS over TLS with a least-privilege user per process (credentials in a "
-        "private temporary folder)",
+        help="NATS over TLS with a least-privilege user per process, a mesh CA (`mesh ca "
+        "serve`) and mTLS between services (keys in a private temporary folder)",
     )
     parser.add_argument(
         "--policies",
@@ -80,8 +80,12 @@ async def _up(
     # Ports first: a taken one is one line, before anything starts (and never a banner).
     check_bindable(args.listen, "--listen")
     check_bindable(args.admin, "--admin")
-    instances = lineup.instances(args.instances)
-    secure = playground_secure.prepare([i.service for i in instances]) if args.secure else None
+    instances = lineup.instances(args.instances, inbound=args.secure)
+    secure = (
+        playground_secure.prepare([i.service for i in instances], settings.trust_domain)
+        if args.secure
+        else None
+    )
     try:
         return await _run(args, settings, clock, instances, secure)
     finally:
@@ -112,8 +116,10 @@ async def _run(
     env = {**os.environ, "MESH_NATS_URL": url, "MESH_LOG_LEVEL": args.log_level or "warning"}
 
     def env_of(role: Role) -> dict[str, str]:
-        """A NATS client's environment: its own role's credentials, when secure."""
-        return env if secure is None else secure.env(role.name, env)
+        """A NATS client's environment: its own role's credentials, and mTLS, when secure."""
+        if secure is None:
+            return env
+        return {**secure.env(role.name, env), "MESH_MTLS": playground_secure.MTLS}
 
     quiet = env if secure is None else playground_secure.without_credentials(env)
     gateway = lineup.gateway(
@@ -124,16 +130,20 @@ async def _run(
         instance.agent_child(env_of(natsauth.agent(instance.service))) for instance in instances
     ]
     admin_env = env_of(natsauth.admin())
+    # Signs the gateway's and agents' certificates; they ask again while it starts.
+    signer = None if secure is None else lineup.signer(secure.mesh_ca, env_of(natsauth.ca()))
     supervisor = Supervisor(clock=clock)
     try:
         if secure is not None:  # what only the admin may create, before the gateway looks
             await setup.set_up(config.load(nats_url=url, **secure.roles["admin"].overrides()))
+        if signer is not None:
+            supervisor.start(signer, RESTART)
         supervisor.start(gateway)  # no restart: without it the demo cannot serve
         for child in (*services, *agents):
             supervisor.start(child, RESTART)
         if server is not None and server.child is not None:
             supervisor.add(server.child)
-        everyone = [gateway, *services, *agents]
+        everyone = [gateway, *services, *agents, *([signer] if signer else [])]
         await _wait_ready(
             args.admin, instances, everyone, args.ready_timeout, clock, settings.admin_token
         )
@@ -147,7 +157,7 @@ async def _run(
             nats_url=url,
             applied=applied,
             admin_token=settings.admin_token is not None,
-            credentials=secure.folder if secure is not None else None,
+            secure=_secured(secure, settings.trust_domain),
         )
         print(text, flush=True)
         stop = asyncio.Event()
@@ -162,8 +172,9 @@ async def _run(
         print(f"mesh up: {ended.label} {how}: the mesh cannot serve without it", file=sys.stderr)
         return 1
     finally:
-        # Agents first (they leave the mesh), then services, the gateway, NATS last.
-        await asyncio.to_thread(children.stop, [agents, services, [gateway]], grace=STOP_GRACE)
+        # Agents first (they leave the mesh), then services, the gateway and the CA, NATS last.
+        last = [gateway, *([signer] if signer else [])]
+        await asyncio.to_thread(children.stop, [agents, services, last], grace=STOP_GRACE)
         if server is not None:
             server.stop()
 
@@ -201,6 +212,17 @@ async def _wait_ready(
             if clock() > deadline:
                 raise MeshError(f"the mesh was not ready within {timeout:g} s")
             await asyncio.sleep(0.2)
+
+
+def _secured(
+    secure: playground_secure.Credentials | None, trust_domain: str
+) -> banner.Secured | None:
+    """What the banner says of a secure demo; its access rule example goes in its folder."""
+    if secure is None:
+        return None
+    resilient = EXAMPLES / "resilient.yaml"
+    example = playground_secure.write_access_example(secure.folder, resilient)
+    return banner.Secured(secure.folder, trust_domain, example, undo=resilient)
 
 
 def _apply_policies(folder: str, env: dict[str, str]) -> str:

@@ -69,14 +69,16 @@ def _init(args: argparse.Namespace) -> int:
             f"{existing[0]} already exists; --force replaces the CA "
             "(certificates it signed are then no longer trusted)"
         )
-    now = datetime.fromtimestamp(clock.wall(), UTC)
-    authority = pki.new_authority(
-        f"natsmesh CA {settings.trust_domain}", now, timedelta(days=args.days)
-    )
-    pki.write_private(key_path, pki.key_pem(authority.key))
-    pki.write_public(cert_path, pki.cert_pem(authority.cert))
+    create(folder, settings.trust_domain, datetime.fromtimestamp(clock.wall(), UTC), args.days)
     print(f"mesh CA for {settings.trust_domain} in {folder}: {CERT_FILE}, {KEY_FILE} (mode 0600)")
     return 0
+
+
+def create(folder: Path, trust_domain: str, now: datetime, days: int) -> None:
+    """A new mesh CA's certificate and key (mode 0600) in `folder`, replacing any there."""
+    authority = pki.new_authority(f"natsmesh CA {trust_domain}", now, timedelta(days=days))
+    pki.write_private(folder / KEY_FILE, pki.key_pem(authority.key))
+    pki.write_public(folder / CERT_FILE, pki.cert_pem(authority.cert))
 
 
 def _serve(args: argparse.Namespace) -> int:

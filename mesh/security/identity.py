@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # After a failed renewal, try again this often (never past a tenth of what is left).
 _RETRY_EVERY = 30.0
+# Within one request's time, a CA that is not listening yet is asked again this often.
+_ASK_AGAIN = 0.2
 
 
 class Identity:
@@ -95,7 +97,7 @@ class Identity:
         csr = pki.request(key, common_name=self.service, uris=[self.spiffe_id])
         subject = subjects.ca_sign(self.service)
         try:
-            data = await self._bus.request(
+            data = await self._ask(
                 subject, msgspec.json.encode(CertRequest(csr=csr.decode())), timeout
             )
         except (BusUnavailable, BusTimeout) as exc:
@@ -111,6 +113,19 @@ class Identity:
         if reply.error:
             raise CertificateError(f"the mesh CA refused: {reply.error}")
         self._use(reply, key)
+
+    async def _ask(self, subject: str, data: bytes, timeout: float) -> bytes:
+        """The CA's answer within `timeout`. Where no CA listens yet, or NATS is away for a
+        moment, it is asked again: nodes and `mesh ca serve` often start together."""
+        loop = asyncio.get_running_loop()  # not self._clock: a manual one would never move
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                return await self._bus.request(subject, data, max(0.01, deadline - loop.time()))
+            except BusUnavailable:
+                if loop.time() + _ASK_AGAIN >= deadline:
+                    raise
+                await asyncio.sleep(_ASK_AGAIN)
 
     def _use(self, reply: CertReply, key: pki.PrivateKey) -> None:
         try:

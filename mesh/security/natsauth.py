@@ -77,7 +77,8 @@ def agent(service: str) -> Role:
 
 
 def gateway(name: str) -> Role:
-    """A gateway announcing as `name`: its own voice, every event, reads both streams' info.
+    """A gateway announcing as `name`: its own voice, every event, reads both streams' info,
+    and (with mTLS) a certificate for `name` only.
 
     It never creates or changes the event stream or the policy bucket: the admin does.
     """
@@ -88,6 +89,7 @@ def gateway(name: str) -> Role:
             *_own_voice(name),
             subjects.EVENTS,
             subjects.SYNC,
+            subjects.ca_sign(name),  # it calls agents' inbound listeners as `name`
             *_read_stream(_POLICIES),
             f"$JS.API.STREAM.INFO.{subjects.EVENTS_STREAM}",
         ),

@@ -276,14 +276,18 @@ def test_a_killed_instance_comes_back_and_only_the_gateway_ends_mesh_up(
     wait_for(lambda: not any(alive(pid) for pid in children), timeout=10)
 
 
-def test_mesh_up_secure_serves_with_a_user_per_process_and_no_secret_in_sight(
+SPIFFE = "spiffe://natsmesh.local/ns/default/sa/"
+
+
+def test_mesh_up_secure_serves_with_a_user_per_process_mtls_and_no_secret_in_sight(
     start_up: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     up: Up = start_up(  # type: ignore[operator]
         *("--secure", "--instances", "1"), MESH_GATEWAY_WORKERS="1", MESH_PRESET="local"
     )
     assert "(TLS, a least-privilege NKey user per process)" in up.banner
-    assert "5 policy documents applied from" in up.banner  # with the admin's credentials
+    assert "mTLS strict (trust domain natsmesh.local)" in up.banner
+    assert "6 policy documents applied from" in up.banner  # with the admin's credentials
     folder = Path(up.banner.split("set -a; . ", 1)[1].split()[0]).parent
     seeds = sorted(folder.glob("*.nk"))
     assert [p.name for p in seeds] == [
@@ -295,12 +299,21 @@ def test_mesh_up_secure_serves_with_a_user_per_process_and_no_secret_in_sight(
         "monitor.nk",
     ]
     assert {p.stat().st_mode & 0o777 for p in seeds} == {0o600}
-    status, instance, _ = up.get("/hello/")
+    # The mesh CA `mesh ca serve` signs with, made for this demo in the same folder.
+    ca_key = folder / "mesh-ca" / "ca.key"
+    assert ca_key.stat().st_mode & 0o777 == 0o600
+    signer = int(re.findall(r"mesh ca .* pid (\d+)", up.banner)[0])
+    assert Path(f"/proc/{signer}/cmdline").read_bytes().split(b"\0")[3:5] == [b"ca", b"serve"]
+    # The gateway calls hello's agent over mTLS, which tells hello who called.
+    status, instance, body = up.get("/hello/")
     assert (status, instance) == (200, "hello-1")
-    # The frontend's agent took the policies and calls hello through its outbound proxy.
+    assert json.loads(body)["peer"] == SPIFFE + "gateway"
+    # The frontend's agent took the policies and calls hello through its outbound proxy,
+    # to hello's agent over mTLS, as frontend.
     status, _, body = up.get("/frontend/via")
     assert status == 200
-    assert json.loads(body)["upstream"]["status"] == 200
+    upstream = json.loads(body)["upstream"]
+    assert (upstream["status"], upstream["body"]["peer"]) == (200, SPIFFE + "frontend")
 
     # The admin applies a route from another terminal; every node (agents too, as their
     # own service's users) acknowledges it.
@@ -314,10 +327,18 @@ def test_mesh_up_secure_serves_with_a_user_per_process_and_no_secret_in_sight(
     applied = policy(url, "apply", "-f", str(route), "--wait")
     assert "every live node applied it" in applied.stdout, applied.stdout + applied.stderr
     assert up.get("/greet/x")[0] == 200
+    # The banner's access rule: hello admits the gateway only; frontend's calls get 403 RBAC.
+    example = folder / "hello-access.yaml"
+    assert f"policy apply -f {example})" in up.banner
+    applied = policy(url, "apply", "-f", str(example), "--wait")
+    assert "every live node applied it" in applied.stdout, applied.stdout + applied.stderr
+    upstream = json.loads(up.get("/frontend/via")[2])["upstream"]
+    assert (upstream["status"], upstream["body"]["flags"]) == (403, "RBAC")
+    assert up.get("/hello/")[0] == 200
 
     # Each agent runs as its own service's user; no secret on any command line (`ps`).
     children = descendants(up.process.pid)
-    secrets = [p.read_bytes().strip() for p in seeds]
+    secrets = [p.read_bytes().strip() for p in [*seeds, ca_key]]
     for pid in children:
         with contextlib.suppress(OSError):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -325,6 +346,9 @@ def test_mesh_up_secure_serves_with_a_user_per_process_and_no_secret_in_sight(
             environ = Path(f"/proc/{pid}/environ").read_bytes()
             if b"--service\0hello\0" in cmdline and b"agent\0" in cmdline:
                 assert b"agent-hello.nk" in environ
+                assert b"admin.nk" not in environ
+            if pid == signer:  # the CA answers with the CA's own NATS user
+                assert b"/ca.nk" in environ
                 assert b"admin.nk" not in environ
 
     os.killpg(up.process.pid, signal.SIGINT)

@@ -108,6 +108,18 @@ def test_sigterm_lets_an_in_flight_request_finish_refuses_new_ones_then_exits_0(
     assert gateway.wait(15) == 0
 
 
+def test_a_gateway_stopped_while_nats_is_away_ends_cleanly(mesh: Mesh) -> None:
+    # Its JetStream setup still waits for NATS when it stops: that work's end is awaited,
+    # not left for the garbage collector to report ("exception was never retrieved").
+    mesh.env.update(MESH_NATS_URL=f"nats://127.0.0.1:{free_port()}", MESH_POLICY_WAIT="0.2")
+    gateway = mesh.gateway("gateway-nats-away")  # a log of its own in the module's folder
+    wait_for(lambda: "listening on" in gateway.output(), timeout=20)
+    gateway.signal(signal.SIGTERM)
+    assert gateway.wait(15) == 0
+    assert "never retrieved" not in gateway.output()
+    assert "Traceback" not in gateway.output()
+
+
 @contextlib.contextmanager
 def held_port() -> Iterator[int]:
     """A loopback port this (other) process listens on."""

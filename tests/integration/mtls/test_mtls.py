@@ -329,3 +329,17 @@ async def test_renewal_under_load_drops_no_request(
         await checkout.stop()
         await caller.stop(0)
         await callee.close()
+
+
+async def test_a_node_asking_before_its_ca_listens_gets_its_certificate_once_it_does(
+    nats: Callable[[], Awaitable[NatsBus]],
+) -> None:
+    # Nodes and `mesh ca serve` start together (`mesh up --secure`, a compose file): no
+    # responder yet is asked again within the request's time, not a failed start.
+    identity = Identity(await nats(), "payments", "natsmesh.local")
+    asking = asyncio.create_task(identity.obtain(timeout=5.0))
+    await asyncio.sleep(0.5)
+    assert not asking.done()
+    signer = await _ca(nats)
+    await asyncio.wait_for(asking, 5.0)
+    assert (signer.signed, identity.expires > NOW.timestamp()) == (1, True)

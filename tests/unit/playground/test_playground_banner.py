@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.playground.banner import mesh_command, text
+from mesh.playground.banner import Secured, mesh_command, text
 from mesh.playground.lineup import Instance
 
 BIN = Path(sys.executable).parent
@@ -67,14 +67,26 @@ def test_with_an_admin_token_the_banner_names_the_variable_never_the_value() -> 
     assert "curl http://127.0.0.1:8001/mesh/members" in text(instances, pids, **where, applied="")
 
 
-def test_a_secure_banner_says_how_other_terminals_log_in(tmp_path: Path) -> None:
-    instances = [Instance("hello-1", "hello", "v1", 9001, 9101, 9201)]
-    pids = {"hello-1": 11, "hello-1 agent": 12}
+def test_a_secure_banner_says_how_other_terminals_log_in_and_what_mtls_shows(
+    tmp_path: Path,
+) -> None:
+    instances = [Instance("hello-1", "hello", "v1", 9001, 9101, 9201, inbound=9301)]
+    pids = {"hello-1": 11, "hello-1 agent": 12, "mesh ca": 13}
     where = {"listen": "127.0.0.1:8000", "admin": "127.0.0.1:8001", "applied": ""}
-    plain = text(instances, pids, nats_url="nats://127.0.0.1:4333", **where)
-    secure = text(instances, pids, nats_url="nats://127.0.0.1:4333", credentials=tmp_path, **where)
+    bare = [Instance("hello-1", "hello", "v1", 9001, 9101, 9201)]
+    plain = text(bare, pids, nats_url="nats://127.0.0.1:4333", **where)
+    secured = Secured(tmp_path, "corp.example", tmp_path / "hello-access.yaml", Path("r.yaml"))
+    secure = text(instances, pids, nats_url="nats://127.0.0.1:4333", secure=secured, **where)
     assert "monitor.env" not in plain
     assert "TLS" not in plain
+    assert "mesh ca" not in plain
+    assert "inbound" not in plain
+    assert "  mesh ca  signs spiffe://corp.example/ns/default/sa/*, pid 13" in secure
+    assert "(admin :9101, outbound :9201, mTLS inbound :9301)" in secure
+    assert "mTLS strict (trust domain corp.example)" in secure
+    assert '/hello/     # "peer": "spiffe://corp.example/ns/default/sa/gateway"' in secure
+    assert '"peer": "spiffe://corp.example/ns/default/sa/frontend"' in secure
+    assert f"policy apply -f {tmp_path / 'hello-access.yaml'}); curl" in secure
     assert "nats://127.0.0.1:4333  (TLS, a least-privilege NKey user per process)" in secure
     assert f"set -a; . {tmp_path / 'monitor.env'}; set +a   # read-only" in secure
     assert f"set -a; . {tmp_path / 'admin.env'};" in secure

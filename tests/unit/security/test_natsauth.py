@@ -86,6 +86,9 @@ def test_a_gateway_speaks_for_itself_and_reports_every_event() -> None:
     assert not may_publish(GATEWAY, "$JS.API.STREAM.CREATE.MESH_EVENTS")
     assert not may_publish(GATEWAY, "$JS.API.STREAM.UPDATE.MESH_EVENTS")
     assert may_publish(GATEWAY, "$JS.API.STREAM.INFO.MESH_EVENTS")
+    # With mTLS it calls agents as itself: a certificate for its own name, no other.
+    assert may_publish(GATEWAY, subjects.ca_sign("edge"))
+    assert not may_publish(GATEWAY, subjects.ca_sign("orders"))
 
 
 def test_a_monitor_reads_and_only_asks_for_heartbeats() -> None:
