@@ -9,10 +9,12 @@ import re
 
 from mesh.engine.request import Header, Request
 
-# RFC 9110 §7.6.1 plus the de-facto ones; a proxy must never forward these.
+# RFC 9110 §7.6.1 plus the de-facto ones (and RFC 9113 §3.2.1's, of the h2c upgrade that
+# this proxy declines); a proxy must never forward these.
 HOP_BY_HOP = frozenset(
     {
         b"connection",
+        b"http2-settings",
         b"keep-alive",
         b"proxy-connection",
         b"proxy-authenticate",
@@ -32,6 +34,10 @@ _NONE: frozenset[bytes] = frozenset()
 _TRACEPARENT = re.compile(
     rb"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
 )
+
+# RFC 9110 §7.6.3: a proxy adds itself to Via, named by a pseudonym, after the received
+# protocol's version.
+VIA = {b"1.1": b"via: 1.1 natsmesh\r\n", b"1.0": b"via: 1.0 natsmesh\r\n"}
 
 _REQUEST_IDS = itertools.count(1)
 _PROCESS_TAG = os.urandom(6).hex().encode()
@@ -131,6 +137,7 @@ def forward_request_head(
         out.append(b"x-request-id: %s\r\n" % request_id)
     if not traceparent:
         out.append(b"traceparent: %s\r\n" % new_traceparent(rng))
+    out.append(VIA[request.version])  # after any the client sent: the list is in hop order
     if request.chunked:
         out.append(b"transfer-encoding: chunked\r\n")
     if request.upgrade:
