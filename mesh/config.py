@@ -154,6 +154,22 @@ class Settings(BaseSettings):
     client_idle_timeout: float = Field(
         60.0, gt=0, description="Seconds an idle client keep-alive connection is kept."
     )
+    # A client holds a socket until its request head is complete: a short deadline frees
+    # the sockets of clients that trickle (slowloris) sooner, a long one waits for clients
+    # on very slow links. It also bounds how long a new connection may stay silent.
+    client_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a whole request head (408 beyond).",
+    )
+    # Normalised, a path means one thing to routes and upstreams, so that no route can be
+    # reached through another's path; off, paths go as sent (for upstreams that need
+    # encoded slashes), and policy routes refuse literal dot segments.
+    normalize_path: bool = Field(
+        True,
+        description="Normalise request paths before routing (dot segments, merged slashes, "
+        "unreserved %-encodings); encoded slashes are then refused.",
+    )
     max_header_bytes: int = Field(
         65536, ge=1024, description="Largest request line plus headers (431 beyond)."
     )

@@ -16,6 +16,13 @@ from mesh.engine.upstream import UpstreamConnection
 from mesh.resilience import outcome as outcomes
 from mesh.resilience.outcome import Outcome
 
+# A response this proxy cannot relay (malformed, or framed in a way it cannot pass on
+# faithfully) is the instance's failure, whatever its parser tripped on: it counts as a
+# 502 from it (a gateway error to outlier detection; retried only when the retry
+# conditions name 502, like any 502; an idempotent request alone, as it reached the
+# instance).
+MALFORMED = outcomes.response(502)
+
 
 class Client(Protocol):
     """The client connection's flow control, as an attempt drives it (mesh.engine.server)."""
@@ -49,7 +56,8 @@ class Owner(Protocol):
     def relay_interim(self, status: int, reason: bytes, headers: list[Header]) -> None: ...
 
     def relay_head(self, status: int, reason: bytes, headers: list[Header], upgrade: bool) -> bool:
-        """False: not relayed (a retry took over, or the head was unusable): stop here."""
+        """False: not relayed (a retry took over): stop here. Raises UpstreamProtocolError
+        for a head it cannot relay."""
         ...
 
     def relay_body(self, chunk: bytes) -> None: ...
@@ -193,6 +201,13 @@ class Attempt:
         if conn is not None and self.request.chunked:
             conn.write(b"0\r\n%s\r\n" % render(self.request.trailers))
 
+    @property
+    def awaiting_client(self) -> bool:
+        """The body is still arriving and the upstream takes it as it comes: a deadline that
+        passes now is the client's doing, not the instance's."""
+        conn = self.conn
+        return conn is not None and conn.writable and not self.request.complete
+
     def client_writable(self, writable: bool) -> None:
         """The client's back-pressure reaches the upstream."""
         conn = self.conn
@@ -213,8 +228,13 @@ class Attempt:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        try:
+            relayed = self.owner.relay_head(status, reason, headers, upgrade)
+        except errors.UpstreamProtocolError as exc:
+            self._failed(MALFORMED, exc)
+            return
         self._observe(outcomes.response(status))
-        if not self.owner.relay_head(status, reason, headers, upgrade):
+        if not relayed:
             return
         self.status = status
         if status == 101:  # from here on bytes flow as they are, both ways
@@ -260,7 +280,7 @@ class Attempt:
             self.engine.metrics.attempt(self.endpoint.service, "stale_connection_retried")
             self._connect(self.failover.connect_timeout)
         elif isinstance(exc, errors.UpstreamProtocolError):
-            self._failed(outcomes.RESET, exc)
+            self._failed(MALFORMED, exc)
         else:
             why = f" ({type(exc).__name__})" if exc else ""
             error = errors.UpstreamReset(f"upstream closed before responding{why}")
@@ -273,7 +293,11 @@ class Attempt:
 
     def _timed_out(self) -> None:
         self._timer = None
-        if not self.status and not self.done:
+        if self.status or self.done:
+            return
+        if self.awaiting_client:  # no fault of the instance: not observed, not retried
+            self._stop(None, errors.ClientTimeout("request body incomplete at the per-try timeout"))
+        else:
             self._failed(outcomes.TIMEOUT, errors.UpstreamTimeout("per-try timeout"))
 
     def _failed(self, outcome: Outcome, error: errors.ProxyError) -> None:

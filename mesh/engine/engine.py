@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import Protocol
 
+from mesh import clock
 from mesh.config import Settings
 from mesh.engine.outbox import Outbox
 from mesh.engine.pool import Pools
@@ -19,8 +21,6 @@ from mesh.security.tls import PeerCheck
 class Connection(Protocol):
     """A client connection as the engine's housekeeping sees it (mesh.engine.server)."""
 
-    last_active: float
-
     @property
     def idle(self) -> bool: ...
 
@@ -28,7 +28,7 @@ class Connection(Protocol):
 
     def abort(self) -> None: ...
 
-    def expire_hold(self, now: float, timeout: float) -> None: ...
+    def expire(self, now: float) -> None: ...
 
 
 class Engine:
@@ -58,6 +58,11 @@ class Engine:
         self.max_body_bytes = settings.max_body_bytes
         self.retry_body_bytes = settings.retry_body_bytes
         self.client_idle_timeout = settings.client_idle_timeout
+        self.client_header_timeout = settings.client_header_timeout
+        self.normalize_path = settings.normalize_path
+        # The Date every response carries, formatted once a second by the sweep rather
+        # than once per response (RFC 9110 §6.6.1 asks for the best approximation).
+        self.date = http_date()
         self.outbox = Outbox(self.loop)
         self.pools = Pools(
             self.outbox,
@@ -78,13 +83,16 @@ class Engine:
             self.pools.forget(address)
 
     def sweep(self) -> None:
-        """Periodic housekeeping: idle upstream connections and idle clients."""
+        """Periodic housekeeping: the Date, idle upstream connections, clients' deadlines."""
+        self.date = http_date()
         now = self.loop.time()
         self.pools.expire(now)
         if self.on_sweep is not None:
             self.on_sweep()
         for conn in list(self.connections):
-            if conn.idle and now - conn.last_active > self.client_idle_timeout:
-                conn.close()
-            elif self.max_body_bytes:
-                conn.expire_hold(now, self.request_timeout)
+            conn.expire(now)
+
+
+def http_date() -> bytes:
+    """A `date` header line for now (RFC 9110 §5.6.7's IMF-fixdate)."""
+    return b"date: %s\r\n" % formatdate(clock.wall(), usegmt=True).encode()

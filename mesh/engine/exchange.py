@@ -97,6 +97,9 @@ class Exchange:
     def start(self) -> None:
         """The stages, in order; any of them may answer the request instead."""
         engine, request, now = self.engine, self.request, self.started
+        if request.final:
+            self._answer_as_final_recipient()
+            return
         try:
             self.routed = routed = engine.router(request, now)  # route, rate limit
             self.state = state = engine.directory.admit(routed.service)  # concurrency limit
@@ -180,27 +183,21 @@ class Exchange:
             return self._switch(reason, headers, upgrade)
         if status >= 500 and self._retry(outcomes.response(status)):
             return False
+        # The connection ends with this answer after a declined upgrade (what the client
+        # sent after its request was meant for the new protocol), and when it comes before
+        # the end of the body (the rest will usually not be read; see attempt_ended).
+        ends = request.upgrade or self.engine.draining or not request.complete
+        head = client_head(  # raises UpstreamProtocolError: the attempt's failure
+            request.version,
+            status,
+            reason,
+            headers,
+            bodiless=self.head_only or status in NO_BODY_STATUS,
+            keep_alive=self.keep_alive and not ends,
+            date=self.engine.date,
+        )
         if request.upgrade:
-            # Declined: what the client sent after its request was meant for the new
-            # protocol; it never reaches the upstream, and the connection ends here.
-            request.discard()
-            self.keep_alive = False
-        if self.engine.draining or not request.complete:
-            # An answer before the end of the body usually means the rest will not be
-            # read: the connection is announced to end with it (see attempt_ended).
-            self.keep_alive = False
-        try:
-            head = client_head(
-                request.version,
-                status,
-                reason,
-                headers,
-                bodiless=self.head_only or status in NO_BODY_STATUS,
-                keep_alive=self.keep_alive,
-            )
-        except errors.UpstreamProtocolError as exc:
-            self.fail(exc)
-            return False
+            request.discard()  # the early tunnel bytes never reach the upstream
         self.status = status
         self.response_started = True
         self.rechunk = head.rechunk
@@ -212,8 +209,7 @@ class Exchange:
     def _switch(self, reason: bytes, headers: list[Header], upgrade: bool) -> bool:
         """A 101: the connection becomes a tunnel, as long as both sides keep it open."""
         if not (self.request.upgrade and upgrade):
-            self.fail(errors.UpstreamProtocolError("101 without an agreed upgrade"))
-            return False
+            raise errors.UpstreamProtocolError("101 without an agreed upgrade")
         self.status = 101
         self.response_started = True
         if self._timer is not None:  # a tunnel lives as long as both sides want it
@@ -279,7 +275,24 @@ class Exchange:
         failover = self.failover
         assert failover is not None
         timeout = failover.deadline - self.started
-        self.fail(errors.UpstreamTimeout(f"no complete response within {timeout:g} s"))
+        attempt = self.attempt
+        if not self.response_started and attempt is not None and attempt.awaiting_client:
+            # The instance takes the body as it comes; the client is the one who is late.
+            self.fail(errors.ClientTimeout(f"request body incomplete after {timeout:g} s"))
+        else:
+            self.fail(errors.UpstreamTimeout(f"no complete response within {timeout:g} s"))
+
+    def _answer_as_final_recipient(self) -> None:
+        """Max-Forwards is 0: answered here, forwarded nowhere (RFC 9110 §7.6.2)."""
+        request = self.request
+        if not request.complete:
+            request.discard()
+            self.keep_alive = False
+        self.status = 200
+        self.client.write(
+            replies.final_recipient(request, keep_alive=self.keep_alive, date=self.engine.date)
+        )
+        self._finish()
 
     def fail(self, error: errors.ProxyError) -> None:
         """End with a proxy-made response, or by cutting the client if one already started."""
@@ -303,6 +316,7 @@ class Exchange:
                     request_id=self.request_id,
                     keep_alive=self.keep_alive,
                     head_only=self.head_only,
+                    date=self.engine.date,
                 )
             )
         self._finish()

@@ -22,6 +22,7 @@ class Failover:
         "policy",
         "retries",
         "state",
+        "subset",
         "tried",
     )
 
@@ -33,6 +34,7 @@ class Failover:
         self.deadline = now + (routed.request_timeout or resilience.request_timeout)
         self.connect_timeout = routed.connect_timeout or resilience.connect_timeout
         self.per_try = routed.per_try_timeout or resilience.retry.per_try_timeout
+        self.subset = routed.subset
         self.tried: set[str] = set()  # instances tried, excluded from the next pick
 
         self.retries = 0
@@ -47,8 +49,17 @@ class Failover:
         return try_timeout(self.per_try, self.deadline, now)
 
     def next_delay(self, outcome: Outcome, now: float, rng: random.Random) -> float | None:
-        """Seconds to wait before trying another instance, or None to give up now."""
+        """Seconds to wait before trying another instance, or None to give up now.
+
+        A retry goes to an instance this request has not tried: asked again at once, the
+        one that just refused, reset, timed out or answered 503 would most likely fail the
+        same way, and a sick instance would get more load. With none left, the request
+        fails with what it got. (A pooled connection found closed is resent once to the
+        same instance, but that is no retry: see Attempt.)
+        """
         if not retry.decide(self.policy, outcome, self.retries, self.method):
+            return None
+        if not self.state.untried(self.subset, self.tried):
             return None
         delay = backoff.delay(self.retries, self.policy.backoff_base, self.policy.backoff_cap, rng)
         if remaining(self.deadline, now) <= delay:

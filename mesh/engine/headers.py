@@ -9,10 +9,12 @@ import re
 
 from mesh.engine.request import Header, Request
 
-# RFC 9110 §7.6.1 plus the de-facto ones; a proxy must never forward these.
+# RFC 9110 §7.6.1 plus the de-facto ones (and RFC 9113 §3.2.1's, of the h2c upgrade that
+# this proxy declines); a proxy must never forward these.
 HOP_BY_HOP = frozenset(
     {
         b"connection",
+        b"http2-settings",
         b"keep-alive",
         b"proxy-connection",
         b"proxy-authenticate",
@@ -36,6 +38,10 @@ _TRACEPARENT = re.compile(
 # Who the route's edge authentication proved the client to be. Set only by the proxy
 # that proved it: a client's own copy is dropped everywhere, with or without auth.
 CONSUMER = b"x-mesh-consumer"
+
+# RFC 9110 §7.6.3: a proxy adds itself to Via, named by a pseudonym, after the received
+# protocol's version.
+VIA = {b"1.1": b"via: 1.1 natsmesh\r\n", b"1.0": b"via: 1.0 natsmesh\r\n"}
 
 _REQUEST_IDS = itertools.count(1)
 _PROCESS_TAG = os.urandom(6).hex().encode()
@@ -144,6 +150,7 @@ def forward_request_head(
         out.append(b"x-request-id: %s\r\n" % request_id)
     if not traceparent:
         out.append(b"traceparent: %s\r\n" % new_traceparent(rng))
+    out.append(VIA[request.version])  # after any the client sent: the list is in hop order
     if request.chunked:
         out.append(b"transfer-encoding: chunked\r\n")
     if request.upgrade:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from mesh import errors
+from mesh.engine.request import Request
 
 # Error type -> (status, x-mesh-flags), in Envoy's response-flag vocabulary.
 STATUS: dict[type[errors.ProxyError], tuple[int, str]] = {
@@ -66,9 +67,17 @@ def classify(error: errors.ProxyError) -> tuple[int, str]:
 
 
 def render(
-    error: errors.ProxyError, *, request_id: bytes = b"", keep_alive: bool, head_only: bool = False
+    error: errors.ProxyError,
+    *,
+    request_id: bytes = b"",
+    keep_alive: bool,
+    head_only: bool = False,
+    date: bytes,
 ) -> bytes:
-    """The complete response (head and JSON body) for an error the proxy answers itself."""
+    """The complete response (head and JSON body) for an error the proxy answers itself.
+
+    `date` is the engine's `date` header line: every answer carries one (RFC 9110 §6.6.1).
+    """
     status, flags = classify(error)
     body = _encode(
         Body(
@@ -82,9 +91,9 @@ def render(
         )
     )
     head = (
-        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"HTTP/1.1 %d %s\r\n%scontent-type: application/json\r\ncontent-length: %d\r\n"
         b"x-mesh-flags: %s\r\n"
-        % (status, _REASONS.get(status, b"Error"), len(body), flags.encode())
+        % (status, _REASONS.get(status, b"Error"), date, len(body), flags.encode())
     )
     if request_id:
         head += b"x-request-id: %s\r\n" % request_id
@@ -95,3 +104,38 @@ def render(
 
     head += b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n"
     return head if head_only else head + body
+
+
+# --- the final recipient: Max-Forwards reached 0 here ------------------------------------
+
+# What a reflected TRACE leaves out: the credentials it would echo (RFC 9110 §9.3.8).
+_UNREFLECTED = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+
+
+def final_recipient(request: Request, *, keep_alive: bool, date: bytes) -> bytes:
+    """The answer to a TRACE or OPTIONS whose Max-Forwards is 0 (RFC 9110 §7.6.2).
+
+    This proxy answers as the final recipient: TRACE with its request reflected as
+    `message/http` (as parsed and checked: a normalised target, a canonical length),
+    without credentials; OPTIONS with an empty 200.
+    """
+    body = b""
+    kind = b""
+    if request.method == b"TRACE":
+        lines = [b"TRACE %s HTTP/%s\r\n" % (request.target, request.version)]
+        lines.extend(
+            b"%s: %s\r\n" % (name, value)
+            for name, value in request.headers
+            if name.lower() not in _UNREFLECTED
+        )
+        lines.append(b"\r\n")
+        body = b"".join(lines)
+        kind = b"content-type: message/http\r\n"
+    connection = b"keep-alive" if keep_alive else b"close"
+    head = b"HTTP/1.1 200 OK\r\n%s%scontent-length: %d\r\nconnection: %s\r\n\r\n" % (
+        date,
+        kind,
+        len(body),
+        connection,
+    )
+    return head + body

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable
 
 from mesh.errors import BadRequest
+from mesh.forwarding.routing import is_absolute, split_absolute
 
 Header = tuple[bytes, bytes]  # (name, value) as received: names keep their case
 BodySink = Callable[[bytes], None]
+
+# RFC 9110 §7.2: uri-host [":" port], the host a reg-name or an IP literal (no user info).
+_AUTHORITY = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
 
 class Request:
@@ -29,6 +34,7 @@ class Request:
         "connection",
         "content_length",
         "end_sink",
+        "final",
         "headers",
         "host",
         "keep_alive",
@@ -68,6 +74,7 @@ class Request:
         self.host = b""
         self.connection = b""  # the Connection header's value(s), for the tokens it lists
         self.upgrade_to = b""
+        self.final = False  # Max-Forwards reached 0: this proxy answers, nothing is forwarded
         self._check_head()
         self.trailers: list[Header] = []
         self.pending: deque[bytes] = deque()  # body received before anyone could take it
@@ -90,6 +97,8 @@ class Request:
                 if self.content_length is not None or not value.isdigit():
                     raise BadRequest("invalid or repeated Content-Length")
                 self.content_length = int(value)
+                if value[0] == 0x30 and len(value) > 1:  # `010`: forwarded as `10`
+                    self._rewrite(b"content-length", b"%d" % self.content_length)
             elif lname == b"transfer-encoding":
                 if self.chunked or value.lower() != b"chunked":
                     raise BadRequest("unsupported Transfer-Encoding (only a single 'chunked')")
@@ -110,9 +119,59 @@ class Request:
                 raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
         if not host_seen and self.version == b"1.1":
             raise BadRequest("HTTP/1.1 request without Host")
-        if self.upgrade and self.has_body:
-            # The parser hands the body over as tunnel bytes; refuse rather than guess.
-            raise BadRequest("upgrade request with a body")
+        if self.target[0] != 0x2F and is_absolute(self.target):  # not `/`: rare
+            self._take_authority()
+        if self.host not in _VALID_HOSTS:
+            _check_host(self.host)
+        method = self.method
+        if method == b"TRACE" or method == b"OPTIONS":  # RFC 9110 §7.6.2
+            self._count_hop()
+        if self.upgrade:
+            if self.has_body:
+                # The parser hands the body over as tunnel bytes; refuse rather than guess.
+                raise BadRequest("upgrade request with a body")
+            if b"h2c" in self.upgrade_to.lower():
+                self._decline_h2c()
+
+    def _take_authority(self) -> None:
+        """An absolute-form target's authority is the Host (RFC 9112 §3.2.2), forwarded so."""
+        authority = split_absolute(self.target)[0]
+        _check_host(authority)
+        self.host = authority
+        if not self._rewrite(b"host", authority):
+            self.headers.append((b"Host", authority))  # an HTTP/1.0 request may have none
+
+    def _count_hop(self) -> None:
+        """Max-Forwards goes one lower upstream; at 0, this proxy is the final recipient."""
+        for index, (name, value) in enumerate(self.headers):
+            if name.lower() == b"max-forwards":
+                if not value.isdigit():
+                    raise BadRequest("invalid Max-Forwards")
+                hops = int(value)
+                if hops:
+                    self.headers[index] = (name, b"%d" % (hops - 1))
+                else:
+                    self.final = True
+                return
+
+    def _decline_h2c(self) -> None:
+        """HTTP/2 over cleartext is not offered to the upstream: the engine speaks HTTP/1.1.
+
+        An upstream that accepted would carry every later request of the connection past
+        routing; the request goes on as a plain one (its Upgrade and HTTP2-Settings are
+        hop-by-hop), or as an upgrade to the other protocols it offered.
+        """
+        others = [p for p in self.upgrade_to.split(b",") if p.strip().lower() != b"h2c"]
+        self.upgrade_to = b",".join(others).strip()
+        self.upgrade = bool(self.upgrade_to)
+
+    def _rewrite(self, name: bytes, value: bytes) -> bool:
+        """Replace header `name` (lower case; the first one) with `value`; False if absent."""
+        for index, (key, _) in enumerate(self.headers):
+            if key.lower() == name:
+                self.headers[index] = (key, value)
+                return True
+        return False
 
     @property
     def has_body(self) -> bool:
@@ -171,6 +230,21 @@ class Request:
         self.sink = _drop
         self.end_sink = None
         self.kept = None
+
+
+def _check_host(host: bytes) -> None:
+    """BadRequest unless `host` is a valid Host value (then remembered, see _VALID_HOSTS)."""
+    if _AUTHORITY.fullmatch(host) is None:
+        raise BadRequest(f"invalid Host {host[:64]!r}")
+    if len(_VALID_HOSTS) >= 1024:
+        _VALID_HOSTS.clear()
+    if len(host) <= 255:
+        _VALID_HOSTS.add(host)
+
+
+# Hosts repeat: a set lookup per request instead of a regular expression (some thousand
+# instructions). Bounded in entries and length; forgets everything when full.
+_VALID_HOSTS: set[bytes] = {b""}
 
 
 def _drop(chunk: bytes) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import NamedTuple
 
-from mesh.engine.headers import HOP_BY_HOP, listed
+from mesh.engine.headers import HOP_BY_HOP, VIA, listed
 from mesh.engine.request import Header
 from mesh.errors import UpstreamProtocolError
 
@@ -13,8 +13,10 @@ NO_BODY_STATUS = frozenset({204, 304})
 
 _PHRASES = {int(s): s.phrase.encode() for s in HTTPStatus}
 _NONE: frozenset[bytes] = frozenset()
-# Headers that need a look: hop-by-hop ones and the length; the rest are copied as they are.
-_FRAMING = HOP_BY_HOP | {b"content-length"}
+_VIA = VIA[b"1.1"]
+# Headers that need a look: hop-by-hop ones, the length and the date; the rest are copied
+# as they are.
+_LOOKED_AT = HOP_BY_HOP | {b"content-length", b"date"}
 
 
 def phrase(status: int) -> bytes:
@@ -36,14 +38,24 @@ def client_head(
     *,
     bodiless: bool,
     keep_alive: bool,
+    date: bytes,
 ) -> ClientHead:
-    """Raises UpstreamProtocolError for framing this proxy cannot relay faithfully."""
-    out = [b"HTTP/%s %d %s\r\n" % (version, status, reason or phrase(status))]
-    connection, chunked, length = _copy(headers, _NONE, out)
+    """Raises UpstreamProtocolError for framing this proxy cannot relay faithfully.
+
+    `version` is the client's: the status line says HTTP/1.1 to every client (RFC 9110
+    §2.5), the framing is one a 1.0 client can read. `date` (a header line) is added when
+    the upstream sent none (§6.6.1); Via names this proxy (§7.6.3). The upstream's
+    version is not read for Via (it costs a string per response): upstreams speak 1.1.
+    """
+    out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or phrase(status))]
+    connection, chunked, length, dated = _copy(headers, _NONE, out)
     drop = listed(connection)
     if drop:  # rare: the upstream names its own hop-by-hop headers
         del out[1:]
         _copy(headers, drop, out)
+    if not dated:
+        out.append(date)
+    out.append(_VIA)
     rechunk = False
     if not bodiless and not length:
         # Chunked or read-to-close upstream bodies: 1.1 clients get them chunked (so the
@@ -64,16 +76,19 @@ def client_head(
 
 def _copy(
     headers: list[Header], drop: frozenset[bytes], out: list[bytes]
-) -> tuple[bytes, bool, bool]:
-    """Copy end-to-end headers into `out`; returns (Connection value, chunked, has length)."""
+) -> tuple[bytes, bool, bool, bool]:
+    """Copy end-to-end headers into `out`; returns (Connection value, chunked, has length,
+    has a date)."""
     connection = b""
-    chunked = length = False
+    chunked = length = dated = False
     append = out.append
     for name, value in headers:
         lname = name.lower()
-        if lname in _FRAMING:
+        if lname in _LOOKED_AT:
             if lname == b"content-length":
                 length = True
+            elif lname == b"date":
+                dated = True
             elif lname == b"connection":
                 connection = value if not connection else connection + b"," + value
                 continue
@@ -88,7 +103,7 @@ def _copy(
         elif drop and lname in drop:
             continue
         append(b"%s: %s\r\n" % (name, value))
-    return connection, chunked, length
+    return connection, chunked, length, dated
 
 
 def interim_head(status: int, reason: bytes, headers: list[Header]) -> bytes:

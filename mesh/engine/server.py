@@ -14,6 +14,7 @@ from mesh.engine.engine import Engine
 from mesh.engine.exchange import Exchange
 from mesh.engine.outbox import QueuedWrites
 from mesh.engine.request import Header, Request
+from mesh.forwarding.paths import normalize
 
 # Pipelined requests parsed ahead of the one being served; beyond this we stop reading.
 _MAX_QUEUED = 16
@@ -34,7 +35,11 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         self.proto = proto  # the scheme clients used: x-forwarded-proto says it upstream
         self.closing = False
         self.write_paused = False
-        self.last_active = 0.0
+        # Deadlines on the client, checked by the engine's sweep (see expire): since when
+        # the connection has waited for a request (opened, or its last answer sent), and
+        # since when the head in progress has been arriving (0: none in progress).
+        self._idle_since = 0.0
+        self._head_since = 0.0
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[Header] = []
@@ -67,13 +72,12 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0].encode() if isinstance(peer, tuple) else b"unix"
 
-        self.last_active = self.engine.loop.time()
+        self._idle_since = self.engine.loop.time()
         self.engine.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return  # lingering after an error answer: what comes is dropped
-        self.last_active = self.engine.loop.time()
         tunnel = self._tunnel
         if tunnel is not None:
             tunnel.feed(data)
@@ -81,19 +85,26 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
                 self.set_reading(False, reason="body")
             return
         reported = self._reported
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            self._start_tunnel(data[upgrade.args[0] :])
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if not isinstance(cause, errors.ProxyError):
-                cause = errors.BadRequest(f"cannot process request: {cause or exc}")
-            self._reject(cause)
-            return
-        except httptools.HttpParserError as exc:
-            self._reject(errors.BadRequest(f"malformed request: {exc}"))
-            return
+        while True:  # more than once only after an upgrade the proxy declined (h2c)
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                rest = data[upgrade.args[0] :]
+                if self._queue[-1].upgrade:
+                    self._start_tunnel(rest)
+                else:  # declined (see Request): the resumed parser reads HTTP/1.1 on
+                    data = rest
+                    continue
+            except httptools.HttpParserCallbackError as exc:
+                cause = exc.__context__
+                if not isinstance(cause, errors.ProxyError):
+                    cause = errors.BadRequest(f"cannot process request: {cause or exc}")
+                self._reject(cause)
+                return
+            except httptools.HttpParserError as exc:
+                self._reject(errors.BadRequest(f"malformed request: {exc}"))
+                return
+            break
         if reported != self._reported:
             self._unreported = 0
         else:
@@ -104,7 +115,12 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         self._next()
 
     def eof_received(self) -> bool:
-        if self.closing or self._tunnel is not None or self._parsing is not None or self.idle:
+        if (
+            self.closing
+            or self._tunnel is not None
+            or self._parsing is not None
+            or (self._active is None and not self._queue)
+        ):
             # Close now: nothing complete is left to answer. An answer finished in this
             # loop iteration may still wait in the outbox: it goes out before the close.
             self.flush()
@@ -138,6 +154,7 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         self._reported += 1
+        self._head_since = self.engine.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -160,6 +177,7 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
             self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._head_since = 0.0
         parser = self._parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
@@ -169,7 +187,7 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
             raise errors.BadRequest("CONNECT is not supported")
         request = Request(
             method,
-            self._url,
+            normalize(self._url) if self.engine.normalize_path else self._url,
             b"1.1" if version == "1.1" else b"1.0",
             self._headers,
             client=self.peer,
@@ -222,7 +240,7 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
                 error, self._rejection = self._rejection, None
                 status, flags = replies.classify(error)
                 self.engine.metrics.request_done("", "", status, flags, 0.0)
-                self.write(replies.render(error, keep_alive=False))
+                self.write(replies.render(error, keep_alive=False, date=self.engine.date))
                 self.close(linger=True)
                 return
             if self._eof:
@@ -250,9 +268,31 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
             request.headers = kept
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def expire_hold(self, now: float, timeout: float) -> None:
-        """Called by the engine's sweep: a held body still incomplete after `timeout` is 408."""
-        if self._holding is not None and now - self._holding_since > timeout:
+    def expire(self, now: float) -> None:
+        """The engine's sweep, once a second: the deadlines that only the client can miss.
+
+        A head must be whole within the head deadline (408); so must the first request's
+        on a new connection, or it is closed without an answer, since nothing was asked.
+        Between requests the idle timeout applies; to a held body, the request timeout.
+        """
+        if self.closing:
+            return
+        engine = self.engine
+        if self._head_since:
+            # Only while nothing before it is being answered: until then it waits on us.
+            if (
+                self._active is None
+                and not self._queue
+                and now - self._head_since > engine.client_header_timeout
+            ):
+                timeout = engine.client_header_timeout
+                self._reject(errors.ClientTimeout(f"request head incomplete after {timeout:g} s"))
+        elif self.idle:
+            limit = engine.client_idle_timeout if self._reported else engine.client_header_timeout
+            if now - self._idle_since > limit:
+                self.close()
+        elif self._holding is not None and now - self._holding_since > engine.request_timeout:
+            timeout = engine.request_timeout
             self._reject(errors.ClientTimeout(f"request body incomplete after {timeout:g} s"))
 
     def _start_tunnel(self, rest: bytes) -> None:
@@ -270,7 +310,9 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         if exchange is not self._active:
             return
         self._active = None
-        self.last_active = self.engine.loop.time()
+        self._idle_since = now = self.engine.loop.time()
+        if self._head_since:
+            self._head_since = now  # the next head, pipelined, is due from now on
         request = exchange.request
         if not exchange.keep_alive or request.upgrade:
             # The client may be mid-body (or mid-tunnel): let it read the answer first.
@@ -342,4 +384,10 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        return self._active is None and not self._queue and self._parsing is None
+        """Between requests: nothing to answer and no byte of the next one yet."""
+        return (
+            self._active is None
+            and not self._queue
+            and self._parsing is None
+            and not self._head_since
+        )

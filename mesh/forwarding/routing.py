@@ -61,9 +61,16 @@ def is_absolute(target: bytes) -> bool:
 
 
 def split_absolute(target: bytes) -> tuple[bytes, bytes]:
-    """An absolute-form target as (authority, origin-form target)."""
-    authority, slash, path = target[7:].partition(b"/")
-    return authority, slash + path if slash else b"/"
+    """An absolute-form target as (authority, origin-form target); the authority ends at
+    the path or the query (`http://orders?page=2` is `orders` and `/?page=2`)."""
+    rest = target[7:]
+    end = len(rest)
+    for stop in (b"/", b"?"):
+        at = rest.find(stop)
+        if at != -1 and at < end:
+            end = at
+    path = rest[end:]
+    return rest[:end], path if path[:1] == b"/" else b"/" + path
 
 
 def no_route(request: RequestHead, now: float) -> Routed:

@@ -118,6 +118,11 @@ class ServiceState:
             return None
         return self._balancers[subset][0].pick(rng, now, key, exclude)
 
+    def untried(self, subset: Subset, tried: Set[str]) -> bool:
+        """Whether an instance that `pick` may choose for `subset` is not in `tried`."""
+        entry = self._balancers.get(subset)
+        return entry is not None and any(e.instance not in tried for e in entry[1])
+
     def observe(
         self, instance: str, outcome: Outcome, now: float
     ) -> tuple[Sequence[Effect], Evidence | None]:

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 from proxying import ProxyFactory, UpstreamFactory
-from wire import Peer, answering, get, response
-
-
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
+from wire import Peer, answering, closed_port, get, response
 
 
 async def resets(peer: Peer) -> None:
@@ -65,12 +56,12 @@ async def test_reset_before_any_answer(
     flags: str,
     tries: int,
 ) -> None:
-    upstream = await upstreams(resets)
-    proxy = await proxies({"svc": [upstream.port]}, retry_attempts=2)
+    instances = [await upstreams(resets) for _ in range(3)]
+    proxy = await proxies({"svc": [i.port for i in instances]}, retry_attempts=2)
     answer = await (await proxy.client()).exchange(request_bytes)
     assert (answer.status, answer.header("x-mesh-flags")) == (status, flags)
     await asyncio.sleep(0.05)
-    assert len(upstream.peers) == tries
+    assert sorted(len(i.peers) for i in instances) == [0] * (3 - tries) + [1] * tries
     if flags == "URX":
         assert answer.json()["attempts"] == 3
 
@@ -135,3 +126,56 @@ async def test_the_concurrency_limit_answers_503_uo(
     answer = await (await proxy.client()).exchange(get())
     assert (answer.status, answer.header("x-mesh-flags")) == (503, "UO")
     assert "1 requests to 'svc' already in flight" in answer.json()["detail"]
+
+
+# --- one instance is never tried twice for one request ------------------------------------
+
+
+async def test_a_lone_refused_instance_is_tried_once(proxies: ProxyFactory) -> None:
+    proxy = await proxies({"svc": [closed_port()]}, retry_attempts=2)
+    answer = await (await proxy.client()).exchange(get())
+    assert (answer.status, answer.header("x-mesh-flags")) == (502, "UF")
+    assert proxy.engine.metrics.upstream_attempts == {}  # no retry
+
+
+async def test_a_lone_instance_answering_503_is_not_asked_again(
+    proxies: ProxyFactory, upstreams: UpstreamFactory
+) -> None:
+    busy = await upstreams(answering(*([response(503, b"busy")] * 5)))
+    proxy = await proxies({"svc": [busy.port]}, retry_attempts=2)
+    assert (await (await proxy.client()).exchange(get())).status == 503
+    assert len(busy.requests()) == 1
+
+
+# --- a response the proxy cannot relay: one rule for every kind of malformation -----------
+
+MALFORMED = {
+    "duplicate-content-length": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+    b"Content-Length: 2\r\n\r\nok",
+    "gzip-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    b"2\r\nok\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("retry_on", "tries", "flags"),
+    [("connect-failure,refused,reset,503", 1, "UPE"), ("gateway-error", 2, "URX")],
+    ids=["default", "gateway-error"],
+)
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_malformed_response_counts_as_a_502_from_its_instance(
+    raw: bytes,
+    retry_on: str,
+    tries: int,
+    flags: str,
+    proxies: ProxyFactory,
+    upstreams: UpstreamFactory,
+) -> None:
+    instances = [await upstreams(answering(raw)) for _ in range(2)]
+    proxy = await proxies({"svc": [i.port for i in instances]}, retry_attempts=2, retry_on=retry_on)
+    answer = await (await proxy.client()).exchange(get())
+    assert (answer.status, answer.header("x-mesh-flags")) == (502, flags)
+    assert sum(len(i.requests()) for i in instances) == tries
+    state = proxy.engine.directory.state("svc")
+    assert state is not None
+    assert len(state.ejections.failing) == tries  # a gateway error on each instance tried

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+import wire
 from proxying import ProxyFactory, UpstreamFactory
 from wire import Peer, Upstream, get
 
@@ -25,11 +26,7 @@ def full_backlog() -> Iterator[int]:
 @pytest.fixture
 def closed_port() -> int:
     """A port where nothing listens (connections are refused)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
+    return wire.closed_port()
 
 
 async def test_connect_refused_is_502_uf(proxies: ProxyFactory, closed_port: int) -> None:

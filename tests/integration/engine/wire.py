@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -364,6 +365,15 @@ def get(target: str = "/", host: str = "svc", extra: str = "", version: str = "1
 
 def post(headers: str, body: bytes = b"", version: str = "1.1") -> bytes:
     return f"POST /p HTTP/{version}\r\nHost: svc\r\n{headers}\r\n".encode("latin-1") + body
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (connections are refused)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
 
 
 # A complete request: found in an upstream's bytes only if a body was mis-framed.

@@ -51,6 +51,7 @@ def test_one_host_rule(authority: bytes, expected: bytes) -> None:
         (b"/hello", b"", Routed("hello", b"/", "path")),
         (b"http://orders/list?page=2", b"", Routed("orders", b"/list?page=2", "absolute")),
         (b"http://Orders.:80", b"", Routed("orders", b"/", "absolute")),
+        (b"http://orders?page=2", b"", Routed("orders", b"/?page=2", "absolute")),
     ],
 )
 def test_default_routes(target: bytes, host: bytes, expected: Routed) -> None:
