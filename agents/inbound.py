@@ -25,7 +25,7 @@ from mesh.policy.access import allowed
 from mesh.policy.compile import Compiled, compile_revision
 from mesh.security.identity import Identity
 from mesh.security.pki import service_of
-from mesh.security.tls import peer_uris
+from mesh.tls import peer_uris
 
 log = logging.getLogger(__name__)
 

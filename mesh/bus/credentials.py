@@ -9,9 +9,9 @@ from typing import Any
 import nats.errors
 
 from mesh import clock
+from mesh import tls as mesh_tls
 from mesh.config import Settings
 from mesh.errors import ConfigError
-from mesh.security import tls as mesh_tls
 
 # nats-py's text for a publish the server's permissions refused (the server says no more;
 # nats-py lowers its case, subject included).

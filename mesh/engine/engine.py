@@ -15,7 +15,7 @@ from mesh.engine.pool import Pools
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.routing import DefaultRoutes, Router
 from mesh.metrics import Metrics
-from mesh.security.tls import PeerCheck
+from mesh.tls import PeerCheck
 
 
 class Connection(Protocol):

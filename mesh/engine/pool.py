@@ -9,7 +9,7 @@ from collections import deque
 from mesh.engine.outbox import Outbox
 from mesh.engine.upstream import UpstreamConnection
 from mesh.errors import UpstreamConnectFailure, UpstreamRefused, UpstreamTimeout
-from mesh.security.tls import PeerCheck, peer_uris
+from mesh.tls import PeerCheck, peer_uris
 
 Key = tuple[str, int]
 

@@ -10,16 +10,16 @@ import msgspec
 from cryptography import x509
 
 from mesh import clock as system_clock
-from mesh import subjects
+from mesh import subjects, tls
 from mesh.bus import Bus, NatsBus
 from mesh.clock import Clock
 from mesh.errors import BusError, BusTimeout, BusUnavailable, CertificateError
 from mesh.messages import CertReply, CertRequest
 from mesh.metrics import Metrics
-from mesh.security import pki, tls
+from mesh.security import pki
 from mesh.security.renewal import renew_in
-from mesh.security.tls import PeerCheck
 from mesh.tasks import cancel_and_wait
+from mesh.tls import PeerCheck
 
 log = logging.getLogger(__name__)
 

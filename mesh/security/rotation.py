@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mesh.errors import ConfigError
 from mesh.metrics import Metrics
-from mesh.security.tls import load_chain
+from mesh.tls import load_chain
 
 log = logging.getLogger(__name__)
 

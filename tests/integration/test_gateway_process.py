@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 from mesh_procs import Client, Mesh, Proc, routable, wait_for
 
+from mesh import tls
 from mesh.node.children import CANNOT_START
 from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer
-from mesh.security import pki, tls
+from mesh.security import pki
 
 
 @pytest.fixture(scope="module")

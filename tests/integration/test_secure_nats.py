@@ -18,7 +18,7 @@ from factories import heartbeat
 from mesh_cli import Ran, mesh_command
 from waiting import until
 
-from mesh import config, subjects
+from mesh import config, subjects, tls
 from mesh.bus import Delivery, NatsBus, events, setup
 from mesh.bus.kv import KvEntry, KvStore
 from mesh.errors import BusRefused
@@ -27,7 +27,7 @@ from mesh.messages import Event, Evidence, encode
 from mesh.metrics import Metrics
 from mesh.node.node import Node
 from mesh.playground.natsserver import NatsServer
-from mesh.security import natsauth, natscreds, pki, tls
+from mesh.security import natsauth, natscreds, pki
 from mesh.timing import PRESETS
 
 PASSWORD = "right-horse-battery"

@@ -18,11 +18,12 @@ from waiting import until
 from wire import Client, Peer, Upstream, get
 
 from gateway.edge import EdgeListeners
+from mesh import tls
 from mesh.config import Settings
 from mesh.engine import listener
 from mesh.engine.engine import Engine
 from mesh.metrics import Metrics, registry_for, render
-from mesh.security import pki, tls
+from mesh.security import pki
 
 NOW = datetime.now(UTC)
 DAY = timedelta(days=1)

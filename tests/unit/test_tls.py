@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mesh import tls
 from mesh.errors import ConfigError
-from mesh.security import pki, tls
+from mesh.security import pki
 
 NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
