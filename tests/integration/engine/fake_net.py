@@ -23,6 +23,7 @@ from mesh.engine.engine import Engine
 from mesh.engine.server import ClientConnection
 from mesh.engine.upstream import UpstreamConnection
 from mesh.metrics import Metrics
+from mesh.tls import PeerCheck
 
 # Loop iterations a connection may take to end after its last byte; everything the engine
 # does in between is immediate (no timer fires), so a well-behaved run needs a few dozen.
@@ -135,7 +136,9 @@ class InProcessProxy:
         if self._run is not None:
             self._run.errors.append(f"{context.get('message')}: {context.get('exception')!r}")
 
-    async def _connect(self, key: tuple[str, int], timeout: float) -> UpstreamConnection:
+    async def _connect(
+        self, key: tuple[str, int], timeout: float, tls: PeerCheck | None = None
+    ) -> UpstreamConnection:
         run = self._run
         assert run is not None
         conn = UpstreamConnection(key, self.engine.outbox)
