@@ -8,13 +8,13 @@ import ssl
 from dataclasses import dataclass
 
 from mesh import tls
-from mesh.addresses import parse_hostport
+from mesh.addresses import bind, parse_hostport
 from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.engine.listener import BACKLOG, Listener
 from mesh.errors import ConfigError
 from mesh.metrics import Metrics
-from mesh.node.ports import bind, binding
+from mesh.node.ports import binding
 from mesh.security.rotation import CertificateReloader
 from mesh.tasks import cancel_and_wait
 

@@ -15,11 +15,11 @@ from prometheus_client import CollectorRegistry
 
 from gateway import edge
 from mesh import metrics
-from mesh.addresses import hostport, parse_hostport
+from mesh.addresses import bind, hostport, parse_hostport
 from mesh.config import Settings
 from mesh.node import admin, children
 from mesh.node.children import Child
-from mesh.node.ports import bind, binding, free_port
+from mesh.node.ports import binding, free_port
 from mesh.node.supervisor import Restart, Supervisor
 
 log = logging.getLogger(__name__)

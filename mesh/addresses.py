@@ -1,8 +1,9 @@
-"""Listen addresses as people write them: `host:port`, `:port`, `port`, `[::1]:port`."""
+"""Listen addresses as people write them (`host:port`, `:port`, `[::1]:port`), and binding one."""
 
 from __future__ import annotations
 
 import re
+import socket
 
 from mesh.errors import ConfigError
 
@@ -37,3 +38,20 @@ def redact_url(urls: str) -> str:
         re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^@/]*@", r"\1***@", url.strip())
         for url in urls.split(",")
     )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0 = any free port) but not listening: connections are
+    refused until it serves, while nobody else can take the port meanwhile."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As the servers bind: a closed connection in TIME_WAIT is no obstacle. Without
+        # SO_REUSEPORT, any listener already there counts as taken, even one that set it;
+        # and none of ours sets it, so no stranger can join one of our ports either.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -8,6 +8,8 @@ import socket
 import ssl
 from collections.abc import Callable
 
+from mesh import addresses
+
 # A TLS connection's first byte: the record type of a handshake (RFC 8446 §5.1).
 _HANDSHAKE = 0x16
 
@@ -54,16 +56,7 @@ class SniffingServer:
         """Bind host:port now (OSError if taken); connections are refused until start_serving,
         as asyncio.Server's are."""
         loop = asyncio.get_running_loop()
-        family, kind, proto, _, address = (
-            await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-        except OSError:
-            sock.close()
-            raise
+        sock = addresses.bind(host, port)
         sock.setblocking(False)
         return cls(
             loop, factory, sock, context, backlog=backlog, first_byte_timeout=first_byte_timeout

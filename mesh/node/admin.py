@@ -74,7 +74,7 @@ async def serve(
     token: SecretStr | None,
     refused: Callable[[], None] = lambda: None,
 ) -> web.AppRunner:
-    """Answer on a socket from mesh.node.ports.bind: connections are refused until now.
+    """Answer on a socket from mesh.addresses.bind: connections are refused until now.
 
     With a `token`, every request (health probes and scrapes too, and paths that do not
     exist) needs it as a bearer token; others get 401 and `refused()` is called.

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 
 from mesh import subjects
-from mesh.addresses import hostport
+from mesh.addresses import bind, hostport
 from mesh.bus import NatsBus
 from mesh.bus.events import EventLog
 from mesh.config import Settings
@@ -22,7 +22,7 @@ from mesh.membership.view import View
 from mesh.messages import Heartbeat
 from mesh.metrics import Metrics, registry_for
 from mesh.node import admin
-from mesh.node.ports import bind, binding
+from mesh.node.ports import binding
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 
-from mesh.addresses import parse_hostport
+from mesh.addresses import bind, parse_hostport
 from mesh.errors import PortUnavailable
 
 _GIVEN: set[int] = set()
@@ -27,23 +27,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         if port not in _GIVEN:
             _GIVEN.add(port)
             return port
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (0 = any free port) but not listening: connections are
-    refused until it serves, while nobody else can take the port meanwhile."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        # As the servers bind: a closed connection in TIME_WAIT is no obstacle. Without
-        # SO_REUSEPORT, any listener already there counts as taken, even one that set it;
-        # and none of ours sets it, so no stranger can join one of our ports either.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def check_bindable(address: str, what: str) -> None:

@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
+from mesh.addresses import bind
 from mesh.membership.view import View
 from mesh.metrics import Metrics, registry_for
 from mesh.node import admin
-from mesh.node.ports import bind
 from mesh.timing import PRESETS
 
 TOKEN = "0123456789abcdef-admin"
