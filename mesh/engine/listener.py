@@ -9,6 +9,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from mesh.engine.acceptor import Acceptor
 from mesh.engine.engine import Engine
 from mesh.engine.heap import keep_freed_heap
 from mesh.engine.server import ClientConnection
@@ -55,7 +56,7 @@ class Listener:
         self.ssl = ssl
         self.plain_too = plain_too
         self.connection = connection
-        self._server: asyncio.Server | SniffingServer | None = None
+        self._server: asyncio.Server | Acceptor | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, *, serve: bool = True) -> None:
@@ -74,16 +75,28 @@ class Listener:
             )
             if serve:
                 await self._server.start_serving()
-        else:
-            options: dict[str, Any] = (
-                {"sock": self.sock}
-                if self.sock is not None
-                else {"host": self.host, "port": self.port}
+        elif self.sock is not None:  # shared with the other workers: see Acceptor
+            self._server = Acceptor(
+                engine.loop,
+                lambda: connection(engine),
+                self.sock,
+                backlog=BACKLOG,
+                ssl=self.ssl,
+                handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self.ssl is not None else None,
             )
+            if serve:
+                await self._server.start_serving()
+        else:
+            options: dict[str, Any] = {}
             if self.ssl is not None:
-                options |= {"ssl": self.ssl, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
+                options = {"ssl": self.ssl, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
             self._server = await engine.loop.create_server(
-                lambda: connection(engine), **options, backlog=BACKLOG, start_serving=serve
+                lambda: connection(engine),
+                self.host,
+                self.port,
+                **options,
+                backlog=BACKLOG,
+                start_serving=serve,
             )
         for sock in self._server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):

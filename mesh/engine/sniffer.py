@@ -9,12 +9,13 @@ import ssl
 from collections.abc import Callable
 
 from mesh import addresses
+from mesh.engine.acceptor import Acceptor
 
 # A TLS connection's first byte: the record type of a handshake (RFC 8446 §5.1).
 _HANDSHAKE = 0x16
 
 
-class SniffingServer:
+class SniffingServer(Acceptor):
     """What asyncio.Server is to Listener, for permissive mTLS: one port, both kinds.
 
     Each accepted connection is peeked at (MSG_PEEK: nothing is consumed) and then handed
@@ -32,15 +33,10 @@ class SniffingServer:
         backlog: int,
         first_byte_timeout: float,
     ) -> None:
-        self._loop = loop
-        self._factory = factory
-        self._sock = sock
+        super().__init__(
+            loop, factory, sock, backlog=backlog, ssl=context, handshake_timeout=first_byte_timeout
+        )
         self._context = context
-        self._timeout = first_byte_timeout
-        self._backlog = backlog
-        self._accepting: asyncio.Task[None] | None = None
-        self._opening: set[asyncio.Task[None]] = set()
-        self.sockets = [sock]
 
     @classmethod
     async def bind(
@@ -61,33 +57,6 @@ class SniffingServer:
         return cls(
             loop, factory, sock, context, backlog=backlog, first_byte_timeout=first_byte_timeout
         )
-
-    def is_serving(self) -> bool:
-        return self._accepting is not None and not self._accepting.done()
-
-    async def start_serving(self) -> None:
-        if self._accepting is None:
-            self._sock.listen(self._backlog)
-            self._accepting = self._loop.create_task(self._accept(), name="sniffing-accept")
-
-    def close(self) -> None:
-        """Stop accepting; connections already handed over are their owner's to end."""
-        if self._accepting is not None:
-            self._accepting.cancel()
-        for task in self._opening:
-            task.cancel()
-        self._sock.close()
-
-    async def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = await self._loop.sock_accept(self._sock)
-            except OSError:
-                await asyncio.sleep(0.05)  # out of descriptors, or the peer gave up: go on
-                continue
-            task = self._loop.create_task(self._open(conn))
-            self._opening.add(task)
-            task.add_done_callback(self._opening.discard)
 
     async def _open(self, conn: socket.socket) -> None:
         try:
