@@ -68,7 +68,7 @@ async def test_no_key_is_401_with_a_challenge_flags_and_a_json_reason(
     answer = await client.exchange(get("/v1/x", HOST))
     assert (answer.status, answer.header("x-mesh-flags")) == (401, "UAEX")
     assert answer.header("www-authenticate") == (
-        'ApiKey realm="keys", header="x-api-key" query="api_key"'
+        'ApiKey realm="keys", header="x-api-key", query="api_key"'
     )
     assert answer.json()["error"] == "Unauthenticated"
     assert answer.json()["detail"] == "no API key"

@@ -93,6 +93,18 @@ API_KEY_REFUSALS = {
         Unauthenticated,
         "more than one",
     ),
+    "two-query-keys": (
+        b"/v1/x?api_key=k-alice&api_key=k-mallory",
+        [],
+        Unauthenticated,
+        "more than one api_key query parameter",
+    ),
+    "header-and-two-query-keys": (
+        b"/v1/x?api_key=k-alice&api_key=k-mallory",
+        [(b"x-api-key", b"k-alice")],
+        Unauthenticated,
+        "more than one api_key query parameter",
+    ),
     "not-allowed": (b"/v1/x", [(b"x-api-key", b"k-carol")], ConsumerNotAllowed, "'carol'"),
 }
 
@@ -106,7 +118,7 @@ def test_api_key_refusals(
     with pytest.raises(error, match=detail) as refused:
         _call(_router(API_KEY_AUTH), target, *headers)
     if isinstance(refused.value, Unauthenticated):
-        expected = 'ApiKey realm="api", header="x-api-key" query="api_key"'
+        expected = 'ApiKey realm="api", header="x-api-key", query="api_key"'
         assert refused.value.challenge == expected
 
 
