@@ -104,7 +104,11 @@ class JwtCheck:
         if scheme.lower() != b"bearer" or not token.strip():
             raise Unauthenticated("no bearer token", challenge=challenge)
         ring = self._file.current(now) if self._file is not None else self._ring
-        assert ring is not None
+        if ring is None:  # the key file was deleted: nothing verifies, whatever the token
+            raise Unauthenticated(
+                "no key verifies tokens on this route",
+                challenge=f'{challenge}, error="invalid_token"',
+            )
         try:
             consumer = verify(token.strip(), ring, self._rules, self._wall())
         except InvalidToken as exc:
