@@ -109,8 +109,9 @@ class Gatekeeper:
                 rules,
                 count,
             )
+        # The answer names who was refused, never the rules: they are the callee's to know.
         raise AccessDenied(
-            f"{shown} may not call {self.service!r} (access.allow_from: {rules})",
+            f"{shown} may not call {self.service!r}: access denied",
             service=self.service,
             caller=who,
         )

@@ -54,7 +54,13 @@ async def run(
     engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=True)
     fallback = engine.default_routes if settings.gateway_default_routes else None
     forwarding = Forwarding(
-        node, engine, settings, zone=settings.zone, fallback=fallback, policies=bucket(node.bus)
+        node,
+        engine,
+        settings,
+        zone=settings.zone,
+        fallback=fallback,
+        policies=bucket(node.bus),
+        edge=True,
     )
     listeners = EdgeListeners(settings, engine, node.metrics, inherited)
     # Every port first: a taken one ends the gateway before it joins the mesh.

@@ -71,7 +71,7 @@ class Engine:
         )
         self.connections: set[Connection] = set()
         self.draining = False  # shutting down: every response closes its connection
-        self.default_routes: Router = DefaultRoutes(directory.knows)
+        self.default_routes = DefaultRoutes(directory.knows)
         self.router: Router = self.default_routes
         self.on_sweep: Callable[[], None] | None = None  # the owner's periodic duties
         # With mTLS on: how to dial a service's agents' inbound listeners (None: plain text).

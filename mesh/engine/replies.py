@@ -108,16 +108,18 @@ def render(
 
 # --- the final recipient: Max-Forwards reached 0 here ------------------------------------
 
-# What a reflected TRACE leaves out: the credentials it would echo (RFC 9110 §9.3.8).
-_UNREFLECTED = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+# What a reflected TRACE shows of the headers: only these, harmless ones. Anything else
+# may be a credential (RFC 9110 §9.3.8: Authorization and Cookie, but also a route's
+# API-key header under any name) or what a proxy before this one added for the mesh.
+_REFLECTED = frozenset({b"host", b"max-forwards", b"via", b"user-agent"})
 
 
 def final_recipient(request: Request, *, keep_alive: bool, date: bytes) -> bytes:
     """The answer to a TRACE or OPTIONS whose Max-Forwards is 0 (RFC 9110 §7.6.2).
 
     This proxy answers as the final recipient: TRACE with its request reflected as
-    `message/http` (as parsed and checked: a normalised target, a canonical length),
-    without credentials; OPTIONS with an empty 200.
+    `message/http` (as parsed and checked: a normalised target), its headers reduced to
+    _REFLECTED and Accept*; OPTIONS with an empty 200.
     """
     body = b""
     kind = b""
@@ -126,7 +128,7 @@ def final_recipient(request: Request, *, keep_alive: bool, date: bytes) -> bytes
         lines.extend(
             b"%s: %s\r\n" % (name, value)
             for name, value in request.headers
-            if name.lower() not in _UNREFLECTED
+            if name.lower() in _REFLECTED or name[:6].lower() == b"accept"
         )
         lines.append(b"\r\n")
         body = b"".join(lines)

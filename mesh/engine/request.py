@@ -13,7 +13,11 @@ Header = tuple[bytes, bytes]  # (name, value) as received: names keep their case
 BodySink = Callable[[bytes], None]
 
 # RFC 9110 §7.2: uri-host [":" port], the host a reg-name or an IP literal (no user info).
-_AUTHORITY = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+# A reg-name percent-encodes only UTF-8 (non-ASCII) bytes (RFC 3986 §3.2.2): `we%20b`
+# hides a character a host cannot have, and would be looked up as service `we%20b`.
+_AUTHORITY = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[89A-Fa-f][0-9A-Fa-f])*)(?::[0-9]*)?"
+)
 
 
 class Request:

@@ -53,13 +53,13 @@ class ApiKeyCheck:
         self._header = auth.header.lower().encode()
         self._query = auth.query.encode() if auth.query else None
         self._allow = frozenset(auth.allow)
-        where = f' query="{auth.query}"' if auth.query else ""
+        where = f', query="{auth.query}"' if auth.query else ""
         self._challenge = f'ApiKey realm="{route}", header="{auth.header}"{where}'
 
     def __call__(self, request: RequestHead, target: bytes, now: float) -> Identity:
         key = _only(request.headers, self._header, self._challenge)
         if self._query is not None:
-            in_query, target = _take_query(target, self._query)
+            in_query, target = _take_query(target, self._query, self._challenge)
             key = key if key is not None else in_query
         if not key:
             raise Unauthenticated("no API key", challenge=self._challenge)
@@ -104,7 +104,11 @@ class JwtCheck:
         if scheme.lower() != b"bearer" or not token.strip():
             raise Unauthenticated("no bearer token", challenge=challenge)
         ring = self._file.current(now) if self._file is not None else self._ring
-        assert ring is not None
+        if ring is None:  # the key file was deleted: nothing verifies, whatever the token
+            raise Unauthenticated(
+                "no key verifies tokens on this route",
+                challenge=f'{challenge}, error="invalid_token"',
+            )
         try:
             consumer = verify(token.strip(), ring, self._rules, self._wall())
         except InvalidToken as exc:
@@ -127,8 +131,9 @@ def _only(headers: Sequence[Header], name: bytes, challenge: str) -> bytes | Non
     return found
 
 
-def _take_query(target: bytes, name: bytes) -> tuple[bytes | None, bytes]:
-    """(the first value of query parameter `name`, `target` without any of them)."""
+def _take_query(target: bytes, name: bytes, challenge: str) -> tuple[bytes | None, bytes]:
+    """(the value of query parameter `name`, `target` without it); two are refused, as
+    the upstream might read either (as two key headers are)."""
     path, question, query = target.partition(b"?")
     if not question:
         return None, target
@@ -137,8 +142,11 @@ def _take_query(target: bytes, name: bytes) -> tuple[bytes | None, bytes]:
     for pair in query.split(b"&"):
         key, _, value = pair.partition(b"=")
         if unquote_to_bytes(key) == name:
-            if found is None:
-                found = unquote_to_bytes(value)
+            if found is not None:
+                raise Unauthenticated(
+                    f"more than one {name.decode()} query parameter", challenge=challenge
+                )
+            found = unquote_to_bytes(value)
         else:
             kept.append(pair)
     if len(kept) == query.count(b"&") + 1:

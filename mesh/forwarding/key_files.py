@@ -19,6 +19,9 @@ RECHECK = 1.0
 class KeyFile(Generic[T]):
     """A file's contents as parsed by `parse`; a change that does not parse keeps the last
     good contents (logged), so a half-written file never locks every client out.
+
+    A deleted file is no keys (None, logged) until it is back: deleting it is how an
+    operator revokes, and keys nobody can see on disk must not go on verifying tokens.
     """
 
     __slots__ = ("_checked", "_parse", "_seen", "_value", "path")
@@ -28,14 +31,17 @@ class KeyFile(Generic[T]):
         self.path = path
         self._parse = parse
         self._checked: float | None = None
+        self._seen: tuple[int, int, int] | None
+        self._value: T | None
         try:
             self._seen = self._signature()
             self._value = parse(self._read())
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: {_reason(exc)}") from None
 
-    def current(self, now: float) -> T:
-        """The contents, re-read first if the file changed (looked at once per RECHECK)."""
+    def current(self, now: float) -> T | None:
+        """The contents, re-read first if the file changed (looked at once per RECHECK);
+        None while the file is deleted."""
         if self._checked is None or now - self._checked >= RECHECK:
             self._checked = now
             self._reload()
@@ -48,6 +54,11 @@ class KeyFile(Generic[T]):
                 return
             self._seen = seen
             self._value = self._parse(self._read())
+        except FileNotFoundError:
+            if self._seen is not None:
+                log.warning("key file %s deleted: no key is accepted until it is back", self.path)
+            self._seen = self._value = None
+            return
         except (OSError, ValueError) as exc:
             log.warning(
                 "key file %s changed but is unusable, keeping the last: %s", self.path, _reason(exc)

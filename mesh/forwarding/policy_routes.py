@@ -51,6 +51,17 @@ class _Limit:
         return request.client
 
 
+def guarded(table: RouteTable) -> frozenset[str]:
+    """The services a route with `auth` sends to: at the edge, reachable through such a
+    route only, or the default routes (`/hello/x`, `Host: hello`) would bypass its auth."""
+    return frozenset(
+        destination.service
+        for route in table.routes
+        if not isinstance(route.auth, NoAuth)
+        for destination in route.to
+    )
+
+
 class PolicyRouter:
     """Compiled once per policy revision; `fallback` is the default routes, or None.
 

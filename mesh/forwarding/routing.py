@@ -89,6 +89,15 @@ class DefaultRoutes:
     def __init__(self, knows: Callable[[str], bool]) -> None:
         self._knows = knows
 
+    def hiding(self, services: frozenset[str]) -> DefaultRoutes:
+        """These routes as if `services` were not in the mesh: the same 404 as a name that
+        is not, so a client learns nothing of them (the edge hides what a route's auth
+        guards, see mesh.forwarding.policy_routes.guarded)."""
+        if not services:
+            return self
+        knows = self._knows
+        return DefaultRoutes(lambda service: service not in services and knows(service))
+
     def __call__(self, request: RequestHead, now: float) -> Routed:
         knows = self._knows
         target = request.target

@@ -20,8 +20,8 @@ from mesh.engine.engine import Engine
 from mesh.errors import BusError, InvalidMessage
 from mesh.forwarding.defaults import default_service
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
-from mesh.forwarding.policy_routes import PolicyRouter
-from mesh.forwarding.routing import Router, no_route
+from mesh.forwarding.policy_routes import PolicyRouter, guarded
+from mesh.forwarding.routing import DefaultRoutes, no_route
 from mesh.membership.discovery import Discovery
 from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence, decode, encode
@@ -62,7 +62,10 @@ class Forwarding:
 
     The process composes what differs by role: the engine it passes (an edge engine
     strips `x-mesh-*` headers), its `zone`, and the `fallback` router used when no Route
-    policy matches (the default routes, or none). `policies` is where revisions come from.
+    policy matches (the default routes, or none). At the `edge` (a gateway), the default
+    routes never reach a service that a route with `auth` sends to; an agent's outbound
+    proxy serves its own service, inside the mesh, where mTLS and `access.allow_from`
+    decide, so it keeps them. `policies` is where revisions come from.
     `vet` may refuse a compiled revision this node cannot honour (ValueError saying why).
     """
 
@@ -73,8 +76,9 @@ class Forwarding:
         settings: Settings,
         *,
         zone: str,
-        fallback: Router | None,
+        fallback: DefaultRoutes | None,
         policies: Revisions,
+        edge: bool = False,
         clock: Clock = system_clock,
         vet: Callable[[Compiled], None] | None = None,
     ) -> None:
@@ -85,6 +89,7 @@ class Forwarding:
         self.directory = directory = engine.directory
         self._zone = zone
         self._fallback = fallback
+        self._edge = edge
         self._default = default_service(settings)
         self._swap({})  # the settings-made policies, until the bucket's arrive
         directory.on_evidence = self._publish_evidence
@@ -149,12 +154,13 @@ class Forwarding:
             compiled = compile_revision(documents, default=self._default, zone=self._zone)
             if self._vet is not None:
                 self._vet(compiled)
+            fallback = self._fallback
+            if fallback is not None and self._edge and compiled.routes is not None:
+                fallback = fallback.hiding(guarded(compiled.routes))
             router = (  # reads the key files routes' auth names: it may fail here too
-                PolicyRouter(
-                    compiled.routes, self._fallback, self.engine.rng, wall=self._clock.wall
-                )
+                PolicyRouter(compiled.routes, fallback, self.engine.rng, wall=self._clock.wall)
                 if compiled.routes is not None
-                else self._fallback or no_route
+                else fallback or no_route
             )
         except ValueError as exc:
             raise PolicyRejected(str(exc)) from exc

@@ -125,7 +125,7 @@ def test_mesh_up_serves_the_examples_and_ctrl_c_leaves_nothing(
     up: Up = start_up()  # type: ignore[operator]
     text = up.banner
     assert f"curl http://127.0.0.1:{up.port}/hello/" in text
-    assert "6 policy documents applied from" in text  # the examples
+    assert "7 policy documents applied from" in text  # the examples
     children = descendants(up.process.pid)
     assert len(children) >= 10  # nats-server, gateway (+workers), 4 services, 4 agents
 
@@ -287,7 +287,7 @@ def test_mesh_up_secure_serves_with_a_user_per_process_mtls_and_no_secret_in_sig
     )
     assert "(TLS, a least-privilege NKey user per process)" in up.banner
     assert "mTLS strict (trust domain natsmesh.local)" in up.banner
-    assert "6 policy documents applied from" in up.banner  # with the admin's credentials
+    assert "7 policy documents applied from" in up.banner  # with the admin's credentials
     folder = Path(up.banner.split("set -a; . ", 1)[1].split()[0]).parent
     seeds = sorted(folder.glob("*.nk"))
     assert [p.name for p in seeds] == [

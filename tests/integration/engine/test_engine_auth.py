@@ -10,7 +10,7 @@ from proxying import ProxyFactory
 from wire import Client, Upstream, get
 
 from mesh import clock
-from mesh.forwarding.policy_routes import PolicyRouter
+from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.policy.decode import parse
 from mesh.policy.match import RouteTable
 from mesh.policy.route import Route
@@ -44,14 +44,22 @@ ROUTES: list[dict[str, Any]] = [
 ]
 
 
-async def _client(proxies: ProxyFactory, upstream: Upstream, *, strip: bool = True) -> Client:
+async def _client(
+    proxies: ProxyFactory, upstream: Upstream, *, strip: bool = True, defaults: bool = False
+) -> Client:
+    """A gateway with ROUTES to service hello; `defaults`: with the default routes behind
+    them, as mesh.node.forwarding wires them at the edge."""
     routes = []
     for raw in ROUTES:
         route = parse({"kind": "Route", "to": [{"service": "hello"}], **raw}, None)
         assert isinstance(route, Route), route
         routes.append(route)
-    proxy = await proxies({"hello": [upstream.port]}, strip_mesh_headers=strip)
-    proxy.engine.router = PolicyRouter(RouteTable(routes), None, random.Random(1))
+    table = RouteTable(routes)
+    proxy = await proxies(
+        {"hello": [upstream.port], "other": [upstream.port]}, strip_mesh_headers=strip
+    )
+    fallback = proxy.engine.default_routes.hiding(guarded(table)) if defaults else None
+    proxy.engine.router = PolicyRouter(table, fallback, random.Random(1))
     return await proxy.client()
 
 
@@ -68,11 +76,23 @@ async def test_no_key_is_401_with_a_challenge_flags_and_a_json_reason(
     answer = await client.exchange(get("/v1/x", HOST))
     assert (answer.status, answer.header("x-mesh-flags")) == (401, "UAEX")
     assert answer.header("www-authenticate") == (
-        'ApiKey realm="keys", header="x-api-key" query="api_key"'
+        'ApiKey realm="keys", header="x-api-key", query="api_key"'
     )
     assert answer.json()["error"] == "Unauthenticated"
     assert answer.json()["detail"] == "no API key"
     assert upstream.requests() == []
+
+
+async def test_the_default_routes_do_not_reach_a_service_an_auth_route_guards(
+    proxies: ProxyFactory, upstream: Upstream
+) -> None:
+    client = await _client(proxies, upstream, defaults=True)
+    assert (await client.exchange(get("/v1/hi", HOST))).status == 401
+    for request in (get("/hello/hi", "gw"), get("/hi", "hello"), get("http://hello/hi", "gw")):
+        answer = await client.exchange(request)
+        assert (answer.status, answer.header("x-mesh-flags")) == (404, "NR")
+    assert upstream.requests() == []
+    assert (await client.exchange(get("/other/hi", "gw"))).status == 200  # not guarded
 
 
 async def test_an_invalid_token_is_401_invalid_token(

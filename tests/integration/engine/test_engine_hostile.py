@@ -111,7 +111,9 @@ async def test_an_absolute_form_target_forwards_its_authority_as_the_host(
     assert "other.example" not in str(seen["headers"])
 
 
-@pytest.mark.parametrize("host", ["we b", "a@svc", "svc/x", "[::1", "svc:8o", "svc\\x"], ids=repr)
+@pytest.mark.parametrize(
+    "host", ["we b", "a@svc", "svc/x", "[::1", "svc:8o", "svc\\x", "we%20b", "svc%"], ids=repr
+)
 async def test_an_invalid_host_is_400(host: str, proxies: ProxyFactory, upstream: Upstream) -> None:
     proxy = await proxies({"svc": [upstream.port]})
     client = await proxy.client()
@@ -120,7 +122,20 @@ async def test_an_invalid_host_is_400(host: str, proxies: ProxyFactory, upstream
     assert upstream.received == b""
 
 
-@pytest.mark.parametrize("host", ["svc:8080", "SVC.", "[::1]:80", "127.0.0.1", "a-b.c_d~"])
+@pytest.mark.parametrize("authority", ["we%20b", "svc%2fx", "svc%", "svc%4", "svc%zz", "we b"])
+async def test_an_absolute_form_target_with_an_invalid_authority_is_400(
+    authority: str, proxies: ProxyFactory, upstream: Upstream
+) -> None:
+    proxy = await proxies({"svc": [upstream.port]})
+    request = f"GET http://{authority}/x HTTP/1.1\r\nHost: svc\r\n\r\n".encode()
+    answer = await (await proxy.client()).exchange(request)
+    assert (answer.status, answer.header("x-mesh-flags")) == (400, "DPE")
+    assert upstream.received == b""
+
+
+@pytest.mark.parametrize(
+    "host", ["svc:8080", "SVC.", "[::1]:80", "127.0.0.1", "a-b.c_d~", "xn--caf-dma", "caf%C3%A9"]
+)
 async def test_valid_hosts_pass(host: str, proxies: ProxyFactory, upstream: Upstream) -> None:
     proxy = await proxies({"svc": [upstream.port]})
     answer = await (await proxy.client()).exchange(get("/svc/x", host=host))

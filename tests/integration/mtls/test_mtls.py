@@ -186,6 +186,7 @@ async def test_a_caller_not_allowed_gets_403_rbac_counted(
         assert (status, headers["x-mesh-flags"]) == (403, "RBAC")
         assert body["error"] == "AccessDenied"
         assert "'frontend' may not call 'payments'" in body["detail"]
+        assert "checkout" not in body["detail"]  # the callee's rules are not the caller's
         assert callee.gatekeeper.denied == {"frontend": 1}
         callee.allow_from = frozenset({"*"})  # any mesh identity
         assert (await _get(caller.port, "payments"))[0] == 200

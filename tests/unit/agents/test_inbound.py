@@ -52,6 +52,7 @@ def test_callers_the_rules_do_not_admit_are_denied_and_counted(
         with pytest.raises(AccessDenied, match="may not call 'payments'") as denied:
             keeper(head, 0.0)
     assert denied.value.service == "payments"
+    assert "checkout" not in str(denied.value)  # the rules stay with the callee
     assert keeper.denied == {counted: 3}
 
 

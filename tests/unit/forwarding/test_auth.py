@@ -93,6 +93,18 @@ API_KEY_REFUSALS = {
         Unauthenticated,
         "more than one",
     ),
+    "two-query-keys": (
+        b"/v1/x?api_key=k-alice&api_key=k-mallory",
+        [],
+        Unauthenticated,
+        "more than one api_key query parameter",
+    ),
+    "header-and-two-query-keys": (
+        b"/v1/x?api_key=k-alice&api_key=k-mallory",
+        [(b"x-api-key", b"k-alice")],
+        Unauthenticated,
+        "more than one api_key query parameter",
+    ),
     "not-allowed": (b"/v1/x", [(b"x-api-key", b"k-carol")], ConsumerNotAllowed, "'carol'"),
 }
 
@@ -106,7 +118,7 @@ def test_api_key_refusals(
     with pytest.raises(error, match=detail) as refused:
         _call(_router(API_KEY_AUTH), target, *headers)
     if isinstance(refused.value, Unauthenticated):
-        expected = 'ApiKey realm="api", header="x-api-key" query="api_key"'
+        expected = 'ApiKey realm="api", header="x-api-key", query="api_key"'
         assert refused.value.challenge == expected
 
 
@@ -186,6 +198,24 @@ def test_a_key_file_change_is_used_within_a_recheck_and_a_broken_one_is_not(tmp_
     assert _call(router, b"/v1/x", new, now=1.0 + RECHECK * 2).consumer == b"alice"
     with pytest.raises(Unauthenticated, match="bad signature"):
         _call(router, b"/v1/x", old, now=1.0 + RECHECK * 2)
+
+
+def test_a_deleted_key_file_accepts_no_token_until_it_is_back(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(HS_SECRET)
+    router = _router(_jwt_auth(algorithm="HS256", public_key=None, key_file=str(secret)))
+    valid = _bearer(token(HS_SECRET, "HS256", now=EPOCH))
+    assert _call(router, b"/v1/x", valid, now=1.0).consumer == b"alice"
+
+    secret.unlink()  # revoked: the last keys must not go on working
+    for later in (2.0, 3.0):
+        with pytest.raises(Unauthenticated, match="no key verifies") as refused:
+            _call(router, b"/v1/x", valid, now=later + RECHECK)
+        assert isinstance(refused.value, Unauthenticated)
+        assert refused.value.challenge == 'Bearer realm="api", error="invalid_token"'
+
+    secret.write_bytes(HS_SECRET)
+    assert _call(router, b"/v1/x", valid, now=4.0 + RECHECK).consumer == b"alice"
 
 
 def test_a_missing_key_file_makes_the_router_unbuildable(tmp_path: Path) -> None:

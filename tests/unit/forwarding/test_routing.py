@@ -8,7 +8,7 @@ import pytest
 from factories import RequestHead
 
 from mesh.errors import BadRequest, NoRoute, RateLimited
-from mesh.forwarding.policy_routes import PolicyRouter
+from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.forwarding.routing import DefaultRoutes, Routed, hostname, no_route
 from mesh.forwarding.routing import RequestHead as Head
 from mesh.policy.decode import parse
@@ -72,13 +72,17 @@ def test_no_route_is_a_404_whatever_the_request() -> None:
         no_route(_head(b"/hello/"), 0.0)
 
 
-def _router(*documents: dict[str, object], fallback: bool = True) -> PolicyRouter:
+def _table(*documents: dict[str, object]) -> RouteTable:
     routes = []
     for raw in documents:
         route = parse({"kind": "Route", **raw}, None)
         assert isinstance(route, Route), route
         routes.append(route)
-    return PolicyRouter(RouteTable(routes), KNOWN if fallback else None, random.Random(1))
+    return RouteTable(routes)
+
+
+def _router(*documents: dict[str, object], fallback: bool = True) -> PolicyRouter:
+    return PolicyRouter(_table(*documents), KNOWN if fallback else None, random.Random(1))
 
 
 GREET = {"name": "greet", "match": {"hosts": ["greet.example.com"]}, "to": [{"service": "hello"}]}
@@ -100,6 +104,37 @@ def test_unmatched_requests_fall_back_to_the_default_routes_or_nowhere() -> None
     assert _router(GREET)(_head(b"/orders/x"), 0.0) == Routed("orders", b"/x", "path")
     with pytest.raises(NoRoute):
         _router(GREET, fallback=False)(_head(b"/orders/x"), 0.0)
+
+
+KEYED = {
+    "name": "keyed",
+    "match": {"hosts": ["api.example.com"]},
+    "auth": {"type": "api_key", "keys": [{"consumer": "alice", "sha256": "0" * 64}]},
+    "to": [{"service": "hello"}],
+}
+
+
+def test_the_services_an_auth_route_guards_are_those_it_sends_to() -> None:
+    assert guarded(_table(KEYED, GREET)) == {"hello"}
+    assert guarded(_table(GREET)) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [(b"/hello/hi", b"gw.example.com"), (b"/hi", b"hello"), (b"http://hello/hi", b"")],
+)
+def test_default_routes_hiding_a_service_answer_as_if_it_were_not_there(
+    target: bytes, host: bytes
+) -> None:
+    hiding = KNOWN.hiding(frozenset({"hello"}))
+    with pytest.raises(NoRoute) as hidden:
+        hiding(_head(target, host), 0.0)
+    with pytest.raises(NoRoute) as unknown:
+        KNOWN(_head(target.replace(b"hello", b"nosuch"), host.replace(b"hello", b"nosuch")), 0.0)
+    # The same answer as a name nobody has: the client learns nothing of the guarded one.
+    assert str(hidden.value) == str(unknown.value).replace("nosuch", "hello")
+    assert hiding(_head(b"/orders/x"), 0.0) == Routed("orders", b"/x", "path")
+    assert KNOWN.hiding(frozenset()) is KNOWN
 
 
 @pytest.mark.parametrize("path", [b"/a/./b", b"/a/../b", b"/a/.", b"/a/.."])

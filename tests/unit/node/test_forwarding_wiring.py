@@ -94,8 +94,9 @@ def hello(instance: str, port: int = 9000, **fields: object) -> Heartbeat:
 
 
 @contextlib.asynccontextmanager
-async def wired(*, agent: bool) -> AsyncIterator[Wired]:
-    """A node's forwarding on a memory bus; an agent falls back to the default routes."""
+async def wired(*, agent: bool, defaults: bool | None = None) -> AsyncIterator[Wired]:
+    """A node's forwarding on a memory bus; an agent falls back to the default routes,
+    a gateway only if `defaults` (MESH_GATEWAY_DEFAULT_ROUTES) says so."""
     hub, clock, bucket, metrics = MemoryHub(), ManualClock(), MemoryBucket(), Metrics()
     bus = hub.bus()
     events = EventLog(bus, "gw-1", metrics, clock=clock)
@@ -107,9 +108,16 @@ async def wired(*, agent: bool) -> AsyncIterator[Wired]:
     settings = Settings()
     directory = Directory(node="gw-1")
     engine = Engine(settings, directory, metrics, strip_mesh_headers=not agent)
-    fallback = engine.default_routes if agent else None
+    fallback = engine.default_routes if (agent if defaults is None else defaults) else None
     forwarding = Forwarding(
-        node, engine, settings, zone="", fallback=fallback, policies=bucket, clock=clock
+        node,
+        engine,
+        settings,
+        zone="",
+        fallback=fallback,
+        policies=bucket,
+        clock=clock,
+        edge=not agent,
     )
     events.start()
     await discovery.start()
@@ -281,6 +289,33 @@ async def test_an_agent_falls_back_to_its_default_routes(agent: Wired) -> None:
     await agent.bucket.put("route.greet", GREET)
     assert agent.route(b"/greet/x") == ("hello", b"/x")
     assert agent.route(b"/hello/y") == ("hello", b"/y")
+
+
+KEYED = {
+    "kind": "Route",
+    "name": "keyed",
+    "match": {"hosts": ["api.example.com"]},
+    "auth": {"type": "api_key", "keys": [{"consumer": "alice", "sha256": "0" * 64}]},
+    "to": [{"service": "hello"}],
+}
+
+
+async def test_a_gateways_default_routes_do_not_bypass_a_routes_auth() -> None:
+    async with wired(agent=False, defaults=True) as gateway:
+        await three_hellos(gateway)
+        assert gateway.route(b"/hello/x") == ("hello", b"/x")
+        await gateway.bucket.put("route.keyed", KEYED)
+        with pytest.raises(NoRoute):
+            gateway.route(b"/hello/x")  # only through route keyed, with a key
+        await gateway.bucket.delete("route.keyed")
+        assert gateway.route(b"/hello/x") == ("hello", b"/x")
+
+
+async def test_an_agent_calls_a_service_an_auth_route_guards_by_name(agent: Wired) -> None:
+    await three_hellos(agent)
+    await agent.bucket.put("route.keyed", KEYED)
+    # Inside the mesh: the callee's agent decides (mTLS and access.allow_from).
+    assert agent.route(b"/hello/x") == ("hello", b"/x")
 
 
 async def test_a_service_document_changes_how_this_node_calls_the_service(

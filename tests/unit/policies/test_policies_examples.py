@@ -10,7 +10,7 @@ import pytest
 from factories import RequestHead, service_defaults
 
 import policies
-from mesh.forwarding.policy_routes import PolicyRouter
+from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.policy.match import RouteTable, choose
 from mesh.policy.model import Route, Service, key
 from policies.loader import Loaded, load
@@ -41,6 +41,7 @@ def test_all_examples_are_clean_together_and_route_only_to_the_demos_services() 
         "route.api",
         "route.api-v2",
         "route.canary",
+        "route.demo-path",
         "route.hello",
         "service.frontend",
         "service.hello",
@@ -63,6 +64,18 @@ def test_hello_is_the_classic() -> None:
     assert matched is not None
     assert (matched.route.name, matched.target) == ("hello", b"/hello/world?x=1")
     assert table.match(b"GET", b"other.example.com", b"/hello", []) is None
+    assert table.match(b"GET", b"hello", b"/x", []) is not None  # `Host: hello`
+
+
+def test_hello_has_an_open_path_though_edge_auth_guards_it() -> None:
+    found = documents(load(EXAMPLES, defaults=DEFAULTS))
+    routes = [d for d in found.values() if isinstance(d, Route)]
+    table = RouteTable(routes)
+    assert "hello" in guarded(table)  # the gateway's default routes do not reach it
+    for target, expected in [(b"/hello/", b"/"), (b"/hello", b"/"), (b"/hello/x?y=1", b"/x?y=1")]:
+        matched = table.match(b"GET", b"127.0.0.1", target, [])
+        assert matched is not None
+        assert (matched.route.name, matched.target) == ("demo-path", expected)
 
 
 def test_canary_splits_90_10_by_version_under_canary() -> None:
