@@ -108,7 +108,10 @@ async def _run(
     else:
         config_file = secure.server_config if secure is not None else None
         server = NatsServer(
-            find_binary(settings.nats_server_bin), config_file=config_file, clock=clock
+            find_binary(settings.nats_server_bin),
+            config_file=config_file,
+            tls_first=secure is not None,  # natscreds' nats.conf: handshake_first
+            clock=clock,
         )
         server.start()  # on this thread, which outlives it (see NatsServer)
         url = server.url

@@ -62,8 +62,11 @@ def test_each_credential_reaches_nats_py_as_its_option(tmp_path: Path) -> None:
         "token": "tk",
         "nkeys_seed": str(seed),
         "user_credentials": str(creds),
+        "tls_handshake_first": True,  # never a plain-text INFO a downgrade could forge
     }
     assert connect_credentials(Settings()) == {}
+    tls_url = Settings(nats_url="nats://a:1, TLS://b:2")
+    assert connect_credentials(tls_url) == {"tls_handshake_first": True}
 
 
 @pytest.mark.parametrize("setting", ["nats_nkey_seed", "nats_creds", "nats_tls_cert"])
