@@ -55,7 +55,7 @@ def write(
 ) -> dict[str, Credentials]:
     """Write everything into `out`; an existing CA there is kept (its users stay valid)."""
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    pki.make_folder(out)
     # Named apart from every role's files (agent-*, gateway-*, admin, monitor, ca).
     ca_cert, ca_key = out / "nats-ca.pem", out / "nats-ca-key.pem"
     if ca_cert.exists() and ca_key.exists():

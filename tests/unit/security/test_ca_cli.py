@@ -1,4 +1,4 @@
-"""`mesh ca init`: the CA's files, their modes, and no overwrite without --force."""
+"""`mesh ca init`, `mesh nats creds`: the files, their modes, no overwrite without --force."""
 
 from __future__ import annotations
 
@@ -37,3 +37,16 @@ def test_serve_without_a_ca_ends_with_one_line(tmp_path: Path) -> None:
     assert ran.returncode == 2
     missing = tmp_path / "none" / "ca.crt"
     assert ran.stderr.strip() == f"mesh ca: cannot read {missing}: No such file or directory"
+
+
+def test_a_folder_that_cannot_be_made_ends_with_one_line(tmp_path: Path) -> None:
+    """A path under a regular file (this runs as root too, which ignores modes)."""
+    (tmp_path / "file").write_text("")
+    impossible = tmp_path / "file" / "sub"
+    for args, command in (
+        (("ca", "init", "--dir", str(impossible)), "ca"),
+        (("nats", "creds", "--out", str(impossible)), "nats"),
+    ):
+        ran = mesh_command(*args)
+        assert ran.returncode == 2
+        assert ran.stderr.strip() == f"mesh {command}: cannot write {impossible}: Not a directory"
