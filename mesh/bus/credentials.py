@@ -44,14 +44,23 @@ def connect_credentials(s: Settings) -> dict[str, Any]:
         options["tls"] = mesh_tls.client_context(
             s.nats_tls_ca, cert=s.nats_tls_cert, key=s.nats_tls_key
         )
-    if "tls" in options or any(
-        url.strip().lower().startswith("tls://") for url in s.nats_url.split(",")
-    ):
+    if "tls" in options or _tls_url(s):
         # TLS before the server's first word: otherwise nats-py upgrades only when the
         # server's INFO asks, and a server (or a man in the middle) that does not ask
         # would read the credentials in clear. Servers need `handshake_first: true`.
         options["tls_handshake_first"] = True
     return options
+
+
+def guarded(s: Settings) -> bool:
+    """Whether these settings log in over TLS: a sign (not proof) that the server lets
+    no one in without credentials of their own."""
+    logs_in = s.nats_user or s.nats_token or s.nats_nkey_seed or s.nats_creds or "@" in s.nats_url
+    return bool(logs_in and (s.nats_tls_ca or s.nats_tls_cert or _tls_url(s)))
+
+
+def _tls_url(s: Settings) -> bool:
+    return any(url.strip().lower().startswith("tls://") for url in s.nats_url.split(","))
 
 
 def refusal(exc: BaseException) -> str | None:

@@ -13,6 +13,7 @@ import msgspec
 
 from mesh import clock, config, durations, logs, subjects
 from mesh.bus import Delivery, NatsBus
+from mesh.bus.credentials import guarded
 from mesh.config import Settings
 from mesh.errors import BusError, ConfigError
 from mesh.messages import CertReply
@@ -89,6 +90,12 @@ def _serve(args: argparse.Namespace) -> int:
     if expires <= clock.wall():
         raise ConfigError(f"the mesh CA in {folder} expired; `mesh ca init --force` makes one")
 
+    if not guarded(settings):
+        log.warning(
+            "NATS without credentials or TLS: anyone who reaches it can ask this CA for "
+            "any service's identity (give it the ca role's files of `mesh nats creds`)"
+        )
+
     async def serve() -> int:
         # Not mesh.node.runtime: the security package sits below the node package.
         stop = asyncio.Event()
@@ -114,7 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 class Signer:
-    """Answers each request; refusals are counted and logged (each names its cause)."""
+    """Answers each request; each refusal is logged with its cause and the running count."""
 
     def __init__(self, bus: NatsBus, authority: pki.Authority, settings: Settings) -> None:
         self._bus = bus

@@ -11,7 +11,7 @@ import nats.errors
 import pytest
 
 from mesh.bus import NatsBus
-from mesh.bus.credentials import connect_credentials, refusal
+from mesh.bus.credentials import connect_credentials, guarded, refusal
 from mesh.config import Settings
 from mesh.errors import BusRefused, BusUnavailable, ConfigError
 from mesh.node.ports import free_port
@@ -148,3 +148,20 @@ async def test_a_refused_publish_ends_the_work_waiting_on_its_answer() -> None:
         return 7
 
     assert await bus.unless_refused("$JS.API.STREAM.X", answered()) == 7
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, False),
+        ({"nats_token": "t"}, False),  # a login, sent in clear
+        ({"nats_tls_ca": "ca.pem"}, False),  # TLS, but anyone may log in
+        ({"nats_url": "tls://h:1"}, False),
+        ({"nats_url": "tls://tok@h:1"}, True),
+        ({"nats_user": "u", "nats_tls_ca": "ca.pem"}, True),
+        ({"nats_nkey_seed": "ca.nk", "nats_tls_cert": "c.pem", "nats_tls_key": "k.pem"}, True),
+    ],
+)
+def test_guarded_means_a_login_over_tls(settings: dict[str, str], expected: bool) -> None:
+    """What `mesh ca serve` checks before warning that anyone may ask it for a certificate."""
+    assert guarded(Settings(**settings)) is expected  # type: ignore[arg-type]
