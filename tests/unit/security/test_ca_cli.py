@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mesh_cli import mesh_command
 
+from mesh import cli
 from mesh.security import pki
 
 
@@ -50,3 +52,21 @@ def test_a_folder_that_cannot_be_made_ends_with_one_line(tmp_path: Path) -> None
         ran = mesh_command(*args)
         assert ran.returncode == 2
         assert ran.stderr.strip() == f"mesh {command}: cannot write {impossible}: Not a directory"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ca", "init", "--nats-url", "nats://h:1"],  # init never talks to NATS
+        ["ca", "init", "--preset", "lan"],
+        ["ca", "serve", "--preset", "lan"],  # no failure detection to time
+        ["nats", "setup", "--preset", "lan"],
+    ],
+)
+def test_a_flag_the_command_would_ignore_is_refused(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.parser(args[0]).parse_args(args)
+    assert exited.value.code == 2
+    assert f"unrecognized arguments: {' '.join(args[2:])}" in capsys.readouterr().err
