@@ -124,7 +124,8 @@ async def _run(
             return env
         return {**secure.env(role.name, env), "MESH_MTLS": playground_secure.MTLS}
 
-    quiet = env if secure is None else playground_secure.without_credentials(env)
+    # Demo services are no mesh nodes: none of the shell's secrets or NATS logins.
+    quiet = playground_secure.without_secrets(env)
     gateway = lineup.gateway(
         args.listen, args.admin, env_of(natsauth.gateway(playground_secure.GATEWAY))
     )
