@@ -180,15 +180,16 @@ async def test_only_the_admin_writes_policies_or_changes_the_event_stream(
 
 
 def test_mesh_policy_apply_without_the_admins_credentials_fails_with_one_line(
-    secure: Secure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    secure: Secure, tmp_path: Path
 ) -> None:
     route = tmp_path / "r.yaml"
     route.write_text("kind: Route\nname: r\nmatch: {path_prefix: /r}\nto: [{service: hello}]\n")
     route.write_text(route.read_text() + "---\nkind: Service\nname: hello\n")
-    use(secure.env("gateway-gateway"), monkeypatch)
-    line = one_line(mesh_command("policy", "apply", "-f", str(route)))
+    # A process of its own: its log lines reach its stderr too (no second line of them).
+    line = one_line(mesh("policy", "apply", "-f", str(route), env=secure.env("gateway-gateway")))
     assert line.startswith(
-        'mesh policy: NATS refused: nats: permissions violation for publish to "$kv.'
+        "mesh policy: only the policy admin may write policies (the admin role of "
+        '`mesh nats creds`); NATS refused: nats: permissions violation for publish to "$kv.'
     )
 
 
