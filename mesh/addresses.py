@@ -34,8 +34,9 @@ def hostport(host: str, port: int) -> str:
 
 def redact_url(urls: str) -> str:
     """`urls` (comma-separated) with any `user:password@` or `token@` shown as `***@`."""
+    # Up to the last '@': a secret may hold '@' or '/' unescaped (a server URL has no path).
     return ",".join(
-        re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^@/]*@", r"\1***@", url.strip())
+        re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://).*@", r"\1***@", url.strip())
         for url in urls.split(",")
     )
 

@@ -27,13 +27,24 @@ _BUILT_IN = tuple(
 )
 
 
-def _common() -> argparse.ArgumentParser:
+COMMON = ("--nats-url", "--preset", "--log-level")
+
+
+def common_options(*wanted: str) -> argparse.ArgumentParser:
+    """A parent parser with the common options `wanted` (all by default): a command takes
+    only the flags it acts on."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--nats-url", help="NATS server URL (setting nats_url)")
-    common.add_argument(
-        "--preset", choices=get_args(Preset), help="failure-detection timing preset (lan)"
-    )
-    common.add_argument("--log-level", choices=get_args(logs.Level))
+    for flag in wanted or COMMON:
+        if flag == "--nats-url":
+            common.add_argument(flag, help="NATS server URL (setting nats_url)")
+        elif flag == "--preset":
+            common.add_argument(
+                flag, choices=get_args(Preset), help="failure-detection timing preset (lan)"
+            )
+        elif flag == "--log-level":
+            common.add_argument(flag, choices=get_args(logs.Level))
+        else:
+            raise ValueError(f"{flag}: not a common option")
     return common
 
 
@@ -52,7 +63,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="mesh", description="natsmesh: a service mesh for HTTP services on NATS"
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common()
+    common = common_options()
     for name, entry in _commands().items():
         if command in (None, name):
             entry.load()(commands, common)

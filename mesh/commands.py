@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from mesh import clock, config, durations, subjects
+from mesh import cli, clock, config, durations, subjects
 from mesh.addresses import redact_url
 from mesh.bus import Delivery, NatsBus, setup
 from mesh.errors import ConfigError, InvalidMessage
@@ -176,7 +176,7 @@ def register_nats(commands: argparse._SubParsersAction, common: argparse.Argumen
     creds.set_defaults(func=_creds)
     setup = verbs.add_parser(
         "setup",
-        parents=[common],
+        parents=[cli.common_options("--nats-url")],
         help="create the event stream and the policy bucket (admin credentials)",
     )
     setup.set_defaults(func=_setup)

@@ -19,6 +19,8 @@ from mesh.timing import PRESETS, Preset, Timing
 _BALANCE = BalanceConfig()
 _RESILIENCE = ResilienceConfig()
 _RETRY, _OUTLIER = _RESILIENCE.retry, _RESILIENCE.outlier
+# Marks a setting that holds the path of a secret (a key, a seed): see secret_settings().
+_SECRET_FILE: dict[str, Any] = {"secret_file": True}
 
 
 class Settings(BaseSettings):
@@ -39,12 +41,18 @@ class Settings(BaseSettings):
     # A seed file, not the seed: the secret stays off command lines and out of the
     # environment of every child process; the server config holds only its public key.
     nats_nkey_seed: str | None = Field(
-        None, description="Path of an NKey seed file (the server knows its public key)."
+        None,
+        description="Path of an NKey seed file (the server knows its public key).",
+        json_schema_extra=_SECRET_FILE,
     )
-    nats_creds: str | None = Field(None, description="Path of a NATS .creds file (JWT + nkey).")
+    nats_creds: str | None = Field(
+        None, description="Path of a NATS .creds file (JWT + nkey).", json_schema_extra=_SECRET_FILE
+    )
     nats_tls_ca: str | None = Field(None, description="CA bundle that signs the NATS server.")
     nats_tls_cert: str | None = Field(None, description="Client certificate for NATS mTLS.")
-    nats_tls_key: str | None = Field(None, description="Key of nats_tls_cert (with it).")
+    nats_tls_key: str | None = Field(
+        None, description="Key of nats_tls_cert (with it).", json_schema_extra=_SECRET_FILE
+    )
     # Short waits find a restarted server sooner; each attempt costs a connect on it.
     nats_reconnect_wait: float = Field(
         0.5, gt=0, description="Seconds between NATS reconnect attempts."
@@ -111,7 +119,9 @@ class Settings(BaseSettings):
     gateway_tls_cert: str | None = Field(
         None, description="PEM certificate (chain) of the HTTPS listener; reloaded on change."
     )
-    gateway_tls_key: str | None = Field(None, description="Key of gateway_tls_cert (with it).")
+    gateway_tls_key: str | None = Field(
+        None, description="Key of gateway_tls_cert (with it).", json_schema_extra=_SECRET_FILE
+    )
     # Beside the plain listener, or instead of it (MESH_GATEWAY_LISTEN=''): keeping both
     # lets clients move to HTTPS one by one, at the price of a plain port still open.
     gateway_listen_tls: str = Field(
@@ -431,6 +441,17 @@ def service_fields() -> dict[str, str]:
         if isinstance(extra, dict) and isinstance(extra.get("service"), str):
             fields[name] = str(extra["service"])
     return fields
+
+
+def secret_settings() -> frozenset[str]:
+    """The environment name of every setting that is a secret (SecretStr) or the path of
+    one: what a process that is no mesh node (a demo service) must not inherit."""
+    return frozenset(
+        f"MESH_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if SecretStr in (field.annotation, *get_args(field.annotation))
+        or field.json_schema_extra == _SECRET_FILE
+    )
 
 
 def load(**overrides: Any) -> Settings:

@@ -69,11 +69,17 @@ def load_chain(context: ssl.SSLContext, cert: str, key: str | None) -> None:
     context first, as OpenSSL, given a key that does not match the new certificate,
     would leave a live context unable to complete any handshake.
     """
+    # Checked first: ssl's own FileNotFoundError does not say which file it missed.
+    for what, path in (("certificate", cert), ("key", key)):
+        if path is not None:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise ConfigError(f"TLS {what} {path}: {exc.strerror}") from None
     try:
         ssl.SSLContext(context.protocol).load_cert_chain(cert, key)
         context.load_cert_chain(cert, key)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"TLS certificate or key missing: {exc.filename}") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"TLS certificate {cert} or its key is unusable: {exc}") from None
 

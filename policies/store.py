@@ -8,7 +8,7 @@ from mesh import subjects
 from mesh.bus import NatsBus
 from mesh.bus.kv import KvEntry, KvStore
 from mesh.config import Settings
-from mesh.errors import ConfigError
+from mesh.errors import BusRefused, ConfigError
 from policies.plan import Change, Stored
 
 
@@ -33,15 +33,21 @@ class PolicyStore:
         read; keys before it are written (each write is atomic, the set is not).
         """
         revisions: dict[str, int] = {}
-        for change in changes:
-            if change.action == "delete":
-                await self.kv.delete(change.key, expected_revision=change.expected_revision)
-                entry = await self._latest(change.key)
-                revisions[change.key] = entry.revision if entry else 0
-            else:
-                revisions[change.key] = await self.kv.put(
-                    change.key, change.value, expected_revision=change.expected_revision
-                )
+        try:
+            for change in changes:
+                if change.action == "delete":
+                    await self.kv.delete(change.key, expected_revision=change.expected_revision)
+                    entry = await self._latest(change.key)
+                    revisions[change.key] = entry.revision if entry else 0
+                else:
+                    revisions[change.key] = await self.kv.put(
+                        change.key, change.value, expected_revision=change.expected_revision
+                    )
+        except BusRefused as exc:  # the bucket's subjects are the admin role's alone
+            raise BusRefused(
+                f"only the policy admin may write policies (the admin role of "
+                f"`mesh nats creds`); {exc}"
+            ) from None
         return revisions
 
     async def _latest(self, key: str) -> KvEntry | None:

@@ -217,9 +217,13 @@ class NatsBus:
         text = str(exc) or type(exc).__name__
         why = refusal(exc)
         refused = REFUSED_PUBLISH.search(text)
+        told = False
         for waiting in self._waiting.get(refused.group(1) if refused else "", ()):
             if not waiting.done():
                 waiting.set_result(text)
+                told = True
+        if told:  # unless_refused raises it to its caller, which says it: once is enough
+            return
         if "permissions violation" in text.lower() or (why and self._up.is_set()):
             # What these credentials may not (or no longer) do: a setup mistake, worth
             # one warning each; a node already up keeps retrying on its last view.

@@ -16,6 +16,8 @@ from mesh.errors import ConfigError
 # nats-py's text for a publish the server's permissions refused (the server says no more;
 # nats-py lowers its case, subject included).
 REFUSED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+# OpenSSL's reasons when our TLS hello meets a server that writes plain text (its INFO).
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
 
 
 def connect_credentials(s: Settings) -> dict[str, Any]:
@@ -42,7 +44,23 @@ def connect_credentials(s: Settings) -> dict[str, Any]:
         options["tls"] = mesh_tls.client_context(
             s.nats_tls_ca, cert=s.nats_tls_cert, key=s.nats_tls_key
         )
+    if "tls" in options or _tls_url(s):
+        # TLS before the server's first word: otherwise nats-py upgrades only when the
+        # server's INFO asks, and a server (or a man in the middle) that does not ask
+        # would read the credentials in clear. Servers need `handshake_first: true`.
+        options["tls_handshake_first"] = True
     return options
+
+
+def guarded(s: Settings) -> bool:
+    """Whether these settings log in over TLS: a sign (not proof) that the server lets
+    no one in without credentials of their own."""
+    logs_in = s.nats_user or s.nats_token or s.nats_nkey_seed or s.nats_creds or "@" in s.nats_url
+    return bool(logs_in and (s.nats_tls_ca or s.nats_tls_cert or _tls_url(s)))
+
+
+def _tls_url(s: Settings) -> bool:
+    return any(url.strip().lower().startswith("tls://") for url in s.nats_url.split(","))
 
 
 def refusal(exc: BaseException) -> str | None:
@@ -58,6 +76,11 @@ def refusal(exc: BaseException) -> str | None:
         return f"the NATS server's certificate is not trusted ({why}): check MESH_NATS_TLS_CA"
     if isinstance(exc, ssl.SSLError):
         why = getattr(exc, "reason", None) or exc
+        if why in _NOT_TLS:
+            return (
+                f"the NATS server did not answer in TLS ({why}): the mesh speaks TLS first, "
+                "so the server's tls block needs `handshake_first: true`"
+            )
         return (
             f"NATS refused the TLS handshake ({why}): check MESH_NATS_TLS_CERT and _KEY "
             "(a certificate its CA signed, not expired)"

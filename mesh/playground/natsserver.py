@@ -80,6 +80,7 @@ class NatsServer:
         store_dir: str | Path | None = None,
         config_file: str | Path | None = None,
         extra_args: Sequence[str] = (),
+        tls_first: bool = False,
         keep: bool = False,
         clock: Callable[[], float] = monotonic,
     ) -> None:
@@ -89,11 +90,14 @@ class NatsServer:
         self.jetstream = jetstream
         self.config_file = config_file
         self.extra_args = tuple(extra_args)
+        # Its config says `handshake_first`: it writes nothing in clear, INFO included.
+        self.tls_first = tls_first
         self.keep = keep  # keep a temporary store dir after stop() (for post-mortems)
         self._clock = clock
         self._given_store = Path(store_dir) if store_dir is not None else None
         self._store: Path | None = self._given_store
         self._child: children.Child | None = None
+        self._log_start = 0  # where this run's lines begin in the log
 
     # --- state --------------------------------------------------------------------------
 
@@ -132,7 +136,8 @@ class NatsServer:
     # --- start --------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
-        """Launch and return once the server sends INFO (JetStream on, if asked) to a client."""
+        """Launch and return once the server sends INFO (JetStream on, if asked) to a client
+        (a TLS-first server: once its log says it is ready)."""
         self._launch()
         deadline = self._clock() + timeout
         while not self._probe():
@@ -157,9 +162,9 @@ class NatsServer:
         # A file, not a PIPE: nobody reads a pipe while the server runs, and a full one
         # blocks it. Its own session: a Ctrl-C reaches the mesh process, which stops NATS
         # last, after its agents have said `leave` over it.
-        self._child = children.Child(
-            "nats-server", args, log=self._store / "nats-server.log", own_session=True
-        )
+        log_file = self._store / "nats-server.log"
+        self._log_start = log_file.stat().st_size if log_file.exists() else 0
+        self._child = children.Child("nats-server", args, log=log_file, own_session=True)
         try:
             self._child.start()
         except OSError as exc:
@@ -188,6 +193,8 @@ class NatsServer:
     def _probe(self) -> bool:
         if not self._find_port():
             return False
+        if self.tls_first:  # no plain INFO to read: it says so once JetStream and clients are on
+            return b"Server is ready" in self._log_since_launch()
         try:
             with socket.create_connection((self._dial_host, self.port), timeout=1.0) as sock:
                 first_line = sock.makefile("rb").readline()
@@ -223,6 +230,15 @@ class NatsServer:
     def _terminate(self, timeout: float) -> None:
         if self._child is not None:
             children.stop([[self._child]], grace=timeout, clock=self._clock)
+
+    def _log_since_launch(self) -> bytes:
+        """This run's lines: a restart appends to the last run's log."""
+        if self.log_path is None:
+            return b""
+        with contextlib.suppress(OSError), self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read()
+        return b""
 
     def log_tail(self, size: int = 4000) -> str:
         """The end of the server's output, for error messages."""

@@ -9,22 +9,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mesh import clock
+from mesh import clock, config
 from mesh.security import ca_cli, natscreds
 
 GATEWAY = "gateway"
 # Strict: the agents' inbound listeners take mTLS only, so every call names its caller.
 MTLS = "strict"
 # Settings that carry NATS credentials: a child gets its own role's, never the shell's.
-_CREDENTIALS = (
-    "MESH_NATS_USER",
-    "MESH_NATS_PASSWORD",
-    "MESH_NATS_TOKEN",
-    "MESH_NATS_NKEY_SEED",
-    "MESH_NATS_CREDS",
-    "MESH_NATS_TLS_CA",
-    "MESH_NATS_TLS_CERT",
-    "MESH_NATS_TLS_KEY",
+_CREDENTIALS = frozenset(
+    {
+        "MESH_NATS_USER",
+        "MESH_NATS_PASSWORD",
+        "MESH_NATS_TOKEN",
+        "MESH_NATS_NKEY_SEED",
+        "MESH_NATS_CREDS",
+        "MESH_NATS_TLS_CA",
+        "MESH_NATS_TLS_CERT",
+        "MESH_NATS_TLS_KEY",
+    }
 )
 
 
@@ -54,6 +56,13 @@ class Credentials:
 
 def without_credentials(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name.upper() not in _CREDENTIALS}
+
+
+def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a demo service, which is no mesh node: no NATS login, no secret setting
+    (the admin token, keys) of the shell's."""
+    secrets = config.secret_settings() | _CREDENTIALS
+    return {name: value for name, value in env.items() if name.upper() not in secrets}
 
 
 def prepare(services: list[str], trust_domain: str) -> Credentials:

@@ -108,7 +108,10 @@ async def _run(
     else:
         config_file = secure.server_config if secure is not None else None
         server = NatsServer(
-            find_binary(settings.nats_server_bin), config_file=config_file, clock=clock
+            find_binary(settings.nats_server_bin),
+            config_file=config_file,
+            tls_first=secure is not None,  # natscreds' nats.conf: handshake_first
+            clock=clock,
         )
         server.start()  # on this thread, which outlives it (see NatsServer)
         url = server.url
@@ -121,7 +124,8 @@ async def _run(
             return env
         return {**secure.env(role.name, env), "MESH_MTLS": playground_secure.MTLS}
 
-    quiet = env if secure is None else playground_secure.without_credentials(env)
+    # Demo services are no mesh nodes: none of the shell's secrets or NATS logins.
+    quiet = playground_secure.without_secrets(env)
     gateway = lineup.gateway(
         args.listen, args.admin, env_of(natsauth.gateway(playground_secure.GATEWAY))
     )

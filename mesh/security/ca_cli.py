@@ -11,8 +11,9 @@ from pathlib import Path
 
 import msgspec
 
-from mesh import clock, config, durations, logs, subjects
+from mesh import cli, clock, config, durations, logs, subjects
 from mesh.bus import Delivery, NatsBus
+from mesh.bus.credentials import guarded
 from mesh.config import Settings
 from mesh.errors import BusError, ConfigError
 from mesh.messages import CertReply
@@ -26,14 +27,20 @@ CERT_FILE, KEY_FILE = "ca.crt", "ca.key"
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser("ca", help="the mesh CA: create it, sign service certificates")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    init = actions.add_parser("init", parents=[common], help="create the mesh CA in a directory")
+    init = actions.add_parser(
+        "init",
+        parents=[cli.common_options("--log-level")],
+        help="create the mesh CA in a directory",
+    )
     init.add_argument("--dir", help="where ca.crt and ca.key go (setting ca_dir)")
     init.add_argument("--trust-domain", help="SPIFFE trust domain (setting trust_domain)")
     init.add_argument("--days", type=int, default=3650, help="how long the CA lives (3650)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
     init.set_defaults(func=_init)
     serve = actions.add_parser(
-        "serve", parents=[common], help=f"sign certificates asked for on {subjects.CA_SIGN}"
+        "serve",
+        parents=[cli.common_options("--nats-url", "--log-level")],
+        help=f"sign certificates asked for on {subjects.CA_SIGN}",
     )
     serve.add_argument("--dir", help="the CA's directory (setting ca_dir)")
     serve.add_argument("--trust-domain", help="SPIFFE trust domain (setting trust_domain)")
@@ -47,7 +54,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 def _settings(args: argparse.Namespace, **more: object) -> Settings:
     settings = config.load(
-        nats_url=args.nats_url,
         ca_dir=args.dir,
         trust_domain=args.trust_domain,
         log_level=args.log_level,
@@ -82,12 +88,18 @@ def create(folder: Path, trust_domain: str, now: datetime, days: int) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, cert_lifetime=args.lifetime)
+    settings = _settings(args, nats_url=args.nats_url, cert_lifetime=args.lifetime)
     folder = Path(settings.ca_dir)
     authority = pki.load_authority(folder / CERT_FILE, folder / KEY_FILE)
     expires = authority.cert.not_valid_after_utc.timestamp()
     if expires <= clock.wall():
         raise ConfigError(f"the mesh CA in {folder} expired; `mesh ca init --force` makes one")
+
+    if not guarded(settings):
+        log.warning(
+            "NATS without credentials or TLS: anyone who reaches it can ask this CA for "
+            "any service's identity (give it the ca role's files of `mesh nats creds`)"
+        )
 
     async def serve() -> int:
         # Not mesh.node.runtime: the security package sits below the node package.
@@ -114,7 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 class Signer:
-    """Answers each request; refusals are counted and logged (each names its cause)."""
+    """Answers each request; each refusal is logged with its cause and the running count."""
 
     def __init__(self, bus: NatsBus, authority: pki.Authority, settings: Settings) -> None:
         self._bus = bus

@@ -55,7 +55,7 @@ def write(
 ) -> dict[str, Credentials]:
     """Write everything into `out`; an existing CA there is kept (its users stay valid)."""
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    pki.make_folder(out)
     # Named apart from every role's files (agent-*, gateway-*, admin, monitor, ca).
     ca_cert, ca_key = out / "nats-ca.pem", out / "nats-ca-key.pem"
     if ca_cert.exists() and ca_key.exists():
@@ -96,8 +96,10 @@ listen: 127.0.0.1:4222
 max_payload: 1MB
 # JetStream's store: -sd DIR (default: a folder under the system's temporary directory).
 jetstream: enabled
-# Clients must speak TLS and show a certificate this CA signed, then log in with an NKey.
+# Clients must speak TLS from their first byte (no plain-text INFO to downgrade) and
+# show a certificate this CA signed, then log in with an NKey.
 tls {{
+  handshake_first: true
   cert_file: {_quoted(out / "nats-server.pem")}
   key_file: {_quoted(out / "nats-server-key.pem")}
   ca_file: {_quoted(out / "nats-ca.pem")}

@@ -146,20 +146,38 @@ def key_pem(key: PrivateKey) -> bytes:
     )
 
 
+def make_folder(path: Path) -> None:
+    """`path` and its parents; one that cannot be made is a ConfigError naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret readable by its owner only: mode 0600 from the first byte on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    make_folder(path.parent)
     try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
 
 
 def write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    make_folder(path.parent)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+
+
+def _unwritable(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot write {exc.filename or path}: {exc.strerror}")
 
 
 def load_authority(cert_path: Path, key_path: Path) -> Authority:

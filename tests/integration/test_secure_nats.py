@@ -63,7 +63,9 @@ def secure(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     ]
     logins.append((natsauth.monitor(), {"user": "watcher", "password": PASSWORD}))
     (out / "auth.conf").write_text(natsauth.authorization(logins))
-    server = NatsServer(nats_binary, config_file=out / "nats.conf", store_dir=out / "store")
+    server = NatsServer(
+        nats_binary, config_file=out / "nats.conf", store_dir=out / "store", tls_first=True
+    )
     server.start()
     found = Secure(server, out, creds)
     asyncio.run(setup.set_up(found.settings("admin")))  # what only the admin may create
@@ -178,15 +180,16 @@ async def test_only_the_admin_writes_policies_or_changes_the_event_stream(
 
 
 def test_mesh_policy_apply_without_the_admins_credentials_fails_with_one_line(
-    secure: Secure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    secure: Secure, tmp_path: Path
 ) -> None:
     route = tmp_path / "r.yaml"
     route.write_text("kind: Route\nname: r\nmatch: {path_prefix: /r}\nto: [{service: hello}]\n")
     route.write_text(route.read_text() + "---\nkind: Service\nname: hello\n")
-    use(secure.env("gateway-gateway"), monkeypatch)
-    line = one_line(mesh_command("policy", "apply", "-f", str(route)))
+    # A process of its own: its log lines reach its stderr too (no second line of them).
+    line = one_line(mesh("policy", "apply", "-f", str(route), env=secure.env("gateway-gateway")))
     assert line.startswith(
-        'mesh policy: NATS refused: nats: permissions violation for publish to "$kv.'
+        "mesh policy: only the policy admin may write policies (the admin role of "
+        '`mesh nats creds`); NATS refused: nats: permissions violation for publish to "$kv.'
     )
 
 
@@ -286,11 +289,51 @@ async def test_the_server_itself_refuses_an_expired_client_certificate(
         await nats.connect(
             secure.server.url,
             tls=context,
+            tls_handshake_first=True,
             nkeys_seed=str(secure.creds["agent-hello"].seed),
             allow_reconnect=False,
             connect_timeout=2,
         )
     assert "certificate" in str(caught.value).lower() or isinstance(caught.value, OSError)
+
+
+@pytest.mark.parametrize("scheme", ["nats", "tls"])
+def test_a_server_that_does_not_ask_for_tls_never_reads_the_credentials(
+    scheme: str, secure: Secure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server (or a man in the middle) whose INFO omits tls_required: nats-py alone would
+    send CONNECT, password included, in clear; the mesh speaks TLS first and stops there."""
+    heard = bytearray()
+
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'INFO {"server_id":"fake","version":"2.10.0","max_payload":1048576}\r\n')
+        await writer.drain()
+        heard.extend(await reader.read(4096))
+        # What a plain nats-server answers a TLS hello (bytes that are no NATS operation).
+        writer.write(b"-ERR 'Unknown Protocol Operation'\r\n")
+        await writer.drain()
+        while chunk := await reader.read(4096):
+            heard.extend(chunk)
+        writer.close()
+
+    async def run() -> Ran:
+        server = await asyncio.start_server(plain, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        env = secure.env("monitor", MESH_NATS_USER="watcher", MESH_NATS_PASSWORD=PASSWORD)
+        env.update(MESH_NATS_URL=f"{scheme}://127.0.0.1:{port}")
+        env.pop("MESH_NATS_NKEY_SEED")
+        use(env, monkeypatch)
+        try:
+            return await asyncio.to_thread(mesh_command, "members", "--wait", "0.1s")
+        finally:
+            server.close()
+
+    line = one_line(asyncio.run(run()))
+    assert line.startswith("mesh members: the NATS server did not answer in TLS ("), line
+    assert line.endswith("needs `handshake_first: true`")
+    assert heard  # the client spoke (its TLS hello), and never its password
+    assert PASSWORD.encode() not in heard
+    assert b"CONNECT" not in heard
 
 
 def test_an_unknown_ca_fails_with_one_line(

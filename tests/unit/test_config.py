@@ -212,6 +212,9 @@ def test_mesh_config_and_repr_never_show_a_secret(
         ("nats://u:p@h:1", "nats://***@h:1"),
         ("tls://tok@h:1, nats://h2:2", "tls://***@h:1,nats://h2:2"),
         ("h:4222", "h:4222"),  # no scheme: nothing that looks like credentials
+        ("nats://u:se@cret@h:1", "nats://***@h:1"),  # '@' in the password
+        ("nats://u:p/w@rd@h:1", "nats://***@h:1"),  # '/' and '@' in the password
+        ("nats://tok@en@[::1]:1,nats://h:2", "nats://***@[::1]:1,nats://h:2"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:

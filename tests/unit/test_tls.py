@@ -78,8 +78,14 @@ async def test_a_client_of_another_ca_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_files_are_config_errors_naming_them(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing"):
-        tls.server_context(str(tmp_path / "no.crt"), str(tmp_path / "no.key"))
+    missing = str(tmp_path / "no.crt")
+    with pytest.raises(ConfigError, match=f"^TLS certificate {missing}: No such file"):
+        tls.server_context(missing, str(tmp_path / "no.key"))
+    authority = pki.new_authority("test CA", datetime.now(UTC), timedelta(days=1))
+    cert, _ = _leaf(tmp_path, authority, "server")
+    missing = str(tmp_path / "no.key")
+    with pytest.raises(ConfigError, match=f"^TLS key {missing}: No such file"):
+        tls.server_context(cert, missing)
     with pytest.raises(ConfigError, match="CA file missing"):
         tls.client_context(str(tmp_path / "no-ca.crt"))
 

@@ -48,6 +48,10 @@ def test_agents_call_each_other_over_mtls_with_access_rules(
         del mesh.env["MESH_NATS_URL"]
         signer = mesh.spawn("ca", "ca", "serve", "--dir", ca)
         wait_for(lambda: "mesh CA signing" in signer.output(), 10)
+        # This test's NATS is open: the signer says what that means.
+        assert "anyone who reaches it can ask this CA for any service's identity" in (
+            signer.output()
+        )
         payments = mesh.service("payments-1", service="payments")
         inbound = free_port()
         mesh.env["MESH_AGENT_INBOUND"] = f"127.0.0.1:{inbound}"

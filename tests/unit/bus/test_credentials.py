@@ -11,7 +11,7 @@ import nats.errors
 import pytest
 
 from mesh.bus import NatsBus
-from mesh.bus.credentials import connect_credentials, refusal
+from mesh.bus.credentials import connect_credentials, guarded, refusal
 from mesh.config import Settings
 from mesh.errors import BusRefused, BusUnavailable, ConfigError
 from mesh.node.ports import free_port
@@ -62,8 +62,11 @@ def test_each_credential_reaches_nats_py_as_its_option(tmp_path: Path) -> None:
         "token": "tk",
         "nkeys_seed": str(seed),
         "user_credentials": str(creds),
+        "tls_handshake_first": True,  # never a plain-text INFO a downgrade could forge
     }
     assert connect_credentials(Settings()) == {}
+    tls_url = Settings(nats_url="nats://a:1, TLS://b:2")
+    assert connect_credentials(tls_url) == {"tls_handshake_first": True}
 
 
 @pytest.mark.parametrize("setting", ["nats_nkey_seed", "nats_creds", "nats_tls_cert"])
@@ -145,3 +148,20 @@ async def test_a_refused_publish_ends_the_work_waiting_on_its_answer() -> None:
         return 7
 
     assert await bus.unless_refused("$JS.API.STREAM.X", answered()) == 7
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, False),
+        ({"nats_token": "t"}, False),  # a login, sent in clear
+        ({"nats_tls_ca": "ca.pem"}, False),  # TLS, but anyone may log in
+        ({"nats_url": "tls://h:1"}, False),
+        ({"nats_url": "tls://tok@h:1"}, True),
+        ({"nats_user": "u", "nats_tls_ca": "ca.pem"}, True),
+        ({"nats_nkey_seed": "ca.nk", "nats_tls_cert": "c.pem", "nats_tls_key": "k.pem"}, True),
+    ],
+)
+def test_guarded_means_a_login_over_tls(settings: dict[str, str], expected: bool) -> None:
+    """What `mesh ca serve` checks before warning that anyone may ask it for a certificate."""
+    assert guarded(Settings(**settings)) is expected  # type: ignore[arg-type]
