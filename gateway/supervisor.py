@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import sys
 
 import aiohttp
-from aiohttp import web
-from prometheus_client import CollectorRegistry
 
-from gateway import edge
+from gateway import edge, fleet_admin
 from mesh import metrics
 from mesh.addresses import bind, hostport, parse_hostport
 from mesh.config import Settings
@@ -110,7 +107,7 @@ async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> in
         lambda: [((), float(refused))],
     )
     runner = await admin.serve(
-        _admin(fleet, session, metrics.registry_for(own)),
+        fleet_admin.build([w.admin_port for w in fleet], session, metrics.registry_for(own)),
         admin_socket,
         token=settings.admin_token,
         refused=count_refused,
@@ -149,51 +146,3 @@ def _environment(settings: Settings) -> dict[str, str]:
 def _close(sockets: list[socket.socket]) -> None:
     for sock in sockets:
         sock.close()
-
-
-def _admin(
-    fleet: list[Worker], session: aiohttp.ClientSession, own: CollectorRegistry
-) -> web.Application:
-    async def fetch(worker: Worker, path: str) -> tuple[int, bytes]:
-        async with session.get(f"http://127.0.0.1:{worker.admin_port}{path}") as response:
-            return response.status, await response.read()
-
-    async def metrics_page(request: web.Request) -> web.Response:
-        results = await asyncio.gather(
-            *(fetch(w, "/metrics") for w in fleet), return_exceptions=True
-        )
-        texts = [
-            (str(w.index), r[1].decode())
-            for w, r in zip(fleet, results, strict=True)
-            if not isinstance(r, BaseException) and r[0] == 200  # not an error page
-        ]
-        texts.append(("supervisor", metrics.render(own).decode()))
-        return web.Response(
-            body=metrics.merge(texts), headers={"Content-Type": metrics.CONTENT_TYPE}
-        )
-
-    async def healthz(request: web.Request) -> web.Response:
-        results = await asyncio.gather(
-            *(fetch(w, "/healthz") for w in fleet), return_exceptions=True
-        )
-        up = [not isinstance(r, BaseException) and r[0] == 200 for r in results]
-        body = {
-            "status": "ok" if all(up) else "failing",
-            "workers": len(fleet),
-            "healthy_workers": sum(up),
-        }
-        return web.json_response(body, status=200 if all(up) else 503)
-
-    async def members(request: web.Request) -> web.Response:
-        # Every worker keeps its own view; the first that answers speaks for the gateway.
-        for worker in fleet:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                status, body = await fetch(worker, "/mesh/members")
-                return web.Response(body=body, status=status, content_type="application/json")
-        return web.json_response({"error": "no worker answered"}, status=503)
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_page)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/mesh/members", members)
-    return app

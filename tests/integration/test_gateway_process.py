@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mesh_procs import Client, Mesh, Proc, routable, wait_for
@@ -55,6 +56,14 @@ def admin_page(gateway: Proc, path: str, token: str | None) -> str:
         return str(page.read().decode())
 
 
+def admin_json(gateway: Proc, path: str, token: str | None) -> tuple[int, Any]:
+    """A JSON page of the admin port and its status, error statuses (503) included."""
+    try:
+        return 200, json.loads(admin_page(gateway, path, token))
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 def both_workers_know_hello(gateway: Proc, token: str | None = None) -> bool:
     try:
         text = admin_page(gateway, "/metrics", token)
@@ -81,6 +90,12 @@ def test_sigterm_lets_an_in_flight_request_finish_refuses_new_ones_then_exits_0(
     gateway = start_gateway(mesh, workers=workers)
     if workers > 1:  # whichever worker takes the request must know hello
         wait_for(lambda: both_workers_know_hello(gateway), timeout=20)
+    # /healthz gives the NATS state, of each worker too behind a supervisor.
+    status, health = admin_json(gateway, "/healthz", None)
+    assert (status, health["status"], health["nats"]) == (200, "ok", True), health
+    if workers > 1:
+        assert health["per_worker"].keys() == {"0", "1"}
+        assert all(w["nats"] is True for w in health["per_worker"].values()), health
     demo = f"http://127.0.0.1:{mesh.procs[0].port}/_demo"
     urllib.request.urlopen(urllib.request.Request(f"{demo}/delay?ms=1500", method="POST")).read()
     result: dict[str, object] = {}
@@ -242,7 +257,21 @@ def test_workers_with_https_and_an_admin_token_serve_on_sockets_no_stranger_can_
             assert refused.value.errno == errno.EADDRINUSE
     before = worker_pids(first)
     assert len(before) == 2
+    argv = Path(f"/proc/{before[0]}/cmdline").read_bytes().split(b"\0")
+    killed = argv[argv.index(b"--worker-index") + 1].decode()
     os.kill(before[0], signal.SIGKILL)
+    # Until it is restarted (a second later, at the earliest), the admin port says which
+    # worker is down, and pages the other one.
+    wait_for(lambda: admin_json(first, "/healthz", TOKEN)[0] == 503, timeout=5)
+    status, health = admin_json(first, "/healthz", TOKEN)
+    alive = "1" if killed == "0" else "0"
+    assert (status, health["status"], health["down"]) == (503, "failing", [killed]), health
+    assert health["healthy_workers"] == 1
+    assert health["per_worker"][killed]["status"] == "down"
+    assert health["per_worker"][alive]["nats"] is True
+    for path in ("/mesh/members", "/mesh/upstreams"):
+        status, page = admin_json(first, path, TOKEN)
+        assert (status, page["down"], list(page["per_worker"])) == (200, [killed], [alive])
 
     def restarted() -> bool:
         now = worker_pids(first)
@@ -263,6 +292,18 @@ def test_workers_with_https_and_an_admin_token_serve_on_sockets_no_stranger_can_
     served = served_by_worker(first, TOKEN)
     assert served.keys() == {"0", "1"}
     assert sum(served.values()) == 40
+    # Every other page of the admin port, too, is asked of every worker, with the token.
+    status, health = admin_json(first, "/healthz", TOKEN)
+    assert (status, health["status"], health["nats"], health["down"]) == (200, "ok", True, [])
+    assert [w["nats"] for w in health["per_worker"].values()] == [True, True]
+    _, view = admin_json(first, "/mesh/members", TOKEN)
+    assert view["per_worker"].keys() == {"0", "1"}
+    for members in (view["members"], *(w["members"] for w in view["per_worker"].values())):
+        assert "hello" in {m["service"] for m in members if m["routable"]}
+    _, upstreams = admin_json(first, "/mesh/upstreams", TOKEN)
+    assert upstreams["per_worker"].keys() == {"0", "1"}  # each called hello since the kill
+    for called in upstreams["per_worker"].values():
+        assert [i["instance"] for i in called["hello"]["instances"]] == ["hello-1-agent"]
     # Every admin port, the workers' too, wants the token; none has it on its command line.
     workers = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in worker_pids(first)]
     admin_ports = [int(argv[argv.index(b"--admin") + 1].rsplit(b":")[1]) for argv in workers]
