@@ -49,8 +49,10 @@ def register_events(commands: argparse._SubParsersAction, common: argparse.Argum
         default=None,
         help="start this long ago: 30s, 10m, 2h, 1d (default: only new events)",
     )
-    parser.add_argument("--kind", default=">", help="event kind filter, e.g. instance.* (all)")
-    parser.add_argument("--service", default="*", help="service filter (all)")
+    parser.add_argument(
+        "--kind", default="*.*", help="event kind filter, e.g. instance.down or instance.* (all)"
+    )
+    parser.add_argument("--service", default="*", help="only this service's events (all)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument(
         "--for",
@@ -92,8 +94,7 @@ def _members(args: argparse.Namespace) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     settings = config.load(nats_url=args.nats_url)
-    kind = args.kind if args.kind == ">" else f"{args.kind}.{args.service}"
-    subject = f"{subjects.PREFIX}.events.{kind}"
+    subject = _events_filter(args.kind, args.service)
     since = None if args.since is None else clock.wall() - args.since
 
     async def tail() -> None:
@@ -130,6 +131,17 @@ def _events(args: argparse.Namespace) -> int:
 
     asyncio.run(tail())
     return 0
+
+
+def _events_filter(kind: str, service: str) -> str:
+    """The subject selecting events of `kind` about `service`, either of them `*`."""
+    # Every kind is two tokens (family.what), so a service filter always sits in the third.
+    tokens = kind.split(".")
+    if len(tokens) != 2 or not all(t == "*" or subjects.is_valid_name(t) for t in tokens):
+        raise ConfigError(f"--kind {kind!r}: give a kind (instance.down) or a family (instance.*)")
+    if service != "*" and not subjects.is_valid_name(service):
+        raise ConfigError(f"--service {service!r}: use letters, digits, '_' and '-' only")
+    return f"{subjects.PREFIX}.events.{kind}.{service}"
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -47,9 +47,6 @@ EventKind = Literal[
     "health.passing",
     "policy.applied",
     "policy.rejected",
-    "policy.rolled_back",
-    "circuit.open",
-    "circuit.closed",
 ]
 
 

@@ -18,7 +18,7 @@ from mesh.errors import InvalidName
         (subjects.leave("orders", "i_1"), "mesh.v1.leave.orders.i_1"),
         (subjects.evidence("web", "Orders", "A9"), "mesh.v1.evidence.web.Orders.A9"),
         (subjects.event("instance.up", "orders"), "mesh.v1.events.instance.up.orders"),
-        (subjects.event("policy.rolled_back", "web"), "mesh.v1.events.policy.rolled_back.web"),
+        (subjects.event("policy.rejected", "web"), "mesh.v1.events.policy.rejected.web"),
         (subjects.HEARTBEATS, "mesh.v1.hb.>"),
         (subjects.LEAVES, "mesh.v1.leave.>"),
         (subjects.EVIDENCE, "mesh.v1.evidence.>"),

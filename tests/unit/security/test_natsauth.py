@@ -45,7 +45,7 @@ AGENT_MAY_NOT = [
     subjects.leave("payments", "p-1"),
     subjects.evidence("payments", "orders", "o-1"),
     subjects.event("instance.down", "payments"),
-    subjects.event("policy.rolled_back", "payments"),
+    "mesh.v1.events.policy.other.payments",  # of the policy family, only acks
     subjects.ca_sign("payments"),
     "mesh.v1.hb.orders.o-1.x",
     "$KV.mesh_policies.service.orders",
