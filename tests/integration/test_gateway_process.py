@@ -74,6 +74,10 @@ def both_workers_know_hello(gateway: Proc, token: str | None = None) -> bool:
     )
 
 
+# Clients connecting at once, to show that a gateway's workers share a burst.
+BURST = 32
+
+
 def served_by_worker(gateway: Proc, token: str) -> dict[str, float]:
     """Requests to `hello` each worker answered, from the supervisor's merged metrics."""
     return {
@@ -287,11 +291,20 @@ def test_workers_with_https_and_an_admin_token_serve_on_sockets_no_stranger_can_
         secure.request("GET", "/hello/")
         assert secure.getresponse().status == 200
         secure.close()
+    # One connection at a time may all go to whichever worker wakes first; a burst waiting
+    # in the backlog is shared (one accept per loop turn), so both workers serve.
+    burst = [socket.create_connection(("127.0.0.1", first.port)) for _ in range(BURST)]
+    for sock in burst:
+        sock.sendall(b"GET /hello/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    for sock in burst:
+        with sock, sock.makefile("rb") as answer:
+            assert answer.readline().startswith(b"HTTP/1.1 200 ")
+            answer.read()
     # The admin port merges the workers' metrics, asking them with the token. Nothing was
     # served before the kill: both counts are from after it.
     served = served_by_worker(first, TOKEN)
-    assert served.keys() == {"0", "1"}
-    assert sum(served.values()) == 40
+    assert served.keys() == {"0", "1"}, served
+    assert sum(served.values()) == 40 + BURST
     # Every other page of the admin port, too, is asked of every worker, with the token.
     status, health = admin_json(first, "/healthz", TOKEN)
     assert (status, health["status"], health["nats"], health["down"]) == (200, "ok", True, [])
