@@ -12,16 +12,11 @@ Sample = tuple[tuple[str, ...], float]
 # An attempt's outcome as a label: the failure's kind, or the response's status class.
 _CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "7xx", "8xx", "9xx")
 _KINDS: dict[Kind, str] = {kind: kind.value for kind in Kind}
-
-
-def outcome_label(outcome: Outcome) -> str:
-    if outcome.kind is Kind.RESPONSE:
-        return _CLASSES[outcome.status // 100]
-    return _KINDS[outcome.kind]
+_RESPONSE = Kind.RESPONSE
 
 
 class InstanceCounters:
-    """One instance's counts: the engine keeps a reference, so a bump is one dict update."""
+    """One instance's counts, a plain object: a bump costs two dict lookups, no labels() call."""
 
     __slots__ = ("attempts", "ejections", "retries")
 
@@ -31,7 +26,8 @@ class InstanceCounters:
         self.ejections: dict[str, int] = {}
 
     def attempt(self, outcome: Outcome) -> None:
-        label = outcome_label(outcome)
+        kind = outcome.kind
+        label = _CLASSES[outcome.status // 100] if kind is _RESPONSE else _KINDS[kind]
         attempts = self.attempts
         attempts[label] = attempts.get(label, 0) + 1
 
