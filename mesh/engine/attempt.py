@@ -342,8 +342,9 @@ class Attempt:
 
     def _observe(self, outcome: Outcome) -> None:
         """Outlier detection here, and through it evidence for the rest of the mesh."""
-        now = self.engine.loop.time()
-        self.engine.directory.observe(self.failover.state, self.endpoint, outcome, now)
+        now, directory, endpoint = self.engine.loop.time(), self.engine.directory, self.endpoint
+        directory.counters.of(endpoint.service, endpoint.instance).attempt(outcome)
+        directory.observe(self.failover.state, endpoint, outcome, now)
 
 
 def _nothing() -> None:

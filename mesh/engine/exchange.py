@@ -143,8 +143,12 @@ class Exchange:
         delay = failover.next_delay(outcome, self.engine.loop.time(), self.engine.rng)
         if delay is None:
             return False
-        if self.attempt is not None:
-            self.attempt.abandon()
+        attempt = self.attempt
+        if attempt is not None:
+            attempt.abandon()
+            # Counted under the instance that failed: the one the retry goes away from.
+            endpoint = attempt.endpoint
+            self.engine.directory.counters.of(endpoint.service, endpoint.instance).retries += 1
         self.client.set_reading(False, reason="upstream")  # until the body can flow again
         self.engine.metrics.attempt(failover.state.name, "retried")
         self._backoff = self.engine.loop.call_later(delay, self._try)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from mesh.balance.endpoint import Endpoint
 from mesh.errors import NoHealthyUpstream, NoRoute, Overflow
 from mesh.forwarding.service_state import ServiceState
+from mesh.forwarding.upstream_counters import UpstreamCounters
 from mesh.membership.view import Member, State, View
 from mesh.messages import Evidence
 from mesh.policy.compile import Compiled, ServicePolicy
@@ -54,6 +55,7 @@ class Directory:
         self.on_ejection: EjectionListener | None = None  # the shell turns these into events
         self.on_evidence: Callable[[Evidence], None] | None = None  # ... and publishes these
         self.capped = 0  # ejections refused by a cap, for metrics
+        self.counters = UpstreamCounters()  # per instance, for metrics
 
     # --- inputs ---
 
@@ -77,6 +79,7 @@ class Directory:
             for service, (everyone, routable) in grouped.items()
         }
         self._known = frozenset(known)
+        self.counters.retain(view.members.keys())  # tombstones keep theirs until forgotten
         for service in list(self._states):
             if service not in known:
                 del self._states[service]
@@ -182,6 +185,9 @@ class Directory:
                 self.capped += 1
                 continue
             changed = True
+            if isinstance(effect, Ejected):
+                ejections = self.counters.of(state.name, effect.instance).ejections
+                ejections[effect.reason] = ejections.get(effect.reason, 0) + 1
             if self.on_ejection is not None:
                 self.on_ejection(state.name, effect)
         if changed:

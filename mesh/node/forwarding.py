@@ -116,6 +116,7 @@ class Forwarding:
             (),
             lambda: [((), float(directory.capped))],
         )
+        directory.counters.expose(metrics)
         metrics.counter(
             "mesh_upstream_connections_opened",
             "Connections opened to instances (a pool reuses them).",

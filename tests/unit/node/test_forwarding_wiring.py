@@ -204,6 +204,11 @@ async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
     assert ejected.id == f"instance.ejected:hello:h2:{int((EPOCH + gateway.clock.now) // 30)}"
     exposition = render(registry_for(gateway.node.metrics)).decode()
     assert 'mesh_ejections_active{service="hello"} 1.0' in exposition
+    # Ejected on another observer's word: counted under the instance, by that cause.
+    ejections = (
+        'mesh_upstream_ejections_total{cause="evidence-refused",instance="h2",service="hello"}'
+    )
+    assert ejections + " 1.0" in exposition
 
     gateway.clock.now += BASE_EJECTION - 0.1
     gateway.engine.sweep()
