@@ -34,8 +34,8 @@ class Line(msgspec.Struct, omit_defaults=True):
     status: int
     flags: str
     duration_ms: float
+    bytes_in: int  # request body bytes received
     upstream_ms: float | None = None  # the last attempt's, when there was one
-    bytes_in: int = 0  # request body bytes received
     consumer: str | None = None  # whom edge authentication proved, if it ran
 
 

@@ -28,6 +28,7 @@ def line(**changes: object) -> Line:
         "status": 200,
         "flags": "-",
         "duration_ms": 1.5,
+        "bytes_in": 0,
     }
     return Line(**(fields | changes))  # type: ignore[arg-type]
 
@@ -59,7 +60,7 @@ def test_lines_are_held_until_flushed_then_written_whole(tmp_path: Path) -> None
     assert path.read_bytes() == b""  # no system call per line
     log.flush()
     first, second = (msgspec.json.decode(each) for each in path.read_text().splitlines())
-    assert (first["request_id"], "consumer" in first) == ("r1", False)
+    assert (first["request_id"], first["bytes_in"], "consumer" in first) == ("r1", 0, False)
     assert (second["request_id"], second["consumer"]) == ("r2", "alice")
 
 
