@@ -332,8 +332,9 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        if self.engine.access_log is not None:  # off: this check is all it costs
-            self.engine.access_log.write(self._access_line())
+        log = self.engine.access_log
+        if log is not None:  # off: this check is all it costs
+            log.write(self._access_line(log.timestamp()))
         self.attempt = None  # it holds us: a cycle left for the collector costs CPU
         if self._timer is not None:
             self._timer.cancel()
@@ -353,12 +354,12 @@ class Exchange:
         )
         self.client.exchange_done(self)
 
-    def _access_line(self) -> access_log.Line:
+    def _access_line(self, time: str) -> access_log.Line:
         request, routed, attempt, failover = self.request, self.routed, self.attempt, self.failover
         now = self.engine.loop.time()
         consumer = routed.consumer if routed is not None else None
         return access_log.Line(
-            time=access_log.timestamp(),
+            time=time,
             node=self.engine.directory.node,
             request_id=self.request_id.decode("latin-1"),
             method=request.method.decode("latin-1"),

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from mesh import clock
 from mesh.engine import access_log
 from mesh.engine.access_log import AccessLog, Line
 from mesh.errors import ConfigError
@@ -88,6 +89,21 @@ def test_a_path_that_cannot_be_opened_fails_at_start(tmp_path: Path) -> None:
         AccessLog(str(tmp_path / "missing" / "access.log"))
 
 
-def test_the_time_is_rfc3339_utc_with_milliseconds() -> None:
-    stamp = access_log.timestamp()
+def test_the_time_is_rfc3339_utc_with_milliseconds(tmp_path: Path) -> None:
+    stamp = AccessLog(str(tmp_path / "access.log")).timestamp()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
+
+
+def test_the_time_follows_the_clock_across_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = AccessLog(str(tmp_path / "access.log"))
+    stamps = []
+    for now in (1764493200.1234, 1764493200.5, 1764493261.9996):
+        monkeypatch.setattr(clock, "wall", lambda now=now: now)
+        stamps.append(log.timestamp())
+    assert stamps == [
+        "2025-11-30T09:00:00.123Z",
+        "2025-11-30T09:00:00.500Z",
+        "2025-11-30T09:01:01.999Z",
+    ]
