@@ -180,6 +180,13 @@ class Settings(BaseSettings):
         description="Normalise request paths before routing (dot segments, merged slashes, "
         "unreserved %-encodings); encoded slashes are then refused.",
     )
+    # Off by default: a line per request costs an encode and, once a second, a write; on a
+    # busy gateway that is a disk's worth of lines a day. Stdout suits containers.
+    access_log: str = Field(
+        "",
+        description="JSON access log, one line per request: '' = off, '-' = stdout, "
+        "else a file path (appended to, written about once a second and on stop).",
+    )
     max_header_bytes: int = Field(
         65536, ge=1024, description="Largest request line plus headers (431 beyond)."
     )

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from mesh import clock
 from mesh.config import Settings
+from mesh.engine.access_log import AccessLog
 from mesh.engine.outbox import Outbox
 from mesh.engine.pool import Pools
 from mesh.forwarding.directory import Directory
@@ -76,6 +77,8 @@ class Engine:
         self.on_sweep: Callable[[], None] | None = None  # the owner's periodic duties
         # With mTLS on: how to dial a service's agents' inbound listeners (None: plain text).
         self.upstream_tls: Callable[[str], PeerCheck] | None = None
+        # None when off: the finished request's one check (mesh.engine.exchange).
+        self.access_log = AccessLog(settings.access_log) if settings.access_log else None
 
     def view_changed(self, gone: set[tuple[str, int]]) -> None:
         """Close idle connections to instances that are no longer routable."""
@@ -83,10 +86,12 @@ class Engine:
             self.pools.forget(address)
 
     def sweep(self) -> None:
-        """Periodic housekeeping: the Date, idle upstream connections, clients' deadlines."""
+        """Periodic housekeeping: the Date, idle upstream connections, the access log, deadlines."""
         self.date = http_date()
         now = self.loop.time()
         self.pools.expire(now)
+        if self.access_log is not None:
+            self.access_log.flush()
         if self.on_sweep is not None:
             self.on_sweep()
         for conn in list(self.connections):

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from mesh import errors
 from mesh.balance.keys import hash_key
-from mesh.engine import replies
+from mesh.engine import access_log, replies
 from mesh.engine.attempt import Attempt
 from mesh.engine.engine import Engine
 from mesh.engine.failover import Failover
@@ -336,6 +336,9 @@ class Exchange:
         if self.done:
             return
         self.done = True
+        log = self.engine.access_log
+        if log is not None:  # off: this check is all it costs
+            log.write(self._access_line(log.timestamp()))
         self.attempt = None  # it holds us: a cycle left for the collector costs CPU
         if self._timer is not None:
             self._timer.cancel()
@@ -354,3 +357,26 @@ class Exchange:
             self.engine.loop.time() - self.started,
         )
         self.client.exchange_done(self)
+
+    def _access_line(self, time: str) -> access_log.Line:
+        request, routed, attempt, failover = self.request, self.routed, self.attempt, self.failover
+        now = self.engine.loop.time()
+        consumer = routed.consumer if routed is not None else None
+        return access_log.Line(
+            time=time,
+            node=self.engine.directory.node,
+            request_id=self.request_id.decode("latin-1"),
+            method=request.method.decode("latin-1"),
+            authority=request.host.decode("latin-1"),
+            path=access_log.path_of(request.target),
+            route=routed.route if routed is not None else "",
+            service=routed.service if routed is not None else "",
+            instance=attempt.endpoint.instance if attempt is not None else "",
+            attempts=len(failover.tried) if failover is not None else 0,
+            status=self.status,
+            flags=self.flags,
+            duration_ms=round((now - self.started) * 1000, 3),
+            upstream_ms=None if attempt is None else round((now - attempt.started) * 1000, 3),
+            bytes_in=request.body_seen,
+            consumer=None if consumer is None else consumer.decode("latin-1"),
+        )

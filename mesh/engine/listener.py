@@ -149,4 +149,6 @@ class Listener:
             conn.abort()
         await cancel_and_wait(self._sweeper)
         engine.pools.close()
+        if engine.access_log is not None:  # every request answered so far is on disk
+            engine.access_log.flush()
         return len(busy)

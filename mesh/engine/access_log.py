@@ -1,0 +1,89 @@
+"""The JSON access log: one line per finished request, buffered, written in whole lines."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import msgspec
+
+from mesh import clock
+from mesh.errors import ConfigError
+
+# Lines are held in memory and written in one os.write when the engine sweeps (about once
+# a second), when this much is pending, and on stop. One system call per line would block
+# the loop on the disk for every request; a BufferedWriter would cut lines at its buffer's
+# edge, and gateway workers appending to one file would then interleave half lines. The
+# price: a crash (not a graceful stop) loses up to a second of lines.
+FLUSH_BYTES = 65536
+
+
+class Line(msgspec.Struct, omit_defaults=True):
+    """What one line says. Never headers or credentials; the path without its query."""
+
+    time: str
+    node: str
+    request_id: str
+    method: str
+    authority: str
+    path: str
+    route: str
+    service: str
+    instance: str
+    attempts: int
+    status: int
+    flags: str
+    duration_ms: float
+    bytes_in: int  # request body bytes received
+    upstream_ms: float | None = None  # the last attempt's, when there was one
+    consumer: str | None = None  # whom edge authentication proved, if it ran
+
+
+class AccessLog:
+    """Appends lines to a file (or stdout for '-'); every write keeps lines whole."""
+
+    def __init__(self, destination: str) -> None:
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._encode = msgspec.json.Encoder().encode
+        self._second = -1  # the second whose text is in _date_time
+        self._date_time = ""
+        # Open for the process's life; a path it cannot open stops the process at start.
+        if destination == "-":
+            self._fd = 1
+            return
+        try:
+            self._fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise ConfigError(f"cannot open MESH_ACCESS_LOG {destination}: {exc.strerror}") from exc
+
+    def timestamp(self) -> str:
+        """Now, in RFC 3339 UTC with milliseconds; the date and time of day formatted once a
+        second (formatting each time was 5 us a request, most of what a line costs)."""
+        now = clock.wall()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._date_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._date_time}.{int((now - second) * 1000):03d}Z"
+
+    def write(self, line: Line) -> None:
+        data = self._encode(line) + b"\n"
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        data = memoryview(b"".join(self._pending))
+        self._pending.clear()
+        self._size = 0
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+
+def path_of(target: bytes) -> str:
+    """The request target without its query: queries may carry secrets (api_key=...)."""
+    return target.split(b"?", 1)[0].decode("latin-1")
