@@ -81,6 +81,7 @@ class EdgeListeners:
         self, settings: Settings, engine: Engine, metrics: Metrics, inherited: list[int] | None
     ) -> None:
         self._addresses = addresses(settings)
+        self._engine = engine
         self._reloader: CertificateReloader | None = None
         self._watch: asyncio.Task[None] | None = None
         self.listeners: list[Listener] = []
@@ -126,7 +127,8 @@ class EdgeListeners:
         )
 
     async def stop(self, deadline: float) -> int:
-        """Stop accepting on all, drain them together; connections cut at the deadline."""
+        """Stop accepting on all, then drain their one engine; connections cut at the deadline."""
         await cancel_and_wait(self._watch)
-        cuts = await asyncio.gather(*(listener.stop(deadline) for listener in self.listeners))
-        return sum(cuts)
+        for listener in self.listeners:
+            listener.close()
+        return await self._engine.drain(deadline)

@@ -16,7 +16,12 @@ from mesh.engine.pool import Pools
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.routing import DefaultRoutes, Router
 from mesh.metrics import Metrics
+from mesh.tasks import cancel_and_wait
 from mesh.tls import PeerCheck
+
+_SWEEP_EVERY = 1.0
+# How often a graceful stop looks for connections that finished (a stop is rare).
+_DRAIN_POLL = 0.02
 
 
 class Connection(Protocol):
@@ -79,6 +84,42 @@ class Engine:
         self.upstream_tls: Callable[[str], PeerCheck] | None = None
         # None when off: the finished request's one check (mesh.engine.exchange).
         self.access_log = AccessLog(settings.access_log) if settings.access_log else None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start_sweeping(self) -> None:
+        """Run `sweep` every second from now until `drain`; once however many listeners."""
+        if self._sweeper is None:
+            self._sweeper = self.loop.create_task(self._sweep_every(), name="engine-sweep")
+
+    async def _sweep_every(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_EVERY)
+            self.sweep()
+
+    async def drain(self, deadline: float) -> int:
+        """Let in-flight requests finish for up to `deadline` seconds, once nothing accepts.
+
+        Responses finished meanwhile carry `connection: close` and end their connection;
+        idle keep-alive clients are closed at once. Returns how many connections had to
+        be cut when the deadline passed.
+        """
+        self.draining = True
+        end = self.loop.time() + deadline
+        while True:
+            for conn in list(self.connections):
+                if conn.idle:
+                    conn.close()
+            busy = [c for c in self.connections if not c.idle]
+            if not busy or self.loop.time() >= end:
+                break
+            await asyncio.sleep(min(_DRAIN_POLL, max(0.0, end - self.loop.time())))
+        for conn in busy:
+            conn.abort()
+        await cancel_and_wait(self._sweeper)
+        self.pools.close()
+        if self.access_log is not None:  # every request answered so far is on disk
+            self.access_log.flush()
+        return len(busy)
 
     def view_changed(self, gone: set[tuple[str, int]]) -> None:
         """Close idle connections to instances that are no longer routable."""

@@ -1,4 +1,4 @@
-"""The listening socket of a proxy: start, periodic housekeeping, graceful stop."""
+"""The listening socket of a proxy: bind, accept, and a graceful stop through its engine."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from mesh.engine.engine import Engine
 from mesh.engine.heap import keep_freed_heap
 from mesh.engine.server import ClientConnection
 from mesh.engine.sniffer import SniffingServer
-from mesh.tasks import cancel_and_wait
 
 # Connections the kernel queues before the engine accepts them (bursts of new clients).
 BACKLOG = 2048
@@ -22,9 +21,6 @@ BACKLOG = 2048
 # it holds a socket that no idle timeout sees (asyncio's default is 60 s, a cheap way to
 # exhaust descriptors).
 TLS_HANDSHAKE_TIMEOUT = 10.0
-_SWEEP_EVERY = 1.0
-# How often a graceful stop looks for connections that finished (a stop is rare).
-_DRAIN_POLL = 0.02
 
 
 class Listener:
@@ -57,7 +53,6 @@ class Listener:
         self.plain_too = plain_too
         self.connection = connection
         self._server: asyncio.Server | Acceptor | None = None
-        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, *, serve: bool = True) -> None:
         """Bind (a taken port fails here); with `serve=False`, accept only after serve()."""
@@ -101,7 +96,7 @@ class Listener:
         for sock in self._server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 self.port = sock.getsockname()[1]
-        self._sweeper = asyncio.create_task(self._sweep(), name="engine-sweep")
+        engine.start_sweeping()
 
     @property
     def serving(self) -> bool:
@@ -118,37 +113,12 @@ class Listener:
         if self._server is not None:
             await self._server.start_serving()
 
-    async def _sweep(self) -> None:
-
-        while True:
-            await asyncio.sleep(_SWEEP_EVERY)
-            self.engine.sweep()
-
-    async def stop(self, deadline: float) -> int:
-        """Stop accepting, let in-flight requests finish for up to `deadline` seconds.
-
-        Responses finished meanwhile carry `connection: close` and end their connection;
-        idle keep-alive clients are closed at once. Returns how many connections had to
-        be cut when the deadline passed.
-        """
-        engine = self.engine
-        engine.draining = True
+    def close(self) -> None:
+        """Stop accepting; connections already accepted are the engine's to drain."""
         if self._server is not None:
             self._server.close()
-        loop = engine.loop
-        end = loop.time() + deadline
-        while True:
-            for conn in list(engine.connections):
-                if conn.idle:
-                    conn.close()
-            busy = [c for c in engine.connections if not c.idle]
-            if not busy or loop.time() >= end:
-                break
-            await asyncio.sleep(min(_DRAIN_POLL, max(0.0, end - loop.time())))
-        for conn in busy:
-            conn.abort()
-        await cancel_and_wait(self._sweeper)
-        engine.pools.close()
-        if engine.access_log is not None:  # every request answered so far is on disk
-            engine.access_log.flush()
-        return len(busy)
+
+    async def stop(self, deadline: float) -> int:
+        """Stop accepting, then drain the engine (see Engine.drain); connections cut."""
+        self.close()
+        return await self.engine.drain(deadline)

@@ -8,7 +8,7 @@ import pytest
 from proxying import ProxyFactory, UpstreamFactory
 from wire import Client, Upstream, get, post
 
-from mesh.engine import listener
+from mesh.engine import engine as engine_module
 from mesh.forwarding.policy_routes import PolicyRouter
 from mesh.policy.decode import parse
 from mesh.policy.match import RouteTable
@@ -18,7 +18,7 @@ from mesh.policy.route import Route
 @pytest.fixture
 def fast_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine's once-a-second sweep, which enforces client deadlines, every 50 ms."""
-    monkeypatch.setattr(listener, "_SWEEP_EVERY", 0.05)
+    monkeypatch.setattr(engine_module, "_SWEEP_EVERY", 0.05)
 
 
 # --- deadlines: a slow client is the client's fault -----------------------------------
