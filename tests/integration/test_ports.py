@@ -5,10 +5,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from mesh.errors import PortUnavailable
+from mesh.node import ports
 from mesh.node.ports import check_bindable, free_port
 
 
@@ -17,6 +19,29 @@ def test_free_ports_are_bindable_and_never_repeat() -> None:
     assert len(set(ports)) == 50
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", ports[-1]))
+
+
+def test_free_ports_lie_below_the_ephemeral_range_so_no_connect_takes_them() -> None:
+    start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(20000 <= free_port() < start for _ in range(50))
+
+
+def test_a_port_someone_holds_is_never_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    held = free_port()
+    monkeypatch.setattr(ports, "_GIVEN", set())  # as if another process had chosen it
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", held))
+        holder.listen()
+        offered: list[int] = []
+        real = ports._random.randrange
+
+        def held_first(low: int, high: int) -> int:
+            offered.append(real(low, high) if offered else held)
+            return offered[-1]
+
+        monkeypatch.setattr(ports._random, "randrange", held_first)
+        assert free_port() != held
+        assert offered[0] == held
 
 
 def test_a_free_address_passes_and_port_0_always_does() -> None:
