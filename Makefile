@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-secure test fuzz lint bench install clean
+.PHONY: demo demo-secure test test-tools fuzz lint bench install clean
 
 install: $(STAMP)
 
@@ -24,9 +24,20 @@ demo-secure: $(STAMP)
 
 # The tests start about seventy mesh processes: compiled once here, none of them compiles
 # the packages again (with PYTHONDONTWRITEBYTECODE set, each would).
-test: $(STAMP)
+test: $(STAMP) test-tools
 	$(BIN)/python -m compileall -q mesh agents gateway policies
 	$(BIN)/python -m pytest
+
+# Debian's packages that tests drive for real: a Prometheus server and promtool, and a
+# headless Chromium for the dashboard. Installed once, when missing (a fresh machine is
+# root with apt); the tests that need them fail, not skip, when they are absent.
+TEST_TOOLS := prometheus:prometheus promtool:prometheus chromium:chromium
+test-tools:
+	@missing=$$(for pair in $(TEST_TOOLS); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done | sort -u); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for the tests: $$missing"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	fi
 
 # The fuzz tests run briefly in `make test`; here with the long Hypothesis profile (see
 # tests/conftest.py), 10,000 inputs per target, then atheris (the `fuzz` extra) guides
