@@ -113,7 +113,20 @@ class ClientTimeout(ProxyError):
 
 
 class NoRoute(ProxyError):
-    """No route matches the request."""
+    """No route matches the request; `routes` names some of those considered (see
+    mesh.forwarding.policy_routes), `more_routes` counts the others."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        service: str = "",
+        routes: tuple[str, ...] = (),
+        more_routes: int = 0,
+    ) -> None:
+        super().__init__(detail, service=service)
+        self.routes = routes
+        self.more_routes = more_routes
 
 
 class NoHealthyUpstream(ProxyError):

@@ -104,6 +104,11 @@ class ServiceState:
     def balancer(self, subset: Subset) -> Balancer:
         return self._balancers[subset][0]
 
+    def candidates(self, subset: Subset) -> Sequence[Endpoint]:
+        """What `pick` chooses among for `subset`: routable, not ejected, panic and zone applied."""
+        entry = self._balancers.get(subset)
+        return entry[1] if entry is not None else self._feed(subset)
+
     def pick(
         self,
         rng: random.Random,
@@ -112,8 +117,7 @@ class ServiceState:
         exclude: Set[str],
         key: bytes | None,
     ) -> Endpoint | None:
-        entry = self._balancers.get(subset)
-        chosen = entry[1] if entry is not None else self._feed(subset)
+        chosen = self.candidates(subset)
         if not chosen:
             return None
         return self._balancers[subset][0].pick(rng, now, key, exclude)
