@@ -42,6 +42,10 @@ class BusUnavailable(BusError):
     """Not connected to NATS, or no server answered in time."""
 
 
+class NoResponders(BusUnavailable):
+    """A request that no subscriber of its subject could answer."""
+
+
 class BusRefused(BusUnavailable):
     """NATS refused our credentials or TLS: retrying with the same settings cannot help."""
 

@@ -18,14 +18,15 @@ def route_in_force(route: Route, target: bytes, revisions: Mapping[str, int]) ->
     limit = route.rate_limit
     rate = ""
     if limit is not None:
-        burst = limit.burst or max(1, round(limit.requests_per_second))  # as _Limit makes it
+        burst = limit.burst or "1 s worth"
         rate = f"{limit.requests_per_second:g}/s per {limit.key}, burst {burst}"
     rewrite = route.rewrite
     timeouts = route.timeouts
     overrides: dict[str, float] = {}
     if timeouts is not None:
         given = {"connect": timeouts.connect, "request": timeouts.request}
-        overrides = {k: v for k, v in {**given, "per_try": timeouts.per_try}.items() if v}
+        given["per_try"] = timeouts.per_try
+        overrides = {k: float(v) for k, v in given.items() if v is not None}
     return Chosen(
         route=route.name,
         by="policy",
@@ -45,18 +46,18 @@ def policy_in_force(policy: ServicePolicy, revision: int | None) -> Policy:
         revision=revision,
         algorithm=balance.algorithm,
         zone=balance.zone,
-        slow_start=balance.slow_start_window,
-        panic_threshold=balance.panic_threshold,
-        connect_timeout=resilience.connect_timeout,
-        request_timeout=resilience.request_timeout,
-        per_try_timeout=retry.per_try_timeout,
+        slow_start=float(balance.slow_start_window),
+        panic_threshold=float(balance.panic_threshold),
+        connect_timeout=float(resilience.connect_timeout),
+        request_timeout=float(resilience.request_timeout),
+        per_try_timeout=None if retry.per_try_timeout is None else float(retry.per_try_timeout),
         retries=retry.attempts,
         retry_on=sorted(str(condition) for condition in retry.on),
         outlier={
             "consecutive_5xx": outlier.consecutive_5xx,
             "consecutive_gateway_errors": outlier.consecutive_gateway_errors,
-            "base_ejection": outlier.base_ejection,
-            "max_ejection": outlier.max_ejection,
+            "base_ejection": float(outlier.base_ejection),
+            "max_ejection": float(outlier.max_ejection),
             "max_ejected_percent": outlier.max_ejected_percent,
         },
         max_requests=resilience.max_requests,

@@ -19,6 +19,7 @@ from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.errors import BusError, InvalidMessage
 from mesh.forwarding.defaults import default_service
+from mesh.forwarding.explain import Vantage
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
 from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.forwarding.routing import DefaultRoutes, no_route
@@ -26,6 +27,7 @@ from mesh.membership.discovery import Discovery
 from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence, decode, encode
 from mesh.metrics import Metrics
+from mesh.node.explainer import Explainer
 from mesh.policy.compile import Compiled, compile_revision
 from mesh.policy.model import Document
 from mesh.resilience.outlier import Ejected, Restored
@@ -131,10 +133,20 @@ class Forwarding:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         node.upstreams = lambda: directory.describe(clock.monotonic())
+        self.explainer = Explainer(
+            node.bus,
+            gateway=node.role == "gateway",
+            service=node.service,
+            instance=node.name,
+            state=self._vantage,
+            clock=clock,
+            metrics=metrics,
+        )
 
     async def start(self, *, wait_policies: float) -> None:
         """Listen for evidence and policies; wait (bounded) for the current policies."""
         await self.node.bus.subscribe(subjects.EVIDENCE, self._on_evidence)
+        await self.explainer.start()
         await self.feed.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.ready.wait(), wait_policies)
@@ -143,6 +155,13 @@ class Forwarding:
 
     async def stop(self) -> None:
         await self.feed.stop()
+
+    def _vantage(self) -> Vantage:
+        node = self.node
+        view = node.discovery.view
+        return Vantage(
+            node.name, node.role, self.engine.router, self.directory, view, self.feed.revisions
+        )
 
     # --- inputs ---
 

@@ -6,6 +6,7 @@ import itertools
 import random
 from typing import Any
 
+import msgspec
 import pytest
 from factories import RequestHead, feed, heartbeat, new_view
 
@@ -13,7 +14,7 @@ from mesh.engine import replies
 from mesh.errors import NoRoute
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.explain import Vantage, explain
-from mesh.forwarding.explanation import Question
+from mesh.forwarding.explanation import Explanation, Question
 from mesh.forwarding.policy_routes import CONSIDERED_SHOWN, PolicyRouter
 from mesh.forwarding.routing import DefaultRoutes, no_route
 from mesh.membership.view import View
@@ -149,6 +150,7 @@ def test_a_weighted_split_names_each_subset_and_its_instances() -> None:
     answer = explain(node, Question("GET", "/shop/cart", "www.example.com"), 21.0, 1000.0)
 
     assert answer.error == ""
+    assert msgspec.json.decode(msgspec.json.encode(answer), type=Explanation) == answer
     assert answer.chosen is not None
     assert (answer.chosen.route, answer.chosen.revision, answer.chosen.by) == ("split", 7, "policy")
     assert answer.chosen.timeouts == {"request": 2.0}
