@@ -69,6 +69,7 @@ class Forwarding:
     proxy serves its own service, inside the mesh, where mTLS and `access.allow_from`
     decide, so it keeps them. `policies` is where revisions come from.
     `vet` may refuse a compiled revision this node cannot honour (ValueError saying why).
+    `explains`: it answers `mesh explain` (an agent without an outbound proxy routes nothing).
     """
 
     def __init__(
@@ -83,9 +84,11 @@ class Forwarding:
         edge: bool = False,
         clock: Clock = system_clock,
         vet: Callable[[Compiled], None] | None = None,
+        explains: bool = True,
     ) -> None:
         self.node = node
         self._vet = vet
+        self._explains = explains
         self._clock = clock
         self.engine = engine
         self.directory = directory = engine.directory
@@ -146,7 +149,8 @@ class Forwarding:
     async def start(self, *, wait_policies: float) -> None:
         """Listen for evidence and policies; wait (bounded) for the current policies."""
         await self.node.bus.subscribe(subjects.EVIDENCE, self._on_evidence)
-        await self.explainer.start()
+        if self._explains:
+            await self.explainer.start()
         await self.feed.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.ready.wait(), wait_policies)

@@ -78,7 +78,8 @@ class Running:
                 admin_port=0,
                 version=version,
                 instance_id=name,
-                outbound="",
+                # Only hello-1's outbound proxy serves, so only it answers `mesh explain`.
+                outbound=f"127.0.0.1:{free_port()}" if name == "hello-1" else "",
             )
             tasks.append(run_agent(settings, options, self.stop))
         tasks.append(run_gateway(settings, self.stop))
@@ -189,6 +190,8 @@ def test_explain_names_an_ejected_instance_and_its_until_time(
 def test_named_nodes_answer_and_missing_ones_are_one_line(
     mesh: Running, module_nats: NatsServer
 ) -> None:
+    answer = explain(module_nats, "GET", "/hello/x", "--node", "hello")
+    assert (answer["node"], answer["role"]) == ("hello-1", "agent")  # the one that routes
     answer = explain(module_nats, "GET", "/hello/x", "--node", "hello/hello-1")
     assert (answer["node"], answer["role"]) == ("hello-1", "agent")
     assert answer["chosen"]["route"] == "path"  # type: ignore[index]  # a default route
