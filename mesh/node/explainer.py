@@ -58,14 +58,13 @@ class Explainer:
     async def _answer(self, delivery: Delivery) -> None:
         if not delivery.reply:
             return  # a question nobody waits for
+        clock = self._clock
         try:
             question = _decode(delivery.data)
-        except msgspec.DecodeError as exc:
+            answer = _encode(explain(self._state(), question, clock.monotonic(), clock.wall()))
+        except (msgspec.DecodeError, UnicodeEncodeError) as exc:  # HTTP heads are latin-1
             self._metrics.invalid_message("explain")
             answer = _encode(Problem(self._instance, f"unreadable question: {exc}"))
-        else:
-            clock = self._clock
-            answer = _encode(explain(self._state(), question, clock.monotonic(), clock.wall()))
         try:
             await self._bus.publish(delivery.reply, answer)
         except BusError as exc:

@@ -73,12 +73,13 @@ def question(method: str, url: str, headers: list[str]) -> Question:
             host = value.strip()
         else:
             pairs.append((name, value.strip()))
+    fields = {"method": method, "target": target, "host": host, "headers": pairs}
     try:
-        return msgspec.convert(
-            {"method": method, "target": target, "host": host, "headers": pairs}, Question
-        )
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"not a request: {exc}") from None
+        for text in (target, host, *(part for pair in pairs for part in pair)):
+            text.encode("latin-1")  # what an HTTP head can carry
+        return msgspec.convert(fields, Question)
+    except (msgspec.ValidationError, UnicodeEncodeError) as exc:
+        raise ConfigError(f"not an HTTP request: {exc}") from None
 
 
 def subject(node: str) -> str:
