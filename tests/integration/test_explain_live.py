@@ -45,6 +45,9 @@ outlier: {consecutive_gateway_errors: 2, base_ejection: 60s}
 
 INSTANCES = (("hello-1", "v1"), ("hello-2", "v1"), ("hello-3", "v2"))
 
+# The demo service, run in this process, keeps its client session under a str key.
+pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+
 
 class Running:
     """Three demo instances with agents and a gateway, in one event loop of their own."""
