@@ -75,7 +75,14 @@ def explain(node: Vantage, question: Question, now: float, wall: float) -> Expla
         if chosen is None and fallback is not None:
             routed = fallback(asked, now)
             chosen = Chosen(
-                routed.route, "default", None, routed.target.decode("latin-1"), None, "none", "", {}
+                routed.route,
+                by="default",
+                revision=None,
+                target=routed.target.decode("latin-1"),
+                host=None,
+                auth="none",
+                rate_limit="",
+                timeouts={},
             )
             ways = [(routed.service, 1, ())]
         error = "" if chosen is not None else "no route matches, and default routes are off"
@@ -114,7 +121,7 @@ def _destination(
         endpoint = endpoint_of(member)
         if member.record.role != "agent" or endpoint.service != service:
             continue
-        if not all(endpoint.label(k) == v for k, v in subset):  # as ServiceState filters
+        if not endpoint.fits(subset):
             continue
         until = state.ejections.until(instance, now) if state is not None else None
         warmth = _warmth(policy, member.since, now)

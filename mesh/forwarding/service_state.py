@@ -89,11 +89,7 @@ class ServiceState:
             self._feed(subset)
 
     def _feed(self, subset: Subset) -> Sequence[Endpoint]:
-        chosen = (
-            self._candidates
-            if not subset
-            else [e for e in self._candidates if all(e.label(k) == v for k, v in subset)]
-        )
+        chosen = self._candidates if not subset else [e for e in self._candidates if e.fits(subset)]
         entry = self._balancers.get(subset)
         balancer = entry[0] if entry else make_balancer(self.policy.balance)
         if chosen:
