@@ -18,6 +18,7 @@ from mesh.forwarding.explanation import Explanation, Question
 from mesh.forwarding.policy_routes import CONSIDERED_SHOWN, PolicyRouter
 from mesh.forwarding.routing import DefaultRoutes, no_route
 from mesh.membership.view import View
+from mesh.observe.explain_text import render
 from mesh.policy.compile import Compiled, ServicePolicy
 from mesh.policy.decode import parse
 from mesh.policy.match import RouteTable
@@ -168,6 +169,12 @@ def test_a_weighted_split_names_each_subset_and_its_instances() -> None:
     assert [(i.instance, i.weight, i.candidate, i.in_flight) for i in v2.instances] == [
         ("hello-3", 3, True, 0)  # least_request counts requests in flight
     ]
+    text = render(answer)
+    assert "each request goes to one destination, chosen at random by weight:" in text
+    assert "service hello [version=v2]: 10% of requests (weight 10)" in text
+    [row] = [line.split() for line in text.splitlines() if line.startswith("  hello-2 ")]
+    assert row[:4] == ["hello-2", "alive", "passing", "no"]
+    assert "until" in row
     assert v1.policy.revision is None  # no Service document: the node's settings
     assert (v1.policy.algorithm, v1.policy.retries, v1.policy.max_requests) == (
         "least_request",
