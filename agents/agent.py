@@ -81,6 +81,7 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         fallback=engine.default_routes,
         policies=bucket(node.bus),
         vet=None if inbound_at else inbound_listener.unguarded(service),
+        explains=bool(options.outbound),
     )
     identity = None
     if settings.mtls != "off":

@@ -42,6 +42,10 @@ class BusUnavailable(BusError):
     """Not connected to NATS, or no server answered in time."""
 
 
+class NoResponders(BusUnavailable):
+    """A request that no subscriber of its subject could answer."""
+
+
 class BusRefused(BusUnavailable):
     """NATS refused our credentials or TLS: retrying with the same settings cannot help."""
 
@@ -113,7 +117,20 @@ class ClientTimeout(ProxyError):
 
 
 class NoRoute(ProxyError):
-    """No route matches the request."""
+    """No route matches the request; `routes` names some of those considered (see
+    mesh.forwarding.policy_routes), `more_routes` counts the others."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        service: str = "",
+        routes: tuple[str, ...] = (),
+        more_routes: int = 0,
+    ) -> None:
+        super().__init__(detail, service=service)
+        self.routes = routes
+        self.more_routes = more_routes
 
 
 class NoHealthyUpstream(ProxyError):

@@ -19,6 +19,9 @@ SYNC = f"{PREFIX}.sync"
 # Certificate requests, one subject per service, so that NATS permissions decide which
 # service's identity a process may ask the mesh CA for.
 CA_SIGN = f"{PREFIX}.ca.sign.>"
+# `mesh explain` asks here, and takes the first answer: every gateway hears EXPLAIN; every
+# node hears its service's subject and its own (mesh.v1.explain.<service>[.<instance>]).
+EXPLAIN = f"{PREFIX}.explain"
 
 EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
@@ -54,6 +57,12 @@ def evidence(reporter: str, service: str, instance: str) -> str:
 
 def ca_sign(service: str) -> str:
     return f"{PREFIX}.ca.sign.{check_name(service)}"
+
+
+def explain(service: str, instance: str = "") -> str:
+    """Where nodes of `service` (or its `instance` alone) hear `mesh explain`."""
+    to = f"{EXPLAIN}.{check_name(service)}"
+    return f"{to}.{check_name(instance)}" if instance else to
 
 
 def event(kind: str, service: str) -> str:

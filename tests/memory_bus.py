@@ -6,7 +6,7 @@ import asyncio
 import itertools
 
 from mesh.bus import Delivery, Handler, StateListener
-from mesh.errors import BusTimeout, BusUnavailable
+from mesh.errors import BusTimeout, BusUnavailable, NoResponders
 
 
 class MemoryHub:
@@ -82,7 +82,7 @@ class MemoryBus:
         self.subscriptions.append((inbox, collect))
         try:
             if await self._hub.route(Delivery(subject, data, inbox)) == 0:
-                raise BusUnavailable("no responders on that subject")
+                raise NoResponders("no responders on that subject")
             return await asyncio.wait_for(answer, timeout)
         except TimeoutError:
             raise BusTimeout(f"no answer on {subject} within {timeout:g} s") from None

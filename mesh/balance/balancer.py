@@ -38,6 +38,10 @@ class Balancer(Protocol):
 
     def on_end(self, endpoint: Endpoint, now: float, rtt: float, ok: bool) -> None: ...
 
+    def in_flight(self, instance: str) -> int | None:
+        """Requests in flight to `instance` from here; None if the algorithm does not count."""
+        ...
+
 
 def make_balancer(config: BalanceConfig) -> Balancer:
     ramp = Ramp(config.slow_start_window, config.slow_start_aggression)

@@ -72,6 +72,9 @@ class ConsistentHash:
                 at = (at + 1) % len(points)
         return self._endpoints[self._owners[at]]
 
+    def in_flight(self, instance: str) -> int | None:
+        return None  # picks do not depend on load: it is not counted
+
     def on_start(self, endpoint: Endpoint, now: float) -> None:
         """The ring keeps no state per request."""
 

@@ -27,6 +27,10 @@ class Endpoint:
             return self.zone
         return self.meta.get(key)
 
+    def fits(self, subset: Sequence[tuple[str, str]]) -> bool:
+        """Whether it carries every label of a route's `subset` (key, value pairs)."""
+        return all(self.label(k) == v for k, v in subset)
+
     @property
     def address(self) -> tuple[str, int]:
         """Where it is dialled: its agent's inbound listener when it has one."""

@@ -41,6 +41,10 @@ class LeastRequest:
             i = j
         return self._endpoints[i]
 
+    def in_flight(self, instance: str) -> int | None:
+        load = self._by_instance.get(instance)
+        return 0 if load is None else load.active
+
     def on_start(self, endpoint: Endpoint, now: float) -> None:
         self._by_instance[endpoint.instance].active += 1
 

@@ -86,6 +86,9 @@ class RoundRobin:
         self._next = at + 1
         return self._endpoints[order[at]]
 
+    def in_flight(self, instance: str) -> int | None:
+        return None  # picks do not depend on load: it is not counted
+
     def on_start(self, endpoint: Endpoint, now: float) -> None:
         """Round robin keeps no state per request."""
 

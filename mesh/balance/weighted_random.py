@@ -39,6 +39,9 @@ class WeightedRandom:
             return self._endpoints[indexes[_draw(rng, bounds)]]
         return self._endpoints[_draw(rng, self._bounds)]
 
+    def in_flight(self, instance: str) -> int | None:
+        return None  # picks do not depend on load: it is not counted
+
     def on_start(self, endpoint: Endpoint, now: float) -> None:
         """Random keeps no state per request."""
 

@@ -27,7 +27,7 @@ from nats.js.api import (
 from mesh.addresses import redact_url
 from mesh.bus.credentials import REFUSED_PUBLISH, connect_credentials, refusal
 from mesh.config import Settings
-from mesh.errors import BusError, BusRefused, BusTimeout, BusUnavailable
+from mesh.errors import BusError, BusRefused, BusTimeout, BusUnavailable, NoResponders
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def mapped(exc: BaseException) -> BusError:
     if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError):
         return BusTimeout(str(exc) or "NATS did not answer in time")
     if isinstance(exc, nats.errors.NoRespondersError):
-        return BusUnavailable("no responders on that subject")
+        return NoResponders("no responders on that subject")
     if isinstance(
         exc,
         nats.errors.ConnectionClosedError

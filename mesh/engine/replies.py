@@ -52,6 +52,8 @@ class Body(msgspec.Struct, omit_defaults=True):
     instance: str = ""
     request_id: str = ""
     attempts: int = 0  # with URX: how many instances were tried
+    routes: tuple[str, ...] = ()  # with NR: routes considered (for the request's host)
+    more_routes: int = 0  # with NR: how many more were considered than `routes` names
 
 
 _encode = msgspec.json.Encoder().encode
@@ -88,6 +90,8 @@ def render(
             instance=error.instance,
             request_id=request_id.decode("latin-1"),
             attempts=error.attempts if isinstance(error, errors.RetriesExhausted) else 0,
+            routes=error.routes if isinstance(error, errors.NoRoute) else (),
+            more_routes=error.more_routes if isinstance(error, errors.NoRoute) else 0,
         )
     )
     head = (

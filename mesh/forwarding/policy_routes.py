@@ -23,6 +23,8 @@ from mesh.policy.route import Route
 from mesh.resilience.ratelimit import TokenBuckets
 
 _DOT_SEGMENTS = (b"/./", b"/../")
+# A 404 (NR) names at most this many of the routes it considered: its body stays small.
+CONSIDERED_SHOWN = 16
 
 
 class _Limit:
@@ -49,6 +51,19 @@ class _Limit:
         if identity is not None and self.of == "api_key":
             return identity.key_digest
         return request.client
+
+
+def addressed(request: RequestHead) -> tuple[bytes, bytes]:
+    """The host name routes compare and the origin-form target of a request, absolute-form
+    included; BadRequest for dot segments in the path."""
+    host, target = request.host, request.target
+    if is_absolute(target):
+        host, target = split_absolute(target)
+    path = target.partition(b"?")[0]
+    if any(dots in path for dots in _DOT_SEGMENTS) or path.endswith((b"/.", b"/..")):
+        # Routes compare paths as sent; a dot segment could reach what a route guards.
+        raise BadRequest("dot segments in the path")
+    return hostname(host), target
 
 
 def guarded(table: RouteTable) -> frozenset[str]:
@@ -88,19 +103,26 @@ class PolicyRouter:
             if not isinstance(route.auth, NoAuth)
         }
 
+    @property
+    def table(self) -> RouteTable:
+        return self._table
+
+    @property
+    def fallback(self) -> Router | None:
+        return self._fallback
+
     def __call__(self, request: RequestHead, now: float) -> Routed:
-        host, target = request.host, request.target
-        if is_absolute(target):
-            host, target = split_absolute(target)
-        path = target.partition(b"?")[0]
-        if any(dots in path for dots in _DOT_SEGMENTS) or path.endswith((b"/.", b"/..")):
-            # Routes compare paths as sent; a dot segment could reach what a route guards.
-            raise BadRequest("dot segments in the path")
-        matched = self._table.match(request.method, hostname(host), target, request.headers)
+        name, target = addressed(request)
+        matched = self._table.match(request.method, name, target, request.headers)
         if matched is None:
-            if self._fallback is not None:
+            if self._fallback is None:
+                raise self._no_route(
+                    f"no route matches {request.method.decode()} {target[:64]!r}", name
+                )
+            try:
                 return self._fallback(request, now)
-            raise NoRoute(f"no route matches {request.method.decode()} {target[:64]!r}")
+            except NoRoute as exc:
+                raise self._no_route(exc.detail, name, exc.service) from None
         route = matched.route
         target = matched.target
         identity = None
@@ -124,6 +146,18 @@ class PolicyRouter:
             timeouts.per_try if timeouts else None,
             identity.consumer if identity else None,
             identity.credential if identity else None,
+        )
+
+    def _no_route(self, detail: str, name: bytes, service: str = "") -> NoRoute:
+        """A 404 naming the routes for the request's host, those with `auth` left out: a
+        client learns no more of what a route guards than the default routes tell it
+        (mesh.forwarding.routing.DefaultRoutes.hiding). Routes of other hosts stay unnamed."""
+        names = [r.name for r in self._table.hosted(name) if isinstance(r.auth, NoAuth)]
+        return NoRoute(
+            detail,
+            service=service,
+            routes=tuple(names[:CONSIDERED_SHOWN]),
+            more_routes=max(0, len(names) - CONSIDERED_SHOWN),
         )
 
     def _check(

@@ -89,11 +89,7 @@ class ServiceState:
             self._feed(subset)
 
     def _feed(self, subset: Subset) -> Sequence[Endpoint]:
-        chosen = (
-            self._candidates
-            if not subset
-            else [e for e in self._candidates if all(e.label(k) == v for k, v in subset)]
-        )
+        chosen = self._candidates if not subset else [e for e in self._candidates if e.fits(subset)]
         entry = self._balancers.get(subset)
         balancer = entry[0] if entry else make_balancer(self.policy.balance)
         if chosen:
@@ -104,6 +100,11 @@ class ServiceState:
     def balancer(self, subset: Subset) -> Balancer:
         return self._balancers[subset][0]
 
+    def candidates(self, subset: Subset) -> Sequence[Endpoint]:
+        """What `pick` chooses among for `subset`: routable, not ejected, panic and zone applied."""
+        entry = self._balancers.get(subset)
+        return entry[1] if entry is not None else self._feed(subset)
+
     def pick(
         self,
         rng: random.Random,
@@ -112,8 +113,7 @@ class ServiceState:
         exclude: Set[str],
         key: bytes | None,
     ) -> Endpoint | None:
-        entry = self._balancers.get(subset)
-        chosen = entry[1] if entry is not None else self._feed(subset)
+        chosen = self.candidates(subset)
         if not chosen:
             return None
         return self._balancers[subset][0].pick(rng, now, key, exclude)

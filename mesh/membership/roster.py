@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from mesh.membership.view import View
@@ -85,10 +87,15 @@ def table(members: list[Row]) -> str:
         )
         for r in members
     ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
+    text = columns(lines)
     if any(not r.routable and r.role == "agent" for r in members):
         text += NOT_ROUTABLE
     return text
+
+
+def columns(lines: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as left-aligned columns two spaces apart; the first row sets the count."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )

@@ -19,6 +19,7 @@ from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.errors import BusError, InvalidMessage
 from mesh.forwarding.defaults import default_service
+from mesh.forwarding.explain import Vantage
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
 from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.forwarding.routing import DefaultRoutes, no_route
@@ -26,6 +27,7 @@ from mesh.membership.discovery import Discovery
 from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence, decode, encode
 from mesh.metrics import Metrics
+from mesh.node.explainer import Explainer
 from mesh.policy.compile import Compiled, compile_revision
 from mesh.policy.model import Document
 from mesh.resilience.outlier import Ejected, Restored
@@ -67,6 +69,7 @@ class Forwarding:
     proxy serves its own service, inside the mesh, where mTLS and `access.allow_from`
     decide, so it keeps them. `policies` is where revisions come from.
     `vet` may refuse a compiled revision this node cannot honour (ValueError saying why).
+    `explains`: it answers `mesh explain` (an agent without an outbound proxy routes nothing).
     """
 
     def __init__(
@@ -81,9 +84,11 @@ class Forwarding:
         edge: bool = False,
         clock: Clock = system_clock,
         vet: Callable[[Compiled], None] | None = None,
+        explains: bool = True,
     ) -> None:
         self.node = node
         self._vet = vet
+        self._explains = explains
         self._clock = clock
         self.engine = engine
         self.directory = directory = engine.directory
@@ -131,10 +136,21 @@ class Forwarding:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         node.upstreams = lambda: directory.describe(clock.monotonic())
+        self.explainer = Explainer(
+            node.bus,
+            gateway=node.role == "gateway",
+            service=node.service,
+            instance=node.name,
+            state=self._vantage,
+            clock=clock,
+            metrics=metrics,
+        )
 
     async def start(self, *, wait_policies: float) -> None:
         """Listen for evidence and policies; wait (bounded) for the current policies."""
         await self.node.bus.subscribe(subjects.EVIDENCE, self._on_evidence)
+        if self._explains:
+            await self.explainer.start()
         await self.feed.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.ready.wait(), wait_policies)
@@ -143,6 +159,13 @@ class Forwarding:
 
     async def stop(self) -> None:
         await self.feed.stop()
+
+    def _vantage(self) -> Vantage:
+        node = self.node
+        view = node.discovery.view
+        return Vantage(
+            node.name, node.role, self.engine.router, self.directory, view, self.feed.revisions
+        )
 
     # --- inputs ---
 

@@ -55,7 +55,7 @@ class RouteTable:
         self._wildcard: dict[bytes, _Bucket] = {}  # by suffix with its dot: b".example.com"
         self._any = _Bucket()
         for route in routes:
-            entry = _Entry(route)
+            entry = Entry(route)
             hosts = {host.lower() for host in route.match.hosts}
             if not hosts:
                 self._any.add(entry)
@@ -74,11 +74,27 @@ class RouteTable:
         (mesh.forwarding.routing.hostname); `target` is origin-form.
         """
         path = target.partition(b"?")[0]
-        for bucket in self._buckets(hostname):
-            entry = bucket.find(method, path, headers)
-            if entry is not None:
+        for entry in self.tried(hostname, path):
+            if entry.accepts(method, headers):
                 return Matched(entry.route, entry.rewrite(target, path))
         return None
+
+    def tried(self, hostname: bytes, path: bytes) -> Iterator[Entry]:
+        """The routes whose host and path conditions take a request, in the order `match`
+        tries their other conditions (a route naming two hosts that fit comes twice).
+
+        `mesh explain` reads the same order, so its answer cannot disagree with `match`.
+        """
+        for bucket in self._buckets(hostname):
+            yield from bucket.tried(path)
+
+    def hosted(self, hostname: bytes) -> list[Route]:
+        """The routes whose host condition takes `hostname`, each once, in the order tried."""
+        seen: dict[str, Route] = {}
+        for bucket in self._buckets(hostname):
+            for entry in bucket.entries():
+                seen.setdefault(entry.route.name, entry.route)
+        return list(seen.values())
 
     def _buckets(self, name: bytes) -> Iterator[_Bucket]:
         bucket = self._exact.get(name)
@@ -100,12 +116,12 @@ class _Bucket:
     __slots__ = ("exact", "prefixes", "regexes", "rest")
 
     def __init__(self) -> None:
-        self.exact: dict[bytes, list[_Entry]] = {}
-        self.prefixes: dict[bytes, list[_Entry]] = {}
-        self.regexes: list[tuple[re.Pattern[bytes], _Entry]] = []
-        self.rest: list[_Entry] = []  # no path condition
+        self.exact: dict[bytes, list[Entry]] = {}
+        self.prefixes: dict[bytes, list[Entry]] = {}
+        self.regexes: list[tuple[re.Pattern[bytes], Entry]] = []
+        self.rest: list[Entry] = []  # no path condition
 
-    def add(self, entry: _Entry) -> None:
+    def add(self, entry: Entry) -> None:
         match = entry.route.match
         if match.path_exact is not None:
             self.exact.setdefault(match.path_exact.encode(), []).append(entry)
@@ -119,46 +135,34 @@ class _Bucket:
 
     def sort(self) -> None:
         for entries in (*self.exact.values(), *self.prefixes.values(), self.rest):
-            entries.sort(key=_Entry.rank)
+            entries.sort(key=Entry.rank)
         self.regexes.sort(key=lambda pair: pair[1].rank())
 
-    def find(self, method: bytes, path: bytes, headers: Sequence[Header]) -> _Entry | None:
+    def tried(self, path: bytes) -> Iterator[Entry]:
+        """Its routes whose path condition takes `path`, in the order they are tried."""
         if path[:1] != b"/":  # `*` or absolute-form: only routes without a path condition
-            return _first(self.rest, method, headers)
-        return (
-            _first(self.exact.get(path), method, headers)
-            or self._by_prefix(method, path, headers)
-            or next(
-                (
-                    entry
-                    for pattern, entry in self.regexes
-                    if pattern.fullmatch(path) and entry.accepts(method, headers)
-                ),
-                None,
-            )
-            or _first(self.prefixes.get(b"/"), method, headers)
-            or _first(self.rest, method, headers)
-        )
-
-    def _by_prefix(self, method: bytes, path: bytes, headers: Sequence[Header]) -> _Entry | None:
-        """Prefixes other than `/`, the longest first: the path itself, then each parent."""
+            yield from self.rest
+            return
+        yield from self.exact.get(path, ())
+        # Prefixes other than `/`, the longest first: the path itself, then each parent.
         end = len(path) if self.prefixes else 0
         while end > 1:
-            hit = _first(self.prefixes.get(path[:end]), method, headers)
-            if hit is not None:
-                return hit
+            yield from self.prefixes.get(path[:end], ())
             end = path.rfind(b"/", 0, end)
-        return None
+        for pattern, entry in self.regexes:
+            if pattern.fullmatch(path):
+                yield entry
+        yield from self.prefixes.get(b"/", ())
+        yield from self.rest
+
+    def entries(self) -> Iterator[Entry]:
+        for entries in (*self.exact.values(), *self.prefixes.values(), self.rest):
+            yield from entries
+        for _, entry in self.regexes:
+            yield entry
 
 
-def _first(entries: list[_Entry] | None, method: bytes, headers: Sequence[Header]) -> _Entry | None:
-    for entry in entries or ():
-        if entry.accepts(method, headers):
-            return entry
-    return None
-
-
-class _Entry:
+class Entry:
     """One route compiled: its conditions besides host and path, and its path rewrite."""
 
     __slots__ = ("headers", "methods", "replace", "route", "strip", "strip_dir")
@@ -186,6 +190,13 @@ class _Entry:
         if self.methods and method not in self.methods:
             return False
         return all(test.holds(headers) for test in self.headers)
+
+    def refusal(self, method: bytes, headers: Sequence[Header]) -> HeaderMatch | None:
+        """Which header condition fails, once `accepts` said no and the method is allowed."""
+        for test, condition in zip(self.headers, self.route.match.headers, strict=True):
+            if not test.holds(headers):
+                return condition
+        return None
 
     def rewrite(self, target: bytes, path: bytes) -> bytes:
         strip = self.strip

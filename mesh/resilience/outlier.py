@@ -99,6 +99,11 @@ class Ejections:
         """Instances ejected (some may have run out until the next expire())."""
         return len(self._ejected)
 
+    def until(self, instance: str, now: float) -> float | None:
+        """When the ejection of `instance` ends, or None if it is not ejected at `now`."""
+        host = self._ejected.get(instance)
+        return host.until if host is not None and now < host.until else None
+
     def is_ejected(self, instance: str, now: float) -> bool:
 
         host = self._ejected.get(instance)

@@ -24,7 +24,7 @@ class Role:
     name: str
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
-    allow_responses: bool = False  # may answer the requests it receives (the CA signer)
+    allow_responses: bool = False  # may answer the requests it receives (CA signer, explain)
     own_events: bool = False  # may publish its own service's events only (events_scope=own)
 
 
@@ -49,6 +49,15 @@ def _read_keys(stream: str) -> tuple[str, ...]:
     )
 
 
+# `mesh explain` asks on these; a node answers on its service's subjects only (and a
+# gateway also on the bare one), so no node can answer in another's name.
+_ASK_EXPLAIN = (subjects.EXPLAIN, f"{subjects.EXPLAIN}.>")
+
+
+def _hears_explain(service: str) -> tuple[str, ...]:
+    return (subjects.explain(service), f"{subjects.explain(service)}.*")
+
+
 # Every node hears the membership, the evidence and sync requests.
 _NODE_HEARS = (subjects.HEARTBEATS, subjects.LEAVES, subjects.EVIDENCE, subjects.SYNC, _INBOX)
 
@@ -71,7 +80,8 @@ def agent(service: str) -> Role:
             subjects.ca_sign(service),  # a certificate for its own identity only
             *_read_stream(_POLICIES),
         ),
-        subscribe=_NODE_HEARS,
+        subscribe=(*_NODE_HEARS, *_hears_explain(service)),
+        allow_responses=True,  # its answers to `mesh explain`
         own_events=True,
     )
 
@@ -93,17 +103,20 @@ def gateway(name: str) -> Role:
             *_read_stream(_POLICIES),
             f"$JS.API.STREAM.INFO.{subjects.EVENTS_STREAM}",
         ),
-        subscribe=_NODE_HEARS,
+        subscribe=(*_NODE_HEARS, subjects.EXPLAIN, *_hears_explain(name)),
+        allow_responses=True,  # its answers to `mesh explain`
     )
 
 
 def monitor() -> Role:
-    """Dashboards and `mesh members`, `mesh events tail`, `mesh policy list/get/history`."""
+    """Dashboards and `mesh members`, `mesh events tail`, `mesh explain`,
+    `mesh policy list/get/history`."""
     return Role(
         "monitor",
         # A sync only makes every node heartbeat now (coalesced): the census needs it.
         publish=(
             subjects.SYNC,
+            *_ASK_EXPLAIN,  # a question only: nodes answer what their state already says
             *_read_stream(subjects.EVENTS_STREAM),
             *_read_stream(_POLICIES),
             *_read_keys(_POLICIES),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import nats
 import nats.errors
 import pytest
@@ -18,13 +19,19 @@ from factories import heartbeat
 from mesh_cli import Ran, mesh_command
 from waiting import until
 
-from mesh import config, subjects, tls
+from mesh import clock, config, subjects, tls
 from mesh.bus import Delivery, NatsBus, events, setup
 from mesh.bus.kv import KvEntry, KvStore
-from mesh.errors import BusRefused
+from mesh.errors import BusRefused, NoResponders
+from mesh.forwarding.directory import Directory
+from mesh.forwarding.explain import Vantage
+from mesh.forwarding.explanation import Explanation, Question
+from mesh.forwarding.routing import no_route
+from mesh.membership import view as membership
 from mesh.membership.discovery import Discovery
 from mesh.messages import Event, Evidence, encode
 from mesh.metrics import Metrics
+from mesh.node.explainer import Explainer
 from mesh.node.node import Node
 from mesh.playground.natsserver import NatsServer
 from mesh.security import natsauth, natscreds, pki
@@ -396,6 +403,42 @@ async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: 
     assert "service.watched" in {entry.key for entry in await monitor_kv.entries()}
     assert [e.value for e in await monitor_kv.history("service.watched")] == [b"{}"]
     assert (await monitor_kv.get("service.watched")) is not None  # `mesh policy get`
+
+
+async def test_a_monitor_asks_explain_and_nodes_answer_only_in_their_own_name(
+    bus_of: Connect,
+) -> None:
+    def explainer(bus: NatsBus, role: str, service: str, instance: str) -> Explainer:
+        node = Vantage(instance, role, no_route, Directory(), membership.View(PRESETS["lan"]), {})
+        return Explainer(
+            bus,
+            gateway=role == "gateway",
+            service=service,
+            instance=instance,
+            state=lambda: node,
+            clock=clock,
+            metrics=Metrics(),
+        )
+
+    await explainer(await bus_of("gateway-gateway"), "gateway", "gateway", "gw-1").start()
+    agent = await bus_of("agent-hello")
+    await explainer(agent, "agent", "hello", "h1").start()
+    # In billing's name: NATS refuses the subscription, so nobody answers there.
+    await explainer(agent, "agent", "billing", "b1").start()
+    await agent.flush(2.0)
+    monitor = await bus_of("monitor")
+    question = msgspec.json.encode(Question("GET", "/x"))
+    for subject, node in (
+        (subjects.EXPLAIN, "gw-1"),
+        (subjects.explain("hello"), "h1"),
+        (subjects.explain("hello", "h1"), "h1"),
+    ):
+        answer = await monitor.request(subject, question, 2.0)
+        assert msgspec.json.decode(answer, type=Explanation).node == node
+    with pytest.raises(NoResponders):
+        await monitor.request(subjects.explain("billing"), question, 2.0)
+    with pytest.raises(BusRefused):  # nodes answer; they do not ask
+        await agent.unless_refused(subjects.EXPLAIN, agent.request(subjects.EXPLAIN, question, 2.0))
 
 
 async def test_a_gateway_that_may_not_change_the_stream_leaves_it_and_goes_on(

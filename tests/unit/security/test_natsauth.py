@@ -91,9 +91,10 @@ def test_a_gateway_speaks_for_itself_and_reports_every_event() -> None:
     assert not may_publish(GATEWAY, subjects.ca_sign("orders"))
 
 
-def test_a_monitor_reads_and_only_asks_for_heartbeats() -> None:
+def test_a_monitor_reads_and_only_asks_for_heartbeats_and_explanations() -> None:
     monitor = natsauth.monitor()
-    assert [s for s in monitor.publish if s.startswith("mesh.")] == [subjects.SYNC]
+    asks = [subjects.SYNC, subjects.EXPLAIN, subjects.EXPLAIN + ".>"]
+    assert [s for s in monitor.publish if s.startswith("mesh.")] == asks
     assert may_publish(monitor, "$JS.API.CONSUMER.CREATE.MESH_EVENTS.x.mesh.v1.events.>")
     assert not may_publish(monitor, "$KV.mesh_policies.route.web")
     assert may_subscribe(monitor, subjects.event("instance.down", "orders"))
@@ -129,3 +130,26 @@ def test_a_name_that_could_widen_a_permission_is_refused(build: object) -> None:
         build(">")  # type: ignore[operator]
     with pytest.raises(InvalidName):
         build("a.*")  # type: ignore[operator]
+
+
+def test_gateways_and_agents_answer_explain_only_in_their_own_name() -> None:
+    monitor = natsauth.monitor()
+    for subject in (
+        subjects.EXPLAIN,
+        subjects.explain("orders"),
+        subjects.explain("orders", "o-1"),
+    ):
+        assert may_publish(monitor, subject)
+    assert may_subscribe(GATEWAY, subjects.EXPLAIN)  # any gateway: the default question
+    assert may_subscribe(GATEWAY, subjects.explain("edge", "edge-1-w0"))
+    assert may_subscribe(ORDERS, subjects.explain("orders"))
+    assert may_subscribe(ORDERS, subjects.explain("orders", "o-1"))
+    assert GATEWAY.allow_responses
+    assert ORDERS.allow_responses
+    # No node hears another's questions: it could answer them with made-up state.
+    assert not may_subscribe(ORDERS, subjects.EXPLAIN)
+    assert not may_subscribe(ORDERS, subjects.explain("payments", "p-1"))
+    assert not may_subscribe(GATEWAY, subjects.explain("orders"))
+    # Nor does a node ask: explaining is the monitor's and the admin's.
+    assert not may_publish(ORDERS, subjects.EXPLAIN)
+    assert not may_publish(GATEWAY, subjects.explain("orders"))
