@@ -21,6 +21,8 @@ from mesh.metrics import BUCKETS, Metrics
 INBOUND_ROUTE = "inbound"
 _LONGEST_WINDOW = 3600.0  # what the wire accepts; a longer one is reported as this long
 _NO_LATENCY = (0,) * (len(BUCKETS) + 1)
+# Periodic heartbeats come an interval apart, give or take the loop's lateness.
+_PERIODIC = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +75,10 @@ def _wire(latency: tuple[int, ...]) -> list[int]:
 
 
 class LoadWindow:
-    """Cuts a window at most every half interval; heartbeats in between repeat its figures,
-    so that the latest record always covers a full window however often syncs come."""
+    """A window ends with a periodic heartbeat (an interval after the one before); those
+    sent sooner (sync answers, urgent changes) repeat the last window's figures. So the
+    latest record always covers a whole interval, however often syncs come, and a
+    reader's own sync shows a window that ended before it asked."""
 
     def __init__(
         self, metrics: Metrics, directory: Directory, *, own: str, interval: float, now: float
@@ -82,7 +86,7 @@ class LoadWindow:
         self._metrics = metrics
         self._directory = directory
         self._own = own
-        self._shortest = interval / 2
+        self._shortest = interval * _PERIODIC
         self._cut_at = now
         self._services: dict[str, Tally] = {}
         self._instances: dict[tuple[str, str], Tally] = {}
