@@ -92,6 +92,8 @@ class Load(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     heartbeat until the next window ends repeats them.
     """
 
+    # A node's figures about itself, from before the callers reported: no node fills
+    # them (they stay 0); kept so that readers of `mesh members --json` keep their shape.
     inflight: Count = 0
     rps: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0

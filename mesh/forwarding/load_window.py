@@ -102,20 +102,18 @@ class LoadWindow:
         window = min(now - self._cut_at, _LONGEST_WINDOW)
         self._cut_at = now
         services = service_tallies(self._metrics, self._own)
-        instances = {
-            (service, instance): Tally(counters.ended, counters.failed, tuple(counters.latency))
-            for service, instance, counters in self._directory.counters.each()
-        }
+        instances: dict[tuple[str, str], Tally] = {}
+        active: dict[tuple[str, str], int] = {}
+        for service, instance, counters in self._directory.counters.each():
+            key = (service, instance)
+            instances[key] = Tally(counters.ended, counters.failed, tuple(counters.latency))
+            active[key] = counters.active
         service_deltas = {k: v.since(self._services.get(k, Tally())) for k, v in services.items()}
         instance_deltas = {
             k: v.since(self._instances.get(k, Tally())) for k, v in instances.items()
         }
         self._services, self._instances = services, instances
         in_flight = self._directory.in_flight()
-        active = {
-            (service, instance): counters.active
-            for service, instance, counters in self._directory.counters.each()
-        }
         reported = {
             (service, instance): InstanceTraffic(
                 requests=tally.requests,
