@@ -11,7 +11,7 @@ import time
 
 import msgspec
 
-from mesh import clock, config, durations, subjects
+from mesh import cli, clock, config, durations, subjects
 from mesh.bus import NatsBus
 from mesh.errors import ConfigError
 from mesh.membership.census import Watch
@@ -25,7 +25,7 @@ _CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser(
         "top",
-        parents=[common],
+        parents=[cli.common_options("--nats-url", "--preset")],  # nothing here logs
         help="live golden signals per service (rate, success, p50/p99, in flight, instances)",
     )
     parser.add_argument("--service", default=None, help="this service's instances instead")
