@@ -21,6 +21,7 @@ _BUILT_IN = tuple(
         ("members", "mesh.commands:register_members"),
         ("events", "mesh.commands:register_events"),
         ("explain", "mesh.observe.explain:register"),
+        ("top", "mesh.observe.top:register"),
         ("config", "mesh.commands:register_config"),
         ("nats", "mesh.commands:register_nats"),
         ("demo-service", "mesh.playground.demo:register"),

@@ -12,28 +12,42 @@ from mesh.messages import Sync, decode, encode
 from mesh.timing import Timing
 
 
+class Watch:
+    """A view kept from outside the mesh: every heartbeat and leave folded in as it comes."""
+
+    def __init__(self, timing: Timing) -> None:
+        self.view = membership.View(timing)
+
+    async def start(self, bus: Bus, *, asker: str) -> None:
+        """Listen, then ask every node to heartbeat now (`bus` must be connected)."""
+        await bus.subscribe(subjects.HEARTBEATS, self._fold)
+        await bus.subscribe(subjects.LEAVES, self._fold)
+        await bus.flush(2.0)  # the subscriptions exist before anyone answers
+        await bus.publish(subjects.SYNC, encode(Sync(node=asker)))
+
+    def current(self, now: float) -> membership.View:
+        """The view with silent members expired as of `now`."""
+        self.view, _ = membership.tick(self.view, now)
+        return self.view
+
+    async def _fold(self, delivery: Delivery) -> None:
+        try:
+            message = decode(delivery.subject, delivery.data)
+        except InvalidMessage:
+            return
+        self.view, _ = membership.apply(self.view, message, clock.monotonic())
+
+
 async def census(bus: Bus, timing: Timing, wait: float, *, asker: str) -> membership.View:
     """The view a node would have after `wait` seconds, built from everyone's answers.
 
     `bus` must be connected; every node answers a sync with its heartbeat at once, so a
     fraction of an interval is enough on a healthy mesh.
     """
-    view = membership.View(timing)
-
-    async def fold(delivery: Delivery) -> None:
-        nonlocal view
-        try:
-            message = decode(delivery.subject, delivery.data)
-        except InvalidMessage:
-            return
-        view, _ = membership.apply(view, message, clock.monotonic())
-
-    await bus.subscribe(subjects.HEARTBEATS, fold)
-    await bus.subscribe(subjects.LEAVES, fold)
-    await bus.flush(2.0)  # the subscriptions exist before anyone answers
-    await bus.publish(subjects.SYNC, encode(Sync(node=asker)))
+    watch = Watch(timing)
+    await watch.start(bus, asker=asker)
     await asyncio.sleep(wait)
-    return view
+    return watch.view
 
 
 def live(view: membership.View) -> dict[str, str]:

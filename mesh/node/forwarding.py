@@ -20,6 +20,7 @@ from mesh.engine.engine import Engine
 from mesh.errors import BusError, InvalidMessage
 from mesh.forwarding.defaults import default_service
 from mesh.forwarding.explain import Vantage
+from mesh.forwarding.load_window import LoadWindow
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
 from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.forwarding.routing import DefaultRoutes, no_route
@@ -144,6 +145,20 @@ class Forwarding:
             state=self._vantage,
             clock=clock,
             metrics=metrics,
+        )
+        # What this node forwarded, for its heartbeats (the process hands it to its announcer).
+        self.load = LoadWindow(
+            node.metrics,
+            directory,
+            own=node.service,
+            interval=settings.timing.interval,
+            now=clock.monotonic(),
+        )
+        metrics.counter(
+            "mesh_load_omitted",
+            "Services and instances left out of heartbeats' load figures over the caps.",
+            (),
+            lambda: [((), float(self.load.omitted))],
         )
 
     async def start(self, *, wait_policies: float) -> None:

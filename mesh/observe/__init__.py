@@ -1,1 +1,1 @@
-"""Tools for watching the mesh: they ask and listen over NATS, from any machine that reaches it."""
+"""Watching the mesh work, from any machine that reaches NATS: golden signals, explain, top."""

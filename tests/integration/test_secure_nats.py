@@ -28,11 +28,13 @@ from mesh.forwarding.explain import Vantage
 from mesh.forwarding.explanation import Explanation, Question
 from mesh.forwarding.routing import no_route
 from mesh.membership import view as membership
+from mesh.membership.census import Watch
 from mesh.membership.discovery import Discovery
-from mesh.messages import Event, Evidence, encode
+from mesh.messages import Event, Evidence, Load, ServiceTraffic, Sync, decode, encode
 from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
 from mesh.node.node import Node
+from mesh.observe import traffic
 from mesh.playground.natsserver import NatsServer
 from mesh.security import natsauth, natscreds, pki
 from mesh.timing import PRESETS
@@ -154,6 +156,31 @@ async def test_an_agent_reports_evidence_on_any_service_under_its_own_name(
     subject = subjects.evidence("hello", "billing", "b1")
     await agent.publish(subject, encode(seen))
     await until(lambda: heard == [subject])
+
+
+async def test_a_monitor_sees_the_load_figures_a_gateway_answers_its_sync_with(
+    bus_of: Connect,
+) -> None:
+    """What `mesh top` does: heartbeats and leaves heard, a sync asked, no new subject."""
+    gateway = await bus_of("gateway-gateway")
+    figures = heartbeat(
+        "gw-load",
+        "gateway",
+        role="gateway",
+        load=Load(window=1.0, services={"hello": ServiceTraffic(requests=40, errors=4)}),
+    )
+
+    async def answer(delivery: Delivery) -> None:
+        assert isinstance(decode(delivery.subject, delivery.data), Sync)
+        await gateway.publish(subjects.heartbeat("gateway", "gw-load"), encode(figures))
+
+    await gateway.subscribe(subjects.SYNC, answer)
+    await gateway.flush(2.0)
+    watch = Watch(PRESETS["local"])
+    await watch.start(await bus_of("monitor"), asker="mesh-top")
+    await until(lambda: "gw-load" in watch.view.members)
+    [hello] = traffic.services(watch.view.members.values())
+    assert (hello.service, hello.signals.rate, hello.signals.success) == ("hello", 40.0, 0.9)
 
 
 async def test_only_the_admin_writes_policies_or_changes_the_event_stream(

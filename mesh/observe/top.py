@@ -1,0 +1,106 @@
+"""`mesh top`: every service's golden signals, live, from the load figures in heartbeats."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+
+import msgspec
+
+from mesh import cli, clock, config, durations, subjects
+from mesh.bus import NatsBus
+from mesh.errors import ConfigError
+from mesh.membership.census import Watch
+from mesh.membership.view import View
+from mesh.observe import screen, traffic
+
+CONNECT_WAIT = 5.0  # seconds to reach NATS before giving up, as `mesh members`
+_CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "top",
+        parents=[cli.common_options("--nats-url", "--preset")],  # nothing here logs
+        help="live golden signals per service (rate, success, p50/p99, in flight, instances)",
+    )
+    parser.add_argument("--service", default=None, help="this service's instances instead")
+    parser.add_argument(
+        "--interval",
+        type=durations.argument,
+        default=2.0,
+        help="how often the table is redrawn, e.g. 1s (2s)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=durations.argument,
+        default=None,
+        help="how long to collect heartbeats before the first table (default 1.5 intervals)",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="print one table and exit (so does a pipe)"
+    )
+    parser.add_argument("--json", action="store_true", help="JSON, one object per refresh")
+    parser.set_defaults(func=_top)
+
+
+def render(view: View, service: str | None, *, json: bool) -> tuple[str, bool]:
+    """What to print for `view`, and whether it shows anything (a service it knows)."""
+    members = view.members.values()
+    if service is None:
+        services = traffic.services(members)
+        if json:
+            return msgspec.json.encode({"services": services}).decode(), True
+        return screen.services_table(services), True
+    rows = traffic.instances(members, service)
+    if json:
+        return msgspec.json.encode({"service": service, "instances": rows}).decode(), bool(rows)
+    if not rows:
+        return f"no instances of {service!r} (yet)", False
+    return screen.instances_table(rows), True
+
+
+def _top(args: argparse.Namespace) -> int:
+    if args.service is not None and not subjects.is_valid_name(args.service):
+        raise ConfigError(f"--service {args.service!r}: use letters, digits, '_' and '-' only")
+    if args.interval <= 0:
+        raise ConfigError("--interval: more than 0 s")
+    settings = config.load(nats_url=args.nats_url, preset=args.preset)
+    timing = settings.timing
+    wait = args.wait if args.wait is not None else timing.interval * 1.5
+    live = not args.once and sys.stdout.isatty()
+
+    async def watch() -> int:
+        bus = NatsBus(settings, name="mesh-top")
+        try:
+            await bus.start(wait=CONNECT_WAIT)
+            watching = Watch(timing)
+            await watching.start(bus, asker="mesh-top")
+            await asyncio.sleep(wait)
+            if not live:
+                text, found = render(
+                    watching.current(clock.monotonic()), args.service, json=args.json
+                )
+                print(text)
+                return 0 if found else 1
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+            while not stop.is_set():
+                text, _ = render(watching.current(clock.monotonic()), args.service, json=args.json)
+                if args.json:
+                    print(text, flush=True)
+                else:
+                    when = time.strftime("%H:%M:%S", time.localtime(clock.wall()))
+                    print(f"{_CLEAR}mesh top  {when}  (every {args.interval:g} s, Ctrl-C ends)\n")
+                    print(text, flush=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), args.interval)
+            return 0
+        finally:
+            await bus.close()
+
+    return asyncio.run(watch())
