@@ -106,6 +106,12 @@ class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     key: RateKey = "client_address"
 
 
+# The route labels of requests that no Route document took: the default routes (by
+# absolute-form URL, Host, first path segment) and an agent's inbound listener. Metrics,
+# logs and load figures tell them apart from policy routes by name, so no policy may take one.
+BUILT_IN_ROUTES = frozenset({"absolute", "host", "path", "inbound"})
+
+
 class Route(
     msgspec.Struct,
     frozen=True,
@@ -125,6 +131,9 @@ class Route(
     auth: Auth = NoAuth()
 
     def __post_init__(self) -> None:
+        if self.name in BUILT_IN_ROUTES:
+            names = ", ".join(sorted(BUILT_IN_ROUTES))
+            raise ValueError(f"name: {self.name} is kept for the built-in routes ({names})")
         if not any(destination.weight for destination in self.to):
             raise ValueError("to: at least one destination needs a weight above 0")
         if self.rewrite and self.rewrite.strips_match and self.match.path_prefix is None:

@@ -238,6 +238,12 @@ def test_fully_encoded_documents_decode_to_themselves(obj: dict[str, Any]) -> No
         ({"kind": "Route", "name": "r"}, "to", msgspec.UNSET, "a list of 1 to 32 items"),
         (route(to=[]), "to", [], "a list of 1 to 32 items"),
         (
+            route(name="inbound"),
+            "name",
+            "inbound",
+            "kept for the built-in routes (absolute, host, inbound, path)",
+        ),
+        (
             route(to=[{"service": "a", "weight": 0}]),
             "to",
             [{"service": "a", "weight": 0}],
