@@ -92,12 +92,6 @@ class Load(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     heartbeat until the next window ends repeats them.
     """
 
-    # A node's figures about itself, from before the callers reported: no node fills
-    # them (they stay 0); kept so that readers of `mesh members --json` keep their shape.
-    inflight: Count = 0
-    rps: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-    error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
-    latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     window: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     services: Annotated[dict[Name, ServiceTraffic], msgspec.Meta(max_length=MAX_LOAD_SERVICES)] = {}
     omitted: Count = 0  # services and instances left out of `services` over the caps

@@ -79,10 +79,6 @@ def full_heartbeat() -> Heartbeat:
         interval=0.25,
         admin_port=15000,
         load=Load(
-            inflight=12,
-            rps=340.5,
-            error_rate=1.0,
-            latency_ms=12.75,
             window=1.25,
             services={
                 "billing": ServiceTraffic(

@@ -24,8 +24,6 @@ class Row(msgspec.Struct, frozen=True):
     seq: int
     heard_ago: float
     meta: dict[str, str]
-    inflight: int
-    rps: float
     inbound_port: int | None = None  # its agent's inbound listener (mTLS), what callers dial
 
 
@@ -49,8 +47,6 @@ def rows(view: View, now: float) -> list[Row]:
                 seq=m.seq,
                 heard_ago=round(max(now - m.heard, 0.0), 3),
                 meta=dict(r.meta),
-                inflight=r.load.inflight,
-                rps=r.load.rps,
                 inbound_port=r.inbound_port,
             )
         )

@@ -74,14 +74,14 @@ async def test_a_change_that_matters_is_announced_at_once_and_load_waits(
     await v.announcer.start()
     await until(lambda: v.seqs() == [1])
     v.announcer.update(health="passing")  # no change at all
-    v.announcer.update(load=Load(inflight=3))  # load alone: next beat
+    v.announcer.update(load=Load(window=1.0, omitted=3))  # load alone: next beat
     await settle()
     assert v.seqs() == [1]
     v.announcer.update(health="failing")
     await until(lambda: v.seqs() == [1, 2])
     latest = v.said()[-1]
     assert isinstance(latest, Heartbeat)
-    assert (latest.health, latest.load.inflight) == ("failing", 3)
+    assert (latest.health, latest.load.omitted) == ("failing", 3)
 
 
 async def test_every_heartbeat_carries_the_load_its_source_gives_at_the_time_it_goes_out(

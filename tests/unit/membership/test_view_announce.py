@@ -41,7 +41,7 @@ def test_first_heartbeat_announces(
 
 def test_heartbeat_refreshes_heard_but_keeps_since() -> None:
     view = announced(heartbeat(seq=1), now=0.0)
-    hb = heartbeat(seq=2, load=Load(inflight=3, rps=9.5))
+    hb = heartbeat(seq=2, load=Load(window=1.0, omitted=3))
     view, effects = v.apply(view, hb, 0.9)
     m = member(view)
     assert (m.record, m.state, m.heard, m.since, m.seq) == (hb, State.ALIVE, 0.9, 0.0, 2)
@@ -91,7 +91,7 @@ def test_an_unhealthy_member_still_expires_by_silence() -> None:
 @pytest.mark.parametrize(
     ("change", "bumps"),
     [
-        ({"load": Load(inflight=7, rps=100.0, error_rate=0.5, latency_ms=3.0)}, False),
+        ({"load": Load(window=1.0, omitted=3)}, False),
         ({}, False),  # only seq
         ({"interval": 2.0}, False),
         ({"admin_port": 15000}, False),

@@ -82,7 +82,7 @@ def shuffled_heartbeats(draw: st.DrawFn) -> tuple[list[Any], list[float | None]]
     order = draw(st.permutations(seqs))
     hbs = [
         heartbeat(
-            seq=s, weight=1 + s % 7, load=Load(inflight=s), health=("passing", "failing")[s % 2]
+            seq=s, weight=1 + s % 7, load=Load(omitted=s), health=("passing", "failing")[s % 2]
         )
         for s in order
     ]
