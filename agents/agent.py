@@ -82,6 +82,7 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
         policies=bucket(node.bus),
         vet=None if inbound_at else inbound_listener.unguarded(service),
     )
+    node.announcer.load_source = forwarding.load
     identity = None
     if settings.mtls != "off":
         identity = Identity(node.bus, service, settings.trust_domain, metrics=node.metrics)

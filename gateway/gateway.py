@@ -62,6 +62,7 @@ async def run(
         policies=bucket(node.bus),
         edge=True,
     )
+    node.announcer.load_source = forwarding.load
     listeners = EdgeListeners(settings, engine, node.metrics, inherited)
     # Every port first: a taken one ends the gateway before it joins the mesh.
     await listeners.start()

@@ -50,13 +50,55 @@ EventKind = Literal[
 ]
 
 
-class Load(msgspec.Struct, frozen=True, kw_only=True):
-    """What an instance reports about its own recent traffic."""
+# Caps on the traffic figures in one heartbeat, so that a full one (the longest names,
+# the largest counts, 64 meta entries) stays well under MAX_MESSAGE_BYTES; the sender
+# keeps the busiest entries and counts the rest in `Load.omitted`.
+MAX_LOAD_SERVICES = 16
+MAX_LOAD_INSTANCES = 64  # in the whole heartbeat, across its services
+# Latency bucket counts: one per bound of mesh.metrics.BUCKETS, then one above the last.
+LATENCY_BUCKETS = 14
+Latency = Annotated[list[Count], msgspec.Meta(max_length=LATENCY_BUCKETS)]
+
+
+class Traffic(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What one node forwarded to a service or an instance during the load window."""
+
+    requests: Count = 0  # answered (or ended) in the window
+    errors: Count = 0  # of them: 5xx, proxy-made ones included
+    inflight: Count = 0  # at the end of the window
+    # Counts per latency bucket (not cumulative), trailing zeros left out.
+    latency: Latency = []
+
+
+class InstanceTraffic(Traffic, frozen=True, kw_only=True, omit_defaults=True):
+    """Attempts on one instance: retries count on the instance each try went to."""
+
+    ejected: bool = False  # this node ejects it (outlier detection) right now
+
+
+class ServiceTraffic(Traffic, frozen=True, kw_only=True, omit_defaults=True):
+    """Requests to one service, whichever instance (if any) answered them."""
+
+    instances: Annotated[
+        dict[Name, InstanceTraffic], msgspec.Meta(max_length=MAX_LOAD_INSTANCES)
+    ] = {}
+
+
+class Load(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a node reports about traffic: what it forwarded, as a caller, per destination.
+
+    The callers report, because an instance's own agent never sees most of the requests
+    its service gets. The figures cover the last `window` seconds (0: none yet); every
+    heartbeat until the next window ends repeats them.
+    """
 
     inflight: Count = 0
     rps: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
     latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    window: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
+    services: Annotated[dict[Name, ServiceTraffic], msgspec.Meta(max_length=MAX_LOAD_SERVICES)] = {}
+    omitted: Count = 0  # services and instances left out of `services` over the caps
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="hb", tag_field="type"):

@@ -13,7 +13,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from mesh.config import Settings
 from mesh.forwarding.defaults import default_service
 from mesh.membership import view as v
-from mesh.messages import Event, Evidence, Heartbeat, Leave, Load, Sync
+from mesh.messages import (
+    Event,
+    Evidence,
+    Heartbeat,
+    InstanceTraffic,
+    Leave,
+    Load,
+    ServiceTraffic,
+    Sync,
+)
 from mesh.policy.service import Service
 from mesh.timing import PRESETS, Timing
 
@@ -69,7 +78,23 @@ def full_heartbeat() -> Heartbeat:
         draining=True,
         interval=0.25,
         admin_port=15000,
-        load=Load(inflight=12, rps=340.5, error_rate=1.0, latency_ms=12.75),
+        load=Load(
+            inflight=12,
+            rps=340.5,
+            error_rate=1.0,
+            latency_ms=12.75,
+            window=1.25,
+            services={
+                "billing": ServiceTraffic(
+                    requests=9,
+                    errors=2,
+                    inflight=1,
+                    latency=[0, 3, 6],
+                    instances={"billing-1": InstanceTraffic(requests=9, errors=2, ejected=True)},
+                )
+            },
+            omitted=3,
+        ),
     )
 
 

@@ -90,6 +90,7 @@ class Attempt:
         "balancer",
         "client",
         "conn",
+        "counters",
         "done",
         "endpoint",
         "engine",
@@ -118,6 +119,7 @@ class Attempt:
         self.failover = failover
         self.endpoint = endpoint
         self.balancer = balancer
+        self.counters = engine.directory.counters.of(endpoint.service, endpoint.instance)
         self.started = now
         self.head_only = owner.head_only
         self.conn: UpstreamConnection | None = None
@@ -131,6 +133,7 @@ class Attempt:
         """Take a pooled connection or open one, within the request's time limits."""
         failover, now, loop = self.failover, self.started, self.engine.loop
         self.balancer.on_start(self.endpoint, now)
+        self.counters.active += 1
         if failover.per_try is not None:
             self._timer = loop.call_later(failover.try_timeout(now), self._timed_out)
         conn = self.engine.pools.take(self.endpoint.address)
@@ -312,11 +315,12 @@ class Attempt:
         self._end(ok=False)
         self.owner.attempt_ended(outcome, error, [])
 
-    def abandon(self, *, abort: bool = True) -> None:
-        """The owner ends the attempt (its client left, the deadline passed, a retry)."""
+    def abandon(self, *, abort: bool = True, fault: bool = True) -> None:
+        """The owner ends the attempt (its client left, the deadline passed, a retry);
+        `fault`: the instance's (a client that left is not)."""
         if not self.done:
             self._release(abort=abort)
-            self._end(ok=False)
+            self._end(ok=False, fault=fault)
 
     def _release(self, *, abort: bool) -> None:
         if self._connecting is not None and not self._connecting.done():
@@ -329,12 +333,13 @@ class Attempt:
             else:
                 conn.close()
 
-    def _end(self, *, ok: bool) -> None:
+    def _end(self, *, ok: bool, fault: bool = True) -> None:
         self.done = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         now = self.engine.loop.time()
+        self.counters.ended_after(now - self.started, failed=not ok and fault)
         try:  # noqa: SIM105 - suppress() would cost a context manager per request
             self.balancer.on_end(self.endpoint, now, now - self.started, ok)
         except KeyError:
@@ -342,9 +347,10 @@ class Attempt:
 
     def _observe(self, outcome: Outcome) -> None:
         """Outlier detection here, and through it evidence for the rest of the mesh."""
-        now, directory, endpoint = self.engine.loop.time(), self.engine.directory, self.endpoint
-        directory.counters.of(endpoint.service, endpoint.instance).attempt(outcome)
-        directory.observe(self.failover.state, endpoint, outcome, now)
+        self.counters.attempt(outcome)
+        self.engine.directory.observe(
+            self.failover.state, self.endpoint, outcome, self.engine.loop.time()
+        )
 
 
 def _nothing() -> None:

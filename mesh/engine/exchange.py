@@ -266,7 +266,7 @@ class Exchange:
             return
         tunnel = self.status == 101
         if self.attempt is not None:
-            self.attempt.abandon(abort=not tunnel)
+            self.attempt.abandon(abort=not tunnel, fault=False)
         if not tunnel:
             self.status, self.flags = 499, "DC"  # downstream disconnect, as Envoy counts it
         self.keep_alive = False

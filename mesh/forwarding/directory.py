@@ -218,6 +218,14 @@ class Directory:
             }
         return out
 
+    def in_flight(self) -> dict[str, int]:
+        """Requests in flight to each service this node has called."""
+        return {name: state.limit.active for name, state in self._states.items()}
+
+    def is_ejected(self, service: str, instance: str, now: float) -> bool:
+        state = self._states.get(service)
+        return state is not None and state.ejections.is_ejected(instance, now)
+
     def ejected_counts(self) -> dict[str, int]:
         return {name: state.ejections.count for name, state in self._states.items()}
 

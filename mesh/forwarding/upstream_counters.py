@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Set
 
-from mesh.metrics import Metrics
+from mesh.metrics import BUCKETS, Metrics
 from mesh.resilience.outcome import Kind, Outcome
 
 Sample = tuple[tuple[str, ...], float]
@@ -18,18 +19,31 @@ _RESPONSE = Kind.RESPONSE
 class InstanceCounters:
     """One instance's counts, a plain object: a bump costs two dict lookups, no labels() call."""
 
-    __slots__ = ("attempts", "ejections", "retries")
+    __slots__ = ("active", "attempts", "ejections", "ended", "failed", "latency", "retries")
 
     def __init__(self) -> None:
         self.attempts: dict[str, int] = {}
         self.retries = 0
         self.ejections: dict[str, int] = {}
+        # For the load figures in heartbeats (mesh.forwarding.load_window), which take
+        # differences of these at heartbeat time: nothing per request but these bumps.
+        self.active = 0  # attempts in flight
+        self.ended = 0  # attempts ended, however
+        self.failed = 0  # of them: 5xx, no answer, cut by a deadline or a retry
+        self.latency = [0] * (len(BUCKETS) + 1)  # ended attempts' durations, per bucket
 
     def attempt(self, outcome: Outcome) -> None:
         kind = outcome.kind
         label = _CLASSES[outcome.status // 100] if kind is _RESPONSE else _KINDS[kind]
         attempts = self.attempts
         attempts[label] = attempts.get(label, 0) + 1
+
+    def ended_after(self, seconds: float, *, failed: bool) -> None:
+        """An attempt ended (`active` went up when it started)."""
+        self.active -= 1
+        self.ended += 1
+        self.failed += failed
+        self.latency[bisect_left(BUCKETS, seconds)] += 1
 
 
 class UpstreamCounters:
@@ -77,21 +91,21 @@ class UpstreamCounters:
         )
 
     def attempts(self) -> Iterable[Sample]:
-        for service, instance, counters in self._each():
+        for service, instance, counters in self.each():
             for outcome, count in list(counters.attempts.items()):
                 yield (service, instance, outcome), float(count)
 
     def retries(self) -> Iterable[Sample]:
-        for service, instance, counters in self._each():
+        for service, instance, counters in self.each():
             if counters.retries:
                 yield (service, instance), float(counters.retries)
 
     def ejections(self) -> Iterable[Sample]:
-        for service, instance, counters in self._each():
+        for service, instance, counters in self.each():
             for cause, count in list(counters.ejections.items()):
                 yield (service, instance, cause), float(count)
 
-    def _each(self) -> list[tuple[str, str, InstanceCounters]]:
+    def each(self) -> list[tuple[str, str, InstanceCounters]]:
         return [
             (service, instance, counters)
             for service, instances in list(self._services.items())

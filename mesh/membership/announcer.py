@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -14,7 +15,7 @@ from mesh import subjects
 from mesh.bus import Bus, Delivery
 from mesh.clock import Clock
 from mesh.errors import BusError
-from mesh.messages import Heartbeat, Leave, LeaveReason, encode
+from mesh.messages import Heartbeat, Leave, LeaveReason, Load, encode
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Announcer:
 
     def __init__(self, bus: Bus, record: Heartbeat, *, clock: Clock = system_clock) -> None:
         self._bus = bus
+        self._clock = clock
         # Milliseconds of wall time: a restarted process announces a higher incarnation.
         self._record = msgspec.structs.replace(record, incarnation=int(clock.wall() * 1000), seq=0)
         self._wake = asyncio.Event()
@@ -32,6 +34,8 @@ class Announcer:
         self._goodbye: bool | None = None
         self.sent = 0
         self.announced = asyncio.Event()  # NATS took a heartbeat of ours (for the first time)
+        # The load figures of each heartbeat, given the monotonic time it is sent at.
+        self.load_source: Callable[[float], Load] | None = None
 
     @property
     def record(self) -> Heartbeat:
@@ -70,7 +74,10 @@ class Announcer:
     async def _publish_heartbeat(self) -> None:
         if not self._bus.connected:
             return  # a heartbeat queued while disconnected would arrive stale anyway
-        self._record = msgspec.structs.replace(self._record, seq=self._record.seq + 1)
+        load = self._record.load
+        if self.load_source is not None:
+            load = self.load_source(self._clock.monotonic())
+        self._record = msgspec.structs.replace(self._record, seq=self._record.seq + 1, load=load)
         record = self._record
         try:
             await self._bus.publish(

@@ -19,6 +19,7 @@ from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.errors import BusError, InvalidMessage
 from mesh.forwarding.defaults import default_service
+from mesh.forwarding.load_window import LoadWindow
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
 from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.forwarding.routing import DefaultRoutes, no_route
@@ -131,6 +132,20 @@ class Forwarding:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         node.upstreams = lambda: directory.describe(clock.monotonic())
+        # What this node forwarded, for its heartbeats (the process hands it to its announcer).
+        self.load = LoadWindow(
+            node.metrics,
+            directory,
+            own=node.service,
+            interval=settings.timing.interval,
+            now=clock.monotonic(),
+        )
+        metrics.counter(
+            "mesh_load_omitted",
+            "Services and instances left out of heartbeats' load figures over the caps.",
+            (),
+            lambda: [((), float(self.load.omitted))],
+        )
 
     async def start(self, *, wait_policies: float) -> None:
         """Listen for evidence and policies; wait (bounded) for the current policies."""

@@ -12,12 +12,18 @@ from factories import event, evidence, full_heartbeat, heartbeat, leave, sync
 from mesh import subjects
 from mesh.errors import InvalidMessage
 from mesh.messages import (
+    LATENCY_BUCKETS,
+    MAX_LOAD_INSTANCES,
+    MAX_LOAD_SERVICES,
     MAX_MESSAGE_BYTES,
     Event,
     Evidence,
     Heartbeat,
+    InstanceTraffic,
     Leave,
+    Load,
     Message,
+    ServiceTraffic,
     decode,
     encode,
 )
@@ -122,6 +128,45 @@ def test_a_payload_of_exactly_the_limit_is_accepted() -> None:
     assert decode(HB, data) == heartbeat()
 
 
+def test_a_heartbeat_with_every_load_cap_reached_stays_well_under_the_limit() -> None:
+    """The longest names, counts beyond any real window and 64 meta entries: the caps
+    on load figures keep the largest heartbeat a sender can make far from the limit."""
+    big = 10**15
+    longest = lambda prefix, i: f"{prefix}{i:03}".ljust(128, "x")  # noqa: E731
+    per_service = MAX_LOAD_INSTANCES // MAX_LOAD_SERVICES
+    figures = {
+        "requests": big,
+        "errors": big,
+        "inflight": big,
+        "latency": [big] * LATENCY_BUCKETS,
+    }
+    hb = msgspec.structs.replace(
+        full_heartbeat(),
+        service="s" * 128,
+        instance="i" * 128,
+        host="h" * 253,
+        meta={f"k{i:02}".ljust(63, "k"): "v" * 128 for i in range(64)},
+        load=Load(
+            window=3600.0,
+            omitted=big,
+            services={
+                longest("s", s): ServiceTraffic(
+                    **figures,
+                    instances={
+                        longest("i", s * per_service + i): InstanceTraffic(**figures, ejected=True)
+                        for i in range(per_service)
+                    },
+                )
+                for s in range(MAX_LOAD_SERVICES)
+            },
+        ),
+    )
+    data = encode(hb)
+    assert len(data) < 0.8 * MAX_MESSAGE_BYTES, len(data)
+    subject = subjects.heartbeat(hb.service, hb.instance)
+    assert decode(subject, data) == hb
+
+
 # --- rejection ------------------------------------------------------------------------
 
 
@@ -182,6 +227,50 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("meta-key-space", hb_doc(meta={"a b": "v"}), "at `key` in `$.meta`"),
     ("meta-key-newline", hb_doc(meta={"a\n": "v"}), "at `key` in `$.meta`"),
     ("meta-value-too-long", hb_doc(meta={"k": "v" * 129}), "at `$.meta[...]`"),
+    ("window-negative", hb_doc(load={"window": -1}), "at `$.load.window`"),
+    ("window-too-long", hb_doc(load={"window": 3601}), "at `$.load.window`"),
+    ("omitted-negative", hb_doc(load={"omitted": -1}), "at `$.load.omitted`"),
+    (
+        "load-services-too-many",
+        hb_doc(load={"services": {f"s{i}": {} for i in range(MAX_LOAD_SERVICES + 1)}}),
+        "at `$.load.services`",
+    ),
+    (
+        "load-service-name",
+        hb_doc(load={"services": {"a.b": {}}}),
+        "at `key` in `$.load.services`",
+    ),
+    (
+        "load-requests-negative",
+        hb_doc(load={"services": {"s": {"requests": -1}}}),
+        "at `$.load.services[...].requests`",
+    ),
+    (
+        "load-latency-too-long",
+        hb_doc(load={"services": {"s": {"latency": [0] * (LATENCY_BUCKETS + 1)}}}),
+        "at `$.load.services[...].latency`",
+    ),
+    (
+        "load-latency-negative",
+        hb_doc(load={"services": {"s": {"latency": [1, -1]}}}),
+        "at `$.load.services[...].latency[1]`",
+    ),
+    (
+        "load-instances-too-many",
+        hb_doc(
+            load={
+                "services": {
+                    "s": {"instances": {f"i{i}": {} for i in range(MAX_LOAD_INSTANCES + 1)}}
+                }
+            }
+        ),
+        "at `$.load.services[...].instances`",
+    ),
+    (
+        "load-ejected-not-bool",
+        hb_doc(load={"services": {"s": {"instances": {"i": {"ejected": 1}}}}}),
+        "at `$.load.services[...].instances[...].ejected`",
+    ),
 ]
 
 

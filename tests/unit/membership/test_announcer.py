@@ -84,6 +84,25 @@ async def test_a_change_that_matters_is_announced_at_once_and_load_waits(
     assert (latest.health, latest.load.inflight) == ("failing", 3)
 
 
+async def test_every_heartbeat_carries_the_load_its_source_gives_at_the_time_it_goes_out(
+    voice: Callable[..., Voice],
+) -> None:
+    v = voice()
+    asked: list[float] = []
+
+    def source(now: float) -> Load:
+        asked.append(now)
+        return Load(window=float(len(asked)))
+
+    v.announcer.load_source = source
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    await v.hub.bus().publish(subjects.SYNC, encode(Sync(node="top")))
+    await until(lambda: v.seqs() == [1, 2])
+    assert [hb.load.window for hb in v.said() if isinstance(hb, Heartbeat)] == [1.0, 2.0]
+    assert asked == [12.345, 12.345]  # the announcer's clock, monotonic side
+
+
 async def test_a_sync_request_and_a_reconnect_are_answered_at_once(
     voice: Callable[..., Voice],
 ) -> None:

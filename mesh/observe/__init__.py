@@ -1,0 +1,1 @@
+"""Watching the mesh work: golden signals from heartbeats, and the commands that show them."""

@@ -1,0 +1,170 @@
+"""mesh.observe.traffic: every caller's latest window merged into golden signals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from factories import heartbeat
+
+from mesh.membership.view import Member, State
+from mesh.messages import InstanceTraffic, Load, ServiceTraffic
+from mesh.metrics import BUCKETS
+from mesh.observe.traffic import InstanceRow, Signals, instances, quantile, services
+
+
+def member(
+    instance: str, service: str = "orders", state: State = State.ALIVE, **fields: Any
+) -> Member:
+    return Member(heartbeat(instance, service, **fields), state, 0.0, 0.0, 1)
+
+
+def caller(name: str, window: float, state: State = State.ALIVE, **load: ServiceTraffic) -> Member:
+    """A gateway that reported `load` (service -> figures) over `window` seconds."""
+    return member(name, "gateway", state, role="gateway", load=Load(window=window, services=load))
+
+
+def counts(**at: int) -> list[int]:
+    out = [0] * (len(BUCKETS) + 1)
+    for name, count in at.items():
+        out[int(name[1:])] = count
+    return out
+
+
+@pytest.mark.parametrize(
+    ("q", "buckets", "expected"),
+    [
+        (0.5, [], None),  # no observations
+        (0.5, counts(b0=10), 0.0005),  # halfway into (0, 1 ms]
+        (0.5, counts(b0=5, b1=5), 0.001),  # the top of the first bucket
+        (0.99, counts(b2=100), 0.004975),  # 99 % of the way from 2.5 ms to 5 ms
+        (0.5, counts(b2=1, b3=3), 0.005 + 0.005 * (1 / 3)),
+        (0.99, counts(b0=1, b13=99), 10.0),  # above the last bound: the last bound
+        (0.5, [0, 4], 0.00175),  # trailing zeros left out, as on the wire
+    ],
+)
+def test_quantiles_are_prometheus_histogram_quantile(
+    q: float, buckets: list[int], expected: float | None
+) -> None:
+    found = quantile(q, buckets)
+    if expected is None:
+        assert found is None
+    else:
+        assert found == pytest.approx(expected)
+
+
+def test_a_service_sums_rates_over_callers_and_merges_their_histograms() -> None:
+    members = [
+        member("o1"),
+        member("o2"),
+        caller(
+            "gw-1",
+            2.0,
+            orders=ServiceTraffic(requests=100, errors=5, inflight=3, latency=counts(b2=100)),
+        ),
+        caller(
+            "gw-2",
+            0.5,
+            orders=ServiceTraffic(requests=50, errors=10, inflight=1, latency=counts(b5=50)),
+        ),
+    ]
+    [row] = services(members)
+    signals = row.signals
+    assert signals.rate == pytest.approx(100 / 2.0 + 50 / 0.5)
+    assert signals.success == pytest.approx(1 - 15 / 150)
+    assert signals.inflight == 4
+    assert (signals.requests, signals.errors, signals.callers) == (150, 15, 2)
+    # 150 observations: the 75th is the last in (2.5, 5] ms, the 149th in (25, 50] ms.
+    assert signals.p50 == pytest.approx(0.005 * 0.75 + 0.0025 * 0.25)
+    assert signals.p99 == pytest.approx(0.025 + 0.025 * (148.5 - 100) / 50)
+    assert row.states == {"alive": 2}
+
+
+@pytest.mark.parametrize(
+    ("state", "window", "counted"),
+    [
+        (State.ALIVE, 1.0, True),
+        (State.DRAINING, 1.0, True),  # a draining gateway still forwards
+        (State.SUSPECT, 1.0, False),  # its last window is old news
+        (State.DOWN, 1.0, False),
+        (State.LEFT, 1.0, False),
+        (State.ALIVE, 0.0, False),  # no window yet
+    ],
+)
+def test_only_callers_heard_lately_with_a_window_count(
+    state: State, window: float, counted: bool
+) -> None:
+    members = [member("o1"), caller("gw-1", window, state, orders=ServiceTraffic(requests=10))]
+    [row] = services(members)
+    assert row.signals.requests == (10 if counted else 0)
+
+
+def test_a_service_without_traffic_is_listed_with_empty_signals() -> None:
+    [row] = services([member("o1"), member("o2", state=State.SUSPECT)])
+    assert row.signals == Signals()
+    assert row.states == {"alive": 1, "suspect": 1}
+
+
+def test_instances_by_state_refine_alive_into_failing_and_ejected() -> None:
+    members = [
+        member("o1"),
+        member("o2", health="failing"),
+        member("o3"),
+        member("o4", state=State.DRAINING, draining=True),
+        member("o5", state=State.DOWN),
+        member("b1", "billing"),
+        caller(
+            "gw-1",
+            1.0,
+            orders=ServiceTraffic(requests=4, instances={"o3": InstanceTraffic(ejected=True)}),
+        ),
+    ]
+    by_service = {row.service: row.states for row in services(members)}
+    assert by_service == {
+        "billing": {"alive": 1},
+        "orders": {"alive": 1, "failing": 1, "ejected": 1, "draining": 1, "down": 1},
+    }
+
+
+def test_instance_rows_merge_each_callers_attempts_on_it() -> None:
+    members = [
+        member("o1", zone="a", version="1.2"),
+        member("o2"),
+        caller(
+            "gw-1",
+            1.0,
+            orders=ServiceTraffic(
+                requests=10,
+                instances={
+                    "o1": InstanceTraffic(requests=6, latency=counts(b1=6)),
+                    "o2": InstanceTraffic(requests=4, errors=4, ejected=True),
+                },
+            ),
+        ),
+        caller(
+            "gw-2",
+            2.0,
+            orders=ServiceTraffic(
+                requests=2, instances={"o1": InstanceTraffic(requests=2, inflight=1)}
+            ),
+        ),
+        # A reported instance the view no longer holds still shows, as unknown.
+        caller("gw-3", 1.0, orders=ServiceTraffic(instances={"o9": InstanceTraffic(requests=1)})),
+    ]
+    rows = {row.instance: row for row in instances(members, "orders")}
+    assert sorted(rows) == ["o1", "o2", "o9"]
+    o1 = rows["o1"]
+    assert (o1.state, o1.address, o1.zone, o1.version) == ("alive", "10.0.0.1:9000", "a", "1.2")
+    assert o1.signals.rate == pytest.approx(6 + 1)
+    assert o1.signals.inflight == 1
+    assert o1.signals.callers == 2
+    assert rows["o2"].state == "ejected"
+    assert rows["o2"].ejected_by == 1
+    assert rows["o2"].signals.success == 0.0
+    assert rows["o9"] == InstanceRow("orders", "o9", "unknown", "", "", "", rows["o9"].signals, 0)
+    assert instances(members, "billing") == []
+
+
+def test_gateways_are_callers_not_instances() -> None:
+    members = [member("gw-1", "gateway", role="gateway")]
+    assert services(members) == []
