@@ -70,6 +70,7 @@ class Feed:
         self._due = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
         self._replay: asyncio.Task[None] | None = None
+        self._stopped = False
         self.dropped = 0
         self.refused = 0
         metrics.gauge(
@@ -114,6 +115,7 @@ class Feed:
 
     async def stop(self) -> None:
         """End every stream cleanly (the browser reconnects to whoever serves next)."""
+        self._stopped = True  # a stream asked for from now on would never end
         await cancel_and_wait(self._replay)
         await cancel_and_wait(self._pusher)
         for reader in self._readers:
@@ -122,6 +124,8 @@ class Feed:
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """GET /mesh/stream: a `board` frame, the latest `event` frames, then both as they
         come."""
+        if self._stopped:
+            return web.json_response({"error": "this node is stopping"}, status=503)
         if len(self._readers) >= self._limit:
             self.refused += 1
             return web.json_response(

@@ -170,7 +170,7 @@ async def test_the_dashboard_shows_the_mesh_live(
         stack.callback(stop_load.set)
         rate, success = _signal("hello", "rate"), _signal("hello", "success")
         await page.wait_for(
-            f'parseFloat({rate}) > 0 && {success} === "100.0%"', "hello's request rate", 3.0
+            f'parseFloat({rate}) > 0 && {success} === "100.0%"', "hello's request rate", 5.0
         )
         assert statuses
         assert set(statuses) == {200}
@@ -324,6 +324,8 @@ async def test_streams_are_bounded_and_end_cleanly_when_the_node_stops(
             async with asyncio.timeout(2.0):
                 rest = await first.content.read()
             assert first.content.at_eof(), rest
+            async with session.get(url) as late:  # asked for while the node stops
+                assert late.status == 503
         await served.runner.cleanup()
         assert asyncio.get_running_loop().time() - started < 2.0
 
