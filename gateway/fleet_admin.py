@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import aiohttp
@@ -10,15 +11,29 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from mesh import metrics
+from mesh.observe import dashboard
+from mesh.observe.feed import STREAM_HEADERS
 
 # What a worker's admin port said: its status and body, or why it said nothing.
 Answer = tuple[int, bytes] | BaseException
 
 
+# A worker's stream stays open as long as the browser's: only connecting is timed.
+_STREAMING = aiohttp.ClientTimeout(total=None, connect=2, sock_read=None)
+
+
 def build(
-    admin_ports: list[int], session: aiohttp.ClientSession, own: CollectorRegistry
+    admin_ports: list[int],
+    session: aiohttp.ClientSession,
+    own: CollectorRegistry,
+    *,
+    readers: int,
 ) -> web.Application:
-    """Worker i answers on 127.0.0.1:admin_ports[i]; `session` carries the admin token."""
+    """Worker i answers on 127.0.0.1:admin_ports[i]; `session` carries the admin token.
+
+    At most `readers` dashboard streams are relayed at once.
+    """
+    relayed = 0
 
     async def fetch(port: int, path: str) -> tuple[int, bytes]:
         async with session.get(f"http://127.0.0.1:{port}{path}") as response:
@@ -67,12 +82,46 @@ def build(
             {"per_worker": per_worker, "down": down}, status=200 if per_worker else 503
         )
 
+    async def stream(request: web.Request) -> web.StreamResponse:
+        # The dashboard shows one worker's view (each keeps its own of the one mesh): the
+        # first that answers. When it stops, the browser reconnects and gets the next.
+        nonlocal relayed
+        if relayed >= readers:
+            return web.json_response(
+                {"error": f"{readers} dashboard streams already open (MESH_DASHBOARD_READERS)"},
+                status=503,
+            )
+        relayed += 1
+        try:
+            for port in admin_ports:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    url = f"http://127.0.0.1:{port}{dashboard.STREAM}"
+                    async with session.get(url, timeout=_STREAMING) as upstream:
+                        if upstream.status == 200:
+                            return await _relay(upstream, request)
+            return web.json_response({"error": "no worker streams its view"}, status=503)
+        finally:
+            relayed -= 1
+
     app = web.Application()
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/mesh/members", members)
     app.router.add_get("/mesh/upstreams", upstreams)
+    dashboard.add(app, stream)
     return app
+
+
+async def _relay(upstream: aiohttp.ClientResponse, request: web.Request) -> web.StreamResponse:
+    """Pass a worker's frames on as they come; a slow browser slows only this relay (the
+    worker drops frames for it)."""
+    response = web.StreamResponse(headers=STREAM_HEADERS)
+    await response.prepare(request)
+    # Either side may go: the browser (ConnectionError) or a stopping worker (ClientError).
+    with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+    return response
 
 
 def _page(answer: Answer) -> bytes | None:

@@ -18,6 +18,7 @@ from mesh.forwarding.policy_feed import bucket, ensure_bucket
 from mesh.messages import Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
+from mesh.observe.feed import Feed
 from mesh.security.identity import Identity
 from mesh.tasks import cancel_and_wait
 
@@ -91,9 +92,18 @@ async def run(
     # The current policies apply before the first request is served.
     await forwarding.start(wait_policies=max(0.0, ready_by - asyncio.get_running_loop().time()))
     await listeners.serve()
+    dashboard = Feed(
+        node.bus,
+        node.discovery,
+        node.metrics,
+        node=node.name,
+        readers=settings.dashboard_readers,
+        every=settings.timing.interval,
+    )
     # The admin port answers once the gateway serves: its /healthz means "ready".
     await node.serve_admin(
-        lambda: (True, {"instance": record.instance, "nats": node.bus.connected})
+        lambda: (True, {"instance": record.instance, "nats": node.bus.connected}),
+        dashboard=dashboard,
     )
     node.announcer.update(port=listeners.announced[1], admin_port=bound_admin)
     log.info(

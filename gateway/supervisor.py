@@ -107,7 +107,12 @@ async def supervise(settings: Settings, workers: int, stop: asyncio.Event) -> in
         lambda: [((), float(refused))],
     )
     runner = await admin.serve(
-        fleet_admin.build([w.admin_port for w in fleet], session, metrics.registry_for(own)),
+        fleet_admin.build(
+            [w.admin_port for w in fleet],
+            session,
+            metrics.registry_for(own),
+            readers=settings.dashboard_readers,
+        ),
         admin_socket,
         token=settings.admin_token,
         refused=count_refused,

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token every admin port requires (never printed)."
     )
+    # Each open dashboard holds a stream and gets every frame: bounded, so that browsers
+    # left open cannot add up on a gateway.
+    dashboard_readers: int = Field(
+        8, ge=1, le=1024, description="Dashboard live streams a gateway admin port serves at once."
+    )
 
     # --- forwarding engine ---
     connect_timeout: float = Field(

@@ -1,7 +1,9 @@
-"""The admin HTTP app of gateway and agent: /healthz, /metrics, /mesh/members, /mesh/upstreams."""
+"""The admin HTTP app of gateway and agent: health, metrics, the view, a gateway's dashboard."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import ipaddress
 import logging
@@ -11,12 +13,14 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from mesh import clock, metrics
 from mesh.membership import roster
 from mesh.membership.view import View
+from mesh.observe import dashboard as dashboard_page
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +28,12 @@ HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
 
 # What a client must send to an admin port that has a token (RFC 6750).
 SCHEME = "Bearer"
-CHALLENGE = {"WWW-Authenticate": f'{SCHEME} realm="mesh admin"'}
+# A browser cannot send a bearer token: for the dashboard it asks its user for a password
+# (the token, any user name) when offered Basic (RFC 7617), one challenge per header.
+_BASIC = 'Basic realm="mesh admin", charset="UTF-8"'
+CHALLENGE = CIMultiDict(
+    [("WWW-Authenticate", f'{SCHEME} realm="mesh admin"'), ("WWW-Authenticate", _BASIC)]
+)
 
 
 def credentials(token: SecretStr | None) -> dict[str, str]:
@@ -38,7 +47,10 @@ def build(
     view: Callable[[], View],
     health: HealthCheck,
     upstreams: Callable[[], object] | None = None,
+    dashboard: Handler | None = None,
 ) -> web.Application:
+    """With `dashboard` (the live stream's handler), `/` serves the dashboard page."""
+
     async def healthz(request: web.Request) -> web.Response:
         ok, detail = health()
         return web.json_response(
@@ -64,6 +76,8 @@ def build(
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/mesh/members", members)
     app.router.add_get("/mesh/upstreams", upstream_state)
+    if dashboard is not None:
+        dashboard_page.add(app, dashboard)
     return app
 
 
@@ -96,12 +110,10 @@ async def serve(
 def _guard(token: bytes, refused: Callable[[], None]) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        given = _presented(request.headers.get("Authorization", ""))
         # Compared in constant time: how long a wrong token took must not tell how much
         # of it was right.
-        if scheme.lower() == SCHEME.lower() and hmac.compare_digest(
-            given.strip().encode("utf-8", "surrogateescape"), token
-        ):
+        if given is not None and hmac.compare_digest(given, token):
             return await handler(request)
         refused()
         return web.json_response(
@@ -111,3 +123,16 @@ def _guard(token: bytes, refused: Callable[[], None]) -> Middleware:
         )
 
     return guard
+
+
+def _presented(authorization: str) -> bytes | None:
+    """The token an Authorization header carries: a bearer token, or a Basic password."""
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() == SCHEME.lower():
+        return given.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(given.strip(), validate=True).partition(b":")[2]
+        except (binascii.Error, ValueError):
+            return None
+    return None

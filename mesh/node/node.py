@@ -23,6 +23,7 @@ from mesh.messages import Heartbeat
 from mesh.metrics import Metrics, registry_for
 from mesh.node import admin
 from mesh.node.ports import binding
+from mesh.observe.feed import Feed
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Node:
         self.announcer = Announcer(self.bus, record)
         self._admin_socket: socket.socket | None = None
         self._admin: web.AppRunner | None = None
+        self._dashboard: Feed | None = None
         # The forwarding path's state for /mesh/upstreams, when this node has one.
         self.upstreams: Callable[[], object] | None = None
 
@@ -127,14 +129,23 @@ class Node:
             self._admin_socket = bind(host, port)
         return int(self._admin_socket.getsockname()[1])
 
-    async def serve_admin(self, health: admin.HealthCheck) -> None:
-        """Answer on the admin port from now on: /healthz then means the node is ready."""
+    async def serve_admin(
+        self, health: admin.HealthCheck, *, dashboard: Feed | None = None
+    ) -> None:
+        """Answer on the admin port from now on: /healthz then means the node is ready.
+
+        With a `dashboard` feed, `/` serves the dashboard; the node starts and stops it.
+        """
         assert self._admin_socket is not None, "bind_admin() first"
+        if dashboard is not None:
+            await dashboard.start()
+            self._dashboard = dashboard
         app = admin.build(
             registry=self.registry,
             view=lambda: self.view,
             health=health,
             upstreams=lambda: self.upstreams() if self.upstreams else {},
+            dashboard=dashboard.stream if dashboard is not None else None,
         )
         self._admin = await admin.serve(
             app, self._admin_socket, token=self.settings.admin_token, refused=self._refused
@@ -146,6 +157,9 @@ class Node:
             log.info("leave published")
         await self.events.close()
         await self.discovery.stop()
+        if self._dashboard is not None:
+            # Its streams never end by themselves: the admin port's stop would wait on them.
+            await self._dashboard.stop()
         if self._admin is not None:
             await self._admin.cleanup()
         elif self._admin_socket is not None:

@@ -87,8 +87,8 @@ def agent(service: str) -> Role:
 
 
 def gateway(name: str) -> Role:
-    """A gateway announcing as `name`: its own voice, every event, reads both streams' info,
-    and (with mTLS) a certificate for `name` only.
+    """A gateway announcing as `name`: its own voice, every event, reads the policies and
+    the event stream (its dashboard), and (with mTLS) a certificate for `name` only.
 
     It never creates or changes the event stream or the policy bucket: the admin does.
     """
@@ -101,7 +101,7 @@ def gateway(name: str) -> Role:
             subjects.SYNC,
             subjects.ca_sign(name),  # it calls agents' inbound listeners as `name`
             *_read_stream(_POLICIES),
-            f"$JS.API.STREAM.INFO.{subjects.EVENTS_STREAM}",
+            *_read_stream(subjects.EVENTS_STREAM),  # its dashboard replays the latest events
         ),
         subscribe=(*_NODE_HEARS, subjects.EXPLAIN, *_hears_explain(name)),
         allow_responses=True,  # its answers to `mesh explain`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -16,7 +17,14 @@ from mesh.node import admin
 from mesh.timing import PRESETS
 
 TOKEN = "0123456789abcdef-admin"
-PATHS = ["/healthz", "/metrics", "/mesh/members", "/mesh/upstreams", "/no/such/page"]
+PATHS = ["/healthz", "/metrics", "/mesh/members", "/mesh/upstreams", "/", "/mesh/stream"]
+PATHS += ["/no/such/page"]
+CHALLENGES = ['Bearer realm="mesh admin"', 'Basic realm="mesh admin", charset="UTF-8"']
+
+
+def basic(user: str, password: str) -> str:
+    """What a browser sends once its user typed a name and a password at its prompt."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 @dataclass
@@ -33,10 +41,14 @@ class Admin:
 
 
 async def serve(token: SecretStr | None) -> tuple[Admin, aiohttp.web.AppRunner]:
+    async def stream(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(text="a gateway's dashboard stream")
+
     app = admin.build(
         registry=registry_for(Metrics()),
         view=lambda: View(timing=PRESETS["lan"]),
         health=lambda: (True, {}),
+        dashboard=stream,
     )
     sock = bind("127.0.0.1", 0)
     made = Admin(sock.getsockname()[1])
@@ -63,8 +75,26 @@ async def guarded() -> AsyncIterator[Admin]:
         f"Basic {TOKEN}",
         TOKEN,
         "Bearer 0123456789abcdef-admín",
+        basic("operator", "wrong"),
+        basic(TOKEN, ""),
+        "Basic " + base64.b64encode(TOKEN.encode()).decode(),
+        "Basic !!not-base64!!",
     ],
-    ids=["none", "empty", "no-token", "wrong", "longer", "shorter", "basic", "bare", "utf-8"],
+    ids=[
+        "none",
+        "empty",
+        "no-token",
+        "wrong",
+        "longer",
+        "shorter",
+        "basic-raw",
+        "bare",
+        "utf-8",
+        "basic-wrong",
+        "basic-as-user",
+        "basic-no-colon",
+        "basic-garbage",
+    ],
 )
 async def test_without_the_token_every_path_is_401_with_a_challenge(
     guarded: Admin, authorization: str | None
@@ -72,14 +102,18 @@ async def test_without_the_token_every_path_is_401_with_a_challenge(
     for path in PATHS:
         answer = await guarded.get(path, authorization)
         assert answer.status == 401, path
-        assert answer.headers["WWW-Authenticate"] == 'Bearer realm="mesh admin"'
+        # Bearer for programs; Basic so that a browser asks its user (the dashboard).
+        assert answer.headers.getall("WWW-Authenticate") == CHALLENGES
     assert len(guarded.refused) == len(PATHS)
 
 
-@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}", f"bearer  {TOKEN}"])
+@pytest.mark.parametrize(
+    "authorization",
+    [f"Bearer {TOKEN}", f"bearer  {TOKEN}", basic("operator", TOKEN), basic("", TOKEN)],
+)
 async def test_with_the_token_the_admin_api_answers(guarded: Admin, authorization: str) -> None:
     statuses = [(await guarded.get(path, authorization)).status for path in PATHS]
-    assert statuses == [200, 200, 200, 200, 404]
+    assert statuses == [200, 200, 200, 200, 200, 200, 404]
     assert guarded.refused == []
 
 

@@ -425,6 +425,10 @@ async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: 
 
     await monitor.replay(subjects.EVENTS_STREAM, subjects.EVENTS, None, replay)
     await until(lambda: subjects.event("instance.up", "hello") in replayed)
+    # ... and so does a gateway, for its dashboard.
+    replayed.clear()
+    await gateway.replay(subjects.EVENTS_STREAM, subjects.EVENTS, None, replay)
+    await until(lambda: subjects.event("instance.up", "hello") in replayed)
     monitor_kv = KvStore(monitor, subjects.POLICY_BUCKET)
     await monitor_kv.open()
     assert "service.watched" in {entry.key for entry in await monitor_kv.entries()}

@@ -86,6 +86,10 @@ def test_a_gateway_speaks_for_itself_and_reports_every_event() -> None:
     assert not may_publish(GATEWAY, "$JS.API.STREAM.CREATE.MESH_EVENTS")
     assert not may_publish(GATEWAY, "$JS.API.STREAM.UPDATE.MESH_EVENTS")
     assert may_publish(GATEWAY, "$JS.API.STREAM.INFO.MESH_EVENTS")
+    # Its dashboard replays the event stream: reading it, never deleting from it.
+    assert may_publish(GATEWAY, "$JS.API.CONSUMER.CREATE.MESH_EVENTS.x.mesh.v1.events.>")
+    assert not may_publish(GATEWAY, "$JS.API.STREAM.PURGE.MESH_EVENTS")
+    assert not may_publish(GATEWAY, "$JS.API.STREAM.MSG.DELETE.MESH_EVENTS")
     # With mTLS it calls agents as itself: a certificate for its own name, no other.
     assert may_publish(GATEWAY, subjects.ca_sign("edge"))
     assert not may_publish(GATEWAY, subjects.ca_sign("orders"))
