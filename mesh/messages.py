@@ -126,6 +126,32 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag="event", tag_field="t
     detail: Annotated[dict[MetaKey, Label], msgspec.Meta(max_length=32)] = {}
 
 
+class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One finished request, as the access log writes it.
+
+    Never headers or credentials; the path without its query.
+    """
+
+    time: str  # RFC 3339, UTC, milliseconds
+    node: str
+    request_id: str
+    method: str
+    authority: str
+    path: str
+    route: str
+    service: str
+    instance: str
+    attempts: int
+    status: int
+    flags: str
+    duration_ms: float
+    bytes_in: int  # request body bytes received
+    bytes_out: int  # response body bytes sent
+    upstream_ms: float | None = None  # the last attempt's, when there was one
+    consumer: str | None = None  # whom edge authentication proved, if it ran
+    peer: str | None = None  # the caller's SPIFFE id, proved by mTLS (agent inbound)
+
+
 Message = Heartbeat | Leave | Sync | Evidence | Event
 
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)

@@ -10,11 +10,12 @@ import pytest
 
 from mesh import clock
 from mesh.engine import access_log
-from mesh.engine.access_log import AccessLog, Line
+from mesh.engine.access_log import AccessLog
 from mesh.errors import ConfigError
+from mesh.messages import RequestRecord
 
 
-def line(**changes: object) -> Line:
+def line(**changes: object) -> RequestRecord:
     fields: dict[str, object] = {
         "time": "2026-11-30T08:00:00.000Z",
         "node": "gateway",
@@ -30,8 +31,9 @@ def line(**changes: object) -> Line:
         "flags": "-",
         "duration_ms": 1.5,
         "bytes_in": 0,
+        "bytes_out": 0,
     }
-    return Line(**(fields | changes))  # type: ignore[arg-type]
+    return RequestRecord(**(fields | changes))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -48,7 +50,7 @@ def test_the_path_never_carries_the_query(target: bytes, path: str) -> None:
 
 
 def test_a_line_has_no_field_for_headers_or_credentials() -> None:
-    names = set(Line.__struct_fields__)
+    names = set(RequestRecord.__struct_fields__)
     for forbidden in ("headers", "authorization", "cookie", "credential", "query", "target"):
         assert not any(forbidden in name for name in names)
 
