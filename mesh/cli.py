@@ -20,6 +20,7 @@ _BUILT_IN = tuple(
         ("up", "mesh.playground.up:register"),
         ("members", "mesh.commands:register_members"),
         ("events", "mesh.commands:register_events"),
+        ("tap", "mesh.observe.tap:register"),
         ("config", "mesh.commands:register_config"),
         ("nats", "mesh.commands:register_nats"),
         ("demo-service", "mesh.playground.demo:register"),

@@ -19,6 +19,11 @@ SYNC = f"{PREFIX}.sync"
 # Certificate requests, one subject per service, so that NATS permissions decide which
 # service's identity a process may ask the mesh CA for.
 CA_SIGN = f"{PREFIX}.ca.sign.>"
+# `mesh tap`: taps announce themselves here; nodes send a tap's records to
+# mesh.v1.tapped.<tap>.<service>, the sender's service last so that NATS permissions can
+# confine a node to its own (and keep every other role from reading request paths).
+TAP = f"{PREFIX}.tap"
+TAPPED = f"{PREFIX}.tapped.>"
 
 EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
@@ -54,6 +59,20 @@ def evidence(reporter: str, service: str, instance: str) -> str:
 
 def ca_sign(service: str) -> str:
     return f"{PREFIX}.ca.sign.{check_name(service)}"
+
+
+def tapped(tap: str, service: str) -> str:
+    """Where `service`'s nodes send a tap's records; either may be `*` (a subscription)."""
+    tap = tap if tap == "*" else check_name(tap)
+    return f"{PREFIX}.tapped.{tap}.{service if service == '*' else check_name(service)}"
+
+
+def tap_of(subject: str) -> str | None:
+    """The tap a records subject names, else None."""
+    parts = subject.split(".")
+    if len(parts) == 5 and ".".join(parts[:3]) == f"{PREFIX}.tapped":
+        return parts[3]
+    return None
 
 
 def event(kind: str, service: str) -> str:

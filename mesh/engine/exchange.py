@@ -347,6 +347,9 @@ class Exchange:
         log = self.engine.access_log
         if log is not None:  # off: this check is all it costs
             log.write(self.record(log.timestamp()))
+        taps = self.engine.taps
+        if taps is not None:  # no tap open: this check is all it costs
+            taps.offer(self)
         self.attempt = None  # it holds us: a cycle left for the collector costs CPU
         if self._timer is not None:
             self._timer.cancel()
@@ -367,7 +370,7 @@ class Exchange:
         self.client.exchange_done(self)
 
     def record(self, time: str) -> RequestRecord:
-        """What the access log writes of this request, once it ended."""
+        """What the access log writes and taps show of this request, once it ended."""
         request, routed, attempt, failover = self.request, self.routed, self.attempt, self.failover
         now = self.engine.loop.time()
         consumer = routed.consumer if routed is not None else None

@@ -26,6 +26,7 @@ from mesh.membership.discovery import Discovery
 from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence, decode, encode
 from mesh.metrics import Metrics
+from mesh.observe.tap_source import TapSource
 from mesh.policy.compile import Compiled, compile_revision
 from mesh.policy.model import Document
 from mesh.resilience.outlier import Ejected, Restored
@@ -130,11 +131,22 @@ class Forwarding:
             lambda: [((), float(pools.idle_count()))],
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        # `mesh tap`: this engine's requests, and (agents) the inbound listener's too.
+        self.taps = TapSource(
+            node.bus,
+            node.name,
+            node.service,
+            metrics,
+            per_second=settings.tap_max_records,
+            clock=clock,
+        )
+        self.taps.serve(engine)
         node.upstreams = lambda: directory.describe(clock.monotonic())
 
     async def start(self, *, wait_policies: float) -> None:
         """Listen for evidence and policies; wait (bounded) for the current policies."""
         await self.node.bus.subscribe(subjects.EVIDENCE, self._on_evidence)
+        await self.taps.start()
         await self.feed.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.ready.wait(), wait_policies)
@@ -142,6 +154,7 @@ class Forwarding:
             log.warning("serving before the policies arrived (NATS unreachable?)")
 
     async def stop(self) -> None:
+        await self.taps.stop()
         await self.feed.stop()
 
     # --- inputs ---

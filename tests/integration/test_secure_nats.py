@@ -23,7 +23,7 @@ from mesh.bus import Delivery, NatsBus, events, setup
 from mesh.bus.kv import KvEntry, KvStore
 from mesh.errors import BusRefused
 from mesh.membership.discovery import Discovery
-from mesh.messages import Event, Evidence, encode
+from mesh.messages import Event, Evidence, TapOpen, encode
 from mesh.metrics import Metrics
 from mesh.node.node import Node
 from mesh.playground.natsserver import NatsServer
@@ -355,6 +355,43 @@ def test_no_client_certificate_fails_with_one_line(
     env.pop("MESH_NATS_TLS_KEY")
     line = one_line(members(env, monkeypatch))
     assert line.startswith("mesh members: NATS refused the TLS handshake (")
+
+
+async def test_a_monitor_taps_nodes_that_answer_in_their_own_name_and_read_no_records(
+    bus_of: Connect,
+) -> None:
+    """Tap records hold request paths: nodes send them, only the monitor reads them."""
+    monitor = await bus_of("monitor")
+    records: list[str] = []
+    announced: list[str] = []
+    snooped: list[str] = []
+
+    async def record(delivery: Delivery) -> None:
+        records.append(delivery.subject)
+
+    async def announcement(delivery: Delivery) -> None:
+        announced.append(delivery.subject)
+
+    async def snoop(delivery: Delivery) -> None:
+        snooped.append(delivery.subject)
+
+    await monitor.subscribe(subjects.TAPPED, record)
+    agent, edge = await bus_of("agent-hello"), await bus_of("gateway-gateway")
+    for node in (agent, edge):
+        await node.subscribe(subjects.TAP, announcement)
+        await node.subscribe(subjects.TAPPED, snoop)  # refused by the server
+        await node.flush(2.0)
+    await monitor.publish(subjects.TAP, encode(TapOpen(id="t1", ttl=5)))
+    await until(lambda: len(announced) == 2)
+    await agent.publish(subjects.tapped("t1", "hello"), b"{}")
+    await agent.publish(subjects.tapped("t1", "billing"), b"{}")  # another's name: refused
+    await edge.publish(subjects.tapped("t1", "gateway"), b"{}")
+    await edge.publish(subjects.TAP, b"{}")  # only a monitor opens taps
+    for bus in (agent, edge, monitor):
+        await bus.flush(2.0)
+    await until(lambda: len(records) == 2)
+    assert sorted(records) == [subjects.tapped("t1", "gateway"), subjects.tapped("t1", "hello")]
+    assert (len(announced), snooped) == (2, [])
 
 
 async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: Connect) -> None:

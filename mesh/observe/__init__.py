@@ -1,0 +1,1 @@
+"""Tools for watching the mesh work, and their nodes' side."""
