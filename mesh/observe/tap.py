@@ -84,8 +84,10 @@ def announcement(args: argparse.Namespace, tap_id: str) -> TapOpen:
 def line(record: RequestRecord) -> str:
     """One record as a person reads it."""
     upstream = record.instance or "-"
+    # A service calling through its agent's proxy sent an absolute URL: shown as it came.
+    url = record.authority + record.path if record.path[:1] == "/" else record.path
     return (
-        f"{record.time[11:23]} {record.node:<24} {record.method} {record.authority}{record.path}"
+        f"{record.time[11:23]} {record.node:<24} {record.method} {url}"
         f" {record.status} {record.flags} {record.duration_ms:.1f}ms {upstream}"
         f" attempts={record.attempts} id={record.request_id or '-'}"
     )
@@ -99,6 +101,7 @@ class Tap:
         self.most = most
         self.shown = 0
         self.dropped = 0
+        self.announced = False
         self.enough = asyncio.Event()
 
     async def receive(self, delivery: Delivery) -> None:
@@ -147,6 +150,9 @@ def _tap(args: argparse.Namespace) -> int:
                     if left <= 0:
                         break
                     await bus.publish(subjects.TAP, encode(opened))
+                    if not tap.announced:  # what a script waits for before sending requests
+                        tap.announced = True
+                        print(f"# tap {tap_id} open on every node", file=sys.stderr, flush=True)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(tap.enough.wait(), left)
             finally:

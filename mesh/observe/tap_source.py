@@ -15,6 +15,7 @@ from mesh.bus import Bus, Delivery
 from mesh.clock import Clock
 from mesh.engine.access_log import Timestamps, path_of
 from mesh.errors import BusError, InvalidMessage
+from mesh.forwarding.routing import is_absolute, split_absolute
 from mesh.messages import RequestRecord, TapOpen, TapRecords, decode, encode
 from mesh.metrics import Metrics
 from mesh.observe.tap_table import RecordCap, TapTable
@@ -101,12 +102,15 @@ class TapSource:
 
     def offer(self, exchange: Finished) -> None:
         routed, request = exchange.routed, exchange.request
+        target = request.target
+        if target[:1] != b"/" and is_absolute(target):  # a service calling through its agent
+            target = split_absolute(target)[1]
         wanting = self.table.wanting(
             exchange.engine.rng,
             request.method.decode("latin-1"),
             routed.service if routed is not None else "",
             routed.route if routed is not None else "",
-            path_of(request.target),
+            path_of(target),
             exchange.status,
         )
         if not wanting:

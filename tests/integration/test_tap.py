@@ -245,7 +245,8 @@ def test_over_the_cap_records_are_dropped_counted_and_shown(mesh: Running) -> No
         for n in range(sent):
             assert outbound.request("GET", f"/c/{n}", None, HOST)[0] == 200
 
-    ran = tap_while(mesh, send, "--path", "/c/", "--duration", "1.5s")
+    # Long enough for a busy machine: the requests and a flush take well under a second.
+    ran = tap_while(mesh, send, "--path", "/c/", "--duration", "2.5s")
     seen = records(ran)
     dropped = metric(mesh.agent_admin, "mesh_tap_records_dropped_total") - dropped_before
     # Within one or two windows of a second, each taking AGENT_CAP records.

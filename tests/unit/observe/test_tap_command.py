@@ -41,3 +41,8 @@ def test_a_record_reads_as_one_line() -> None:
         "09:41:02.123 gateway-3fa2c1-w0        GET hello/world 200 - 2.4ms hello-1"
         " attempts=1 id=5f0c-1a"
     )
+
+
+def test_an_absolute_url_reads_as_it_came() -> None:
+    record = request_record(authority="hello", path="http://hello/greet")
+    assert " GET http://hello/greet 200 " in tap.line(record)

@@ -14,7 +14,7 @@ from memory_bus import MemoryHub
 from waiting import until
 
 from mesh import subjects
-from mesh.messages import TapOpen, TapRecords, decode, encode
+from mesh.messages import TapFilter, TapOpen, TapRecords, decode, encode
 from mesh.metrics import Metrics, registry_for
 from mesh.observe import tap_source
 from mesh.observe.tap_source import TapSource
@@ -104,6 +104,21 @@ async def test_the_cap_drops_and_counts_and_the_tap_is_told(
     scraped = registry_for(metrics)
     assert scraped.get_sample_value("mesh_tap_records_dropped_total") == 2
     assert scraped.get_sample_value("mesh_taps_open") == 1
+    await tapping.stop()
+
+
+async def test_a_path_filter_matches_the_path_of_an_absolute_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service calling through its agent's outbound proxy sends `GET http://svc/path`."""
+    monkeypatch.setattr(tap_source, "FLUSH_EVERY", 3600)
+    hub, clock = MemoryHub(), ManualClock()
+    tapping, _ = await source(hub, clock)
+    await announce(hub, TapOpen(id="t1", ttl=5, filter=TapFilter(path_prefix="/v1/")))
+    for path in ("http://orders/v1/list", "http://orders/v2/list", "/v1/x"):
+        tapping.offer(exchange(clock, path))
+    await tapping.flush()
+    assert [r.path for b in batches(hub) for r in b.records] == ["http://orders/v1/list", "/v1/x"]
     await tapping.stop()
 
 
