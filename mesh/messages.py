@@ -160,7 +160,9 @@ class TapFilter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     service: Name | None = None
     route: Label | None = None
-    path_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
+    # Visible ASCII after a `/`, no `?`: a prefix of the path, never of the query (a path
+    # beyond ASCII arrives %-encoded; matched as routing sees it, normalised).
+    path_prefix: Annotated[str, msgspec.Meta(pattern=r"^/[!->@-~]{0,1023}\Z")] | None = None
     status: StatusClass | None = None
     method: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{1,32}\Z")] | None = None
 

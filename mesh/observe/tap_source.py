@@ -13,9 +13,8 @@ from mesh import clock as system_clock
 from mesh import subjects
 from mesh.bus import Bus, Delivery
 from mesh.clock import Clock
-from mesh.engine.access_log import Timestamps, path_of
+from mesh.engine.access_log import Timestamps
 from mesh.errors import BusError, InvalidMessage
-from mesh.forwarding.routing import is_absolute, split_absolute
 from mesh.messages import RequestRecord, TapOpen, TapRecords, decode, encode
 from mesh.metrics import Metrics
 from mesh.observe.tap_table import RecordCap, TapTable
@@ -101,24 +100,16 @@ class TapSource:
     # --- the request path, while a tap is open ---
 
     def offer(self, exchange: Finished) -> None:
-        routed, request = exchange.routed, exchange.request
-        target = request.target
-        if target[:1] != b"/" and is_absolute(target):  # a service calling through its agent
-            target = split_absolute(target)[1]
-        wanting = self.table.wanting(
-            exchange.engine.rng,
-            request.method.decode("latin-1"),
-            routed.service if routed is not None else "",
-            routed.route if routed is not None else "",
-            path_of(target),
-            exchange.status,
-        )
-        if not wanting:
-            return
-        now = exchange.engine.loop.time()
+        routed, request, status = exchange.routed, exchange.request, exchange.status
+        service = routed.service if routed is not None else ""
+        route = routed.route if routed is not None else ""
         record: RequestRecord | None = None
-        for tap in wanting:
-            if len(tap.pending) >= self._room or not self._cap.take(now):
+        for tap in self.table.taps.values():
+            if not tap.wants(request.method, service, route, request.target, status):
+                continue
+            if not tap.sampled(exchange.engine.rng):
+                continue
+            if len(tap.pending) >= self._room or not self._cap.take():
                 tap.dropped += 1
                 self.dropped += 1
                 continue
@@ -136,7 +127,9 @@ class TapSource:
             log.debug("%s", exc)
             return
         if isinstance(message, TapOpen):
-            self.table.announced(message, self._clock.monotonic())
+            now = self._clock.monotonic()
+            self.table.announced(message, now)
+            self._cap.tick(now)  # the flushing rounds tick it only while a tap is open
             self._engage()
 
     def _engage(self) -> None:
@@ -153,7 +146,9 @@ class TapSource:
         while True:
             await self._opened.wait()
             await asyncio.sleep(FLUSH_EVERY)
-            self.table.expire(self._clock.monotonic())
+            now = self._clock.monotonic()
+            self._cap.tick(now)
+            self.table.expire(now)
             self._engage()
             await self.flush()
 

@@ -94,15 +94,17 @@ async def test_the_cap_drops_and_counts_and_the_tap_is_told(
     for n in range(5):
         tapping.offer(exchange(clock, f"/{n}"))
     await tapping.flush()
-    clock.now += 1  # a new second: the cap takes again
-    tapping.offer(exchange(clock, "/5"))
+    clock.now += 1  # a new second: the cap takes again once ticked
+    tapping.offer(exchange(clock, "/5"))  # not yet: still the first window's
+    await announce(hub, TapOpen(id="t1", ttl=5))  # a renewal ticks it, as flushing does
+    tapping.offer(exchange(clock, "/6"))
     await tapping.flush()
     first, second = batches(hub)
     assert ([r.path for r in first.records], first.dropped) == (["/0", "/1", "/2"], 2)
-    assert ([r.path for r in second.records], second.dropped) == (["/5"], 0)
-    assert (tapping.sent, tapping.dropped) == (4, 2)
+    assert ([r.path for r in second.records], second.dropped) == (["/6"], 1)
+    assert (tapping.sent, tapping.dropped) == (4, 3)
     scraped = registry_for(metrics)
-    assert scraped.get_sample_value("mesh_tap_records_dropped_total") == 2
+    assert scraped.get_sample_value("mesh_tap_records_dropped_total") == 3
     assert scraped.get_sample_value("mesh_taps_open") == 1
     await tapping.stop()
 

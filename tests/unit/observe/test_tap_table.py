@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 from manual_clock import ManualClock
 
 from mesh.messages import TapFilter, TapOpen
-from mesh.observe.tap_table import RecordCap, TapTable, matches
+from mesh.observe.tap_table import OpenTap, RecordCap, TapTable
 
-REQUEST = {"method": "GET", "service": "orders", "route": "api", "path": "/v1/x", "status": 503}
+REQUEST = (b"GET", "orders", "api", b"/v1/x?q=1", 503)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,27 @@ REQUEST = {"method": "GET", "service": "orders", "route": "api", "path": "/v1/x"
     ],
 )
 def test_every_field_given_must_match(wanted: TapFilter, expected: bool) -> None:
-    assert matches(wanted, **REQUEST) is expected  # type: ignore[arg-type]
+    assert OpenTap("t1", wanted, 1.0, 10.0).wants(*REQUEST) is expected
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (b"/v1/list", True),
+        (b"http://orders/v1/list", True),  # through an agent's proxy: by its path
+        (b"http://v1/list", False),  # the authority is not the path
+        (b"/v2/list?next=/v1/", False),  # nor is the query
+        (b"/v1", False),
+    ],
+)
+def test_a_path_prefix_matches_the_path_alone(target: bytes, expected: bool) -> None:
+    tap = OpenTap("t1", TapFilter(path_prefix="/v1/"), 1.0, 10.0)
+    assert tap.wants(b"GET", "orders", "api", target, 200) is expected
+
+
+def test_a_prefix_cannot_reach_into_a_query() -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"path_prefix": "/a?b"}, TapFilter)
 
 
 def opened(tap_id: str = "t1", ttl: float = 10.0, **changes: object) -> TapOpen:
@@ -40,7 +61,9 @@ def opened(tap_id: str = "t1", ttl: float = 10.0, **changes: object) -> TapOpen:
 
 
 def wanting(table: TapTable, rng: random.Random | None = None) -> list[str]:
-    return [tap.id for tap in table.wanting(rng or random.Random(1), **REQUEST)]  # type: ignore[arg-type]
+    """The taps that want REQUEST, after their sampling draws."""
+    draw = rng or random.Random(1)
+    return [tap.id for tap in table.taps.values() if tap.wants(*REQUEST) and tap.sampled(draw)]
 
 
 def test_a_tap_is_forgotten_once_its_ttl_passed_without_a_renewal() -> None:
@@ -91,8 +114,11 @@ def test_sampling_sends_the_share_a_seeded_draw_gives() -> None:
 
 def test_the_cap_takes_so_many_a_second_and_starts_again_the_next() -> None:
     clock, cap = ManualClock(), RecordCap(3)
-    assert [cap.take(clock.now) for _ in range(5)] == [True, True, True, False, False]
+    cap.tick(clock.now)
+    assert [cap.take() for _ in range(5)] == [True, True, True, False, False]
     clock.now += 0.99
-    assert not cap.take(clock.now)
+    cap.tick(clock.now)  # the same window
+    assert not cap.take()
     clock.now += 0.01
-    assert [cap.take(clock.now) for _ in range(4)] == [True, True, True, False]
+    cap.tick(clock.now)
+    assert [cap.take() for _ in range(4)] == [True, True, True, False]
