@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import threading
 import time
 import urllib.request
@@ -30,6 +32,7 @@ from mesh.playground.natsserver import NatsServer
 SERVICE = "tapped"
 HOST = {"Host": SERVICE}
 AGENT_CAP = 5  # the agent's records a second; the gateway keeps the default
+DROPPED = "mesh_tap_records_dropped_total"
 
 
 @dataclass
@@ -221,6 +224,27 @@ def _published_while(mesh: Running, send: Callable[[], None], wait: float = 0.5)
     return asyncio.run(watch())
 
 
+def test_a_sampled_tap_sees_about_its_share(mesh: Running) -> None:
+    """The exact share a seeded draw gives is unit-tested (test_tap_table); here the
+    engine's own draws: 80 requests at 0.5 leave 40 +- 4.5, so 15..65 fails one run in
+    millions."""
+    sent = 80
+
+    def send_then_ctrl_c() -> None:
+        edge = mesh.gateway()
+        for n in range(sent):
+            assert edge.request("GET", f"/s/{n}", None, HOST)[0] == 200
+        time.sleep(0.5)  # two flushes: every sampled record reached the tap
+        if taps_open(mesh) == (1, 1):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    ran = tap_while(mesh, send_then_ctrl_c, "--path", "/s/", "--sample", "0.5", "--duration", "10s")
+    seen = records(ran)
+    assert 15 <= len(seen) <= 65
+    assert len({r["path"] for r in seen}) == len(seen)  # each request once, at most
+    assert f"{len(seen)} records shown, 0 dropped" in ran.stderr
+
+
 def test_a_tap_that_never_said_goodbye_is_forgotten_after_its_ttl(mesh: Running) -> None:
     async def announce() -> None:  # as a killed `mesh tap` left it
         client = await nats.connect(mesh.nats_url)
@@ -237,20 +261,30 @@ def test_a_tap_that_never_said_goodbye_is_forgotten_after_its_ttl(mesh: Running)
 
 
 def test_over_the_cap_records_are_dropped_counted_and_shown(mesh: Running) -> None:
-    dropped_before = metric(mesh.agent_admin, "mesh_tap_records_dropped_total")
+    def accounted() -> float:
+        return sum(
+            metric(mesh.agent_admin, name)
+            for name in ("mesh_tap_records_sent_total", "mesh_tap_records_dropped_total")
+        )
+
+    dropped_before, accounted_before = metric(mesh.agent_admin, DROPPED), accounted()
     sent = 20
 
-    def send() -> None:
+    def send_then_ctrl_c() -> None:
         outbound = mesh.outbound()
         for n in range(sent):
             assert outbound.request("GET", f"/c/{n}", None, HOST)[0] == 200
+        wait_for(lambda: accounted() - accounted_before == sent, timeout=5)  # all flushed
+        time.sleep(0.2)  # for the last batch to reach the tap
+        if taps_open(mesh) == (1, 1):  # the tap still runs (its --duration is far off)
+            os.kill(os.getpid(), signal.SIGINT)  # as a person ends it: it says goodbye
 
-    # Long enough for a busy machine: the requests and a flush take well under a second.
-    ran = tap_while(mesh, send, "--path", "/c/", "--duration", "2.5s")
+    ran = tap_while(mesh, send_then_ctrl_c, "--path", "/c/", "--duration", "10s")
     seen = records(ran)
-    dropped = metric(mesh.agent_admin, "mesh_tap_records_dropped_total") - dropped_before
+    dropped = metric(mesh.agent_admin, DROPPED) - dropped_before
     # Within one or two windows of a second, each taking AGENT_CAP records.
     assert AGENT_CAP <= len(seen) <= 2 * AGENT_CAP
     assert len(seen) + dropped == sent
     assert f"{len(seen)} records shown, {int(dropped)} dropped" in ran.stderr
     assert "tapped-a: " in ran.stderr  # said as it happened, by the node that dropped
+    wait_for(lambda: taps_open(mesh) == (0, 0), timeout=1)  # Ctrl-C said goodbye: no TTL
