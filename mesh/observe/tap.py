@@ -138,6 +138,10 @@ def _tap(args: argparse.Namespace) -> int:
         bus = NatsBus(settings, name="mesh-tap")
         try:
             await bus.start(wait=CONNECT_WAIT)
+            # A goodbye no node knows of asks nothing of them, and tells whether these
+            # credentials may open taps (BusRefused: one line, exit 2) before any do.
+            await bus.publish(subjects.TAP, encode(goodbye))
+            await bus.unless_refused(subjects.TAP, bus.flush(CONNECT_WAIT))
             await bus.subscribe(subjects.tapped(tap_id, "*"), tap.receive)
             loop = asyncio.get_running_loop()
             with contextlib.suppress(ValueError, RuntimeError):  # not on the main thread

@@ -399,6 +399,15 @@ async def test_a_monitor_taps_nodes_that_answer_in_their_own_name_and_read_no_re
     assert (len(announced), snooped) == (2, [])
 
 
+def test_mesh_tap_without_a_monitors_credentials_fails_with_one_line(
+    secure: Secure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(secure.env("gateway-gateway"), monkeypatch)
+    line = one_line(mesh_command("tap", "--duration", "5s"))
+    assert line.startswith("mesh tap: NATS refused: "), line
+    assert f'"{subjects.TAP}"' in line
+
+
 async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: Connect) -> None:
     """Least privilege, not less: the policy watch, the stream check, the event replay."""
     admin = await bus_of("admin")
