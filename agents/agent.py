@@ -104,6 +104,7 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
                 identity,
             )
             listeners.append(inbound)
+            forwarding.taps.serve(inbound.engine)
         admin_port = node.bind_admin("127.0.0.1", options.admin_port)
         if identity is not None:
             await identity.first(node.bus, settings.cert_wait)

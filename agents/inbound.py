@@ -46,10 +46,6 @@ def address(settings: Settings, host: str) -> str:
 class InboundConnection(ClientConnection):
     """A caller's connection: who it is comes from its certificate, never from its headers."""
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
-        self.identity = b""  # the caller's SPIFFE id; empty in plain text
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         uris = peer_uris(transport.get_extra_info("peercert"))

@@ -26,6 +26,7 @@ from bench.processes import Processes, sigterm_as_exit
 from bench.proxy_summary import (
     BASELINE,
     BUSY_ELSEWHERE,
+    TAPPED,
     Run,
     cells_table,
     ratios,
@@ -90,14 +91,19 @@ def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="REV",
         help="also run the gateway of git revision REV beside today's (same agent and NATS)",
     )
+    parser.add_argument(
+        "--tap",
+        action="store_true",
+        help=f"also measure natsmesh's gateway with one `mesh tap` open ({TAPPED})",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.connections, args.sizes = 1, 3, [32], ["small"]
     if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or args.gateway_workers < 1:
         parser.error("--rounds, --duration and --gateway-workers must be at least 1")
-    if args.baseline is not None and "natsmesh" not in args.proxies:
-        parser.error("--baseline compares with natsmesh: keep it in --proxies")
+    if (args.baseline is not None or args.tap) and "natsmesh" not in args.proxies:
+        parser.error("--baseline and --tap compare with natsmesh: keep it in --proxies")
     return args
 
 
@@ -110,6 +116,7 @@ def start_targets(
     cores: Cores,
     workers: int,
     baseline: str | None = None,
+    tap: bool = False,
 ) -> dict[str, Target]:
     upstream = targets.start_upstream(procs, workdir, tools["nginx"], cores.load)
     started = {"direct": upstream}
@@ -132,22 +139,28 @@ def start_targets(
             started[BASELINE] = targets.start_gateway(
                 procs, nats.url, cores, workers, name=BASELINE, tree=tree
             )
-    return {name: started[name] for name in [*names, BASELINE] if name in started}
+        if tap:  # the same process: its runs alternate with natsmesh's, tap open or not
+            started[TAPPED] = targets.with_tap(
+                started["natsmesh"], procs, nats.url, cores.load, TAPPED
+            )
+    extra = [BASELINE, TAPPED]
+    return {name: started[name] for name in [*names, *extra] if name in started}
 
 
 def measure(
     target: Target, size: str, connections: int, args: argparse.Namespace, cores: Cores, rnd: int
 ) -> Run:
     url = target.url(size)
-    if args.warmup:  # fills pools and caches; its numbers are dropped
-        run_wrk(url, connections=connections, duration=args.warmup, cpus=cores.load)
-    cpu_before, others_before = process_cpu(target.pid), others_cpu()
-    cores_before, started = core_times(), time.monotonic()
-    result = run_wrk(url, connections=connections, duration=args.duration, cpus=cores.load)
-    wall = time.monotonic() - started
-    cores_after = core_times()
-    cpu = process_cpu(target.pid) - cpu_before
-    others = others_used(others_before, others_cpu())
+    with target.around() if target.around is not None else contextlib.nullcontext():
+        if args.warmup:  # fills pools and caches; its numbers are dropped
+            run_wrk(url, connections=connections, duration=args.warmup, cpus=cores.load)
+        cpu_before, others_before = process_cpu(target.pid), others_cpu()
+        cores_before, started = core_times(), time.monotonic()
+        result = run_wrk(url, connections=connections, duration=args.duration, cpus=cores.load)
+        wall = time.monotonic() - started
+        cores_after = core_times()
+        cpu = process_cpu(target.pid) - cpu_before
+        others = others_used(others_before, others_cpu())
     return Run(
         round=rnd,
         proxy=target.name,
@@ -198,7 +211,7 @@ def report(runs: list[Run], started: dict[str, Target], cores: Cores) -> dict[st
     print()
     print("Targets:")
     for target in started.values():
-        print(f"  {target.name:<11} {target.label:<32} cores {target.cpus}")
+        print(f"  {target.name:<13} {target.label:<48} cores {target.cpus}")
     print(
         f"  wrk: 1 thread on core {cores.load}; the upstream nginx, nats-server and the "
         f"agent share core {cores.load} too"
@@ -254,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cores,
                 args.gateway_workers,
                 args.baseline,
+                args.tap,
             )
             runs = run_matrix(started, args, cores, procs)
         except BenchError as exc:
@@ -274,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "proxies": args.proxies,
             "gateway_workers": args.gateway_workers,
             "baseline": args.baseline,
+            "tap": args.tap,
             "wrk_threads": 1,
         },
         "environment": environment(tools),

@@ -12,9 +12,10 @@ from bench.tables import median, millis, number, ratio, table
 
 SUBJECT = "natsmesh"
 BASELINE = "baseline"  # natsmesh's gateway at another git revision (--baseline)
+TAPPED = "natsmesh+tap"  # the same gateway measured with one `mesh tap` open (--tap)
 # Ratios reported: natsmesh against each of these, when both ran.
-REQS_AGAINST = ("nginx", "haproxy", "passthrough", BASELINE)
-P99_AGAINST = ("nginx", "haproxy", BASELINE)
+REQS_AGAINST = ("nginx", "haproxy", "passthrough", BASELINE, TAPPED)
+P99_AGAINST = ("nginx", "haproxy", BASELINE, TAPPED)
 # A core this busy during a run was the limit (a little short of 100%: ticks are coarse).
 SATURATED = 0.9
 # Processes outside the benchmark using more CPU than this (vCPU) make a run suspect.

@@ -9,10 +9,13 @@ core with wrk, so the proxy core does nothing but proxy.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from bench.console import BenchError, say
 from bench.cores import Cores, pin_threads, pinned
 from bench.loopback import admin_get, http_get, wait_until
 from bench.processes import REPO, Processes
+from mesh.node.children import stop
 from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
 
@@ -39,6 +43,9 @@ class Target:
     port: int
     pid: int
     cpus: str
+    admin: int = 0  # a natsmesh gateway's admin port
+    # What runs around each measurement of this target (a tap kept open), if anything.
+    around: Callable[[], contextlib.AbstractContextManager[None]] | None = None
 
     def url(self, size: str) -> str:
         return f"http://127.0.0.1:{self.port}{PATHS[size]}"
@@ -308,7 +315,37 @@ def start_gateway(
     what = "natsmesh gateway" if tree is None else f"natsmesh gateway of {tree.name[9:]}"
     label = f"{what} ({workers} worker{'s' if workers > 1 else ''})"
     say(f"{label} on :{port} (admin :{admin}), NATS {nats_url}")
-    return Target(name, label, port, child.pid, cpus)
+    return Target(name, label, port, child.pid, cpus, admin=admin)
+
+
+def with_tap(gateway: Target, procs: Processes, nats_url: str, cpus: str, name: str) -> Target:
+    """The same gateway, measured while one `mesh tap` matching every request is open
+    (the default per-node cap); the tap runs on `cpus` (the load core) and prints to its
+    log. Between its runs the tap is closed, so the gateway runs untapped otherwise."""
+
+    admin = gateway.admin
+
+    @contextlib.contextmanager
+    def tap_open() -> Iterator[None]:
+        child = procs.start("tap", pinned([*_MESH, "tap", "--json"], cpus), env=_env(nats_url))
+        try:
+            wait_until("the gateway to learn of the tap", lambda: _taps(admin) > 0, timeout=10)
+            yield
+        finally:
+            # Ctrl-C: the tap says goodbye, and the next untapped run is untapped at once.
+            stop([[child]], grace=5.0, first=signal.SIGINT)
+            procs.children.remove(child)
+            wait_until("the gateway to forget the tap", lambda: _taps(admin) == 0, timeout=15)
+
+    label = f"{gateway.label} with one tap open"
+    return dataclasses.replace(gateway, name=name, label=label, around=tap_open)
+
+
+def _taps(admin: int) -> float:
+    """The gateway's mesh_taps_open (every worker's, summed)."""
+    status, body = admin_get(admin, "/metrics")
+    lines = body.decode().splitlines() if status == 200 else []
+    return sum(float(line.split()[-1]) for line in lines if line.startswith("mesh_taps_open"))
 
 
 _MESH = [sys.executable, "-m", "mesh"]

@@ -22,6 +22,7 @@ _BUILT_IN = tuple(
         ("events", "mesh.commands:register_events"),
         ("explain", "mesh.observe.explain:register"),
         ("top", "mesh.observe.top:register"),
+        ("tap", "mesh.observe.tap:register"),
         ("config", "mesh.commands:register_config"),
         ("nats", "mesh.commands:register_nats"),
         ("demo-service", "mesh.playground.demo:register"),

@@ -192,6 +192,18 @@ class Settings(BaseSettings):
         description="JSON access log, one line per request: '' = off, '-' = stdout, "
         "else a file path (appended to, written about once a second and on stop).",
     )
+    # While a tap is open every request is matched against it (a few microseconds, whatever
+    # the cap); each record sent costs a few more (built on the request path, encoded and
+    # sent off it). 100 a second is well under 1% of a core and as many as a person can
+    # read; a higher cap shows more of a busy node to scripts, at that cost on its data
+    # plane. Records beyond it are dropped, counted (mesh_tap_records_dropped) and reported.
+    tap_max_records: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Request records per second a node sends to open taps (`mesh tap`); "
+        "beyond: dropped and counted.",
+    )
     max_header_bytes: int = Field(
         65536, ge=1024, description="Largest request line plus headers (431 beyond)."
     )

@@ -164,7 +164,67 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag="event", tag_field="t
     detail: Annotated[dict[MetaKey, Label], msgspec.Meta(max_length=32)] = {}
 
 
-Message = Heartbeat | Leave | Sync | Evidence | Event
+class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One finished request, as the access log writes it and a tap shows it.
+
+    Never headers or credentials; the path without its query.
+    """
+
+    time: str  # RFC 3339, UTC, milliseconds
+    node: str
+    request_id: str
+    method: str
+    authority: str
+    path: str
+    route: str
+    service: str
+    instance: str
+    attempts: int
+    status: int
+    flags: str
+    duration_ms: float
+    bytes_in: int  # request body bytes received
+    bytes_out: int  # response body bytes sent
+    upstream_ms: float | None = None  # the last attempt's, when there was one
+    consumer: str | None = None  # whom edge authentication proved, if it ran
+    peer: str | None = None  # the caller's SPIFFE id, proved by mTLS (agent inbound)
+
+
+StatusClass = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
+
+
+class TapFilter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Which requests a tap wants; every field given must match (none: all requests)."""
+
+    service: Name | None = None
+    route: Label | None = None
+    # Visible ASCII after a `/`, no `?`: a prefix of the path, never of the query (a path
+    # beyond ASCII arrives %-encoded; matched as routing sees it, normalised).
+    path_prefix: Annotated[str, msgspec.Meta(pattern=r"^/[!->@-~]{0,1023}\Z")] | None = None
+    status: StatusClass | None = None
+    method: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{1,32}\Z")] | None = None
+
+
+class TapOpen(msgspec.Struct, frozen=True, kw_only=True, tag="tap", tag_field="type"):
+    """A tap announces itself (and again before `ttl` runs out), or says goodbye."""
+
+    id: Name
+    filter: TapFilter = TapFilter()
+    sample: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0  # the share of matches sent
+    ttl: Seconds  # forgotten this long after its last announcement
+    closing: bool = False  # goodbye: forget it now
+
+
+class TapRecords(msgspec.Struct, frozen=True, kw_only=True, tag="tapped", tag_field="type"):
+    """A node's batch of records for one tap, and how many its cap dropped since the last."""
+
+    tap: Name
+    node: Name
+    records: list[RequestRecord] = []
+    dropped: Count = 0
+
+
+Message = Heartbeat | Leave | Sync | Evidence | Event | TapOpen | TapRecords
 
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
 _encoder = msgspec.json.Encoder()
@@ -176,6 +236,8 @@ _FAMILY: dict[str, type[Message]] = {
     "evidence": Evidence,
     "sync": Sync,
     "events": Event,
+    "tap": TapOpen,
+    "tapped": TapRecords,
 }
 
 
@@ -210,6 +272,8 @@ def decode(subject: str, data: bytes) -> Message:
         raise InvalidMessage(subject, f"reported by {message.reporter}, its subject names another")
     if isinstance(message, Event) and subject != subjects.event(message.kind, message.service):
         raise InvalidMessage(subject, f"a {message.kind} event of {message.service} on it")
+    if isinstance(message, TapRecords) and subjects.tap_of(subject) != message.tap:
+        raise InvalidMessage(subject, f"records for tap {message.tap} on it")
     return message
 
 

@@ -22,6 +22,11 @@ CA_SIGN = f"{PREFIX}.ca.sign.>"
 # `mesh explain` asks here, and takes the first answer: every gateway hears EXPLAIN; every
 # node hears its service's subject and its own (mesh.v1.explain.<service>[.<instance>]).
 EXPLAIN = f"{PREFIX}.explain"
+# `mesh tap`: taps announce themselves here; nodes send a tap's records to
+# mesh.v1.tapped.<tap>.<service>, the sender's service last so that NATS permissions can
+# confine a node to its own (and keep every other role from reading request paths).
+TAP = f"{PREFIX}.tap"
+TAPPED = f"{PREFIX}.tapped.>"
 
 EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
@@ -63,6 +68,20 @@ def explain(service: str, instance: str = "") -> str:
     """Where nodes of `service` (or its `instance` alone) hear `mesh explain`."""
     to = f"{EXPLAIN}.{check_name(service)}"
     return f"{to}.{check_name(instance)}" if instance else to
+
+
+def tapped(tap: str, service: str) -> str:
+    """Where `service`'s nodes send a tap's records; either may be `*` (a subscription)."""
+    tap = tap if tap == "*" else check_name(tap)
+    return f"{PREFIX}.tapped.{tap}.{service if service == '*' else check_name(service)}"
+
+
+def tap_of(subject: str) -> str | None:
+    """The tap a records subject names, else None."""
+    parts = subject.split(".")
+    if len(parts) == 5 and ".".join(parts[:3]) == f"{PREFIX}.tapped":
+        return parts[3]
+    return None
 
 
 def event(kind: str, service: str) -> str:

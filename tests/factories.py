@@ -20,6 +20,7 @@ from mesh.messages import (
     InstanceTraffic,
     Leave,
     Load,
+    RequestRecord,
     ServiceTraffic,
     Sync,
 )
@@ -27,6 +28,28 @@ from mesh.policy.service import Service
 from mesh.timing import PRESETS, Timing
 
 LAN = PRESETS["lan"]
+
+
+def request_record(**changes: Any) -> RequestRecord:
+    """A finished request as the access log writes it and taps show it."""
+    fields: dict[str, Any] = {
+        "time": "2026-11-30T09:41:02.123Z",
+        "node": "gateway-3fa2c1-w0",
+        "request_id": "5f0c-1a",
+        "method": "GET",
+        "authority": "hello",
+        "path": "/world",
+        "route": "host",
+        "service": "hello",
+        "instance": "hello-1",
+        "attempts": 1,
+        "status": 200,
+        "flags": "-",
+        "duration_ms": 2.41,
+        "bytes_in": 0,
+        "bytes_out": 27,
+    }
+    return RequestRecord(**(fields | changes))
 
 
 def heartbeat(

@@ -9,6 +9,7 @@ import msgspec
 
 from mesh import clock
 from mesh.errors import ConfigError
+from mesh.messages import RequestRecord
 
 # Lines are held in memory and written in one os.write when the engine sweeps (about once
 # a second), when this much is pending, and on stop. One system call per line would block
@@ -18,25 +19,21 @@ from mesh.errors import ConfigError
 FLUSH_BYTES = 65536
 
 
-class Line(msgspec.Struct, omit_defaults=True):
-    """What one line says. Never headers or credentials; the path without its query."""
+class Timestamps:
+    """Now, in RFC 3339 UTC with milliseconds; the date and time of day formatted once a
+    second (formatting each time was 5 us a request, most of what a line costs)."""
 
-    time: str
-    node: str
-    request_id: str
-    method: str
-    authority: str
-    path: str
-    route: str
-    service: str
-    instance: str
-    attempts: int
-    status: int
-    flags: str
-    duration_ms: float
-    bytes_in: int  # request body bytes received
-    upstream_ms: float | None = None  # the last attempt's, when there was one
-    consumer: str | None = None  # whom edge authentication proved, if it ran
+    def __init__(self) -> None:
+        self._second = -1  # the second whose text is in _date_time
+        self._date_time = ""
+
+    def __call__(self) -> str:
+        now = clock.wall()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._date_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._date_time}.{int((now - second) * 1000):03d}Z"
 
 
 class AccessLog:
@@ -46,8 +43,7 @@ class AccessLog:
         self._pending: list[bytes] = []
         self._size = 0
         self._encode = msgspec.json.Encoder().encode
-        self._second = -1  # the second whose text is in _date_time
-        self._date_time = ""
+        self.timestamp = Timestamps()
         # Open for the process's life; a path it cannot open stops the process at start.
         if destination == "-":
             self._fd = 1
@@ -57,17 +53,7 @@ class AccessLog:
         except OSError as exc:
             raise ConfigError(f"cannot open MESH_ACCESS_LOG {destination}: {exc.strerror}") from exc
 
-    def timestamp(self) -> str:
-        """Now, in RFC 3339 UTC with milliseconds; the date and time of day formatted once a
-        second (formatting each time was 5 us a request, most of what a line costs)."""
-        now = clock.wall()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._date_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._date_time}.{int((now - second) * 1000):03d}Z"
-
-    def write(self, line: Line) -> None:
+    def write(self, line: RequestRecord) -> None:
         data = self._encode(line) + b"\n"
         self._pending.append(data)
         self._size += len(data)

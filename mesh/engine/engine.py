@@ -13,8 +13,10 @@ from mesh.config import Settings
 from mesh.engine.access_log import AccessLog
 from mesh.engine.outbox import Outbox
 from mesh.engine.pool import Pools
+from mesh.engine.request import Request
 from mesh.forwarding.directory import Directory
-from mesh.forwarding.routing import DefaultRoutes, Router
+from mesh.forwarding.routing import DefaultRoutes, Routed, Router
+from mesh.messages import RequestRecord
 from mesh.metrics import Metrics
 from mesh.tasks import cancel_and_wait
 from mesh.tls import PeerCheck
@@ -35,6 +37,23 @@ class Connection(Protocol):
     def abort(self) -> None: ...
 
     def expire(self, now: float) -> None: ...
+
+
+class Finished(Protocol):
+    """A finished request as taps read it (mesh.engine.exchange.Exchange)."""
+
+    routed: Routed | None
+    request: Request
+    status: int
+    engine: Engine
+
+    def record(self, time: str) -> RequestRecord: ...
+
+
+class Taps(Protocol):
+    """The open taps a finished request is offered to (mesh.observe.tap_source)."""
+
+    def offer(self, exchange: Finished) -> None: ...
 
 
 class Engine:
@@ -84,6 +103,8 @@ class Engine:
         self.upstream_tls: Callable[[str], PeerCheck] | None = None
         # None when off: the finished request's one check (mesh.engine.exchange).
         self.access_log = AccessLog(settings.access_log) if settings.access_log else None
+        # Set only while a tap is open: otherwise the finished request's one check.
+        self.taps: Taps | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     def start_sweeping(self) -> None:

@@ -11,11 +11,12 @@ from mesh.engine import access_log, replies
 from mesh.engine.attempt import Attempt
 from mesh.engine.engine import Engine
 from mesh.engine.failover import Failover
-from mesh.engine.headers import forward_request_head, render
+from mesh.engine.headers import forward_request_head, received_request_id, render
 from mesh.engine.request import Header, Request
 from mesh.engine.response import NO_BODY_STATUS, client_head, interim_head, switching_head
 from mesh.forwarding.routing import Routed
 from mesh.forwarding.service_state import ServiceState
+from mesh.messages import RequestRecord
 from mesh.resilience import outcome as outcomes
 from mesh.resilience.outcome import Outcome
 
@@ -25,6 +26,7 @@ class Client(Protocol):
 
     write_paused: bool
     proto: bytes  # b"http" or b"https": how the client reached us
+    identity: bytes  # the caller's SPIFFE id, when an mTLS listener proved one
 
     def write(self, data: bytes) -> None: ...
 
@@ -53,6 +55,7 @@ class Exchange:
         "_key",
         "_timer",
         "attempt",
+        "bytes_out",
         "client",
         "delimited",
         "done",
@@ -83,6 +86,7 @@ class Exchange:
         self.rechunk = False  # the body goes to the client chunked, whatever the upstream sent
         self.delimited = True
         self.status = 0
+        self.bytes_out = 0  # response body bytes sent, for the access log and taps
         self.flags = "-"
         self.request_id = b""
         self.routed: Routed | None = None
@@ -223,12 +227,14 @@ class Exchange:
         return True
 
     def relay_body(self, chunk: bytes) -> None:
+        self.bytes_out += len(chunk)
         if self.rechunk:
             self.client.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         else:
             self.client.write(chunk)
 
     def relay_upgraded(self, data: bytes) -> None:
+        self.bytes_out += len(data)
         self.client.write(data)
 
     def attempt_ended(
@@ -293,9 +299,9 @@ class Exchange:
             request.discard()
             self.keep_alive = False
         self.status = 200
-        self.client.write(
-            replies.final_recipient(request, keep_alive=self.keep_alive, date=self.engine.date)
-        )
+        answer = replies.final_recipient(request, keep_alive=self.keep_alive, date=self.engine.date)
+        self.bytes_out = replies.body_length(answer)
+        self.client.write(answer)
         self._finish()
 
     def fail(self, error: errors.ProxyError) -> None:
@@ -314,15 +320,17 @@ class Exchange:
             if not self.request.complete or self.request.upgrade:
                 self.request.discard()
                 self.keep_alive = False
-            self.client.write(
-                replies.render(
-                    error,
-                    request_id=self.request_id,
-                    keep_alive=self.keep_alive,
-                    head_only=self.head_only,
-                    date=self.engine.date,
-                )
+            if not self.request_id:  # answered before any attempt: the log and client agree
+                self.request_id = received_request_id(self.request)
+            answer = replies.render(
+                error,
+                request_id=self.request_id,
+                keep_alive=self.keep_alive,
+                head_only=self.head_only,
+                date=self.engine.date,
             )
+            self.bytes_out = replies.body_length(answer)
+            self.client.write(answer)
         self._finish()
 
     def _located(self, error: errors.ProxyError) -> errors.ProxyError:
@@ -338,7 +346,10 @@ class Exchange:
         self.done = True
         log = self.engine.access_log
         if log is not None:  # off: this check is all it costs
-            log.write(self._access_line(log.timestamp()))
+            log.write(self.record(log.timestamp()))
+        taps = self.engine.taps
+        if taps is not None:  # no tap open: this check is all it costs
+            taps.offer(self)
         self.attempt = None  # it holds us: a cycle left for the collector costs CPU
         if self._timer is not None:
             self._timer.cancel()
@@ -358,11 +369,13 @@ class Exchange:
         )
         self.client.exchange_done(self)
 
-    def _access_line(self, time: str) -> access_log.Line:
+    def record(self, time: str) -> RequestRecord:
+        """What the access log writes and taps show of this request, once it ended."""
         request, routed, attempt, failover = self.request, self.routed, self.attempt, self.failover
         now = self.engine.loop.time()
         consumer = routed.consumer if routed is not None else None
-        return access_log.Line(
+        peer = self.client.identity
+        return RequestRecord(
             time=time,
             node=self.engine.directory.node,
             request_id=self.request_id.decode("latin-1"),
@@ -378,5 +391,7 @@ class Exchange:
             duration_ms=round((now - self.started) * 1000, 3),
             upstream_ms=None if attempt is None else round((now - attempt.started) * 1000, 3),
             bytes_in=request.body_seen,
+            bytes_out=self.bytes_out,
             consumer=None if consumer is None else consumer.decode("latin-1"),
+            peer=peer.decode("latin-1") if peer else None,
         )

@@ -52,6 +52,14 @@ def new_request_id() -> bytes:
     return b"%s-%x" % (_PROCESS_TAG, next(_REQUEST_IDS))
 
 
+def received_request_id(request: Request) -> bytes:
+    """The client's x-request-id (the first, as forwarding keeps it), else a new one."""
+    for name, value in request.headers:
+        if name.lower() == b"x-request-id":
+            return value
+    return new_request_id()
+
+
 def new_traceparent(rng: random.Random) -> bytes:
     """A W3C trace context for a request that arrived without one (sampled flag set)."""
     return b"00-%032x-%016x-01" % (rng.getrandbits(128), rng.getrandbits(64))

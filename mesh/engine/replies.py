@@ -110,6 +110,11 @@ def render(
     return head if head_only else head + body
 
 
+def body_length(response: bytes) -> int:
+    """Body bytes of a whole response this module made (what follows its head)."""
+    return len(response) - response.index(b"\r\n\r\n") - 4
+
+
 # --- the final recipient: Max-Forwards reached 0 here ------------------------------------
 
 # What a reflected TRACE shows of the headers: only these, harmless ones. Anything else

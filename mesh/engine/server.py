@@ -28,6 +28,8 @@ _LINGER = 2.0
 class ClientConnection(QueuedWrites, asyncio.Protocol):
     """One client connection: requests are parsed as they come and answered in order."""
 
+    identity = b""  # the caller's SPIFFE id; only agents.inbound's connections prove one
+
     def __init__(self, engine: Engine, *, proto: bytes = b"http") -> None:
         self.engine = engine
         self.transport: asyncio.Transport | None = None

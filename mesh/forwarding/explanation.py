@@ -93,3 +93,10 @@ class Explanation(msgspec.Struct, frozen=True):
     error: str  # why the request goes nowhere (the 404 or 400 it would get), else ""
     destinations: list[Destination]
     revisions: dict[str, int]  # every policy applied on the node, by key
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """The answer to a question that could not be read."""
+
+    node: str
+    error: str

@@ -12,20 +12,13 @@ from mesh.bus import Bus, Delivery
 from mesh.clock import Clock
 from mesh.errors import BusError
 from mesh.forwarding.explain import Vantage, explain
-from mesh.forwarding.explanation import Question
+from mesh.forwarding.explanation import Problem, Question
 from mesh.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Question).decode
-
-
-class Problem(msgspec.Struct, frozen=True):
-    """The answer to a question that could not be read."""
-
-    node: str
-    error: str
 
 
 class Explainer:

@@ -29,6 +29,7 @@ from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence, decode, encode
 from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
+from mesh.observe.tap_source import TapSource
 from mesh.policy.compile import Compiled, compile_revision
 from mesh.policy.model import Document
 from mesh.resilience.outlier import Ejected, Restored
@@ -136,6 +137,16 @@ class Forwarding:
             lambda: [((), float(pools.idle_count()))],
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        # `mesh tap`: this engine's requests, and (agents) the inbound listener's too.
+        self.taps = TapSource(
+            node.bus,
+            node.name,
+            node.service,
+            metrics,
+            per_second=settings.tap_max_records,
+            clock=clock,
+        )
+        self.taps.serve(engine)
         node.upstreams = lambda: directory.describe(clock.monotonic())
         self.explainer = Explainer(
             node.bus,
@@ -166,6 +177,7 @@ class Forwarding:
         await self.node.bus.subscribe(subjects.EVIDENCE, self._on_evidence)
         if self._explains:
             await self.explainer.start()
+        await self.taps.start()
         await self.feed.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.ready.wait(), wait_policies)
@@ -173,6 +185,7 @@ class Forwarding:
             log.warning("serving before the policies arrived (NATS unreachable?)")
 
     async def stop(self) -> None:
+        await self.taps.stop()
         await self.feed.stop()
 
     def _vantage(self) -> Vantage:

@@ -10,8 +10,7 @@ import msgspec
 from mesh import config, durations, subjects
 from mesh.bus import NatsBus
 from mesh.errors import BusTimeout, BusUnavailable, ConfigError, NoResponders
-from mesh.forwarding.explanation import Explanation, Question
-from mesh.node.explainer import Problem
+from mesh.forwarding.explanation import Explanation, Problem, Question
 from mesh.observe.explain_text import render
 
 

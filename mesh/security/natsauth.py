@@ -58,13 +58,29 @@ def _hears_explain(service: str) -> tuple[str, ...]:
     return (subjects.explain(service), f"{subjects.explain(service)}.*")
 
 
-# Every node hears the membership, the evidence and sync requests.
-_NODE_HEARS = (subjects.HEARTBEATS, subjects.LEAVES, subjects.EVIDENCE, subjects.SYNC, _INBOX)
+# Every node hears the membership, the evidence, sync requests and taps' announcements.
+_NODE_HEARS = (
+    subjects.HEARTBEATS,
+    subjects.LEAVES,
+    subjects.EVIDENCE,
+    subjects.SYNC,
+    subjects.TAP,
+    _INBOX,
+)
 
 
 def _own_voice(service: str) -> tuple[str, ...]:
-    """Heartbeats, leaves and evidence under its own service's name only."""
-    return (f"{_HB}.{service}.*", f"{_LEAVE}.{service}.*", f"{_EVIDENCE}.{service}.>")
+    """Heartbeats, leaves, evidence and tap records under its own service's name only.
+
+    Tap records go out but never come back: they hold request paths, which only the
+    monitor and the admin may read.
+    """
+    return (
+        f"{_HB}.{service}.*",
+        f"{_LEAVE}.{service}.*",
+        f"{_EVIDENCE}.{service}.>",
+        subjects.tapped("*", service),
+    )
 
 
 def agent(service: str) -> Role:
@@ -109,14 +125,16 @@ def gateway(name: str) -> Role:
 
 
 def monitor() -> Role:
-    """Dashboards and `mesh members`, `mesh events tail`, `mesh explain`,
-    `mesh policy list/get/history`."""
+    """Dashboards, `mesh members`, `events tail`, `explain`, `tap` and
+    `policy list/get/history`."""
     return Role(
         "monitor",
         # A sync only makes every node heartbeat now (coalesced): the census needs it.
+        # A tap's announcement makes the nodes send it request records (capped per node).
         publish=(
             subjects.SYNC,
             *_ASK_EXPLAIN,  # a question only: nodes answer what their state already says
+            subjects.TAP,
             *_read_stream(subjects.EVENTS_STREAM),
             *_read_stream(_POLICIES),
             *_read_keys(_POLICIES),
@@ -126,6 +144,7 @@ def monitor() -> Role:
             subjects.LEAVES,
             subjects.EVIDENCE,
             subjects.EVENTS,
+            subjects.TAPPED,
             _INBOX,
         ),
     )

@@ -30,7 +30,7 @@ from mesh.forwarding.routing import no_route
 from mesh.membership import view as membership
 from mesh.membership.census import Watch
 from mesh.membership.discovery import Discovery
-from mesh.messages import Event, Evidence, Load, ServiceTraffic, Sync, decode, encode
+from mesh.messages import Event, Evidence, Load, ServiceTraffic, Sync, TapOpen, decode, encode
 from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
 from mesh.node.node import Node
@@ -389,6 +389,57 @@ def test_no_client_certificate_fails_with_one_line(
     env.pop("MESH_NATS_TLS_KEY")
     line = one_line(members(env, monkeypatch))
     assert line.startswith("mesh members: NATS refused the TLS handshake (")
+
+
+async def test_a_monitor_taps_nodes_that_answer_in_their_own_name_and_read_no_records(
+    bus_of: Connect,
+) -> None:
+    """Tap records hold request paths: nodes send them, only the monitor reads them."""
+    monitor = await bus_of("monitor")
+    records: list[str] = []
+    announced: list[str] = []
+    snooped: list[str] = []
+
+    async def record(delivery: Delivery) -> None:
+        records.append(delivery.subject)
+
+    async def announcement(delivery: Delivery) -> None:
+        announced.append(delivery.subject)
+
+    async def snoop(delivery: Delivery) -> None:
+        snooped.append(delivery.subject)
+
+    await monitor.subscribe(subjects.TAPPED, record)
+    agent, edge = await bus_of("agent-hello"), await bus_of("gateway-gateway")
+    for node in (agent, edge):
+        await node.subscribe(subjects.TAP, announcement)
+        await node.flush(2.0)
+    # On connections of their own: a refused subscription now and then cost the same
+    # connection's next delivery in this test (nats-py 2.16.0, nats-server 2.15.1).
+    for role in ("agent-hello", "gateway-gateway"):
+        snooper = await bus_of(role)
+        await snooper.subscribe(subjects.TAPPED, snoop)  # refused by the server
+        await snooper.flush(2.0)
+    await monitor.publish(subjects.TAP, encode(TapOpen(id="t1", ttl=5)))
+    await until(lambda: len(announced) == 2)
+    await agent.publish(subjects.tapped("t1", "hello"), b"{}")
+    await agent.publish(subjects.tapped("t1", "billing"), b"{}")  # another's name: refused
+    await edge.publish(subjects.tapped("t1", "gateway"), b"{}")
+    await edge.publish(subjects.TAP, b"{}")  # only a monitor opens taps
+    for bus in (agent, edge, monitor):
+        await bus.flush(2.0)
+    await until(lambda: len(records) == 2)
+    assert sorted(records) == [subjects.tapped("t1", "gateway"), subjects.tapped("t1", "hello")]
+    assert (len(announced), snooped) == (2, [])
+
+
+def test_mesh_tap_without_a_monitors_credentials_fails_with_one_line(
+    secure: Secure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(secure.env("gateway-gateway"), monkeypatch)
+    line = one_line(mesh_command("tap", "--duration", "5s"))
+    assert line.startswith("mesh tap: NATS refused: "), line
+    assert f'"{subjects.TAP}"' in line
 
 
 async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: Connect) -> None:

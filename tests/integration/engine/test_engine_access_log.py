@@ -18,10 +18,12 @@ async def test_each_request_is_one_line_with_its_fields_and_all_are_on_disk_at_s
     )
     client = await proxy.client()
     secret = "authorization: Bearer s3cr3t-token\r\ncookie: session=c00kie\r\n"
-    assert (await client.exchange(get("/a/b?api_key=k3y", extra=secret))).status == 200
+    answered = await client.exchange(get("/a/b?api_key=k3y", extra=secret))
+    assert answered.status == 200
     assert (await client.exchange(post("content-length: 5\r\n", b"hello"))).status == 200
-    assert (await client.exchange(get("/x?q=1", host="nosuch"))).status == 404
-    assert (await client.exchange(get("/x", host="down"))).status == 503
+    not_found = await client.exchange(get("/x?q=1", host="nosuch"))
+    unavailable = await client.exchange(get("/x", host="down", extra="x-request-id: given-1\r\n"))
+    assert (not_found.status, unavailable.status) == (404, 503)
     # Written about once a second or at stop: stopping at once proves the flush on stop.
     await proxy.listener.stop(1)
 
@@ -49,7 +51,19 @@ async def test_each_request_is_one_line_with_its_fields_and_all_are_on_disk_at_s
     assert (no_route["attempts"], no_route["instance"], "upstream_ms" in no_route) == (0, "", False)
     assert (unhealthy["service"], unhealthy["attempts"], unhealthy["instance"]) == ("down", 0, "")
     assert {"node", "route", "duration_ms"} <= set(unhealthy)
-    assert "consumer" not in ok  # no edge authentication here
+    assert ("consumer" in ok, "peer" in ok) == (False, False)  # no edge auth, no mTLS here
+    # Bytes out: the response body as the client received it, proxy-made answers too.
+    assert ok["bytes_out"] == len(answered.body) > 0
+    assert (no_route["bytes_out"], unhealthy["bytes_out"]) == (
+        len(not_found.body),
+        len(unavailable.body),
+    )
+    # The proxy's own answers carry a request id, the same in the log, the header and
+    # the body; one the client sent is kept.
+    for line, answer in ((no_route, not_found), (unhealthy, unavailable)):
+        assert line["request_id"] == answer.header("x-request-id") == answer.json()["request_id"]
+    assert no_route["request_id"] not in ("", ok["request_id"], posted["request_id"])
+    assert unhealthy["request_id"] == "given-1"
 
 
 async def test_off_by_default(proxies: ProxyFactory) -> None:

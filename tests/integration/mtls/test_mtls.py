@@ -112,9 +112,11 @@ class Callee:
         await self.runner.cleanup()
 
 
-async def _callee(service: str, identity: Identity | None, mtls: str = "strict") -> Callee:
+async def _callee(
+    service: str, identity: Identity | None, mtls: str = "strict", access_log: str = ""
+) -> Callee:
     runner, port = await _service()
-    settings = Settings(mtls=mtls)  # type: ignore[arg-type]
+    settings = Settings(mtls=mtls, access_log=access_log)  # type: ignore[arg-type]
     callee: Callee | None = None
     gatekeeper = Gatekeeper(
         service, "natsmesh.local", lambda: callee.allow_from if callee else None
@@ -154,10 +156,11 @@ async def _get(port: int, service: str, **headers: str) -> tuple[int, dict[str, 
 
 
 async def test_an_allowed_caller_reaches_the_service_with_its_identity(
-    nats: Callable[[], Awaitable[NatsBus]],
+    nats: Callable[[], Awaitable[NatsBus]], tmp_path: Path
 ) -> None:
     await _ca(nats)
-    callee = await _callee("payments", await _identity(nats, "payments"))
+    log = tmp_path / "inbound.log"
+    callee = await _callee("payments", await _identity(nats, "payments"), access_log=str(log))
     callee.allow_from = frozenset({"checkout"})
     caller, _ = await _caller(await _identity(nats, "checkout"), {"payments": callee.port})
     try:
@@ -169,6 +172,10 @@ async def test_an_allowed_caller_reaches_the_service_with_its_identity(
         assert body["path"] == "/orders?id=7"
         peer = [v for k, v in body["headers"].items() if k.lower() == "x-mesh-peer"]
         assert peer == ["spiffe://natsmesh.local/ns/default/sa/checkout"]
+        # The inbound listener's access log names the caller its certificate proved.
+        await callee.listener.stop(0)
+        (line,) = [json.loads(text) for text in log.read_text().splitlines()]
+        assert (line["peer"], line["route"]) == (peer[0], "inbound")
     finally:
         await caller.stop(0)
         await callee.close()

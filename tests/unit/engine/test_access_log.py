@@ -7,31 +7,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from factories import request_record
 
 from mesh import clock
 from mesh.engine import access_log
-from mesh.engine.access_log import AccessLog, Line
+from mesh.engine.access_log import AccessLog
 from mesh.errors import ConfigError
-
-
-def line(**changes: object) -> Line:
-    fields: dict[str, object] = {
-        "time": "2026-11-30T08:00:00.000Z",
-        "node": "gateway",
-        "request_id": "r1",
-        "method": "GET",
-        "authority": "svc",
-        "path": "/",
-        "route": "svc",
-        "service": "svc",
-        "instance": "svc-1",
-        "attempts": 1,
-        "status": 200,
-        "flags": "-",
-        "duration_ms": 1.5,
-        "bytes_in": 0,
-    }
-    return Line(**(fields | changes))  # type: ignore[arg-type]
+from mesh.messages import RequestRecord
 
 
 @pytest.mark.parametrize(
@@ -48,7 +30,7 @@ def test_the_path_never_carries_the_query(target: bytes, path: str) -> None:
 
 
 def test_a_line_has_no_field_for_headers_or_credentials() -> None:
-    names = set(Line.__struct_fields__)
+    names = set(RequestRecord.__struct_fields__)
     for forbidden in ("headers", "authorization", "cookie", "credential", "query", "target"):
         assert not any(forbidden in name for name in names)
 
@@ -56,8 +38,8 @@ def test_a_line_has_no_field_for_headers_or_credentials() -> None:
 def test_lines_are_held_until_flushed_then_written_whole(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     log = AccessLog(str(path))
-    log.write(line(request_id="r1"))
-    log.write(line(request_id="r2", consumer="alice"))
+    log.write(request_record(request_id="r1"))
+    log.write(request_record(request_id="r2", consumer="alice"))
     assert path.read_bytes() == b""  # no system call per line
     log.flush()
     first, second = (msgspec.json.decode(each) for each in path.read_text().splitlines())
@@ -68,9 +50,9 @@ def test_lines_are_held_until_flushed_then_written_whole(tmp_path: Path) -> None
 def test_a_full_buffer_is_written_at_once(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     log = AccessLog(str(path))
-    count = access_log.FLUSH_BYTES // (len(msgspec.json.encode(line())) + 1) + 1
+    count = access_log.FLUSH_BYTES // (len(msgspec.json.encode(request_record())) + 1) + 1
     for _ in range(count):
-        log.write(line())
+        log.write(request_record())
     assert path.read_text().count("\n") == count  # whole lines only
 
 
@@ -78,7 +60,7 @@ def test_an_existing_log_is_appended_to(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     path.write_text("earlier\n")
     log = AccessLog(str(path))
-    log.write(line())
+    log.write(request_record())
     log.flush()
     assert path.read_text().splitlines()[0] == "earlier"
     assert len(path.read_text().splitlines()) == 2

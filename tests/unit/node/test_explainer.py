@@ -12,10 +12,10 @@ from mesh import clock, subjects
 from mesh.errors import NoResponders
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.explain import Vantage
-from mesh.forwarding.explanation import Explanation, Question
+from mesh.forwarding.explanation import Explanation, Problem, Question
 from mesh.forwarding.routing import DefaultRoutes
 from mesh.metrics import Metrics
-from mesh.node.explainer import Explainer, Problem
+from mesh.node.explainer import Explainer
 
 
 async def test_a_gateway_answers_on_its_subjects_and_says_what_it_cannot_read() -> None:

@@ -34,6 +34,7 @@ AGENT_SENDS = [
     subjects.event("policy.rejected", "web-routes"),
     subjects.SYNC,
     subjects.ca_sign("orders"),
+    subjects.tapped("ab12cd34", "orders"),  # a tap's records, under its own service
     "$JS.API.STREAM.INFO.KV_mesh_policies",
     "$JS.API.CONSUMER.CREATE.KV_mesh_policies.abc.$KV.mesh_policies.>",
     "$JS.API.CONSUMER.DELETE.KV_mesh_policies.abc",
@@ -47,6 +48,8 @@ AGENT_MAY_NOT = [
     subjects.event("instance.down", "payments"),
     "mesh.v1.events.policy.other.payments",  # of the policy family, only acks
     subjects.ca_sign("payments"),
+    subjects.tapped("ab12cd34", "payments"),
+    subjects.TAP,  # only a monitor opens taps
     "mesh.v1.hb.orders.o-1.x",
     "$KV.mesh_policies.service.orders",
     "$JS.API.STREAM.UPDATE.MESH_EVENTS",
@@ -95,9 +98,9 @@ def test_a_gateway_speaks_for_itself_and_reports_every_event() -> None:
     assert not may_publish(GATEWAY, subjects.ca_sign("orders"))
 
 
-def test_a_monitor_reads_and_only_asks_for_heartbeats_and_explanations() -> None:
+def test_a_monitor_reads_and_only_asks_for_heartbeats_explanations_and_taps() -> None:
     monitor = natsauth.monitor()
-    asks = [subjects.SYNC, subjects.EXPLAIN, subjects.EXPLAIN + ".>"]
+    asks = [subjects.SYNC, subjects.EXPLAIN, subjects.EXPLAIN + ".>", subjects.TAP]
     assert [s for s in monitor.publish if s.startswith("mesh.")] == asks
     assert may_publish(monitor, "$JS.API.CONSUMER.CREATE.MESH_EVENTS.x.mesh.v1.events.>")
     assert not may_publish(monitor, "$KV.mesh_policies.route.web")
@@ -157,3 +160,15 @@ def test_gateways_and_agents_answer_explain_only_in_their_own_name() -> None:
     # Nor does a node ask: explaining is the monitor's and the admin's.
     assert not may_publish(ORDERS, subjects.EXPLAIN)
     assert not may_publish(GATEWAY, subjects.explain("orders"))
+
+
+def test_tap_records_go_out_under_the_senders_name_and_only_the_monitor_reads_them() -> None:
+    """Records hold request paths: no agent or gateway may read another's (or its own)."""
+    for node in (ORDERS, GATEWAY):
+        assert may_subscribe(node, subjects.TAP)
+        assert not may_subscribe(node, subjects.tapped("ab12cd34", "orders"))
+        assert not may_publish(node, subjects.TAP)
+    assert may_publish(GATEWAY, subjects.tapped("ab12cd34", "edge"))
+    assert not may_publish(GATEWAY, subjects.tapped("ab12cd34", "orders"))
+    assert may_subscribe(natsauth.monitor(), subjects.tapped("ab12cd34", "orders"))
+    assert not may_subscribe(natsauth.ca(), subjects.tapped("ab12cd34", "orders"))

@@ -1,0 +1,48 @@
+"""`mesh tap`'s flags and output, without a mesh: bad input and no NATS each get one line."""
+
+from __future__ import annotations
+
+import pytest
+from factories import request_record
+from mesh_cli import mesh_command
+
+from mesh.node.ports import free_port
+from mesh.observe import tap
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--service", "a.b"], "at `$.filter.service`"),
+        (["--method", "G ET"], "at `$.filter.method`"),
+        (["--max", "0"], "--max: at least 1"),
+    ],
+)
+def test_a_bad_filter_is_refused_with_one_line_naming_it(flags: list[str], said: str) -> None:
+    ran = mesh_command("tap", "--nats-url", "nats://127.0.0.1:1", *flags)
+    assert ran.returncode == 2
+    assert ran.stderr.count("\n") == 1
+    assert ran.stderr.startswith("mesh tap: ")
+    assert said in ran.stderr
+
+
+def test_nats_unreachable_is_one_line_and_a_non_zero_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tap, "CONNECT_WAIT", 0.3)
+    ran = mesh_command("tap", "--nats-url", f"nats://127.0.0.1:{free_port()}", "--duration", "1s")
+    assert ran.returncode == 2
+    assert ran.stdout == ""
+    (line,) = ran.stderr.splitlines()
+    assert line.startswith("mesh tap: could not reach NATS at nats://127.0.0.1:")
+
+
+def test_a_record_reads_as_one_line() -> None:
+    record = request_record()
+    assert tap.line(record) == (
+        "09:41:02.123 gateway-3fa2c1-w0        GET hello/world 200 - 2.4ms hello-1"
+        " attempts=1 id=5f0c-1a"
+    )
+
+
+def test_an_absolute_url_reads_as_it_came() -> None:
+    record = request_record(authority="hello", path="http://hello/greet")
+    assert " GET http://hello/greet 200 " in tap.line(record)
