@@ -352,10 +352,10 @@ class NatsBus:
     async def replay(
         self, stream: str, subject: str, since: float | None, handler: Handler
     ) -> None:
-        """Deliver the stream's messages on `subject` from `since` (epoch seconds; None = all),
-        then new ones as they arrive, through an ordered ephemeral consumer."""
+        """Deliver the stream's messages on `subject` stored from `since` (epoch seconds;
+        None: from now), then new ones as they arrive, through an ordered ephemeral consumer."""
         config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
+            deliver_policy=DeliverPolicy.NEW if since is None else DeliverPolicy.BY_START_TIME,
             opt_start_time=None if since is None else datetime.fromtimestamp(since, UTC),
         )
 

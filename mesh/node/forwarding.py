@@ -104,6 +104,7 @@ class Forwarding:
             metrics=node.metrics,
             compile_and_swap=self._swap,
             defaults=self._default,
+            clock=clock,
         )
         metrics, pools = node.metrics, engine.pools
         metrics.gauge(

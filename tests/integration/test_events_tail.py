@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import get_args
 
 import nats
@@ -45,7 +46,9 @@ def stored(module_nats: NatsServer) -> str:
 
 
 async def publish(client: Client, kind: EventKind, service: str, event_id: str) -> None:
-    event = Event(id=event_id, kind=kind, service=service, instance="i-1", node="test", at=1.0)
+    event = Event(
+        id=event_id, kind=kind, service=service, instance="i-1", node="test", at=time.time()
+    )
     await client.publish(
         subjects.event(kind, service), encode(event), headers={"Nats-Msg-Id": event_id}
     )

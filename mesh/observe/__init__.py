@@ -1,0 +1,1 @@
+"""Tools that watch the mesh from outside it: events, top, tap, explain."""
