@@ -61,29 +61,37 @@ class Seen:
         return True
 
 
-def _tail(args: argparse.Namespace) -> int:
-    settings = config.load(nats_url=args.nats_url)
-    subject = events_filter(args.kind, args.service)
-    since = None if args.since is None else clock.wall() - args.since
-    seen = Seen()
+class Printer:
+    """Prints each event once: the first copy of an id, seen from `since` (epoch seconds)."""
 
-    async def show(delivery: Delivery) -> None:
+    def __init__(self, *, since: float | None, as_json: bool) -> None:
+        self._since = since
+        self._json = as_json
+        self._seen = Seen()
+
+    async def __call__(self, delivery: Delivery) -> None:
         try:
             event = decode(delivery.subject, delivery.data)
         except InvalidMessage as exc:
             print(f"# {exc}", file=sys.stderr)
             return
-        if not isinstance(event, Event) or not seen.first_time(event.id):
+        if not isinstance(event, Event) or not self._seen.first_time(event.id):
             return
-        if since is not None and event.at < since:
+        if self._since is not None and event.at < self._since:
             return  # stored in the window, but seen before it (published late)
-        print(msgspec.json.encode(event).decode() if args.json else line(event), flush=True)
+        print(msgspec.json.encode(event).decode() if self._json else line(event), flush=True)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    settings = config.load(nats_url=args.nats_url)
+    subject = events_filter(args.kind, args.service)
+    since = None if args.since is None else clock.wall() - args.since
 
     async def tail() -> None:
         bus = NatsBus(settings, name="mesh-events")
         try:
             await bus.start(wait=5.0)
-            await follow(bus, subject, since, show)
+            await follow(bus, subject, since, Printer(since=since, as_json=args.json))
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
             with contextlib.suppress(TimeoutError):
