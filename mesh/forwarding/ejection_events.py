@@ -6,6 +6,8 @@ from mesh.membership.view import View
 from mesh.messages import Event, EventKind, Evidence
 from mesh.resilience.outlier import Ejected, Restored
 
+_IN_FLIGHT = 2  # heartbeats an observer's view of an instance may be ahead or behind
+
 
 class EjectionEvents:
     """Turns one node's ejections into events whose ids name the ejection, not the node.
@@ -52,5 +54,9 @@ class EjectionEvents:
         member = view.members.get(instance)
         if member is None:
             return "0:0"  # ejections only happen to members: a restoration after forgetting
-        seq = evidence.seq if evidence is not None and evidence.seq else member.seq
+        seq = member.seq
+        # An honest observer heard what we heard, give or take a heartbeat in flight; a
+        # seq further off could only name this ejection after another one, hiding it.
+        if evidence is not None and abs(evidence.seq - seq) <= _IN_FLIGHT:
+            seq = evidence.seq
         return f"{member.record.incarnation}:{seq}"

@@ -32,9 +32,11 @@ def test_two_nodes_ejecting_on_one_evidence_agree_though_they_heard_other_seqs()
     here = EjectionEvents().event("orders", EJECTED, said, announced(heartbeat(seq=12)))
     there = EjectionEvents().event("orders", EJECTED, said, announced(heartbeat(seq=11)))
     assert here.id == there.id == "instance.ejected:orders:i1:1:11"
-    # Evidence from a node that does not say (0) is named by what this node heard.
-    unsaid = EjectionEvents().event("orders", EJECTED, evidence(), announced(heartbeat(seq=12)))
-    assert unsaid.id == "instance.ejected:orders:i1:1:12"
+    # Evidence from a node that does not say (0), or says a seq far from what this node
+    # heard (which could name the ejection after an earlier one), is named by this node.
+    for said in (evidence(), evidence(seq=5), evidence(seq=15)):
+        unsaid = EjectionEvents().event("orders", EJECTED, said, announced(heartbeat(seq=12)))
+        assert unsaid.id == "instance.ejected:orders:i1:1:12"
 
 
 def test_a_restoration_takes_the_name_of_the_ejection_it_ends() -> None:
