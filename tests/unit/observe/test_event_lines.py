@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from factories import event
 
 from mesh.observe.event_lines import line
@@ -44,6 +45,26 @@ def test_a_policy_event_says_what_happened_to_which_policy_on_which_node() -> No
         f"{WHEN}  policy.rejected    Route/hello rev 7 on hello-1: "
         "retries.attempts = 99: expected 0 to 10"
     )
+
+
+@pytest.mark.parametrize(
+    ("after_ms", "said"),
+    [
+        ("0", "0 ms"),
+        ("9999", "9999 ms"),
+        ("10000", "10 s"),
+        ("754000", "12 min"),
+        ("7300000", "2 h"),
+    ],
+)
+def test_a_late_answer_says_how_late_in_units_people_read(after_ms: str, said: str) -> None:
+    applied = event(
+        kind="policy.applied",
+        instance="gw-3",
+        at=AT,
+        detail={"policy": "Route/hello", "revision": "7", "after_ms": after_ms},
+    )
+    assert line(applied).endswith(f"Route/hello rev 7 on gw-3 ({said} after publish)")
 
 
 def test_an_older_nodes_acknowledgement_still_names_its_policy_key() -> None:
