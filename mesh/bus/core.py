@@ -110,6 +110,8 @@ def mapped(exc: BaseException) -> BusError:
         | OSError,
     ):
         return BusUnavailable(f"not connected to NATS ({type(exc).__name__})")
+    if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+        return BusError("JetStream is unavailable on this NATS server (not enabled?)")
     return BusError(f"{type(exc).__name__}: {exc}")
 
 
