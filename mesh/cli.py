@@ -19,7 +19,7 @@ _BUILT_IN = tuple(
     for name, value in (
         ("up", "mesh.playground.up:register"),
         ("members", "mesh.commands:register_members"),
-        ("events", "mesh.commands:register_events"),
+        ("events", "mesh.observe.events:register"),
         ("explain", "mesh.observe.explain:register"),
         ("top", "mesh.observe.top:register"),
         ("tap", "mesh.observe.tap:register"),

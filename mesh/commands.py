@@ -1,13 +1,9 @@
-"""`mesh members`, `mesh events tail`, `mesh config` and `mesh nats`: the mesh from outside it."""
+"""`mesh members`, `mesh config` and `mesh nats`: the mesh from outside it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
-import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,12 +11,11 @@ import msgspec
 
 from mesh import cli, clock, config, durations, subjects
 from mesh.addresses import redact_url
-from mesh.bus import Delivery, NatsBus, setup
-from mesh.errors import ConfigError, InvalidMessage
+from mesh.bus import NatsBus, setup
+from mesh.errors import ConfigError
 from mesh.membership import roster
 from mesh.membership import view as membership
 from mesh.membership.census import census
-from mesh.messages import Event, decode
 from mesh.security import natscreds
 
 
@@ -38,30 +33,6 @@ def register_members(commands: argparse._SubParsersAction, common: argparse.Argu
         help="how long to collect heartbeats, e.g. 3s (default 1.5 intervals)",
     )
     parser.set_defaults(func=_members)
-
-
-def register_events(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    parser = commands.add_parser("events", parents=[common], help="the mesh event log")
-    parser.add_argument("action", choices=["tail"], help="tail: print events, then follow")
-    parser.add_argument(
-        "--since",
-        type=durations.argument,
-        default=None,
-        help="start this long ago: 30s, 10m, 2h, 1d (default: only new events)",
-    )
-    parser.add_argument(
-        "--kind", default="*.*", help="event kind filter, e.g. instance.down or instance.* (all)"
-    )
-    parser.add_argument("--service", default="*", help="only this service's events (all)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument(
-        "--for",
-        dest="duration",
-        type=durations.argument,
-        default=None,
-        help="stop after this long, e.g. 2s or 5m (default: until Ctrl-C)",
-    )
-    parser.set_defaults(func=_events)
 
 
 def register_config(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -90,58 +61,6 @@ def _members(args: argparse.Namespace) -> int:
     else:
         print(roster.table(rows) if rows else "no members")
     return 0
-
-
-def _events(args: argparse.Namespace) -> int:
-    settings = config.load(nats_url=args.nats_url)
-    subject = _events_filter(args.kind, args.service)
-    since = None if args.since is None else clock.wall() - args.since
-
-    async def tail() -> None:
-        bus = NatsBus(settings, name="mesh-events")
-
-        async def show(delivery: Delivery) -> None:
-            try:
-                event = decode(delivery.subject, delivery.data)
-            except InvalidMessage as exc:
-                print(f"# {exc}", file=sys.stderr)
-                return
-            if not isinstance(event, Event):
-                return
-            if args.json:
-                print(msgspec.json.encode(event).decode(), flush=True)
-            else:
-                when = time.strftime("%H:%M:%S", time.localtime(event.at))
-                where = f"{event.service}/{event.instance}" if event.instance else event.service
-                extra = " ".join(f"{k}={v}" for k, v in event.detail.items())
-                print(f"{when}  {event.kind:<18} {where:<32} by {event.node} {extra}", flush=True)
-
-        try:
-            await bus.start(wait=5.0)
-            if since is None:
-                await bus.subscribe(subject, show)
-            else:
-                await bus.replay(subjects.EVENTS_STREAM, subject, since, show)
-            stop = asyncio.Event()
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.duration)
-        finally:
-            await bus.close()
-
-    asyncio.run(tail())
-    return 0
-
-
-def _events_filter(kind: str, service: str) -> str:
-    """The subject selecting events of `kind` about `service`, either of them `*`."""
-    # Every kind is two tokens (family.what), so a service filter always sits in the third.
-    tokens = kind.split(".")
-    if len(tokens) != 2 or not all(t == "*" or subjects.is_valid_name(t) for t in tokens):
-        raise ConfigError(f"--kind {kind!r}: give a kind (instance.down) or a family (instance.*)")
-    if service != "*" and not subjects.is_valid_name(service):
-        raise ConfigError(f"--service {service!r}: use letters, digits, '_' and '-' only")
-    return f"{subjects.PREFIX}.events.{kind}.{service}"
 
 
 def _config(args: argparse.Namespace) -> int:

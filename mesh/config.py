@@ -356,6 +356,15 @@ class Settings(BaseSettings):
     events_max_bytes: int = Field(
         1 << 30, gt=0, description="Bytes the MESH_EVENTS stream may hold."
     )
+    # It must span the longest delay between two nodes publishing one happening: a node
+    # cut off from NATS publishes what it queued when it is back, and ejections of one
+    # failure end up to max_ejection apart. NATS keeps each id in memory that long.
+    events_duplicate_window: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds MESH_EVENTS drops a second copy of an event id "
+        "(at most MESH_EVENTS_MAX_AGE).",
+    )
     # `own` fits least-privilege NATS credentials (an agent may publish only its own
     # service's events and policy acknowledgements): what it sees of other services is
     # then left to the gateways, whose copies JetStream stores anyway. `all` sends every

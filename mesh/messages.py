@@ -150,6 +150,9 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True, tag="evidence", tag_fi
     reporter: Name | None = None
     signal: Signal
     streak: Annotated[int, msgspec.Meta(ge=1)] = 1
+    # The instance's heartbeat seq the observer had heard (0: not said): nodes ejecting on
+    # this evidence name their ejection event after it, as the observer does.
+    seq: Count = 0
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag="event", tag_field="type"):

@@ -54,10 +54,13 @@ class MemoryBucket:
         self.watches.append(watch)
         return watch
 
-    async def put(self, key: str, document: dict[str, Any] | bytes) -> KvEntry:
-        """Store `document` (JSON of a dict, or bytes as given) under `key`; watches see it."""
+    async def put(
+        self, key: str, document: dict[str, Any] | bytes, *, created: float = 0.0
+    ) -> KvEntry:
+        """Store `document` (JSON of a dict, or bytes as given) under `key`; watches see it.
+        `created`: the wall time the server stored it (0: not said)."""
         value = document if isinstance(document, bytes) else json.dumps(document).encode()
-        return await self._store(KvEntry(key, value, self.revision + 1, created=0.0))
+        return await self._store(KvEntry(key, value, self.revision + 1, created=created))
 
     async def delete(self, key: str) -> KvEntry:
         return await self._store(KvEntry(key, b"", self.revision + 1, created=0.0, deleted=True))

@@ -110,6 +110,8 @@ def mapped(exc: BaseException) -> BusError:
         | OSError,
     ):
         return BusUnavailable(f"not connected to NATS ({type(exc).__name__})")
+    if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+        return BusError("JetStream is unavailable on this NATS server (not enabled?)")
     return BusError(f"{type(exc).__name__}: {exc}")
 
 
@@ -352,10 +354,10 @@ class NatsBus:
     async def replay(
         self, stream: str, subject: str, since: float | None, handler: Handler
     ) -> None:
-        """Deliver the stream's messages on `subject` from `since` (epoch seconds; None = all),
-        then new ones as they arrive, through an ordered ephemeral consumer."""
+        """Deliver the stream's messages on `subject` stored from `since` (epoch seconds;
+        None: from now), then new ones as they arrive, through an ordered ephemeral consumer."""
         config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
+            deliver_policy=DeliverPolicy.NEW if since is None else DeliverPolicy.BY_START_TIME,
             opt_start_time=None if since is None else datetime.fromtimestamp(since, UTC),
         )
 

@@ -23,9 +23,6 @@ log = logging.getLogger(__name__)
 
 # Events waiting for NATS; an outage longer than this many events loses the oldest.
 QUEUE_LIMIT = 4096
-# JetStream drops a second message with the same Nats-Msg-Id within this window, so N
-# observers of one failure store it once.
-DUPLICATE_WINDOW = 120.0
 
 
 class EventLog:
@@ -123,5 +120,7 @@ async def set_up(bus: NatsBus, settings: Settings) -> None:
         [subjects.EVENTS],
         max_age=settings.events_max_age,
         max_bytes=settings.events_max_bytes,
-        duplicate_window=DUPLICATE_WINDOW,
+        # JetStream drops a second message with the same Nats-Msg-Id within this window,
+        # so N observers of one happening store it once; it refuses a window beyond max_age.
+        duplicate_window=min(settings.events_duplicate_window, settings.events_max_age),
     )

@@ -16,7 +16,8 @@ from mesh.policy.compile import Compiled, ServicePolicy
 from mesh.resilience.outcome import Outcome
 from mesh.resilience.outlier import Capped, Effect, Ejected, Restored
 
-EjectionListener = Callable[[str, Ejected | Restored], None]
+# (service, effect, the evidence that caused it or None): the shell names events after it.
+EjectionListener = Callable[[str, Ejected | Restored, Evidence | None], None]
 
 
 def endpoint_of(member: Member) -> Endpoint:
@@ -105,7 +106,7 @@ class Directory:
         state = self.state(evidence.service) if evidence.service in self._members else None
         if state is None or not state.has(evidence.instance):
             return  # not in our view: nothing to eject
-        self._effects(state, state.jury_receives(evidence, now), now)
+        self._effects(state, state.jury_receives(evidence, now), now, evidence)
 
     def tick(self, now: float) -> None:
         """Restore instances whose ejection ran out."""
@@ -178,7 +179,13 @@ class Directory:
         if evidence is not None and self.on_evidence is not None:
             self.on_evidence(evidence)
 
-    def _effects(self, state: ServiceState, effects: Sequence[Effect], now: float) -> None:
+    def _effects(
+        self,
+        state: ServiceState,
+        effects: Sequence[Effect],
+        now: float,
+        evidence: Evidence | None = None,
+    ) -> None:
         changed = False
         for effect in effects:
             if isinstance(effect, Capped):
@@ -189,7 +196,7 @@ class Directory:
                 ejections = self.counters.of(state.name, effect.instance).ejections
                 ejections[effect.reason] = ejections.get(effect.reason, 0) + 1
             if self.on_ejection is not None:
-                self.on_ejection(state.name, effect)
+                self.on_ejection(state.name, effect, evidence)
         if changed:
             members = self._members.get(state.name)
             if members is not None:

@@ -9,15 +9,17 @@ from typing import Protocol
 
 import msgspec
 
+from mesh import clock as system_clock
 from mesh import subjects
 from mesh.bus import Bus, NatsBus, until_done
 from mesh.bus.events import EventLog
 from mesh.bus.kv import KvEntry, KvStore
+from mesh.clock import Clock
 from mesh.errors import BusError, MeshError
 from mesh.messages import Event, EventKind
 from mesh.metrics import Metrics
 from mesh.policy.decode import parse
-from mesh.policy.model import Document
+from mesh.policy.model import KINDS, Document
 from mesh.policy.model import key as key_of
 from mesh.policy.problem import Problem
 from mesh.policy.service import Service
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RETRY_OPEN = 2.0  # seconds between attempts to open a bucket nobody has created yet
 _DETAIL = 128  # event detail values are bounded on the wire
+_KIND = {kind.lower(): kind for kind in KINDS}  # a key's prefix -> the document's kind
 
 
 class PolicyRejected(MeshError):
@@ -72,8 +75,10 @@ class PolicyFeed:
         metrics: Metrics,
         compile_and_swap: Compiler,
         defaults: Service,
+        clock: Clock = system_clock,
     ) -> None:
         self._bus = bus
+        self._clock = clock
         self._node = node
         self._role = role
         self._events = events
@@ -154,19 +159,23 @@ class PolicyFeed:
     def _acknowledge(self, kind: EventKind, entry: KvEntry, reason: str) -> None:
         level = logging.INFO if kind == "policy.applied" else logging.WARNING
         log.log(level, "%s %s revision %d %s", kind, entry.key, entry.revision, reason)
-        name = entry.key.partition(".")[2]
+        prefix, _, name = entry.key.partition(".")
+        detail = {
+            "policy": f"{_KIND.get(prefix, prefix)}/{name}"[:_DETAIL],  # as written: Route/hello
+            "key": entry.key[:_DETAIL],
+            "revision": str(entry.revision),
+            "role": self._role,
+            "reason": reason[:_DETAIL],
+        }
+        if entry.created > 0:  # the server's store time: how long the mesh took to act on it
+            detail["after_ms"] = str(max(0, round((self._clock.wall() - entry.created) * 1000)))
         self._events.emit(
             Event(
                 id=f"{kind}:{entry.key}:{entry.revision}:{self._node}",
                 kind=kind,
                 service=name if subjects.is_valid_name(name) else "invalid",
                 instance=self._node,
-                detail={
-                    "key": entry.key[:_DETAIL],
-                    "revision": str(entry.revision),
-                    "role": self._role,
-                    "reason": reason[:_DETAIL],
-                },
+                detail=detail,
             )
         )
 

@@ -87,6 +87,10 @@ class Announcer:
             self.announced.set()
         except BusError as exc:
             log.debug("heartbeat not sent: %s", exc)
+            # NATS did not take it: its seq goes to the next one, so that the first
+            # heartbeat the others can see is seq 1, which tells them they saw us start.
+            if self._record.seq == record.seq:
+                self._record = msgspec.structs.replace(self._record, seq=record.seq - 1)
 
     async def leave(self, reason: LeaveReason = "shutdown", *, timeout: float = 2.0) -> bool:
         """Stop heartbeating and say goodbye; True when NATS confirmed it got the message.

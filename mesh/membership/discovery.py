@@ -22,6 +22,7 @@ from mesh.timing import Timing
 log = logging.getLogger(__name__)
 
 Listener = Callable[[membership.View], None]
+_ARRIVALS = frozenset({"instance.up", "instance.restarted"})
 
 
 class Discovery:
@@ -81,13 +82,18 @@ class Discovery:
         for effect in effects:
             if isinstance(effect, Event):
                 log.info("%s %s/%s", effect.kind, effect.service, effect.instance)
-                if self._events is not None:
+                if self._events is not None and not self._own_arrival(effect):
                     self._events.emit(effect)
             else:
                 self._metrics.dropped(effect.reason)
         if changed:
             for listener in self._listeners:
                 listener(view)
+
+    def _own_arrival(self, event: Event) -> bool:
+        """Our own start: the nodes already there tell it. We cannot know whether we
+        restart an instance they knew (instance.restarted) or are a new one."""
+        return event.instance == self._node and event.kind in _ARRIVALS
 
     async def _tick_forever(self) -> None:
         while True:

@@ -64,21 +64,37 @@ class View:
     version: int = 0  # bumped on every change that can alter routing
 
 
-def _event(kind: EventKind, member: Member, *, first: bool = False, **detail: str) -> Event:
-    """A derived event; its id is the same on every observer, so the stream stores it once.
+# The seq of an incarnation's first heartbeat (the announcer counts from 1; 0 is accepted
+# too). A node seeing an incarnation first at a later seq did not see it start.
+FIRST_SEQ = 1
 
-    `first` marks the first sighting of an incarnation: observers that start later see
-    it at another seq, so its id leaves the seq out.
+
+def _event(kind: EventKind, member: Member, *, whole: bool = False, **detail: str) -> Event:
+    """A derived event whose id names the happening, not the observer or the time seen.
+
+    The id is the kind, the instance and its incarnation, then the instance's own seq of
+    the message that began the state: every observer of that message derives the same id,
+    and the stream stores it once. A `whole` event (an incarnation appearing) names the
+    incarnation alone: observers that saw it first at different seqs agree on it too.
     """
     record = member.record
-    at = "first" if first else str(member.seq)
+    happening = f"{kind}:{record.service}:{record.instance}:{record.incarnation}"
     return Event(
-        id=f"{kind}:{record.service}:{record.instance}:{record.incarnation}:{at}",
+        id=happening if whole else f"{happening}:{member.seq}",
         kind=kind,
         service=record.service,
         instance=record.instance,
         detail=detail,
     )
+
+
+def _started(member: Member, kind: EventKind | None) -> list[Effect]:
+    """The events of a new incarnation's arrival: `kind` (if any), and a failing check
+    when this heartbeat is the incarnation's first (otherwise it did not start here)."""
+    effects: list[Effect] = [] if kind is None else [_event(kind, member, whole=True)]
+    if member.seq <= FIRST_SEQ and member.record.health == "failing":
+        effects.append(_event("health.failing", member))
+    return effects
 
 
 _HEALTH_EVENT: dict[str, EventKind] = {"passing": "health.passing", "failing": "health.failing"}
@@ -123,24 +139,24 @@ def _heartbeat(view: View, hb: Heartbeat, now: float) -> tuple[View, list[Effect
         return view, [Dropped("conflict")]
     if old is None or (old.state is State.LEFT and hb.incarnation > old.record.incarnation):
         member = Member(hb, draining, now, now, hb.seq)
-        effects: list[Effect] = [_event("instance.up", member, first=True)]
-        if hb.health == "failing":
-            effects.append(_event("health.failing", member, first=True))
-        return _with(view, member, routing_changed=True), effects
+        # A node that first sees an incarnation after its first heartbeat (it joined later,
+        # or the instance came back from a failure it did not witness) observes a state,
+        # not a happening: the nodes that saw it happen say so. After a goodbye this node
+        # saw, a new incarnation is a happening whenever it is seen.
+        seen_start = old is not None or hb.seq <= FIRST_SEQ
+        started = _started(member, "instance.up" if seen_start else None)
+        return _with(view, member, routing_changed=True), started
     if (hb.incarnation, hb.seq) <= (old.record.incarnation, old.seq):
         return view, [Dropped("stale")]
     if hb.incarnation > old.record.incarnation:
         member = Member(hb, draining, now, now, hb.seq)
-        effects = [_event("instance.restarted", member)]
-        if hb.health == "failing":
-            effects.append(_event("health.failing", member))
-        return _with(view, member, routing_changed=True), effects
+        return _with(view, member, routing_changed=True), _started(member, "instance.restarted")
     if old.state is State.LEFT:
         # A heartbeat racing its own leave: the goodbye wins for this incarnation.
         return view, [Dropped("stale")]
     state = draining
     member = Member(hb, state, now, old.since if state is old.state else now, hb.seq)
-    effects = []
+    effects: list[Effect] = []
     if old.state in (State.SUSPECT, State.DOWN) and state is State.ALIVE:
         effects.append(_event("instance.up", member, previous=old.state.value))
     elif state is State.DRAINING and old.state is not State.DRAINING:

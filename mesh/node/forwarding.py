@@ -19,6 +19,7 @@ from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.errors import BusError, InvalidMessage
 from mesh.forwarding.defaults import default_service
+from mesh.forwarding.ejection_events import EjectionEvents
 from mesh.forwarding.explain import Vantage
 from mesh.forwarding.load_window import LoadWindow
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
@@ -26,7 +27,7 @@ from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.forwarding.routing import DefaultRoutes, no_route
 from mesh.membership.discovery import Discovery
 from mesh.membership.view import View
-from mesh.messages import Event, EventKind, Evidence, decode, encode
+from mesh.messages import Evidence, decode, encode
 from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
 from mesh.observe.tap_source import TapSource
@@ -35,9 +36,6 @@ from mesh.policy.model import Document
 from mesh.resilience.outlier import Ejected, Restored
 
 log = logging.getLogger(__name__)
-
-# Observers that eject the same instance within one such window store one event.
-_EVENT_BUCKET = 30.0
 
 
 class Host(Protocol):
@@ -100,6 +98,7 @@ class Forwarding:
         self._default = default_service(settings)
         self._swap({})  # the settings-made policies, until the bucket's arrive
         directory.on_evidence = self._publish_evidence
+        self._ejections = EjectionEvents()
         directory.on_ejection = self._ejection_event
         engine.on_sweep = self._sweep
         node.discovery.on_change(self._view_changed)
@@ -112,6 +111,7 @@ class Forwarding:
             metrics=node.metrics,
             compile_and_swap=self._swap,
             defaults=self._default,
+            clock=clock,
         )
         metrics, pools = node.metrics, engine.pools
         metrics.gauge(
@@ -199,6 +199,7 @@ class Forwarding:
 
     def _view_changed(self, view: View) -> None:
         self.engine.view_changed(self.directory.update(view, self._clock.monotonic()))
+        self._ejections.retain(view)
 
     def _swap(self, documents: Mapping[str, Document]) -> None:
         """Compile a whole revision and swap it in; requests in flight keep the old one."""
@@ -243,6 +244,9 @@ class Forwarding:
     # --- outputs ---
 
     def _publish_evidence(self, evidence: Evidence) -> None:
+        member = self.node.discovery.view.members.get(evidence.instance)
+        if member is not None:  # the seq heard now, which our own ejection is named after
+            evidence = msgspec.structs.replace(evidence, seq=member.seq)
         task = asyncio.get_running_loop().create_task(self._send_evidence(evidence))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -254,21 +258,14 @@ class Forwarding:
             subject = subjects.evidence(reporter, evidence.service, evidence.instance)
             await self.node.bus.publish(subject, encode(stamped))
 
-    def _ejection_event(self, service: str, effect: Ejected | Restored) -> None:
-        kind: EventKind = "instance.ejected" if isinstance(effect, Ejected) else "instance.restored"
-        bucket = int(self._clock.wall() // _EVENT_BUCKET)
-        detail = {"reason": effect.reason} if isinstance(effect, Ejected) else {}
+    def _ejection_event(
+        self, service: str, effect: Ejected | Restored, evidence: Evidence | None
+    ) -> None:
+        event = self._ejections.event(service, effect, evidence, self.node.discovery.view)
         level = logging.WARNING if isinstance(effect, Ejected) else logging.INFO
-        log.log(level, "%s %s/%s %s", kind, service, effect.instance, detail.get("reason", ""))
-        self.node.events.emit(
-            Event(
-                id=f"{kind}:{service}:{effect.instance}:{bucket}",
-                kind=kind,
-                service=service,
-                instance=effect.instance,
-                detail=detail,
-            )
-        )
+        reason = event.detail.get("reason", "")
+        log.log(level, "%s %s/%s %s", event.kind, service, effect.instance, reason)
+        self.node.events.emit(event)
 
     def _ejected(self) -> list[tuple[tuple[str, ...], float]]:
         return [((service,), float(n)) for service, n in self.directory.ejected_counts().items()]

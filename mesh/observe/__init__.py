@@ -1,2 +1,2 @@
-"""Watching the mesh work, from any machine that reaches NATS: golden signals, top, tap,
-explain, the dashboard; and their nodes' side."""
+"""Watching the mesh work, from any machine that reaches NATS: events, golden signals, top,
+tap, explain, the dashboard; and their nodes' side."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import get_args
 
 import nats
@@ -13,8 +14,9 @@ from mesh_cli import Ran, mesh_command
 from nats.aio.client import Client
 
 from mesh import config, subjects
-from mesh.bus import setup
+from mesh.bus import NatsBus, setup
 from mesh.messages import Event, EventKind, encode
+from mesh.observe.events import Printer, events_filter, follow
 from mesh.playground.natsserver import NatsServer
 
 # The stored events, published once for the module: two services, two kinds.
@@ -45,7 +47,9 @@ def stored(module_nats: NatsServer) -> str:
 
 
 async def publish(client: Client, kind: EventKind, service: str, event_id: str) -> None:
-    event = Event(id=event_id, kind=kind, service=service, instance="i-1", node="test", at=1.0)
+    event = Event(
+        id=event_id, kind=kind, service=service, instance="i-1", node="test", at=time.time()
+    )
     await client.publish(
         subjects.event(kind, service), encode(event), headers={"Nats-Msg-Id": event_id}
     )
@@ -118,3 +122,42 @@ def test_a_filter_that_cannot_match_is_refused_in_one_line(flag: str, value: str
 def test_every_kind_leaves_the_service_in_the_third_token(kind: str) -> None:
     """The filter puts --service after two kind tokens: a longer kind would escape it."""
     assert len(kind.split(".")) == 2
+
+
+def test_since_replays_exactly_the_window_each_event_once(
+    stored: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before the window: not shown; stored in it but seen before it (a node that was cut
+    off publishes late): not shown; in it: all, once each, though sent twice."""
+
+    async def scenario() -> None:
+        client = await nats.connect(stored, connect_timeout=2)
+        bus = NatsBus(config.load(nats_url=stored), name="test-since")
+        try:
+            await publish(client, "instance.down", "window", "before")
+            await client.flush()
+            await asyncio.sleep(0.3)
+            since = time.time()
+            await asyncio.sleep(0.05)
+            late = Event(id="late", kind="instance.down", service="window", at=since - 1.0)
+            await client.publish(
+                subjects.event("instance.down", "window"),
+                encode(late),
+                headers={"Nats-Msg-Id": "late"},
+            )
+            for event_id in ("inside-1", "inside-2", "inside-1"):  # a second observer's copy
+                await publish(client, "instance.down", "window", event_id)
+            await client.flush()
+            await bus.start(wait=5.0)
+            printer = Printer(since=since, as_json=True)
+            await follow(bus, events_filter("*.*", "window"), since, printer)
+            await asyncio.sleep(0.2)
+            await publish(client, "instance.up", "window", "after")  # then it follows
+            await asyncio.sleep(0.2)
+        finally:
+            await bus.close()
+            await client.close()
+
+    asyncio.run(scenario())
+    shown = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert shown == ["inside-1", "inside-2", "after"]

@@ -474,11 +474,11 @@ async def test_each_role_can_do_what_its_processes_need(secure: Secure, bus_of: 
     async def replay(delivery: Delivery) -> None:
         replayed.append(delivery.subject)
 
-    await monitor.replay(subjects.EVENTS_STREAM, subjects.EVENTS, None, replay)
+    await monitor.replay(subjects.EVENTS_STREAM, subjects.EVENTS, 0.0, replay)
     await until(lambda: subjects.event("instance.up", "hello") in replayed)
     # ... and so does a gateway, for its dashboard.
     replayed.clear()
-    await gateway.replay(subjects.EVENTS_STREAM, subjects.EVENTS, None, replay)
+    await gateway.replay(subjects.EVENTS_STREAM, subjects.EVENTS, 0.0, replay)
     await until(lambda: subjects.event("instance.up", "hello") in replayed)
     monitor_kv = KvStore(monitor, subjects.POLICY_BUCKET)
     await monitor_kv.open()

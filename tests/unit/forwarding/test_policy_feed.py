@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from factories import service_defaults
+from manual_clock import ManualClock
 from memory_bus import MemoryBus, MemoryHub
 from policy_bucket import MemoryBucket
 from waiting import settle, until
@@ -18,6 +19,7 @@ from mesh.forwarding import policy_feed
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected
 from mesh.messages import Event, decode
 from mesh.metrics import Metrics
+from mesh.observe.event_lines import line
 from mesh.policy.model import Document, Route, Service
 
 GREET: dict[str, Any] = {
@@ -73,7 +75,7 @@ class Node:
 
 
 @pytest.fixture
-async def node() -> AsyncIterator[Node]:
+async def node(clock: ManualClock) -> AsyncIterator[Node]:
     hub, bucket, metrics = MemoryHub(), MemoryBucket(), Metrics()
     bus = hub.bus()
     events = EventLog(bus, "node-1", metrics)
@@ -88,10 +90,16 @@ async def node() -> AsyncIterator[Node]:
         metrics=metrics,
         compile_and_swap=compiler,
         defaults=service_defaults(retry_attempts=5),
+        clock=clock,
     )
     yield Node(hub, bus, bucket, metrics, compiler, feed)
     await feed.stop()
     await events.close(timeout=0.1)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 async def started(node: Node) -> None:
@@ -115,6 +123,25 @@ async def test_the_current_revisions_are_applied_before_the_feed_is_ready(node: 
     ]
     gauge = {name: source for name, _, _, source in node.metrics._gauges}["mesh_policy_revision"]
     assert sorted(gauge()) == [(("route.greet",), 1.0), (("service.hello",), 2.0)]
+
+
+async def test_an_acknowledgement_says_which_policy_and_how_long_it_took(
+    node: Node, clock: ManualClock
+) -> None:
+    await started(node)
+    await node.bucket.put("route.greet", GREET, created=clock.wall() - 0.003)
+    await settle()
+    [event] = [
+        e
+        for e in (decode(d.subject, d.data) for d in node.hub.published)
+        if isinstance(e, Event) and e.kind == "policy.applied"
+    ]
+    assert (event.service, event.instance) == ("greet", "node-1")
+    assert (event.detail["policy"], event.detail["revision"]) == ("Route/greet", "1")
+    assert event.detail["after_ms"] == "3"
+    assert line(event).endswith(
+        "policy.applied     Route/greet rev 1 on node-1 (3 ms after publish)"
+    )
 
 
 async def test_a_service_document_is_merged_over_this_nodes_settings(node: Node) -> None:

@@ -12,6 +12,7 @@ from memory_bus import MemoryBus, MemoryHub
 from waiting import settle, until
 
 from mesh import subjects
+from mesh.errors import BusUnavailable
 from mesh.membership.announcer import Announcer
 from mesh.messages import Heartbeat, Leave, Load, Sync, decode, encode
 
@@ -153,3 +154,33 @@ async def test_a_leave_nats_did_not_take_says_so(voice: Callable[..., Voice]) ->
     v.bus.set_connected(True)
     assert await v.announcer.leave() is False
     assert v.seqs() == [1]
+
+
+class LosesOne(MemoryBus):
+    """Connected, but the first publish fails, as a connection lost on the way does."""
+
+    lost = 0
+
+    async def publish(
+        self, subject: str, data: bytes, *, headers: dict[str, str] | None = None
+    ) -> None:
+        if not self.lost:
+            self.lost += 1
+            raise BusUnavailable("connection lost")
+        await super().publish(subject, data, headers=headers)
+
+
+async def test_a_heartbeat_nats_did_not_take_gives_its_seq_to_the_next() -> None:
+    """The others know they saw an incarnation start by its seq 1: it must be sent."""
+    hub = MemoryHub()
+    bus = LosesOne(hub)
+    record = heartbeat("i1", incarnation=0, seq=0, interval=SLOW)
+    announcer = Announcer(bus, record, clock=ManualClock())
+    voice = Voice(hub, bus, announcer)
+    await announcer.start()
+    await settle()
+    assert (bus.lost, voice.seqs()) == (1, [])
+    bus.set_connected(False)
+    bus.set_connected(True)  # a reconnect asks for a heartbeat at once
+    await until(lambda: voice.seqs() == [1])
+    await announcer.leave(timeout=0.1)

@@ -93,6 +93,19 @@ async def test_heartbeats_join_the_view_and_only_routing_changes_reach_listeners
     assert (up.node, up.at) == ("obs", EPOCH + observer.clock.now)  # stamped by the log
 
 
+async def test_a_node_leaves_its_own_arrival_to_the_nodes_already_there(
+    observer: Observer,
+) -> None:
+    """It cannot tell its restart (instance.restarted to the others) from a first start:
+    telling either would store a second copy of the others' event."""
+    await observer.discovery.start()
+    await observer.send(heartbeat("obs", "gateway", seq=1, health="failing"))
+    await observer.send(heartbeat("obs", "gateway", seq=2, health="failing", draining=True))
+    await until(lambda: len(observer.events()) == 2)
+    assert [e.kind for e in observer.events()] == ["health.failing", "instance.draining"]
+    assert observer.discovery.view.members["obs"].state is State.DRAINING
+
+
 async def test_silence_on_the_injected_clock_makes_a_member_suspect_then_down(
     observer: Observer,
 ) -> None:

@@ -27,15 +27,30 @@ from mesh.messages import Load
 def test_first_heartbeat_announces(
     fields: dict[str, Any], state: State, routable: bool, expected: list[str]
 ) -> None:
-    hb = heartbeat(seq=4, **fields)
+    hb = heartbeat(seq=1, **fields)
     view, effects = v.apply(new_view(), hb, 10.0)
     m = member(view)
-    assert (m.record, m.state, m.heard, m.since, m.seq) == (hb, state, 10.0, 10.0, 4)
+    assert (m.record, m.state, m.heard, m.since, m.seq) == (hb, state, 10.0, 10.0, 1)
     assert m.routable is routable
     assert kinds(effects) == expected
-    # A first sighting leaves the seq out: observers that start later agree on the id.
-    assert ids(effects) == [f"{kind}:orders:i1:1:first" for kind in expected]
+    # An incarnation's arrival is named by the incarnation; a state by the seq that began it.
+    assert (
+        ids(effects) == ["instance.up:orders:i1:1", "health.failing:orders:i1:1:1"][: len(expected)]
+    )
     assert {(e.service, e.instance) for e in events(effects)} == {("orders", "i1")}
+    assert view.version == 1
+
+
+@pytest.mark.parametrize("fields", [{}, {"health": "failing"}, {"draining": True}])
+def test_a_first_sighting_after_the_first_heartbeat_is_no_happening(
+    fields: dict[str, Any],
+) -> None:
+    """A node that joins late sees what was already so: it records it and says nothing."""
+    hb = heartbeat(seq=40, **fields)
+    view, effects = v.apply(new_view(), hb, 10.0)
+    m = member(view)
+    assert (m.record, m.heard, m.since, m.seq) == (hb, 10.0, 10.0, 40)
+    assert effects == []
     assert view.version == 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 from factories import LAN, heartbeat, leave, new_view
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,23 +19,27 @@ from mesh.timing import PRESETS, Timing
 # --- event ids: two observers that saw the same messages publish the same ids -------------
 
 
-def observe(timing: Timing, offset: float, scale: float) -> list[str]:
-    """One observer's event ids for a fixed story, on its own clock and preset."""
-    story: list[tuple[float, Any]] = [
-        (0.0, heartbeat(seq=1)),
-        (0.5, heartbeat("i2", seq=1, health="failing")),
-        (1.0, heartbeat(seq=2, health="failing")),
-        (2.0, heartbeat(seq=3)),
-        (2.5, heartbeat("i2", seq=2)),
-        (3.0, leave("i2", seq=3, reason="drain")),
-        (20.0, "tick"),  # i1 silent: suspect or down (the id does not depend on which tick)
-        (21.0, heartbeat(seq=4)),
-        (22.0, heartbeat(incarnation=2, seq=0)),
-        (23.0, leave(incarnation=2, seq=1)),
-    ]
+STORY: list[tuple[float, Any]] = [
+    (0.0, heartbeat(seq=1)),
+    (0.5, heartbeat("i2", seq=1, health="failing")),
+    (1.0, heartbeat(seq=2, health="failing")),
+    (2.0, heartbeat(seq=3)),
+    (2.5, heartbeat("i2", seq=2)),
+    (3.0, leave("i2", seq=3, reason="drain")),
+    (20.0, "tick"),  # i1 silent: suspect or down (the id does not depend on which tick)
+    (21.0, heartbeat(seq=4)),
+    (22.0, heartbeat(incarnation=2, seq=0)),
+    (23.0, leave(incarnation=2, seq=1)),
+]
+RESTART = 8  # the story's restart of i1, without a goodbye
+
+
+def observe(timing: Timing, offset: float, scale: float, joins: int = 0) -> list[str]:
+    """One observer's event ids for a fixed story, on its own clock and preset; it hears
+    the story from message `joins` on (a node that joined then)."""
     view = new_view(timing)
     out: list[str] = []
-    for at, message in story:
+    for at, message in STORY[joins:]:
         now = offset + at * scale
         if message == "tick":
             view, effects = v.tick(view, now)
@@ -49,9 +54,9 @@ def test_two_observers_derive_identical_event_ids() -> None:
     b = observe(PRESETS["local"], offset=12_345.678, scale=1.0)
     assert a == b
     assert a == [
-        "instance.up:orders:i1:1:first",
-        "instance.up:orders:i2:1:first",
-        "health.failing:orders:i2:1:first",
+        "instance.up:orders:i1:1",
+        "instance.up:orders:i2:1",
+        "health.failing:orders:i2:1:1",
         "health.failing:orders:i1:1:2",
         "health.passing:orders:i1:1:3",
         "health.passing:orders:i2:1:2",
@@ -59,10 +64,27 @@ def test_two_observers_derive_identical_event_ids() -> None:
         "instance.down:orders:i1:1:3",
         "instance.down:orders:i2:1:3",  # draining, then silent
         "instance.up:orders:i1:1:4",
-        "instance.restarted:orders:i1:2:0",
+        "instance.restarted:orders:i1:2",
         "instance.left:orders:i1:2:1",
     ]
     assert len(set(a)) == len(a)
+
+
+@pytest.mark.parametrize("joins", range(1, RESTART))
+def test_a_late_observer_tells_nothing_the_others_did_not(joins: int) -> None:
+    """A node joining at any point (even during i1's failure) publishes only ids that the
+    node there from the start published: the stream gets no second copy of anything."""
+    late = observe(LAN, offset=50.0, scale=1.0, joins=joins)
+    assert set(late) <= set(observe(LAN, offset=0.0, scale=1.0))
+
+
+def test_a_late_observer_that_never_knew_the_old_incarnation_sees_a_start() -> None:
+    """The one exception, documented: a node that joined after i1 died sees its restart
+    as a new instance coming up."""
+    assert observe(LAN, offset=0.0, scale=1.0, joins=RESTART) == [
+        "instance.up:orders:i1:2",
+        "instance.left:orders:i1:2:1",
+    ]
 
 
 def test_derived_events_carry_no_observer_specific_fields() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from factories import RequestHead, evidence, heartbeat, leave
-from manual_clock import EPOCH, ManualClock
+from manual_clock import ManualClock
 from memory_bus import MemoryBus, MemoryHub
 from policy_bucket import MemoryBucket
 from waiting import settle, until
@@ -195,13 +195,15 @@ async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
     await three_hellos(gateway)
     await gateway.announce(gateway_node("gw-2"))
     gateway.engine.directory.state("hello")  # this node calls hello
-    refused = evidence(service="hello", instance="h2", observer="gw-2", signal="refused")
+    await gateway.announce(hello("h2", 9002, seq=8))  # this node has heard seq 8 by now
+    refused = evidence(service="hello", instance="h2", observer="gw-2", signal="refused", seq=7)
     await gateway.peer.publish(subjects.evidence("gateway", "hello", "h2"), encode(refused))
     await until(lambda: gateway.events("instance.ejected"))
     [ejected] = gateway.events("instance.ejected")
     assert (ejected.instance, ejected.detail) == ("h2", {"reason": "evidence-refused"})
-    # One event however many observers eject it within a window of the wall clock.
-    assert ejected.id == f"instance.ejected:hello:h2:{int((EPOCH + gateway.clock.now) // 30)}"
+    # Named after the instance's state the observer saw fail (incarnation 1, seq 7), as
+    # the observer names its own: one event however many nodes eject on its word.
+    assert ejected.id == "instance.ejected:hello:h2:1:7"
     exposition = render(registry_for(gateway.node.metrics)).decode()
     assert 'mesh_ejections_active{service="hello"} 1.0' in exposition
     # Ejected on another observer's word: counted under the instance, by that cause.
@@ -217,7 +219,8 @@ async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
     gateway.clock.now += 0.2  # the ejection ran out on the injected clock
     gateway.engine.sweep()
     await until(lambda: gateway.events("instance.restored"))
-    assert [e.instance for e in gateway.events("instance.restored")] == ["h2"]
+    # The end of that same ejection: whichever node lets it back first stores it.
+    assert [e.id for e in gateway.events("instance.restored")] == ["instance.restored:hello:h2:1:7"]
 
 
 async def test_evidence_about_strangers_or_unreadable_is_dropped(gateway: Wired) -> None:
@@ -273,6 +276,10 @@ async def test_our_own_refused_connection_goes_out_as_evidence(gateway: Wired) -
     )
     # NATS echoes it back: our own word ejects here too, as anyone's would.
     await until(lambda: gateway.events("instance.ejected"))
+    # The evidence carries the seq we had heard of h2, which names our ejection event:
+    # every node ejecting on it derives the same id.
+    assert sent.seq == 1
+    assert [e.id for e in gateway.events("instance.ejected")] == ["instance.ejected:hello:h2:1:1"]
 
 
 async def test_route_policies_choose_the_gateways_router(gateway: Wired) -> None:
