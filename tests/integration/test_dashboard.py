@@ -1,5 +1,6 @@
-"""The gateway's dashboard in a real browser: a real nats-server, a gateway and two agents
-(in process), Debian's headless Chromium over the DevTools protocol.
+"""The gateway's dashboard in a real browser: a real nats-server, a gateway and hello-1's agent
+in process, hello-2's agent a real process (so that it can be SIGKILLed), Debian's headless
+Chromium over the DevTools protocol.
 
 The screenshot is kept under test-artifacts/ (ignored by git); the test prints its path.
 """
@@ -8,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import mesh_procs
 import pytest
 from aiohttp import web
 from browser import Browser
+from mesh_procs import Proc
 from pydantic import SecretStr
 from waiting import until
 
@@ -34,6 +38,7 @@ from mesh.node import admin
 from mesh.node.ports import free_port
 from mesh.observe.feed import READER_BACKLOG, Feed
 from mesh.playground.natsserver import NatsServer
+from mesh.timing import PRESETS
 
 
 def metrics_text(metrics: Metrics) -> str:
@@ -42,13 +47,22 @@ def metrics_text(metrics: Metrics) -> str:
 
 TOKEN = "dashboard-test-token-0123456789"
 ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LEAVES_WITHIN = 3.0  # a leave is pushed at once; this covers a busy machine's delays
+# Everything runs the `local` preset: a silent instance is down after 1.2 s.
+LOCAL = PRESETS["local"]
+DOWN_AFTER = LOCAL.interval * LOCAL.down_intervals
+# A busy machine's delays on top of a detection or a leave: the gateway's expiry tick, the
+# push to the page and Chromium's rendering, each held up by 2 shared cores.
+BUSY = 2.0
+# A killed instance sends nothing: the page shows it down once its silence is long enough.
+KILL_SEEN_WITHIN = DOWN_AFTER + BUSY
+LEAVE_SEEN_WITHIN = BUSY  # a leave is pushed at once
 
 
 @dataclass
 class Mesh:
     admin_port: int
     edge_port: int
+    processes: dict[str, Proc] = field(default_factory=dict)
     stops: dict[str, asyncio.Event] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[int]] = field(default_factory=dict)
     services: list[web.AppRunner] = field(default_factory=list)
@@ -91,7 +105,9 @@ async def _ready(port: int, timeout: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def mesh(nats_url: str) -> AsyncIterator[Mesh]:
+async def mesh(nats_url: str, workdir: Path) -> AsyncIterator[Mesh]:
+    """hello-2's agent is a process, started first (its interpreter takes longest to start),
+    the rest in process."""
     settings = s = Settings(
         nats_url=nats_url,
         preset="local",
@@ -100,25 +116,36 @@ async def mesh(nats_url: str) -> AsyncIterator[Mesh]:
         gateway_admin=f"127.0.0.1:{free_port()}",
         health_interval=0.2,
     )
-    made = Mesh(*(int(a.rsplit(":", 1)[1]) for a in (s.gateway_admin, s.gateway_listen)))
+    processes = mesh_procs.Mesh(
+        nats_url, workdir, env={"MESH_PRESET": "local", "MESH_HEALTH_INTERVAL": "0.2"}
+    )
+    admin_port, edge_port = (int(a.rsplit(":", 1)[1]) for a in (s.gateway_admin, s.gateway_listen))
+    made = Mesh(admin_port, edge_port)
     try:
+        runner, port = await _service()
+        made.services.append(runner)
+        made.processes["hello-2"] = processes.spawn(
+            "hello-2",
+            *("agent", "--service", "hello", "--port", str(port), "--instance-id", "hello-2"),
+            *("--health-path", "/health", "--admin-port", "0", "--outbound", ""),
+        )
         made.start("gateway", gateway.run(settings, stop := asyncio.Event()), stop)
-        for name in ("hello-1", "hello-2"):
-            runner, port = await _service()
-            made.services.append(runner)
-            options = agent.AgentOptions(
-                service="hello",
-                port=port,
-                host="127.0.0.1",
-                health_path="/health",
-                admin_port=0,
-                instance_id=name,
-                outbound="",
-            )
-            made.start(name, agent.run(settings, options, stop := asyncio.Event()), stop)
+        runner, port = await _service()
+        made.services.append(runner)
+        options = agent.AgentOptions(
+            service="hello",
+            port=port,
+            host="127.0.0.1",
+            health_path="/health",
+            admin_port=0,
+            instance_id="hello-1",
+            outbound="",
+        )
+        made.start("hello-1", agent.run(settings, options, stop := asyncio.Event()), stop)
         await _ready(made.admin_port, timeout=10.0)
         yield made
     finally:
+        processes.close()
         for name in made.stops:
             made.stops[name].set()
         await asyncio.wait(made.tasks.values(), timeout=15.0)
@@ -137,6 +164,15 @@ async def _load(port: int, statuses: list[int], stop: asyncio.Event) -> None:
                 return
 
 
+SHOWN_STATES = """
+window.shownStates = [document.querySelector("tr[data-instance=hello-2]").dataset.state];
+new MutationObserver(() => {
+    const state = document.querySelector("tr[data-instance=hello-2]")?.dataset.state ?? "none";
+    if (window.shownStates.at(-1) !== state) window.shownStates.push(state);
+}).observe(document.getElementById("services"), {childList: true, subtree: true});
+"""
+
+
 def _signal(service: str, name: str) -> str:
     """The figure the page shows for a service's signal."""
     selector = f"div.service[data-service={service}] [data-signal={name}] .value"
@@ -149,7 +185,7 @@ async def test_the_dashboard_shows_the_mesh_live(
     browser_starting = asyncio.create_task(Browser.launch(tmp_path / "chromium-profile"))
     async with contextlib.AsyncExitStack() as stack:
         try:
-            running = await stack.enter_async_context(mesh(module_nats.url))
+            running = await stack.enter_async_context(mesh(module_nats.url, tmp_path))
         finally:
             browser = await browser_starting
             stack.push_async_callback(browser.close)
@@ -159,7 +195,11 @@ async def test_the_dashboard_shows_the_mesh_live(
         await page.send("Page.navigate", url=f"{origin}/")
 
         alive = 'document.querySelectorAll("tr[data-instance^=hello-][data-state=alive]")'
-        await page.wait_for(f"{alive}.length === 2", "both hello instances alive", 8.0)
+        killed = running.processes["hello-2"]
+        try:
+            await page.wait_for(f"{alive}.length === 2", "both hello instances alive", 10.0)
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}; hello-2's agent: {killed.tail()}") from None
         assert f"{origin}/" in challenged, "the page was served without the admin token"
 
         # Golden signals from the heartbeats' load figures, live.
@@ -175,19 +215,38 @@ async def test_the_dashboard_shows_the_mesh_live(
         assert statuses
         assert set(statuses) == {200}
 
-        await running.stop("hello-2")
-        row = 'document.querySelector("tr[data-instance=hello-2]")'
+        # Every state hello-2's row is drawn in, in order: a poll could miss a short one.
+        await page.evaluate(SHOWN_STATES)
+        loop = asyncio.get_running_loop()
+        killed.kill()  # SIGKILL: no leave, the mesh learns it from silence alone
+        killed_at = loop.time()
+        assert killed.returncode == -signal.SIGKILL
         await page.wait_for(
-            f'!{row} || ["left", "down"].includes({row}.dataset.state)',
-            "hello-2 leaving the page",
-            LEAVES_WITHIN,
+            'document.querySelector("tr[data-instance=hello-2]")?.dataset.state === "down"',
+            "hello-2 down after its agent was killed",
+            KILL_SEEN_WITHIN,
         )
-        await page.wait_for(
-            'document.querySelector("li[data-kind=\\"instance.left\\"][data-instance=hello-2]")',
-            "the instance.left event of hello-2",
-            LEAVES_WITHIN,
-        )
+        for kind in ("instance.suspect", "instance.down"):
+            await page.wait_for(
+                f'document.querySelector("li[data-kind=\\"{kind}\\"][data-instance=hello-2]")',
+                f"the {kind} event of hello-2",
+                killed_at + KILL_SEEN_WITHIN - loop.time(),
+            )
+        assert await page.evaluate("window.shownStates") == ["alive", "suspect", "down"]
         assert await page.evaluate(f"{alive}.length") == 1
+
+        # A graceful stop: the leave is pushed at once, and the page says so.
+        await running.stop("hello-1")
+        await page.wait_for(
+            'document.querySelector("tr[data-instance=hello-1]")?.dataset.state === "left"',
+            "hello-1 left",
+            LEAVE_SEEN_WITHIN,
+        )
+        await page.wait_for(
+            'document.querySelector("li[data-kind=\\"instance.left\\"][data-instance=hello-1]")',
+            "the instance.left event of hello-1",
+            LEAVE_SEEN_WITHIN,
+        )
 
         ARTEFACTS.mkdir(exist_ok=True)
         shot = await page.screenshot(ARTEFACTS / "dashboard.png")
