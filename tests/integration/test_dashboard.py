@@ -226,13 +226,18 @@ async def test_the_dashboard_shows_the_mesh_live(
             "hello-2 down after its agent was killed",
             KILL_SEEN_WITHIN,
         )
-        for kind in ("instance.suspect", "instance.down"):
+        shown = await page.evaluate("window.shownStates")
+        # The view skips suspect on purpose when its expiry check runs later than the
+        # suspect phase lasts (0.6 s): a stalled CI machine may do that, nothing else may.
+        assert shown in (["alive", "suspect", "down"], ["alive", "down"])
+        for kind in (
+            ("instance.suspect", "instance.down") if "suspect" in shown else ("instance.down",)
+        ):
             await page.wait_for(
                 f'document.querySelector("li[data-kind=\\"{kind}\\"][data-instance=hello-2]")',
                 f"the {kind} event of hello-2",
                 killed_at + KILL_SEEN_WITHIN - loop.time(),
             )
-        assert await page.evaluate("window.shownStates") == ["alive", "suspect", "down"]
         assert await page.evaluate(f"{alive}.length") == 1
 
         # A graceful stop: the leave is pushed at once, and the page says so.
