@@ -12,7 +12,6 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -160,33 +159,4 @@ def registry_for(metrics: Metrics) -> CollectorRegistry:
 
 
 def render(registry: CollectorRegistry) -> bytes:
-    return generate_latest(registry)
-
-
-class _Families(Collector):
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> Iterable[Metric]:
-        return self._families
-
-
-def merge(expositions: Iterable[tuple[str, str]]) -> bytes:
-    """One exposition from several worker processes': every sample gains a `worker` label.
-
-    Summing across workers is left to the query (`sum without (worker)`), which keeps
-    gauges such as mesh_members meaningful (each worker has its own view).
-    """
-    families: dict[str, Metric] = {}
-    for worker, text in expositions:
-        for family in text_string_to_metric_families(text):
-            merged = families.get(family.name)
-            if merged is None:
-                merged = families[family.name] = Metric(
-                    family.name, family.documentation, family.type
-                )
-            for sample in family.samples:
-                merged.add_sample(sample.name, {**sample.labels, "worker": worker}, sample.value)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families.values()))
     return generate_latest(registry)
