@@ -31,7 +31,7 @@ class Metrics:
         # (service, route) -> [count per bucket..., count above the last bucket]
         self.durations: dict[tuple[str, str], list[int]] = {}
         self.duration_sums: dict[tuple[str, str], float] = {}
-        self.upstream_attempts: dict[tuple[str, ...], int] = {}
+        self.upstream_resends: dict[tuple[str, ...], int] = {}
         self.bus_invalid: dict[str, int] = {}
         self.view_dropped: dict[str, int] = {}
         self.events_dropped = 0
@@ -52,9 +52,9 @@ class Metrics:
         buckets[bisect_left(BUCKETS, seconds)] += 1
         self.duration_sums[hkey] += seconds
 
-    def attempt(self, service: str, outcome: str) -> None:
-        key = (service, outcome)
-        self.upstream_attempts[key] = self.upstream_attempts.get(key, 0) + 1
+    def resend(self, service: str, reason: str) -> None:
+        key = (service, reason)
+        self.upstream_resends[key] = self.upstream_resends.get(key, 0) + 1
 
     def invalid_message(self, family: str) -> None:
         self.bus_invalid[family] = self.bus_invalid.get(family, 0) + 1
@@ -76,7 +76,9 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
-            "mesh_requests", "Requests answered.", labels=["service", "route", "code", "flags"]
+            "mesh_requests",
+            "Requests answered, by status code and response flags (`-`: none).",
+            labels=["service", "route", "code", "flags"],
         )
         for (service, route, status, flags), count in list(self.requests.items()):
             requests.add_metric([service, route, str(status), flags], count)
@@ -94,10 +96,11 @@ class Metrics:
             durations.add_metric(list(key), buckets, self.duration_sums[key])
         yield durations
         yield _counter(
-            "mesh_upstream_attempts",
-            "Attempts to reach an instance.",
-            ["service", "outcome"],
-            self.upstream_attempts,
+            "mesh_upstream_resends",
+            "Requests sent again: `retry` after a failed attempt, `stale-connection` when a"
+            " reused keep-alive connection turned out closed (no evidence against anyone).",
+            ["service", "reason"],
+            self.upstream_resends,
         )
         yield _counter(
             "mesh_bus_invalid_messages",

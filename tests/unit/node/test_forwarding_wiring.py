@@ -220,6 +220,18 @@ async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
     assert [e.instance for e in gateway.events("instance.restored")] == ["h2"]
 
 
+async def test_requests_in_flight_to_each_service_are_a_gauge(gateway: Wired) -> None:
+    await three_hellos(gateway)
+    state = gateway.engine.directory.state("hello")
+    assert state is not None
+    assert [state.limit.try_acquire(), state.limit.try_acquire()] == [True, True]  # two under way
+    exposition = render(registry_for(gateway.node.metrics)).decode()
+    assert 'mesh_upstream_requests_in_flight{service="hello"} 2.0' in exposition
+    state.limit.release()
+    exposition = render(registry_for(gateway.node.metrics)).decode()
+    assert 'mesh_upstream_requests_in_flight{service="hello"} 1.0' in exposition
+
+
 async def test_evidence_about_strangers_or_unreadable_is_dropped(gateway: Wired) -> None:
     await three_hellos(gateway)
     await gateway.announce(gateway_node("gw-2"))
