@@ -80,9 +80,9 @@ def test_a_series_a_worker_forgets_is_kept_while_another_has_it_then_goes() -> N
     orders = (
         "# HELP mesh_upstream_retries_total Retries.\n"
         "# TYPE mesh_upstream_retries_total counter\n"
-        'mesh_upstream_retries_total{{instance="i1"}} {n}\n'
+        'mesh_upstream_retries_total{{mesh_instance="i1"}} {n}\n'
     )
-    retries = ("mesh_upstream_retries_total", (("instance", "i1"),))
+    retries = ("mesh_upstream_retries_total", (("mesh_instance", "i1"),))
     fleet = FleetMetrics()
     fleet.merge(
         [("0", page(1, extra=orders.format(n=4))), ("1", page(1, extra=orders.format(n=2)))]

@@ -206,7 +206,7 @@ async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
     assert 'mesh_ejections_active{service="hello"} 1.0' in exposition
     # Ejected on another observer's word: counted under the instance, by that cause.
     ejections = (
-        'mesh_upstream_ejections_total{cause="evidence-refused",instance="h2",service="hello"}'
+        'mesh_upstream_ejections_total{cause="evidence-refused",mesh_instance="h2",service="hello"}'
     )
     assert ejections + " 1.0" in exposition
 
