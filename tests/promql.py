@@ -1,9 +1,10 @@
-"""The PromQL of deploy/grafana/natsmesh.json, and the metric names it and a /metrics page name."""
+"""Prometheus in tests: the dashboard's PromQL, the metric names it reads, promtool's verdict."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,19 @@ def exported(text: str) -> set[str]:
         suffixes = _SAMPLE_SUFFIXES.get(family.type, ("",))
         names.update(family.name + suffix for suffix in suffixes)
     return names
+
+
+def promtool_problems(text: str) -> str:
+    """What `promtool check metrics` says of a /metrics page: "" when it is clean, lint
+    included (help text, counter suffixes, units)."""
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return (checked.stdout + checked.stderr).strip() or (
+        f"exit {checked.returncode}" if checked.returncode else ""
+    )

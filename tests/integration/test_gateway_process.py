@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import promql
 import pytest
 from mesh_procs import Client, Mesh, Proc, routable, wait_for
 
@@ -365,6 +366,9 @@ def test_workers_with_https_and_an_admin_token_serve_on_sockets_no_stranger_can_
     text = admin_page(first, "/metrics", TOKEN)
     # The supervisor and each worker refused the one request above: a total of three.
     assert "mesh_admin_refused_total 3.0" in text, text
+    # The merged page is as clean for Prometheus as each worker's (a single gateway's).
+    for page in [text, *(admin_page_at(p, "/metrics", TOKEN) for p in worker_admin_ports(first))]:
+        assert promql.promtool_problems(page) == ""
     first.signal(signal.SIGTERM)
     assert first.wait(20) == 0
 
