@@ -105,7 +105,7 @@ async def run(settings: Settings, options: AgentOptions, stop: asyncio.Event) ->
             )
             listeners.append(inbound)
             forwarding.taps.serve(inbound.engine)
-        admin_port = node.bind_admin("127.0.0.1", options.admin_port)
+        admin_port = node.bind_admin(settings.agent_admin_host, options.admin_port)
         if identity is not None:
             await identity.first(node.bus, settings.cert_wait)
     except BaseException:

@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from gateway.fleet_metrics import FleetMetrics
 from mesh import metrics
 from mesh.observe import dashboard
 from mesh.observe.feed import STREAM_HEADERS
@@ -42,13 +43,20 @@ def build(
     async def ask(path: str) -> list[Answer]:
         return await asyncio.gather(*(fetch(p, path) for p in admin_ports), return_exceptions=True)
 
+    fleet_metrics = FleetMetrics()
+    # One scrape at a time: pages merged out of order would look like worker restarts.
+    scraping = asyncio.Lock()
+
     async def metrics_page(request: web.Request) -> web.Response:
-        pages = [(str(index), _page(answer)) for index, answer in enumerate(await ask("/metrics"))]
-        texts = [(index, page.decode()) for index, page in pages if page is not None]
-        texts.append(("supervisor", metrics.render(own).decode()))
-        return web.Response(
-            body=metrics.merge(texts), headers={"Content-Type": metrics.CONTENT_TYPE}
-        )
+        async with scraping:
+            answers = await ask("/metrics")
+            pages: list[tuple[str, str | None]] = [
+                (str(index), None if (page := _page(answer)) is None else page.decode())
+                for index, answer in enumerate(answers)
+            ]
+            pages.append(("supervisor", metrics.render(own).decode()))
+            body = fleet_metrics.merge(pages)
+        return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def healthz(request: web.Request) -> web.Response:
         answers = await ask("/healthz")

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     agent_admin_port: int = Field(
         15000, ge=0, le=65535, description="Agent admin port (/healthz, /metrics); 0 = any."
     )
+    # Off loopback (a Prometheus in another container scrapes it), set MESH_ADMIN_TOKEN
+    # too: the admin port shows the view and the metrics to whoever reaches it.
+    agent_admin_host: str = Field(
+        "127.0.0.1", description="Address the agent admin port listens on."
+    )
     agent_outbound: str = Field(
         "127.0.0.1:15001",
         description="Agent outbound proxy address (the local service's HTTP_PROXY); '' = off.",

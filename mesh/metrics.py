@@ -12,7 +12,6 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -32,7 +31,7 @@ class Metrics:
         # (service, route) -> [count per bucket..., count above the last bucket]
         self.durations: dict[tuple[str, str], list[int]] = {}
         self.duration_sums: dict[tuple[str, str], float] = {}
-        self.upstream_attempts: dict[tuple[str, ...], int] = {}
+        self.upstream_resends: dict[tuple[str, ...], int] = {}
         self.bus_invalid: dict[str, int] = {}
         self.view_dropped: dict[str, int] = {}
         self.events_dropped = 0
@@ -53,9 +52,9 @@ class Metrics:
         buckets[bisect_left(BUCKETS, seconds)] += 1
         self.duration_sums[hkey] += seconds
 
-    def attempt(self, service: str, outcome: str) -> None:
-        key = (service, outcome)
-        self.upstream_attempts[key] = self.upstream_attempts.get(key, 0) + 1
+    def resend(self, service: str, reason: str) -> None:
+        key = (service, reason)
+        self.upstream_resends[key] = self.upstream_resends.get(key, 0) + 1
 
     def invalid_message(self, family: str) -> None:
         self.bus_invalid[family] = self.bus_invalid.get(family, 0) + 1
@@ -77,7 +76,9 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
-            "mesh_requests", "Requests answered.", labels=["service", "route", "code", "flags"]
+            "mesh_requests",
+            "Requests answered, by status code and response flags (`-`: none).",
+            labels=["service", "route", "code", "flags"],
         )
         for (service, route, status, flags), count in list(self.requests.items()):
             requests.add_metric([service, route, str(status), flags], count)
@@ -95,10 +96,11 @@ class Metrics:
             durations.add_metric(list(key), buckets, self.duration_sums[key])
         yield durations
         yield _counter(
-            "mesh_upstream_attempts",
-            "Attempts to reach an instance.",
-            ["service", "outcome"],
-            self.upstream_attempts,
+            "mesh_upstream_resends",
+            "Requests sent again: `retry` after a failed attempt, `stale-connection` when a"
+            " reused keep-alive connection turned out closed (no evidence against anyone).",
+            ["service", "reason"],
+            self.upstream_resends,
         )
         yield _counter(
             "mesh_bus_invalid_messages",
@@ -160,33 +162,4 @@ def registry_for(metrics: Metrics) -> CollectorRegistry:
 
 
 def render(registry: CollectorRegistry) -> bytes:
-    return generate_latest(registry)
-
-
-class _Families(Collector):
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> Iterable[Metric]:
-        return self._families
-
-
-def merge(expositions: Iterable[tuple[str, str]]) -> bytes:
-    """One exposition from several worker processes': every sample gains a `worker` label.
-
-    Summing across workers is left to the query (`sum without (worker)`), which keeps
-    gauges such as mesh_members meaningful (each worker has its own view).
-    """
-    families: dict[str, Metric] = {}
-    for worker, text in expositions:
-        for family in text_string_to_metric_families(text):
-            merged = families.get(family.name)
-            if merged is None:
-                merged = families[family.name] = Metric(
-                    family.name, family.documentation, family.type
-                )
-            for sample in family.samples:
-                merged.add_sample(sample.name, {**sample.labels, "worker": worker}, sample.value)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families.values()))
     return generate_latest(registry)

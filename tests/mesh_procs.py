@@ -12,10 +12,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mesh.node.children import Child, stop
 from mesh.node.ports import free_port
+
+
+class Served(Protocol):
+    """A service instance an agent fronts: a Proc, or a server in the test's own process."""
+
+    label: str
+    port: int
 
 
 class Proc(Child):
@@ -68,8 +75,8 @@ class Mesh:
             port=port,
         )
 
-    def agent(self, service_proc: Proc, service: str = "hello", *extra: str) -> Proc:
-        """The agent of `service_proc`; its outbound proxy port is the Proc's `port`."""
+    def agent(self, service_proc: Served, service: str = "hello", *extra: str) -> Proc:
+        """The agent of `service_proc`; its outbound proxy port is the returned Proc's `port`."""
         admin, outbound = free_port(), free_port()
         return self.spawn(
             f"{service_proc.label}-agent",

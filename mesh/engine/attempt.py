@@ -280,7 +280,7 @@ class Attempt:
         ):
             self.stale_retry = False
             self.client.set_reading(False, reason="upstream")  # until the body can flow again
-            self.engine.metrics.attempt(self.endpoint.service, "stale_connection_retried")
+            self.engine.metrics.resend(self.endpoint.service, "stale-connection")
             self._connect(self.failover.connect_timeout)
         elif isinstance(exc, errors.UpstreamProtocolError):
             self._failed(MALFORMED, exc)

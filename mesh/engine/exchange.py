@@ -154,7 +154,7 @@ class Exchange:
             endpoint = attempt.endpoint
             self.engine.directory.counters.of(endpoint.service, endpoint.instance).retries += 1
         self.client.set_reading(False, reason="upstream")  # until the body can flow again
-        self.engine.metrics.attempt(failover.state.name, "retried")
+        self.engine.metrics.resend(failover.state.name, "retry")
         self._backoff = self.engine.loop.call_later(delay, self._try)
         return True
 

@@ -236,6 +236,9 @@ class Directory:
     def ejected_counts(self) -> dict[str, int]:
         return {name: state.ejections.count for name, state in self._states.items()}
 
+    def in_flight_counts(self) -> dict[str, int]:
+        return {name: state.limit.active for name, state in self._states.items()}
+
     def _addresses(self) -> set[tuple[str, int]]:
         return {
             e.address

@@ -70,23 +70,27 @@ class UpstreamCounters:
                 del self._services[service]
 
     def expose(self, metrics: Metrics) -> None:
-        """Register the three families, read from these counters at scrape time."""
+        """Register the three families, read from these counters at scrape time.
+
+        The label is `mesh_instance`, not `instance`: Prometheus gives every scraped
+        series the target's `instance` and would rename ours to `exported_instance`.
+        """
         metrics.counter(
             "mesh_upstream_instance_attempts",
             "Attempts on each instance by outcome: a failure's kind or the status class.",
-            ("service", "instance", "outcome"),
+            ("service", "mesh_instance", "outcome"),
             self.attempts,
         )
         metrics.counter(
             "mesh_upstream_retries",
             "Retries away from each instance after it failed an attempt.",
-            ("service", "instance"),
+            ("service", "mesh_instance"),
             self.retries,
         )
         metrics.counter(
             "mesh_upstream_ejections",
             "Ejections of each instance here, by cause.",
-            ("service", "instance", "cause"),
+            ("service", "mesh_instance", "cause"),
             self.ejections,
         )
 

@@ -123,6 +123,12 @@ class Forwarding:
             (),
             lambda: [((), float(directory.capped))],
         )
+        metrics.gauge(
+            "mesh_upstream_requests_in_flight",
+            "Requests to each service in flight here (held against its max_requests).",
+            ("service",),
+            lambda: [((s,), float(n)) for s, n in directory.in_flight_counts().items()],
+        )
         directory.counters.expose(metrics)
         metrics.counter(
             "mesh_upstream_connections_opened",

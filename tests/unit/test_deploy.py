@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import promql
 import pytest
 import yaml
 from mesh_cli import mesh_command
 
 from mesh.cli import parser
+from mesh.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -266,3 +268,92 @@ def test_the_secure_config_is_valid_with_generated_credentials(
 def test_cluster_routes_name_three_nodes() -> None:
     routes = re.findall(r"nats-route://([\w-]+):6222", (NATS_DIR / "cluster.conf").read_text())
     assert len(set(routes)) == 3
+
+
+# --- deploy/prometheus and deploy/grafana -------------------------------------------------
+
+PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+
+
+def test_the_prometheus_config_passes_promtool() -> None:
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(PROMETHEUS_YML)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def scrape_targets() -> dict[str, set[str]]:
+    config = yaml.safe_load(PROMETHEUS_YML.read_text())
+    return {
+        job["job_name"]: {t for static in job["static_configs"] for t in static["targets"]}
+        for job in config["scrape_configs"]
+    }
+
+
+def test_prometheus_scrapes_the_compose_gateway_and_every_agent_on_their_admin_ports() -> None:
+    argv = command(services()["gateway"])
+    admin_port = argv[argv.index("--admin") + 1].rsplit(":", 1)[1]
+    agents = [name.removesuffix("-agent") for name in services() if name.endswith("-agent")]
+    agent_port = Settings.model_fields["agent_admin_port"].default
+    assert scrape_targets() == {
+        "gateway": {f"gateway:{admin_port}"},
+        # An agent shares its service's network namespace: reached by the service's name,
+        # on the default agent admin port, which must listen off loopback.
+        "agent": {f"{target}:{agent_port}" for target in agents},
+    }
+    for name in agents:
+        assert environment(services()[f"{name}-agent"])["MESH_AGENT_ADMIN_HOST"] == "0.0.0.0"
+
+
+def test_the_monitoring_services_run_only_with_their_profile_and_mount_the_deploy_files() -> None:
+    prometheus, grafana = services()["prometheus"], services()["grafana"]
+    assert prometheus["profiles"] == grafana["profiles"] == ["monitoring"]
+    assert (
+        "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+        in prometheus["volumes"]
+    )
+    mounts = dict(spec.split(":")[:2] for spec in grafana["volumes"])
+    # Grafana finds the data source and the dashboard where compose puts them.
+    provisioning = GRAFANA_DIR / "provisioning"
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "natsmesh.yml").read_text())[
+        "providers"
+    ]
+    assert Path(mounts["./deploy/grafana/natsmesh.json"]).parent == Path(
+        provider["options"]["path"]
+    )
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    published = prometheus["ports"][0].rsplit(":", 1)[1]
+    assert source["url"] == f"http://prometheus:{published}"
+
+
+def test_the_dashboard_asks_its_datasource_variable_for_mesh_metrics_only() -> None:
+    board = promql.dashboard()
+    assert board["uid"] == "natsmesh"
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["query"] == "prometheus"
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert len(panels) >= 10
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"], panel["title"]
+    for expr in promql.exprs(board):
+        names = promql.metric_names(expr)
+        assert names, expr
+        assert all(name.startswith("mesh_") for name in names), expr
+
+
+def test_metric_names_are_found_among_functions_labels_and_ranges() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (service, le) (rate(mesh_a_bucket{job=~"$job",'
+        ' code!~"5.."}[$__rate_interval]))) / on (service) group_left sum without (worker)'
+        " (mesh_b) > bool 0 or mesh_c offset 5m"
+    )
+    assert promql.metric_names(expr) == {"mesh_a_bucket", "mesh_b", "mesh_c"}

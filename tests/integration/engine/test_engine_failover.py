@@ -135,7 +135,7 @@ async def test_a_lone_refused_instance_is_tried_once(proxies: ProxyFactory) -> N
     proxy = await proxies({"svc": [closed_port()]}, retry_attempts=2)
     answer = await (await proxy.client()).exchange(get())
     assert (answer.status, answer.header("x-mesh-flags")) == (502, "UF")
-    assert proxy.engine.metrics.upstream_attempts == {}  # no retry
+    assert proxy.engine.metrics.upstream_resends == {}  # no retry
 
 
 async def test_a_lone_instance_answering_503_is_not_asked_again(

@@ -95,7 +95,7 @@ async def test_a_body_that_stalls_is_408_and_no_fault_of_the_instance(
     assert evidence == []
     metrics = proxy.engine.metrics
     assert [key[2:] for key in metrics.requests] == [(408, "DT")]
-    assert metrics.upstream_attempts == {}  # not retried
+    assert metrics.upstream_resends == {}  # not retried
 
 
 # --- the target and the Host -------------------------------------------------------------

@@ -44,12 +44,14 @@ async def test_counters_say_which_instance_failed_how_and_forget_it_when_it_leav
     attempts = samples(text, "mesh_upstream_instance_attempts")
     # One refusal ejects the dead instance: it is tried once, the live one every time.
     assert attempts == {
-        labels(service="svc", instance=dead, outcome="refused"): 1.0,
-        labels(service="svc", instance=alive, outcome="2xx"): 10.0,
+        labels(service="svc", mesh_instance=dead, outcome="refused"): 1.0,
+        labels(service="svc", mesh_instance=alive, outcome="2xx"): 10.0,
     }
-    assert samples(text, "mesh_upstream_retries") == {labels(service="svc", instance=dead): 1.0}
+    assert samples(text, "mesh_upstream_retries") == {
+        labels(service="svc", mesh_instance=dead): 1.0
+    }
     assert samples(text, "mesh_upstream_ejections") == {
-        labels(service="svc", instance=dead, cause="refused"): 1.0
+        labels(service="svc", mesh_instance=dead, cause="refused"): 1.0
     }
 
     # The dead instance leaves the view (forgotten): its series go, the live one's stay.
@@ -67,7 +69,7 @@ async def test_counters_say_which_instance_failed_how_and_forget_it_when_it_leav
     directory.update(view)
     text = render(registry)
     assert samples(text, "mesh_upstream_instance_attempts") == {
-        labels(service="svc", instance=alive, outcome="2xx"): 10.0
+        labels(service="svc", mesh_instance=alive, outcome="2xx"): 10.0
     }
     assert samples(text, "mesh_upstream_retries") == {}
     assert samples(text, "mesh_upstream_ejections") == {}

@@ -162,7 +162,7 @@ async def test_a_stale_connection_is_retried_once_only(
     answer = await client.exchange(get("/again"))
     assert (answer.status, answer.header("x-mesh-flags")) == (502, "UC")
     assert len(upstream.peers) == 2
-    assert proxy.engine.metrics.upstream_attempts == {("svc", "stale_connection_retried"): 1}
+    assert proxy.engine.metrics.upstream_resends == {("svc", "stale-connection"): 1}
 
 
 async def test_no_retry_when_the_upstream_had_started_answering(

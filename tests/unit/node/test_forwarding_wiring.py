@@ -208,7 +208,7 @@ async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
     assert 'mesh_ejections_active{service="hello"} 1.0' in exposition
     # Ejected on another observer's word: counted under the instance, by that cause.
     ejections = (
-        'mesh_upstream_ejections_total{cause="evidence-refused",instance="h2",service="hello"}'
+        'mesh_upstream_ejections_total{cause="evidence-refused",mesh_instance="h2",service="hello"}'
     )
     assert ejections + " 1.0" in exposition
 
@@ -221,6 +221,18 @@ async def test_hard_evidence_from_the_bus_ejects_here_and_becomes_an_event(
     await until(lambda: gateway.events("instance.restored"))
     # The end of that same ejection: whichever node lets it back first stores it.
     assert [e.id for e in gateway.events("instance.restored")] == ["instance.restored:hello:h2:1:7"]
+
+
+async def test_requests_in_flight_to_each_service_are_a_gauge(gateway: Wired) -> None:
+    await three_hellos(gateway)
+    state = gateway.engine.directory.state("hello")
+    assert state is not None
+    assert [state.limit.try_acquire(), state.limit.try_acquire()] == [True, True]  # two under way
+    exposition = render(registry_for(gateway.node.metrics)).decode()
+    assert 'mesh_upstream_requests_in_flight{service="hello"} 2.0' in exposition
+    state.limit.release()
+    exposition = render(registry_for(gateway.node.metrics)).decode()
+    assert 'mesh_upstream_requests_in_flight{service="hello"} 1.0' in exposition
 
 
 async def test_evidence_about_strangers_or_unreadable_is_dropped(gateway: Wired) -> None:
