@@ -80,6 +80,11 @@ def text(
         *_credentials(secure.folder if secure else None, mesh),
         f"  {mesh} members                  # the live view, as NATS carries it",
         f"  {mesh} events tail --since 10m  # what happened, then what happens",
+        f"  {mesh} top                      # requests, success, latency per service",
+        f"  {mesh} tap --service hello      # hello's requests as they happen",
+        f"  {mesh} explain GET http://{listen}/hello/   # where it goes, and why",
+        f"  # the dashboard: http://{admin}/"
+        + ("  (any user name, $MESH_ADMIN_TOKEN as password)" if admin_token else ""),
         "",
         "Try:",
         f"  curl http://{listen}/hello/            # path routing; run it a few times",
@@ -121,7 +126,7 @@ def _credentials(folder: Path | None, mesh: str) -> list[str]:
     if folder is None:
         return []
     return [
-        f"  set -a; . {folder / 'monitor.env'}; set +a   # read-only: members, events",
+        f"  set -a; . {folder / 'monitor.env'}; set +a   # read-only: watching only",
         f"  # policies need the admin's: (set -a; . {folder / 'admin.env'}; {mesh} policy ...)",
         f"  # {folder} holds this demo's keys; it is removed when the demo stops",
     ]

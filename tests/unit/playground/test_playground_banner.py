@@ -54,6 +54,8 @@ def test_the_banner_names_each_instance_its_version_and_pids() -> None:
     assert "10% to v2 (hello-2)" in banner
     assert "curl -X POST 'http://127.0.0.1:9002/_demo/fail?status=500'" in banner
     assert "kill -9 21" in banner
+    assert "explain GET http://127.0.0.1:8000/hello/" in banner
+    assert "# the dashboard: http://127.0.0.1:8001/\n" in banner
     assert banner.endswith("Ctrl-C stops everything; so does the death of the gateway or of NATS.")
 
 
@@ -64,6 +66,7 @@ def test_with_an_admin_token_the_banner_names_the_variable_never_the_value() -> 
     banner = text(instances, pids, **where, applied="", admin_token=True)
     curl = 'curl -H "Authorization: Bearer $MESH_ADMIN_TOKEN" http://127.0.0.1:8001/mesh/members'
     assert curl in banner
+    assert "http://127.0.0.1:8001/  (any user name, $MESH_ADMIN_TOKEN as password)" in banner
     assert "curl http://127.0.0.1:8001/mesh/members" in text(instances, pids, **where, applied="")
 
 
