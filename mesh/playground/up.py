@@ -138,8 +138,11 @@ async def _run(
     signer = None if secure is None else lineup.signer(secure.mesh_ca, env_of(natsauth.ca()))
     supervisor = Supervisor(clock=clock)
     try:
-        if secure is not None:  # what only the admin may create, before the gateway looks
-            await setup.set_up(config.load(nats_url=url, **secure.roles["admin"].overrides()))
+        # The stream and the bucket exist before any node starts, so that the first
+        # events are stored (a gateway would make them only once up; secure: only the
+        # admin may).
+        admin_login = secure.roles["admin"].overrides() if secure is not None else {}
+        await setup.set_up(config.load(nats_url=url, **admin_login))
         if signer is not None:
             supervisor.start(signer, RESTART)
         supervisor.start(gateway)  # no restart: without it the demo cannot serve
