@@ -208,23 +208,32 @@ class TapFilter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     method: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{1,32}\Z")] | None = None
 
 
+# A node forgets a tap this long after its last announcement at the latest: whoever may
+# announce taps can hold a node's tap slots (MESH_TAP_MAX_OPEN) no longer than this after
+# they stop, and `mesh tap` announces itself every few seconds anyway.
+MAX_TAP_TTL = 60.0
+
+
 class TapOpen(msgspec.Struct, frozen=True, kw_only=True, tag="tap", tag_field="type"):
     """A tap announces itself (and again before `ttl` runs out), or says goodbye."""
 
     id: Name
     filter: TapFilter = TapFilter()
     sample: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0  # the share of matches sent
-    ttl: Seconds  # forgotten this long after its last announcement
+    # Forgotten this long after its last announcement.
+    ttl: Annotated[float, msgspec.Meta(gt=0, le=MAX_TAP_TTL)]
     closing: bool = False  # goodbye: forget it now
 
 
 class TapRecords(msgspec.Struct, frozen=True, kw_only=True, tag="tapped", tag_field="type"):
-    """A node's batch of records for one tap, and how many its cap dropped since the last."""
+    """A node's batch of records for one tap, and how many its cap dropped since the last;
+    or, `refused`, word that the node keeps as many taps open as it may and not this one."""
 
     tap: Name
     node: Name
     records: list[RequestRecord] = []
     dropped: Count = 0
+    refused: bool = False
 
 
 Message = Heartbeat | Leave | Sync | Evidence | Event | TapOpen | TapRecords

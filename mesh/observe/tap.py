@@ -101,6 +101,7 @@ class Tap:
         self.most = most
         self.shown = 0
         self.dropped = 0
+        self.refused_by: set[str] = set()
         self.announced = False
         self.enough = asyncio.Event()
 
@@ -112,6 +113,17 @@ class Tap:
             return
         if not isinstance(batch, TapRecords):
             return
+        if batch.refused:
+            if batch.node not in self.refused_by:  # it says so at each renewal
+                self.refused_by.add(batch.node)
+                print(
+                    f"# {batch.node}: refused this tap, it keeps as many open as it may"
+                    f" (MESH_TAP_MAX_OPEN); asked again every {RENEW_EVERY:g}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return
+        self.refused_by.discard(batch.node)  # a slot came free at a renewal
         if batch.dropped:
             self.dropped += batch.dropped
             print(f"# {batch.node}: {batch.dropped} records dropped (its cap)", file=sys.stderr)
@@ -167,7 +179,9 @@ def _tap(args: argparse.Namespace) -> int:
             await bus.close()
 
     asyncio.run(run())
+    refused = f", refused by {len(tap.refused_by)} nodes" if tap.refused_by else ""
     print(
-        f"# {tap.shown} records shown, {tap.dropped} dropped over the nodes' caps", file=sys.stderr
+        f"# {tap.shown} records shown, {tap.dropped} dropped over the nodes' caps{refused}",
+        file=sys.stderr,
     )
     return 0

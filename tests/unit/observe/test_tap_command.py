@@ -6,6 +6,9 @@ import pytest
 from factories import request_record
 from mesh_cli import mesh_command
 
+from mesh import subjects
+from mesh.bus import Delivery
+from mesh.messages import TapRecords, encode
 from mesh.node.ports import free_port
 from mesh.observe import tap
 
@@ -46,3 +49,20 @@ def test_a_record_reads_as_one_line() -> None:
 def test_an_absolute_url_reads_as_it_came() -> None:
     record = request_record(authority="hello", path="http://hello/greet")
     assert " GET http://hello/greet 200 " in tap.line(record)
+
+
+async def test_a_node_that_refused_the_tap_is_said_once_and_forgotten_once_it_sends(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shown = tap.Tap(as_json=True, most=None)
+    subject = subjects.tapped("t1", "edge")
+    refusal = encode(TapRecords(tap="t1", node="gw-1", refused=True))
+    for _ in range(3):  # at each renewal, while its taps stay full
+        await shown.receive(Delivery(subject, refusal, "", None))
+    (said,) = capsys.readouterr().err.splitlines()
+    assert said.startswith("# gw-1: refused this tap, it keeps as many open as it may")
+    assert "MESH_TAP_MAX_OPEN" in said
+    assert shown.refused_by == {"gw-1"}
+    taken = encode(TapRecords(tap="t1", node="gw-1", records=[request_record()]))
+    await shown.receive(Delivery(subject, taken, "", None))  # a slot came free
+    assert (shown.refused_by, shown.shown) == (set(), 1)
