@@ -200,7 +200,7 @@ class TapFilter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Which requests a tap wants; every field given must match (none: all requests)."""
 
     service: Name | None = None
-    route: Label | None = None
+    route: Name | None = None  # a route's name (mesh.policy.route), or a built-in route's
     # Visible ASCII after a `/`, no `?`: a prefix of the path, never of the query (a path
     # beyond ASCII arrives %-encoded; matched as routing sees it, normalised).
     path_prefix: Annotated[str, msgspec.Meta(pattern=r"^/[!->@-~]{0,1023}\Z")] | None = None

@@ -56,6 +56,13 @@ def test_a_prefix_cannot_reach_into_a_query() -> None:
         msgspec.convert({"path_prefix": "/a?b"}, TapFilter)
 
 
+@pytest.mark.parametrize("route", ["x y", "", "a.b", "r" * 129])
+def test_a_route_filter_is_a_route_name_or_nothing(route: str) -> None:
+    """No route can be named so: a filter that could never match is refused."""
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"route": route}, TapFilter)
+
+
 def test_a_tap_lives_a_minute_at_most_after_its_last_announcement() -> None:
     assert msgspec.convert({"id": "t1", "ttl": 60}, TapOpen).ttl == 60
     for ttl in (60.001, 3600):
