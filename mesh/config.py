@@ -209,6 +209,19 @@ class Settings(BaseSettings):
         description="Request records per second a node sends to open taps (`mesh tap`); "
         "beyond: dropped and counted.",
     )
+    # Every request is matched against each open tap (well under a microsecond each), and
+    # each tap costs a batch every 0.2 s while it has records or drops: the data plane
+    # pays per tap, so a node keeps only so many, whatever is announced. 8 serves several
+    # people tapping one node at once; more costs every request a little more while they
+    # are open. Announcements beyond it are refused, counted (mesh_taps_refused_total) and
+    # the refused `mesh tap` told (a few a second at most).
+    tap_max_open: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Taps (`mesh tap`) a node keeps open at once; announcements of more "
+        "are refused and counted.",
+    )
     max_header_bytes: int = Field(
         65536, ge=1024, description="Largest request line plus headers (431 beyond)."
     )

@@ -200,12 +200,18 @@ class TapFilter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Which requests a tap wants; every field given must match (none: all requests)."""
 
     service: Name | None = None
-    route: Label | None = None
+    route: Name | None = None  # a route's name (mesh.policy.route), or a built-in route's
     # Visible ASCII after a `/`, no `?`: a prefix of the path, never of the query (a path
     # beyond ASCII arrives %-encoded; matched as routing sees it, normalised).
     path_prefix: Annotated[str, msgspec.Meta(pattern=r"^/[!->@-~]{0,1023}\Z")] | None = None
     status: StatusClass | None = None
     method: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{1,32}\Z")] | None = None
+
+
+# A node forgets a tap this long after its last announcement at the latest: whoever may
+# announce taps can hold a node's tap slots (MESH_TAP_MAX_OPEN) no longer than this after
+# they stop, and `mesh tap` announces itself every few seconds anyway.
+MAX_TAP_TTL = 60.0
 
 
 class TapOpen(msgspec.Struct, frozen=True, kw_only=True, tag="tap", tag_field="type"):
@@ -214,17 +220,20 @@ class TapOpen(msgspec.Struct, frozen=True, kw_only=True, tag="tap", tag_field="t
     id: Name
     filter: TapFilter = TapFilter()
     sample: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0  # the share of matches sent
-    ttl: Seconds  # forgotten this long after its last announcement
+    # Forgotten this long after its last announcement.
+    ttl: Annotated[float, msgspec.Meta(gt=0, le=MAX_TAP_TTL)]
     closing: bool = False  # goodbye: forget it now
 
 
 class TapRecords(msgspec.Struct, frozen=True, kw_only=True, tag="tapped", tag_field="type"):
-    """A node's batch of records for one tap, and how many its cap dropped since the last."""
+    """A node's batch of records for one tap, and how many its cap dropped since the last;
+    or, `refused`, word that the node keeps as many taps open as it may and not this one."""
 
     tap: Name
     node: Name
     records: list[RequestRecord] = []
     dropped: Count = 0
+    refused: bool = False
 
 
 Message = Heartbeat | Leave | Sync | Evidence | Event | TapOpen | TapRecords

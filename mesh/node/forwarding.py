@@ -150,6 +150,7 @@ class Forwarding:
             node.service,
             metrics,
             per_second=settings.tap_max_records,
+            most_open=settings.tap_max_open,
             clock=clock,
         )
         self.taps.serve(engine)

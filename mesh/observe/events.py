@@ -10,7 +10,7 @@ import sys
 
 import msgspec
 
-from mesh import clock, config, durations, subjects
+from mesh import cli, clock, config, durations, subjects
 from mesh.bus import Delivery, Handler, NatsBus
 from mesh.errors import BusError, ConfigError, InvalidMessage
 from mesh.messages import Event, decode
@@ -22,7 +22,12 @@ SEEN_IDS = 10_000
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    parser = commands.add_parser("events", parents=[common], help="the mesh event log")
+    parser = commands.add_parser(
+        "events",
+        # No timing for a preset, no logging to set (the bus's rare warnings show as is).
+        parents=[cli.common_options("--nats-url")],
+        help="the mesh event log",
+    )
     parser.add_argument("action", choices=["tail"], help="tail: print events, then follow")
     parser.add_argument(
         "--since",

@@ -12,10 +12,18 @@ from typing import Any, get_args
 
 import msgspec
 
-from mesh import config, durations, subjects
+from mesh import cli, config, durations, subjects
 from mesh.bus import Delivery, NatsBus
 from mesh.errors import BusError, ConfigError, InvalidMessage
-from mesh.messages import RequestRecord, StatusClass, TapOpen, TapRecords, decode, encode
+from mesh.messages import (
+    RequestRecord,
+    StatusClass,
+    TapFilter,
+    TapOpen,
+    TapRecords,
+    decode,
+    encode,
+)
 
 # Nodes forget a tap this long after its last announcement: a killed `mesh tap` costs
 # the data plane nothing after it. The tap announces itself again every RENEW_EVERY,
@@ -28,10 +36,24 @@ RENEW_EVERY = 3.0
 CONNECT_WAIT = 5.0
 
 
+# What each filter flag takes, in people's words: the nodes check the same (TapFilter).
+FILTER_FLAGS = {
+    "service": ("--service", "a service name: letters, digits, '_' and '-' (1 to 128)"),
+    "route": ("--route", "a route name: letters, digits, '_' and '-' (1 to 128)"),
+    "path_prefix": (
+        "--path",
+        "a path starting with '/', in ASCII without spaces or '?' (%-encode the rest),"
+        " up to 1024 characters, e.g. /api/",
+    ),
+    "method": ("--method", "a method in letters, e.g. GET"),
+}
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser(
         "tap",
-        parents=[common],
+        # No timing for a preset, no logging to set (the bus's rare warnings show as is).
+        parents=[cli.common_options("--nats-url")],
         help="live request records from every gateway and agent (filtered, sampled)",
     )
     parser.add_argument("--service", help="only requests routed to this service")
@@ -66,19 +88,19 @@ def _share(text: str) -> float:
 
 def announcement(args: argparse.Namespace, tap_id: str) -> TapOpen:
     """The tap's announcement from its flags; a bad filter is a ConfigError saying which."""
-    wanted: dict[str, Any] = {
-        name: getattr(args, name)
-        for name in ("service", "route", "path_prefix", "status", "method")
-        if getattr(args, name) is not None
-    }
-    if "method" in wanted:
-        wanted["method"] = wanted["method"].upper()
-    try:  # through msgspec, so that the nodes' own checks say what is wrong
-        return msgspec.convert(
-            {"id": tap_id, "filter": wanted, "sample": args.sample, "ttl": TTL}, TapOpen
-        )
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"bad filter: {exc}") from None
+    wanted: dict[str, Any] = {"status": args.status}  # argparse took only a class
+    for name, (flag, takes) in FILTER_FLAGS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name == "method":
+            value = value.upper()
+        try:  # one field at a time through the nodes' own checks: each error names its flag
+            msgspec.convert({name: value}, TapFilter)
+        except msgspec.ValidationError:
+            raise ConfigError(f"{flag} {value!r}: give {takes}") from None
+        wanted[name] = value
+    return TapOpen(id=tap_id, filter=TapFilter(**wanted), sample=args.sample, ttl=TTL)
 
 
 def line(record: RequestRecord) -> str:
@@ -101,6 +123,7 @@ class Tap:
         self.most = most
         self.shown = 0
         self.dropped = 0
+        self.refused_by: set[str] = set()
         self.announced = False
         self.enough = asyncio.Event()
 
@@ -112,6 +135,17 @@ class Tap:
             return
         if not isinstance(batch, TapRecords):
             return
+        if batch.refused:
+            if batch.node not in self.refused_by:  # it says so at each renewal
+                self.refused_by.add(batch.node)
+                print(
+                    f"# {batch.node}: refused this tap, it keeps as many open as it may"
+                    f" (MESH_TAP_MAX_OPEN); asked again every {RENEW_EVERY:g}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return
+        self.refused_by.discard(batch.node)  # a slot came free at a renewal
         if batch.dropped:
             self.dropped += batch.dropped
             print(f"# {batch.node}: {batch.dropped} records dropped (its cap)", file=sys.stderr)
@@ -129,6 +163,8 @@ def _tap(args: argparse.Namespace) -> int:
     settings = config.load(nats_url=args.nats_url)
     if args.max is not None and args.max < 1:
         raise ConfigError("--max: at least 1")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError("--duration: more than 0, e.g. 30s")
     tap_id = secrets.token_hex(4)
     opened = announcement(args, tap_id)
     goodbye = msgspec.structs.replace(opened, closing=True)
@@ -156,7 +192,8 @@ def _tap(args: argparse.Namespace) -> int:
                     await bus.publish(subjects.TAP, encode(opened))
                     if not tap.announced:  # what a script waits for before sending requests
                         tap.announced = True
-                        print(f"# tap {tap_id} open on every node", file=sys.stderr, flush=True)
+                        said = f"# tap {tap_id} announced to every node"
+                        print(said, file=sys.stderr, flush=True)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(tap.enough.wait(), left)
             finally:
@@ -167,7 +204,9 @@ def _tap(args: argparse.Namespace) -> int:
             await bus.close()
 
     asyncio.run(run())
+    refused = f", refused by {len(tap.refused_by)} nodes" if tap.refused_by else ""
     print(
-        f"# {tap.shown} records shown, {tap.dropped} dropped over the nodes' caps", file=sys.stderr
+        f"# {tap.shown} records shown, {tap.dropped} dropped over the nodes' caps{refused}",
+        file=sys.stderr,
     )
     return 0

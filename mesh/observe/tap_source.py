@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.2
 # One batch's records, encoded, stay below the 64 KiB any mesh message may be.
 BATCH_BYTES = 48 * 1024
+# A refused tap is told so, within this many notices a second from a node: a flood of
+# announcements is not answered in kind, and a real `mesh tap` announces itself again
+# every few seconds, so it hears soon after the flood ends.
+REFUSALS_TOLD = 5
 
 
 class TapSource:
@@ -48,6 +53,7 @@ class TapSource:
         metrics: Metrics,
         *,
         per_second: int,
+        most_open: int,
         clock: Clock = system_clock,
     ) -> None:
         self._bus = bus
@@ -55,8 +61,9 @@ class TapSource:
         self._subject: Callable[[str], str] = lambda tap: subjects.tapped(tap, service)
         self._metrics = metrics
         self._clock = clock
-        self.table = TapTable()
+        self.table = TapTable(most_open)
         self._cap = RecordCap(per_second)
+        self._told = RecordCap(REFUSALS_TOLD)
         self._room = per_second  # pending records per tap: a second's worth at most
         self._engines: list[Engine] = []
         self._timestamps = Timestamps()
@@ -65,11 +72,18 @@ class TapSource:
         self._flusher: asyncio.Task[None] | None = None
         self.sent = 0
         self.dropped = 0
+        self.refused = 0
         metrics.gauge(
             "mesh_taps_open",
             "Taps (mesh tap) this node sends records to.",
             (),
             lambda: [((), float(len(self.table.taps)))],
+        )
+        metrics.counter(
+            "mesh_taps_refused",
+            "Tap announcements refused: MESH_TAP_MAX_OPEN taps were open already.",
+            (),
+            lambda: [((), float(self.refused))],
         )
         metrics.counter(
             "mesh_tap_records_sent",
@@ -128,9 +142,20 @@ class TapSource:
             return
         if isinstance(message, TapOpen):
             now = self._clock.monotonic()
-            self.table.announced(message, now)
             self._cap.tick(now)  # the flushing rounds tick it only while a tap is open
-            self._engage()
+            self._told.tick(now)
+            if self.table.announced(message, now):
+                self._engage()
+            else:
+                self.refused += 1
+                if self._told.take():
+                    await self._refuse(message.id)
+
+    async def _refuse(self, tap: str) -> None:
+        """Tell a tap this node does not send it records (its command says so)."""
+        notice = TapRecords(tap=tap, node=self._node, refused=True)
+        with contextlib.suppress(BusError):  # counted already; it asks again anyway
+            await self._bus.publish(self._subject(tap), encode(notice))
 
     def _engage(self) -> None:
         """Point the engines at the taps while one is open, at nothing otherwise."""

@@ -1,4 +1,4 @@
-"""The taps a node knows of, which requests each wants, and the node's record cap: pure."""
+"""The taps a node keeps open, which requests each wants, and the node's record cap: pure."""
 
 from __future__ import annotations
 
@@ -64,22 +64,32 @@ class OpenTap:
 
 
 class TapTable:
-    """Open taps by id: an announcement opens or renews one, a goodbye or its TTL ends it."""
+    """Open taps by id, at most `most` of them: an announcement opens or renews one, a
+    goodbye or its TTL ends it.
 
-    def __init__(self) -> None:
+    Every request is asked of every open tap, so the data plane's cost per request, and
+    the node's per round, stays within `most` taps whatever is announced.
+    """
+
+    def __init__(self, most: int) -> None:
+        self.most = most
         self.taps: dict[str, OpenTap] = {}
 
-    def announced(self, message: TapOpen, now: float) -> None:
+    def announced(self, message: TapOpen, now: float) -> bool:
+        """Take an announcement; False (nothing changed) when it would open one too many."""
         if message.closing:
             self.taps.pop(message.id, None)
-            return
+            return True
         known = self.taps.get(message.id)
-        if known is None:
+        if known is not None:  # renewed: what it already holds stays
+            known.follow(message.filter, message.sample, now + message.ttl)
+        elif len(self.taps) >= self.most:
+            return False
+        else:
             self.taps[message.id] = OpenTap(
                 message.id, message.filter, message.sample, now + message.ttl
             )
-        else:  # renewed: what it already holds stays
-            known.follow(message.filter, message.sample, now + message.ttl)
+        return True
 
     def expire(self, now: float) -> list[str]:
         """Forget the taps whose TTL passed (a killed `mesh tap` never said goodbye)."""
@@ -90,7 +100,8 @@ class TapTable:
 
 
 class RecordCap:
-    """At most `per_second` records a second, in windows of a second from a `tick`.
+    """At most `per_second` takes (records, notices) a second, in windows of a second
+    from a `tick`.
 
     The shell ticks it on its own rounds (a few times a second), so that taking a
     record reads no clock: a window may run a round long, which the cap can afford.

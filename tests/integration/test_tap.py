@@ -20,12 +20,13 @@ import pytest
 from aiohttp import web
 from mesh_cli import Ran, mesh_command
 from mesh_procs import Client, get_json, wait_for
+from msgspec.structs import replace
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents import agent
 from gateway import gateway
 from mesh import config, subjects
-from mesh.messages import TapOpen, encode
+from mesh.messages import TapFilter, TapOpen, TapRecords, decode, encode
 from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer
 
@@ -288,3 +289,54 @@ def test_over_the_cap_records_are_dropped_counted_and_shown(mesh: Running) -> No
     assert f"{len(seen)} records shown, {int(dropped)} dropped" in ran.stderr
     assert "tapped-a: " in ran.stderr  # said as it happened, by the node that dropped
     wait_for(lambda: taps_open(mesh) == (0, 0), timeout=1)  # Ctrl-C said goodbye: no TTL
+
+
+def test_a_flood_of_taps_keeps_each_nodes_cap_counts_the_rest_and_goodbyes_still_end_them(
+    mesh: Running,
+) -> None:
+    """Anyone allowed to announce taps sends 1,000 that never match, for a minute each."""
+    flood = [TapOpen(id=f"evil{n}", filter=TapFilter(status="5xx"), ttl=60) for n in range(1000)]
+    kept = {f"evil{n}" for n in range(8)}  # MESH_TAP_MAX_OPEN's default
+    before = refused(mesh)
+
+    async def announce_and_hear() -> tuple[list[TapRecords], float, tuple[float, float]]:
+        client = await nats.connect(mesh.nats_url)
+        heard: list[TapRecords] = []
+
+        async def hear(msg: Any) -> None:
+            message = decode(msg.subject, msg.data)
+            assert isinstance(message, TapRecords)
+            heard.append(message)
+
+        await client.subscribe(subjects.TAPPED, cb=hear)
+        began = time.monotonic()
+        try:
+            for message in flood:
+                await client.publish(subjects.TAP, encode(message))
+            await client.flush()
+            await asyncio.to_thread(
+                wait_for, lambda: refused(mesh) == (before[0] + 992, before[1] + 992), 5
+            )
+            took = time.monotonic() - began
+            opened = await asyncio.to_thread(taps_open, mesh)
+            await client.flush()
+        finally:  # whatever happened, the flood ends as it began, or stays a minute
+            for message in flood:
+                await client.publish(subjects.TAP, encode(replace(message, closing=True)))
+            await client.close()
+        return heard, took, opened
+
+    heard, took, opened = asyncio.run(announce_and_hear())
+    assert opened == (8, 8)
+    for node in ("gateway-", "tapped-a"):  # each refused tap told, a few a second at most
+        told = [m for m in heard if m.node.startswith(node)]
+        assert 5 <= len(told) <= 5 * (took + 2)
+        assert all(m.refused and not m.records and m.tap not in kept for m in told)
+    wait_for(lambda: taps_open(mesh) == (0, 0), timeout=3)  # every goodbye heard
+
+
+def refused(mesh: Running) -> tuple[float, float]:
+    return (
+        metric(mesh.gateway_admin, "mesh_taps_refused_total"),
+        metric(mesh.agent_admin, "mesh_taps_refused_total"),
+    )

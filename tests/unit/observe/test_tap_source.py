@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +19,7 @@ from mesh.messages import TapFilter, TapOpen, TapRecords, decode, encode
 from mesh.metrics import Metrics, registry_for
 from mesh.observe import tap_source
 from mesh.observe.tap_source import TapSource
+from mesh.observe.tap_table import OpenTap
 
 
 def exchange(clock: ManualClock, path: str = "/x") -> Any:
@@ -32,8 +34,12 @@ def exchange(clock: ManualClock, path: str = "/x") -> Any:
     )
 
 
-async def source(hub: MemoryHub, clock: ManualClock, cap: int = 100) -> tuple[TapSource, Any]:
-    tapping = TapSource(hub.bus(), "gw-1", "edge", Metrics(), per_second=cap, clock=clock)
+async def source(
+    hub: MemoryHub, clock: ManualClock, cap: int = 100, metrics: Metrics | None = None
+) -> tuple[TapSource, Any]:
+    tapping = TapSource(
+        hub.bus(), "gw-1", "edge", metrics or Metrics(), per_second=cap, most_open=8, clock=clock
+    )
     engine = SimpleNamespace(taps=None)
     tapping.serve(engine)  # type: ignore[arg-type]
     await tapping.start()
@@ -53,6 +59,12 @@ def batches(hub: MemoryHub) -> list[TapRecords]:
 
 async def announce(hub: MemoryHub, message: TapOpen) -> None:
     await hub.bus().publish(subjects.TAP, encode(message))
+
+
+def announcer(hub: MemoryHub) -> Callable[[TapOpen], Awaitable[None]]:
+    """Announces taps from one client: a flood's thousands of buses would slow the hub."""
+    bus = hub.bus()
+    return lambda message: bus.publish(subjects.TAP, encode(message))
 
 
 async def test_engines_point_at_the_taps_only_while_one_is_open() -> None:
@@ -88,7 +100,7 @@ async def test_the_cap_drops_and_counts_and_the_tap_is_told(
     monkeypatch.setattr(tap_source, "FLUSH_EVERY", 3600)  # flushed by hand below
     hub, clock = MemoryHub(), ManualClock()
     metrics = Metrics()
-    tapping = TapSource(hub.bus(), "gw-1", "edge", metrics, per_second=3, clock=clock)
+    tapping = TapSource(hub.bus(), "gw-1", "edge", metrics, per_second=3, most_open=8, clock=clock)
     await tapping.start()
     await announce(hub, TapOpen(id="t1", ttl=5))
     for n in range(5):
@@ -141,4 +153,70 @@ async def test_a_large_backlog_leaves_in_messages_any_node_accepts(
     assert sum(len(b.records) for b in found) == 200
     assert sum(b.dropped for b in found) == 1
     assert all(len(msgspec.json.encode(b)) < 64 * 1024 for b in found)
+    await tapping.stop()
+
+
+def hostile(n: int, closing: bool = False) -> TapOpen:
+    """As anyone allowed to announce taps could: a filter that never matches, a long TTL."""
+    return TapOpen(id=f"evil{n}", filter=TapFilter(status="5xx"), ttl=60, closing=closing)
+
+
+async def test_a_flood_of_taps_keeps_the_cap_counts_the_rest_and_tells_a_few(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tap_source, "FLUSH_EVERY", 3600)
+    hub, clock, metrics = MemoryHub(), ManualClock(), Metrics()
+    tapping, engine = await source(hub, clock, metrics=metrics)
+    flood = announcer(hub)
+    await flood(TapOpen(id="mine", ttl=10))  # a person's tap, open first
+    for n in range(2000):
+        await flood(hostile(n))
+    assert list(tapping.table.taps) == ["mine", *(f"evil{n}" for n in range(7))]
+    assert tapping.refused == 2000 - 7
+    scraped = registry_for(metrics)
+    assert scraped.get_sample_value("mesh_taps_refused_total") == 2000 - 7
+    assert scraped.get_sample_value("mesh_taps_open") == 8
+    told = batches(hub)  # within a second's budget, not one answer per announcement
+    assert [(b.tap, b.refused, b.records) for b in told] == [
+        (f"evil{n}", True, []) for n in range(7, 7 + tap_source.REFUSALS_TOLD)
+    ]
+    clock.now += 1  # the next second: a refused `mesh tap` renewing hears of it
+    await flood(hostile(6000))
+    assert batches(hub)[-1].tap == "evil6000"
+
+    # Goodbyes still end taps amid the flood, and a freed slot goes to the next asking.
+    await flood(TapOpen(id="mine", ttl=10, closing=True))
+    for n in range(2000):
+        await flood(hostile(n, closing=True))
+    assert tapping.table.taps == {}
+    assert engine.taps is None
+    await flood(TapOpen(id="mine", ttl=10))
+    assert list(tapping.table.taps) == ["mine"]
+    await tapping.stop()
+
+
+async def test_a_request_and_a_round_cost_at_most_the_cap_of_taps_however_many_announced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tap_source, "FLUSH_EVERY", 3600)
+    hub, clock = MemoryHub(), ManualClock()
+    tapping, _ = await source(hub, clock, cap=1)
+    flood = announcer(hub)
+    for n in range(1000):
+        await flood(TapOpen(id=f"t{n}", ttl=60))  # each wants every request
+    asked = 0
+    wants = OpenTap.wants
+
+    def counted(tap: OpenTap, *request: Any) -> bool:
+        nonlocal asked
+        asked += 1
+        return wants(tap, *request)
+
+    monkeypatch.setattr(OpenTap, "wants", counted)
+    for _ in range(100):
+        tapping.offer(exchange(clock))
+    assert asked == 100 * 8
+    published = len(hub.published)
+    await tapping.flush()  # each kept tap has a record or drops to hear of: one batch each
+    assert len(hub.published) - published == 8
     await tapping.stop()

@@ -56,6 +56,20 @@ def test_a_prefix_cannot_reach_into_a_query() -> None:
         msgspec.convert({"path_prefix": "/a?b"}, TapFilter)
 
 
+@pytest.mark.parametrize("route", ["x y", "", "a.b", "r" * 129])
+def test_a_route_filter_is_a_route_name_or_nothing(route: str) -> None:
+    """No route can be named so: a filter that could never match is refused."""
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"route": route}, TapFilter)
+
+
+def test_a_tap_lives_a_minute_at_most_after_its_last_announcement() -> None:
+    assert msgspec.convert({"id": "t1", "ttl": 60}, TapOpen).ttl == 60
+    for ttl in (60.001, 3600):
+        with pytest.raises(msgspec.ValidationError, match="ttl"):
+            msgspec.convert({"id": "t1", "ttl": ttl}, TapOpen)
+
+
 def opened(tap_id: str = "t1", ttl: float = 10.0, **changes: object) -> TapOpen:
     return TapOpen(id=tap_id, ttl=ttl, **changes)  # type: ignore[arg-type]
 
@@ -67,7 +81,7 @@ def wanting(table: TapTable, rng: random.Random | None = None) -> list[str]:
 
 
 def test_a_tap_is_forgotten_once_its_ttl_passed_without_a_renewal() -> None:
-    clock, table = ManualClock(), TapTable()
+    clock, table = ManualClock(), TapTable(8)
     table.announced(opened(ttl=10.0), clock.now)
     clock.now += 9.9
     assert table.expire(clock.now) == []
@@ -78,7 +92,7 @@ def test_a_tap_is_forgotten_once_its_ttl_passed_without_a_renewal() -> None:
 
 
 def test_a_renewal_pushes_the_end_back_and_keeps_what_is_pending() -> None:
-    clock, table = ManualClock(), TapTable()
+    clock, table = ManualClock(), TapTable(8)
     table.announced(opened(ttl=10.0), clock.now)
     table.taps["t1"].dropped = 3
     clock.now += 8
@@ -90,7 +104,7 @@ def test_a_renewal_pushes_the_end_back_and_keeps_what_is_pending() -> None:
 
 
 def test_a_goodbye_forgets_at_once_and_an_unknown_one_changes_nothing() -> None:
-    table = TapTable()
+    table = TapTable(8)
     table.announced(opened("t1"), 0.0)
     table.announced(opened("t2"), 0.0)
     table.announced(opened("t9", closing=True), 0.0)
@@ -98,8 +112,22 @@ def test_a_goodbye_forgets_at_once_and_an_unknown_one_changes_nothing() -> None:
     assert wanting(table) == ["t2"]
 
 
+def test_a_node_keeps_its_cap_of_taps_and_refuses_new_ones_beyond_it() -> None:
+    table = TapTable(3)
+    taken = [table.announced(opened(f"t{n}"), 0.0) for n in range(1000)]
+    assert taken == [True] * 3 + [False] * 997
+    assert list(table.taps) == ["t0", "t1", "t2"]
+    assert table.announced(opened("t1", filter=TapFilter(method="POST")), 1.0)  # a renewal
+    assert table.taps["t1"].filter.method == "POST"
+    assert table.announced(opened("t0", closing=True), 1.0)  # a goodbye frees a slot
+    assert table.announced(opened("t999", closing=True), 1.0)  # unknown: nothing to refuse
+    assert table.announced(opened("t500"), 1.0)
+    assert not table.announced(opened("t501"), 1.0)
+    assert list(table.taps) == ["t1", "t2", "t500"]
+
+
 def test_sampling_sends_the_share_a_seeded_draw_gives() -> None:
-    table = TapTable()
+    table = TapTable(8)
     table.announced(opened("half", sample=0.5), 0.0)
     table.announced(opened("all"), 0.0)
     rng, expected_rng = random.Random(7), random.Random(7)
