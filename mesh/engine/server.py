@@ -9,12 +9,11 @@ from typing import cast
 import httptools
 
 from mesh import errors
-from mesh.engine import replies
+from mesh.engine import head, replies
 from mesh.engine.engine import Engine
 from mesh.engine.exchange import Exchange
 from mesh.engine.outbox import QueuedWrites
 from mesh.engine.request import Header, Request
-from mesh.forwarding.paths import normalize
 
 # Pipelined requests parsed ahead of the one being served; beyond this we stop reading.
 _MAX_QUEUED = 16
@@ -97,14 +96,8 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
                 else:  # declined (see Request): the resumed parser reads HTTP/1.1 on
                     data = rest
                     continue
-            except httptools.HttpParserCallbackError as exc:
-                cause = exc.__context__
-                if not isinstance(cause, errors.ProxyError):
-                    cause = errors.BadRequest(f"cannot process request: {cause or exc}")
-                self._reject(cause)
-                return
             except httptools.HttpParserError as exc:
-                self._reject(errors.BadRequest(f"malformed request: {exc}"))
+                self._reject(head.refusal(exc))
                 return
             break
         if reported != self._reported:
@@ -180,21 +173,12 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_since = 0.0
-        parser = self._parser
-        version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            raise errors.BadRequest(f"HTTP/{version} is not supported")
-        method = parser.get_method()
-        if method == b"CONNECT":
-            raise errors.BadRequest("CONNECT is not supported")
-        request = Request(
-            method,
-            normalize(self._url) if self.engine.normalize_path else self._url,
-            b"1.1" if version == "1.1" else b"1.0",
+        request = head.received(
+            self._parser,
+            self._url,
             self._headers,
             client=self.peer,
-            keep_alive=parser.should_keep_alive(),
-            upgrade=parser.should_upgrade(),
+            normalize_path=self.engine.normalize_path,
         )
         limit = self.engine.max_body_bytes
         if limit and request.content_length is not None and request.content_length > limit:

@@ -32,6 +32,10 @@ class Authenticator(Protocol):
 
     def __call__(self, request: RequestHead, target: bytes, now: float) -> Identity: ...
 
+    def forwarded(self, target: bytes) -> bytes:
+        """`target` as it goes upstream once admitted (no key checked: `mesh explain`)."""
+        ...
+
 
 def authenticator(
     route: str, auth: ApiKeyAuth | JwtAuth, wall: Callable[[], float]
@@ -68,6 +72,11 @@ class ApiKeyCheck:
             raise Unauthenticated("unknown API key", challenge=self._challenge)
         _admit(self._route, self._allow, holder.consumer)
         return Identity(holder.consumer.encode(), holder.digest.encode(), target, self._header)
+
+    def forwarded(self, target: bytes) -> bytes:
+        if self._query is None:
+            return target
+        return _take_query(target, self._query, self._challenge)[1]
 
 
 class JwtCheck:
@@ -119,6 +128,9 @@ class JwtCheck:
         _admit(self._route, self._allow, consumer)
         return Identity(consumer.encode(), b"", target, None)
 
+    def forwarded(self, target: bytes) -> bytes:
+        return target  # the token travels in a header, forwarded as is
+
 
 def _only(headers: Sequence[Header], name: bytes, challenge: str) -> bytes | None:
     """The one value of header `name`; two are refused, as the upstream might read either."""
@@ -152,6 +164,18 @@ def _take_query(target: bytes, name: bytes, challenge: str) -> tuple[bytes | Non
     if len(kept) == query.count(b"&") + 1:
         return None, target
     return found, (path + b"?" + b"&".join(kept) if kept else path)
+
+
+def masked(target: bytes, names: frozenset[bytes]) -> bytes:
+    """`target` with the values of the query parameters `names` (API keys) shown as ***."""
+    path, question, query = target.partition(b"?")
+    if not question or not names:
+        return target
+    pairs = []
+    for pair in query.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        pairs.append(key + b"=***" if value and unquote_to_bytes(key) in names else pair)
+    return path + b"?" + b"&".join(pairs)
 
 
 def _admit(route: str, allow: frozenset[str], consumer: str) -> None:

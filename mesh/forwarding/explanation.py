@@ -8,7 +8,8 @@ import msgspec
 
 from mesh.policy.verdicts import Verdict
 
-_Text = Annotated[str, msgspec.Meta(max_length=8192)]
+# A CR or LF would end the line: no single request head carries one in a field.
+_Text = Annotated[str, msgspec.Meta(max_length=8192, pattern=r"^[^\r\n]*$")]
 
 
 class Question(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -16,8 +17,8 @@ class Question(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     method: Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$")]
     target: _Text
-    host: Annotated[str, msgspec.Meta(max_length=1024)] = ""
-    headers: Annotated[tuple[tuple[str, _Text], ...], msgspec.Meta(max_length=64)] = ()
+    host: Annotated[str, msgspec.Meta(max_length=1024, pattern=r"^[^\r\n]*$")] = ""
+    headers: Annotated[tuple[tuple[_Text, _Text], ...], msgspec.Meta(max_length=64)] = ()
 
 
 class Instance(msgspec.Struct, frozen=True):
@@ -93,6 +94,8 @@ class Explanation(msgspec.Struct, frozen=True):
     error: str  # why the request goes nowhere (the 404 or 400 it would get), else ""
     destinations: list[Destination]
     revisions: dict[str, int]  # every policy applied on the node, by key
+    status: int = 0  # the node's own answer when the request goes nowhere; 0: forwarded
+    flags: str = ""  # that answer's x-mesh-flags (NR, DPE...)
 
 
 class Problem(msgspec.Struct, frozen=True):

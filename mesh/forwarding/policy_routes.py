@@ -111,6 +111,10 @@ class PolicyRouter:
     def fallback(self) -> Router | None:
         return self._fallback
 
+    def authenticator(self, route: str) -> Authenticator | None:
+        """The check of `route`'s auth, None without one."""
+        return self._auth.get(route)
+
     def __call__(self, request: RequestHead, now: float) -> Routed:
         name, target = addressed(request)
         matched = self._table.match(request.method, name, target, request.headers)

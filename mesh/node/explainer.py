@@ -11,9 +11,9 @@ from mesh import subjects
 from mesh.bus import Bus, Delivery
 from mesh.clock import Clock
 from mesh.errors import BusError
-from mesh.forwarding.explain import Vantage, explain
 from mesh.forwarding.explanation import Problem, Question
 from mesh.metrics import Metrics
+from mesh.observe.explain_answer import Vantage, explain
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from mesh.engine.engine import Engine
 from mesh.errors import BusError, InvalidMessage
 from mesh.forwarding.defaults import default_service
 from mesh.forwarding.ejection_events import EjectionEvents
-from mesh.forwarding.explain import Vantage
 from mesh.forwarding.load_window import LoadWindow
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
 from mesh.forwarding.policy_routes import PolicyRouter, guarded
@@ -30,6 +29,7 @@ from mesh.membership.view import View
 from mesh.messages import Evidence, decode, encode
 from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
+from mesh.observe.explain_answer import Vantage
 from mesh.observe.tap_source import TapSource
 from mesh.policy.compile import Compiled, compile_revision
 from mesh.policy.model import Document
@@ -198,8 +198,15 @@ class Forwarding:
     def _vantage(self) -> Vantage:
         node = self.node
         view = node.discovery.view
+        engine = self.engine
         return Vantage(
-            node.name, node.role, self.engine.router, self.directory, view, self.feed.revisions
+            node.name,
+            node.role,
+            engine.router,
+            self.directory,
+            view,
+            self.feed.revisions,
+            engine.normalize_path,
         )
 
     # --- inputs ---

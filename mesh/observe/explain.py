@@ -7,7 +7,7 @@ import asyncio
 
 import msgspec
 
-from mesh import config, durations, subjects
+from mesh import cli, config, durations, subjects
 from mesh.bus import NatsBus
 from mesh.errors import BusTimeout, BusUnavailable, ConfigError, NoResponders
 from mesh.forwarding.explanation import Explanation, Problem, Question
@@ -17,7 +17,7 @@ from mesh.observe.explain_text import render
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser(
         "explain",
-        parents=[common],
+        parents=[cli.common_options("--nats-url")],  # nothing here is timed by a preset or logs
         help="which route, service and instances a node picks for a request, and why",
     )
     parser.add_argument("method", help="the request's method, e.g. GET")
@@ -63,8 +63,12 @@ def question(method: str, url: str, headers: list[str]) -> Question:
         host, target = "", url
     else:
         raise ConfigError(f"{url!r}: give http://host/path or a path starting with /")
+    if "\r" in url or "\n" in url:
+        raise ConfigError(f"{url!r}: CR or LF in the URL, which no request line carries")
     pairs = []
     for line in headers:
+        if "\r" in line or "\n" in line:
+            raise ConfigError(f"-H {line!r}: CR or LF in a header, which would end it")
         name, colon, value = line.partition(":")
         if not colon or not name.strip() or name != name.strip():
             raise ConfigError(f"-H {line!r}: give 'Name: value'")
@@ -93,6 +97,8 @@ def subject(node: str) -> str:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    if args.timeout <= 0:
+        raise ConfigError("--timeout: more than 0 s")
     asked = question(args.method, args.url, args.headers)
     to = subject(args.node)
     settings = config.load(nats_url=args.nats_url)

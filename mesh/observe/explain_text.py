@@ -23,7 +23,8 @@ def render(answer: Explanation) -> str:
             cells.append((mark, verdict.route, verdict.outcome, verdict.reason))
         lines += _indented(columns(cells))
     if answer.error:
-        lines.append(f"goes nowhere: {answer.error}")
+        said = f"{answer.status} {answer.flags}"
+        lines.append(f"goes nowhere: {answer.node} answers {said} ({answer.error})")
     if answer.chosen is not None:
         lines.append(_chosen(answer.chosen))
     if len(answer.destinations) > 1:

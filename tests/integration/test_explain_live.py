@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from mesh_cli import mesh_command, policy
 from mesh_procs import Client, wait_for
@@ -16,7 +18,9 @@ from mesh_procs import Client, wait_for
 from agents.agent import AgentOptions
 from agents.agent import run as run_agent
 from gateway.gateway import run as run_gateway
-from mesh import config
+from mesh import config, subjects
+from mesh.bus import NatsBus
+from mesh.forwarding.explanation import Explanation, Question
 from mesh.node.ports import free_port
 from mesh.playground import demo
 from mesh.playground.natsserver import NatsServer
@@ -210,3 +214,44 @@ def test_unreachable_nats_is_one_line(tmp_path: Path) -> None:
     assert ran.returncode != 0
     assert ran.stderr.count("\n") == 1
     assert "could not reach NATS" in ran.stderr
+
+
+# Requests the reviewer found explained wrongly; (method, target, Host).
+ODD = [
+    ("GET", "/a/../hello/", "gw"),  # normalised: reaches hello
+    ("GET", "/hello/%2Fx", "gw"),  # 400 DPE: an encoded '/'
+    ("get", "/hello/", "gw"),  # 400: llhttp knows no such method
+    ("GET", "/", "[::1"),  # 400: invalid Host
+    ("GET", "/nothing", "gw"),  # 404 NR
+]
+
+
+def test_odd_requests_get_from_the_gateway_what_explain_says(
+    mesh: Running, module_nats: NatsServer
+) -> None:
+    async def ask() -> list[Explanation]:
+        bus = NatsBus(config.load(nats_url=module_nats.url), name="test-explain")
+        await bus.start(wait=5.0)
+        try:
+            asked = [msgspec.json.encode(Question(*odd)) for odd in ODD]
+            answers = [await bus.request(subjects.EXPLAIN, q, 5.0) for q in asked]
+        finally:
+            await bus.close()
+        return [msgspec.json.decode(answer, type=Explanation) for answer in answers]
+
+    for (method, target, host), answer in zip(ODD, asyncio.run(ask()), strict=True):
+        status, flags = _sent(mesh.gateway_port, f"{method} {target} HTTP/1.1\r\nHost: {host}")
+        expected = (answer.status, answer.flags) if answer.status else (200, "")
+        assert (status, flags) == expected, (method, target, host, answer.error)
+
+
+def _sent(port: int, head: str) -> tuple[int, str]:
+    """The status and x-mesh-flags the gateway answers to `head` (its bytes, as written)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"{head}\r\nConnection: close\r\n\r\n".encode("latin-1"))
+        received = b""
+        while b"\r\n\r\n" not in received and (chunk := sock.recv(4096)):
+            received += chunk
+    lines = received.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    flags = [line[14:] for line in lines if line.lower().startswith("x-mesh-flags: ")]
+    return int(lines[0].split()[1]), "".join(flags)

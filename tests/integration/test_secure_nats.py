@@ -24,7 +24,6 @@ from mesh.bus import Delivery, NatsBus, events, setup
 from mesh.bus.kv import KvEntry, KvStore
 from mesh.errors import BusRefused, NoResponders
 from mesh.forwarding.directory import Directory
-from mesh.forwarding.explain import Vantage
 from mesh.forwarding.explanation import Explanation, Question
 from mesh.forwarding.routing import no_route
 from mesh.membership import view as membership
@@ -35,6 +34,7 @@ from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
 from mesh.node.node import Node
 from mesh.observe import traffic
+from mesh.observe.explain_answer import Vantage
 from mesh.playground.natsserver import NatsServer
 from mesh.security import natsauth, natscreds, pki
 from mesh.timing import PRESETS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mesh import subjects
+from mesh import cli, subjects
 from mesh.errors import ConfigError
 from mesh.forwarding.explanation import Question
 from mesh.observe.explain import question, subject
@@ -39,6 +39,10 @@ def test_a_url_and_headers_become_the_question(
         ("GET", "/x", [" x: 1"]),
         ("GET /", "/x", []),  # not a method token
         ("GET", "/caf\u00e9\u2603", []),  # not latin-1: no HTTP head carries it
+        ("GET", "/x", ["x-a: 1\r\nx-b: 2"]),  # CR/LF would make it two headers
+        ("GET", "/x", ["x-a: 1\nx"]),
+        ("GET", "/x\r\nHost: other", []),
+        ("GET", "http://a\rb/x", []),
     ],
 )
 def test_what_is_no_http_request_is_refused(method: str, url: str, headers: list[str]) -> None:
@@ -53,3 +57,31 @@ def test_node_names_a_service_or_one_instance() -> None:
     for bad in ("a.b", "hello/x/y", "/x"):
         with pytest.raises(ConfigError):
             subject(bad)
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--timeout", "0"], "mesh explain: --timeout: more than 0 s\n"),
+        (
+            ["-H", "x-a: 1\r\nx-b: 2"],
+            "mesh explain: -H 'x-a: 1\\r\\nx-b: 2': CR or LF in a header, which would end it\n",
+        ),
+    ],
+)
+def test_bad_flags_are_one_line_before_nats_is_asked(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An unreachable NATS would say so instead: the flag is refused first.
+    assert cli.main(["explain", "GET", "/x", "--nats-url", "nats://127.0.0.1:1", *argv]) == 2
+    assert capsys.readouterr().err == said
+
+
+@pytest.mark.parametrize("flag", [["--preset", "wan"], ["--log-level", "debug"]])
+def test_flags_it_would_ignore_are_not_taken(
+    flag: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["explain", "GET", "/x", *flag])
+    assert exited.value.code == 2
+    assert f"unrecognized arguments: {' '.join(flag)}" in capsys.readouterr().err

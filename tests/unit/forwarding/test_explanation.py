@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 from typing import Any
@@ -13,11 +14,11 @@ from factories import RequestHead, feed, heartbeat, new_view
 from mesh.engine import replies
 from mesh.errors import NoRoute
 from mesh.forwarding.directory import Directory
-from mesh.forwarding.explain import Vantage, explain
 from mesh.forwarding.explanation import Explanation, Question
 from mesh.forwarding.policy_routes import CONSIDERED_SHOWN, PolicyRouter
 from mesh.forwarding.routing import DefaultRoutes, no_route
 from mesh.membership.view import View
+from mesh.observe.explain_answer import Vantage, explain
 from mesh.observe.explain_text import render
 from mesh.policy.compile import Compiled, ServicePolicy
 from mesh.policy.decode import parse
@@ -201,10 +202,23 @@ def test_default_routes_and_errors_are_explained() -> None:
     node, _ = vantage(PolicyRouter(table, None, random.Random(1)), table=table)
     answer = explain(node, Question("GET", "/other"), 11.0, 100.0)
     assert (answer.chosen, answer.destinations) == (None, [])
-    assert answer.error == "no route matches, and default routes are off"
+    assert (answer.status, answer.flags) == (404, "NR")
+    assert answer.error == "no route matches GET b'/other'"  # the router's own words
     assert [(v.route, v.outcome) for v in answer.routes] == [("split", "path")]
-    dots = explain(node, Question("GET", "/shop/../admin"), 11.0, 100.0)
-    assert dots.error == "dot segments in the path"
+    assert "goes nowhere: gw-1 answers 404 NR (no route matches GET" in render(answer)
+    # Paths as sent (MESH_NORMALIZE_PATH off): policy routes refuse dot segments.
+    raw = Vantage("gw-1", "gateway", node.router, node.directory, node.view, {}, False)
+    dots = explain(raw, Question("GET", "/shop/../admin"), 11.0, 100.0)
+    assert (dots.status, dots.flags, dots.error) == (400, "DPE", "dot segments in the path")
+
+
+def test_a_route_to_a_service_the_node_does_not_know_is_a_404_as_admission_says() -> None:
+    table = RouteTable([route("ghost", to=[{"service": "ghost"}])])
+    node, _ = vantage(PolicyRouter(table, None, random.Random(1)), table=table)
+    answer = explain(node, Question("GET", "/x", "gw"), 11.0, 100.0)
+    assert (answer.status, answer.flags, answer.error) == (404, "NR", "no service named 'ghost'")
+    assert answer.chosen is not None  # the route matched; the service is not in the view
+    assert [(d.service, d.known) for d in answer.destinations] == [("ghost", False)]
 
 
 # --- 404 NR answers name the routes considered -------------------------------------------
@@ -239,3 +253,108 @@ def test_a_404_of_the_default_routes_names_the_policy_routes_too() -> None:
         router(RequestHead(b"/nosuch/x"), 0.0)
     assert caught.value.routes == ("split",)
     assert "no service matches" in caught.value.detail
+
+
+# --- the request as the engine reads it: its parser, its checks, its answers -------------
+
+
+def _explained(question: Question, *, normalize_path: bool = True) -> Explanation:
+    node, directory = vantage(DefaultRoutes({"hello"}.__contains__))
+    plain = Vantage("gw-1", "gateway", node.router, directory, node.view, {}, normalize_path)
+    return explain(plain, question, 11.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("question", "status", "flags", "detail"),
+    [
+        (Question("GET", "/hello/%2Fx", "gw"), 400, "DPE", "encoded '/' in the path"),
+        (Question("get", "/hello/", "gw"), 400, "DPE", "malformed request: Invalid method"),
+        (Question("GET", "/", "[::1"), 400, "DPE", "invalid Host"),
+        (Question("GET", "/", "a b"), 400, "DPE", "invalid Host"),
+        (Question("GET", "/hello/\x00", "gw"), 400, "DPE", "malformed request: Invalid char"),
+        (Question("GET", "/a b", "gw"), 400, "DPE", "malformed request"),
+        (Question("GET", "/hello/", "gw", (("Host", "other"),)), 400, "DPE", "repeated Host"),
+        (Question("GET", "/nope", "gw"), 404, "NR", "no service matches Host 'gw'"),
+        (Question("TRACE", "/hello/", "gw", (("Max-Forwards", "0"),)), 200, "-", "Max-Forwards"),
+    ],
+)
+def test_what_the_engine_answers_itself_is_said_with_its_status_and_flags(
+    question: Question, status: int, flags: str, detail: str
+) -> None:
+    answer = _explained(question)
+    assert (answer.status, answer.flags, answer.chosen, answer.destinations) == (
+        status,
+        flags,
+        None,
+        [],
+    )
+    assert answer.error.startswith(detail)
+    assert f"answers {status} {flags} ({detail}" in render(answer)
+
+
+def test_the_path_is_normalised_as_the_engine_does_before_routing() -> None:
+    answer = _explained(Question("GET", "/a/../hello//x/./y", "gw"))
+    assert (answer.status, answer.target) == (0, "/hello/x/y")
+    assert answer.chosen is not None
+    assert (answer.chosen.route, answer.chosen.target) == ("path", "/x/y")
+    as_sent = _explained(Question("GET", "/a/../hello/", "gw"), normalize_path=False)
+    assert (as_sent.status, as_sent.flags) == (404, "NR")  # segment `a`: no such service
+
+
+def test_without_a_host_the_question_is_an_http_1_0_request() -> None:
+    # HTTP/1.1 requires Host (400 without); 1.0 may leave it out and is routed by path.
+    answer = _explained(Question("GET", "/hello/x"))
+    assert answer.chosen is not None
+    assert (answer.status, answer.chosen.target) == (0, "/x")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"target": "/a\r\nx-injected: 1"},
+        {"target": "/a\nb"},
+        {"host": "a\r\nx: 1"},
+        {"headers": [["x-a", "1\r\nx-b: 2"]]},
+        {"headers": [["x-a\r\nx-b", "1"]]},
+    ],
+)
+def test_a_question_with_cr_or_lf_is_no_single_request_and_is_refused(
+    fields: dict[str, Any],
+) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"method": "GET", "target": "/", **fields}, Question)
+
+
+KEYED = route(
+    "keyed",
+    match={"path_prefix": "/v1"},
+    auth={
+        "type": "api_key",
+        "query": "api_key",
+        "keys": [{"consumer": "ops", "sha256": hashlib.sha256(b"demo").hexdigest()}],
+    },
+)
+
+
+def test_api_keys_are_stripped_as_auth_strips_them_and_never_shown() -> None:
+    table = RouteTable([KEYED])
+    router = PolicyRouter(table, DefaultRoutes({"hello"}.__contains__), random.Random(1))
+    node, _ = vantage(router, table=table)
+
+    answer = explain(node, Question("GET", "/v1/hi?x=1&api_key=demo", "api"), 11.0, 100.0)
+    assert answer.chosen is not None
+    assert answer.chosen.target == "/v1/hi?x=1"  # what the upstream receives
+    assert answer.target == "/v1/hi?x=1&api_key=***"
+    # Authenticated as a request is, the upstream gets the same target.
+    sent = router(RequestHead(b"/v1/hi?x=1&api_key=demo", b"api"), 0.0)
+    assert sent.target.decode() == answer.chosen.target
+
+    elsewhere = explain(node, Question("GET", "/nope?api_key=demo", "api"), 11.0, 100.0)
+    assert (elsewhere.status, elsewhere.flags) == (404, "NR")
+    twice = explain(node, Question("GET", "/v1/?api_key=a&api_key=b", "api"), 11.0, 100.0)
+    assert (twice.status, twice.flags) == (401, "UAEX")  # whatever the keys
+    for said in (answer, elsewhere, twice):
+        encoded = msgspec.json.encode(said)
+        assert b"demo" not in encoded
+        assert b"api_key=a" not in encoded
+        assert "demo" not in render(said)

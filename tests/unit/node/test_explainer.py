@@ -11,11 +11,11 @@ from waiting import settle
 from mesh import clock, subjects
 from mesh.errors import NoResponders
 from mesh.forwarding.directory import Directory
-from mesh.forwarding.explain import Vantage
 from mesh.forwarding.explanation import Explanation, Problem, Question
 from mesh.forwarding.routing import DefaultRoutes
 from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
+from mesh.observe.explain_answer import Vantage
 
 
 async def test_a_gateway_answers_on_its_subjects_and_says_what_it_cannot_read() -> None:
@@ -42,8 +42,12 @@ async def test_a_gateway_answers_on_its_subjects_and_says_what_it_cannot_read() 
         )
     with pytest.raises(NoResponders):
         await asker.request(subjects.explain("edge", "gw-2"), good, 1.0)
-    for bad in (b"{", b'{"method": "GET", "target": "/", "host": "\\u2603"}'):
+    for bad in (
+        b"{",
+        b'{"method": "GET", "target": "/", "host": "\\u2603"}',
+        b'{"method": "GET", "target": "/a\\r\\nx-injected: 1"}',  # not one request head
+    ):
         problem = msgspec.json.decode(await asker.request(subjects.EXPLAIN, bad, 1.0), type=Problem)
         assert problem.node == "gw-1"
         assert problem.error.startswith("unreadable question: ")
-    assert metrics.bus_invalid == {"explain": 2}
+    assert metrics.bus_invalid == {"explain": 3}
