@@ -57,15 +57,25 @@ MAX_LOAD_SERVICES = 16
 MAX_LOAD_INSTANCES = 64  # in the whole heartbeat, across its services
 # Latency bucket counts: one per bound of mesh.metrics.BUCKETS, then one above the last.
 LATENCY_BUCKETS = 14
-Latency = Annotated[list[Count], msgspec.Meta(max_length=LATENCY_BUCKETS)]
+# The most a figure of one window may say. A node is one event loop: at 10^5 requests a
+# second, more than one Python process forwards, the longest window the wire carries (an
+# hour) holds 3.6 x 10^8 requests, and a window is about one heartbeat interval (60 s at
+# most). A larger figure is no measurement (and 10^400 would overflow any float made of
+# it); sums over callers of figures this size stay exact as floats.
+MAX_LOAD_COUNT = 10**9
+LoadCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_LOAD_COUNT)]
+Latency = Annotated[list[LoadCount], msgspec.Meta(max_length=LATENCY_BUCKETS)]
+# The shortest window with figures (0: none yet). Readers divide by it; a node cuts a
+# window a heartbeat interval or more after the last one, never sooner than this.
+MIN_LOAD_WINDOW = 0.05
 
 
 class Traffic(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What one node forwarded to a service or an instance during the load window."""
 
-    requests: Count = 0  # answered (or ended) in the window
-    errors: Count = 0  # of them: 5xx, proxy-made ones included
-    inflight: Count = 0  # at the end of the window
+    requests: LoadCount = 0  # answered (or ended) in the window
+    errors: LoadCount = 0  # of them: 5xx, proxy-made ones included
+    inflight: LoadCount = 0  # at the end of the window
     # Counts per latency bucket (not cumulative), trailing zeros left out.
     latency: Latency = []
 
@@ -92,9 +102,10 @@ class Load(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     heartbeat until the next window ends repeats them.
     """
 
+    # 0 or from MIN_LOAD_WINDOW (decode checks the gap between them).
     window: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     services: Annotated[dict[Name, ServiceTraffic], msgspec.Meta(max_length=MAX_LOAD_SERVICES)] = {}
-    omitted: Count = 0  # services and instances left out of `services` over the caps
+    omitted: LoadCount = 0  # services and instances left out of `services` over the caps
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="hb", tag_field="type"):
@@ -280,6 +291,9 @@ def decode(subject: str, data: bytes) -> Message:
         said = f"{message.service}/{message.instance}"
         where = "none" if named is None else f"{named[0]}/{named[1]}"
         raise InvalidMessage(subject, f"names {said}, its subject {where}")
+    if isinstance(message, Heartbeat) and 0 < message.load.window < MIN_LOAD_WINDOW:
+        window = message.load.window
+        raise InvalidMessage(subject, f"load window {window} s: 0 or {MIN_LOAD_WINDOW} s or more")
     if isinstance(message, Evidence) and message.reporter != subjects.reporter(subject):
         raise InvalidMessage(subject, f"reported by {message.reporter}, its subject names another")
     if isinstance(message, Event) and subject != subjects.event(message.kind, message.service):

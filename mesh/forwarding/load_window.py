@@ -8,8 +8,10 @@ import msgspec
 
 from mesh.forwarding.directory import Directory
 from mesh.messages import (
+    MAX_LOAD_COUNT,
     MAX_LOAD_INSTANCES,
     MAX_LOAD_SERVICES,
+    MIN_LOAD_WINDOW,
     InstanceTraffic,
     Load,
     ServiceTraffic,
@@ -66,12 +68,18 @@ def service_tallies(metrics: Metrics, own: str) -> dict[str, Tally]:
     }
 
 
+def _bounded(count: int) -> int:
+    """A count the wire takes: only a window stretched by a long NATS outage (no heartbeat
+    sent, none cut) could hold more, and a heartbeat the others refuse would make us dead."""
+    return min(count, MAX_LOAD_COUNT)
+
+
 def _wire(latency: tuple[int, ...]) -> list[int]:
     """Trailing zeros left out."""
     end = len(latency)
     while end and not latency[end - 1]:
         end -= 1
-    return list(latency[:end])
+    return [_bounded(count) for count in latency[:end]]
 
 
 class LoadWindow:
@@ -86,7 +94,8 @@ class LoadWindow:
         self._metrics = metrics
         self._directory = directory
         self._own = own
-        self._shortest = interval * _PERIODIC
+        # However short the interval (the setting allows any), the wire's shortest window.
+        self._shortest = max(interval * _PERIODIC, MIN_LOAD_WINDOW)
         self._cut_at = now
         self._services: dict[str, Tally] = {}
         self._instances: dict[tuple[str, str], Tally] = {}
@@ -116,9 +125,9 @@ class LoadWindow:
         in_flight = self._directory.in_flight()
         reported = {
             (service, instance): InstanceTraffic(
-                requests=tally.requests,
-                errors=tally.errors,
-                inflight=active.get((service, instance), 0),
+                requests=_bounded(tally.requests),
+                errors=_bounded(tally.errors),
+                inflight=_bounded(active.get((service, instance), 0)),
                 latency=_wire(tally.latency),
                 ejected=self._directory.is_ejected(service, instance, now),
             )
@@ -148,9 +157,9 @@ def capped(
     named = {service for (service, _), _ in worth}
     figures = {
         service: ServiceTraffic(
-            requests=tally.requests,
-            errors=tally.errors,
-            inflight=in_flight.get(service, 0),
+            requests=_bounded(tally.requests),
+            errors=_bounded(tally.errors),
+            inflight=_bounded(in_flight.get(service, 0)),
             latency=_wire(tally.latency),
         )
         for service in services.keys() | in_flight.keys() | named
@@ -174,4 +183,4 @@ def capped(
         )
         for service in sorted(kept)
     }
-    return Load(window=window, services=reported, omitted=omitted), omitted
+    return Load(window=window, services=reported, omitted=_bounded(omitted)), omitted

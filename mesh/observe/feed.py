@@ -36,6 +36,9 @@ REPLAY_SECONDS = 3600.0
 SEEN_IDS = 2048
 # How soon a browser reconnects after the stream ends (a restarting node), milliseconds.
 RETRY_MS = 1000
+# A board that cannot be built fails again at every push: its traceback is logged at most
+# this often (seconds), every failure counted.
+FAILURE_LOG_EVERY = 60.0
 
 
 class Feed:
@@ -71,8 +74,10 @@ class Feed:
         self._pusher: asyncio.Task[None] | None = None
         self._replay: asyncio.Task[None] | None = None
         self._stopped = False
+        self._failure_logged_at: float | None = None
         self.dropped = 0
         self.refused = 0
+        self.board_failures = 0
         metrics.gauge(
             "mesh_dashboard_readers",
             "Dashboard live streams open.",
@@ -90,6 +95,12 @@ class Feed:
             "Dashboard streams refused: MESH_DASHBOARD_READERS already open.",
             (),
             lambda: [((), float(self.refused))],
+        )
+        metrics.counter(
+            "mesh_dashboard_board_failures",
+            "Dashboard boards that could not be built (readers keep the last one; logged).",
+            (),
+            lambda: [((), float(self.board_failures))],
         )
 
     async def start(self) -> None:
@@ -152,14 +163,33 @@ class Feed:
         self._due.set()
 
     async def _push_forever(self) -> None:
+        """Until stopped: a board that fails to build (a bug, a record nobody foresaw)
+        must neither end the pushes for good nor make the node's stop raise."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._due.wait(), self._every)
             self._due.clear()
             if self._readers:
-                frame = self._board_frame()
+                try:
+                    frame = self._board_frame()
+                except Exception:
+                    self._board_failed()
+                    continue
                 for reader in self._readers:
                     reader.board(frame)
+
+    def _board_failed(self) -> None:
+        """Called within the `except` (log.exception takes its traceback)."""
+        self.board_failures += 1
+        now = self._clock.monotonic()
+        last = self._failure_logged_at
+        if last is None or now - last >= FAILURE_LOG_EVERY:
+            self._failure_logged_at = now
+            log.exception(
+                "the dashboard's board could not be built (%d times so far; readers keep"
+                " the last one)",
+                self.board_failures,
+            )
 
     async def _on_event(self, delivery: Delivery) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -42,9 +43,15 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="how long to collect heartbeats before the first table (default 1.5 intervals)",
     )
     parser.add_argument(
-        "--once", action="store_true", help="print one table and exit (so does a pipe)"
+        "--once",
+        action="store_true",
+        help="print once and exit (so does the table when stdout is not a terminal)",
     )
-    parser.add_argument("--json", action="store_true", help="JSON, one object per refresh")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON, a line per refresh until Ctrl-C, on a pipe too (--once: one line)",
+    )
     parser.set_defaults(func=_top)
 
 
@@ -72,7 +79,9 @@ def _top(args: argparse.Namespace) -> int:
     settings = config.load(nats_url=args.nats_url, preset=args.preset)
     timing = settings.timing
     wait = args.wait if args.wait is not None else timing.interval * 1.5
-    live = not args.once and sys.stdout.isatty()
+    # The table is for eyes: redrawn on a terminal, printed once into a file or a pipe.
+    # JSON is for programs, which read it as lines from a pipe: it streams unless --once.
+    live = not args.once and (args.json or sys.stdout.isatty())
 
     async def watch() -> int:
         bus = NatsBus(settings, name="mesh-top")
@@ -88,15 +97,16 @@ def _top(args: argparse.Namespace) -> int:
                 print(text)
                 return 0 if found else 1
             stop = asyncio.Event()
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+            for ending in (signal.SIGINT, signal.SIGTERM):  # a script's kill ends it cleanly
+                asyncio.get_running_loop().add_signal_handler(ending, stop.set)
             while not stop.is_set():
                 text, _ = render(watching.current(clock.monotonic()), args.service, json=args.json)
-                if args.json:
-                    print(text, flush=True)
-                else:
+                if not args.json:
                     when = time.strftime("%H:%M:%S", time.localtime(clock.wall()))
-                    print(f"{_CLEAR}mesh top  {when}  (every {args.interval:g} s, Ctrl-C ends)\n")
-                    print(text, flush=True)
+                    heading = f"mesh top  {when}  (every {args.interval:g} s, Ctrl-C ends)"
+                    text = f"{_CLEAR}{heading}\n\n{text}"
+                if not _emit(text):
+                    break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), args.interval)
             return 0
@@ -104,3 +114,14 @@ def _top(args: argparse.Namespace) -> int:
             await bus.close()
 
     return asyncio.run(watch())
+
+
+def _emit(text: str) -> bool:
+    """Print `text` at once; False when the reader has gone (`mesh top --json | head -1`)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python would flush stdout into the closed pipe again at exit, and say so.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
+    return True

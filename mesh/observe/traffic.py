@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mesh.membership.view import Member, State
-from mesh.messages import Traffic
+from mesh.messages import MAX_LOAD_COUNT, MIN_LOAD_WINDOW, Traffic
 from mesh.metrics import BUCKETS
 
 # Callers whose figures count: heard lately. A suspect's last window is old news.
@@ -76,14 +76,18 @@ class _Sum:
         self.latency = [0] * (len(BUCKETS) + 1)
 
     def add(self, traffic: Traffic, window: float) -> None:
+        """`window` is at least MIN_LOAD_WINDOW (see _reporters)."""
+        # Decoding refuses counts over the bound; a record made in this process (a test,
+        # a node's own) is held to it here too, so that no rate, sum or quantile made of
+        # it can overflow a float (int 10**400 to float is an OverflowError).
+        requests = min(traffic.requests, MAX_LOAD_COUNT)
         self.callers += 1
-        self.requests += traffic.requests
-        self.errors += traffic.errors
-        self.inflight += traffic.inflight
-        if window > 0:
-            self.rate += traffic.requests / window
+        self.requests += requests
+        self.errors += min(traffic.errors, MAX_LOAD_COUNT)
+        self.inflight += min(traffic.inflight, MAX_LOAD_COUNT)
+        self.rate += requests / window
         for index, count in enumerate(traffic.latency[: len(self.latency)]):
-            self.latency[index] += count
+            self.latency[index] += min(count, MAX_LOAD_COUNT)
 
     def signals(self) -> Signals:
         requests = self.requests
@@ -100,7 +104,9 @@ class _Sum:
 
 
 def _reporters(members: Iterable[Member]) -> list[Member]:
-    return [m for m in members if m.state in _REPORTING and m.record.load.window > 0]
+    """Callers with figures: heard lately, with a window that decoding would take (0 says
+    none; a record made in this process could hold a shorter one, or NaN)."""
+    return [m for m in members if m.state in _REPORTING and m.record.load.window >= MIN_LOAD_WINDOW]
 
 
 def services(members: Iterable[Member]) -> list[ServiceRow]:

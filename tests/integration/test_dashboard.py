@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +34,12 @@ from mesh.addresses import bind
 from mesh.bus import NatsBus, events
 from mesh.config import Settings
 from mesh.membership.discovery import Discovery
+from mesh.membership.view import Member
 from mesh.messages import Event, encode
 from mesh.metrics import Metrics, registry_for
 from mesh.node import admin
 from mesh.node.ports import free_port
+from mesh.observe import board
 from mesh.observe.feed import READER_BACKLOG, Feed
 from mesh.playground.natsserver import NatsServer
 from mesh.timing import PRESETS
@@ -365,6 +369,52 @@ async def test_a_reader_that_does_not_read_holds_up_neither_the_node_nor_other_r
         text = metrics_text(served.metrics)
         assert f"mesh_dashboard_dropped_events_total {float(served.feed.dropped)}" in text
         stuck.close()
+
+
+async def _board_after(content: aiohttp.StreamReader, wall: float, timeout: float) -> None:
+    """Read until a board built after `wall` (older ones may wait in the buffers)."""
+    seen = b""
+    async with asyncio.timeout(timeout):
+        while True:
+            chunk = await content.readany()
+            assert chunk, "the stream ended"
+            seen += chunk
+            *frames, seen = seen.split(b"\n\n")
+            boards = [f.split(b"data: ", 1)[1] for f in frames if f.startswith(b"event: board\n")]
+            if any(json.loads(data)["at"] > wall for data in boards):
+                return
+
+
+async def test_a_board_that_fails_to_build_is_counted_logged_and_the_pushes_go_on(
+    module_nats: NatsServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What one absurd heartbeat did before its figures were bounded: the pusher died for
+    good, and the node's stop raised its exception."""
+    failed_at: list[float] = []
+    armed = asyncio.Event()
+    built = board.board
+
+    def once_failing(node: str, members: Iterable[Member], *, wall: float) -> board.Board:
+        if armed.is_set() and not failed_at:
+            failed_at.append(time.time())
+            raise OverflowError("int too large to convert to float")
+        return built(node, members, wall=wall)
+
+    monkeypatch.setattr(board, "board", once_failing)
+    async with (
+        feed_served(module_nats.url, readers=1) as served,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(f"http://127.0.0.1:{served.port}/mesh/stream") as reader:
+            await _frames_until(reader.content, b"event: board", 2.0)
+            armed.set()
+            await until(lambda: served.feed.board_failures == 1, timeout=2.0)
+            await _board_after(reader.content, failed_at[0], timeout=2.0)
+        assert "mesh_dashboard_board_failures_total 1.0" in metrics_text(served.metrics)
+    # The stop above (feed_served's) raised nothing; the failure was logged once.
+    [logged] = [r for r in caplog.records if "could not be built" in r.getMessage()]
+    assert logged.exc_info is not None
+    assert "int too large" in str(logged.exc_info[1])
 
 
 async def test_streams_are_bounded_and_end_cleanly_when_the_node_stops(

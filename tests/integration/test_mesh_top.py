@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import os
+import signal
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -15,7 +20,7 @@ from mesh_cli import Ran, mesh_command
 
 from agents import agent
 from gateway import gateway
-from mesh import config
+from mesh import cli, config
 from mesh.node.ports import free_port
 from mesh.observe import top
 from mesh.playground.natsserver import NatsServer
@@ -144,6 +149,34 @@ def test_a_service_top_does_not_know_is_said_and_ends_non_zero(module_nats: Nats
     ran = top_once(module_nats.url, "--service", "nosuch")
     assert ran.returncode == 1
     assert ran.stdout.strip() == "no instances of 'nosuch' (yet)"
+
+
+def test_json_on_a_pipe_is_a_line_per_refresh_until_interrupted(module_nats: NatsServer) -> None:
+    """What a script reads from `mesh top --json | ...`: stdout here is no terminal. In
+    the main thread, as from a shell, so that top's own SIGINT handler ends it."""
+    out, done = io.StringIO(), threading.Event()
+
+    def interrupt_after_two_lines() -> None:
+        deadline = time.monotonic() + 5.0
+        while not done.is_set() and time.monotonic() < deadline:
+            if out.getvalue().count("\n") >= 2:
+                os.kill(os.getpid(), signal.SIGINT)  # top's handler is in place by now
+                return
+            time.sleep(0.01)
+
+    ctrl_c = threading.Thread(target=interrupt_after_two_lines)
+    ctrl_c.start()
+    args = ["top", "--json", "--nats-url", module_nats.url, "--wait", "0.05", "--interval", "0.05"]
+    try:
+        with contextlib.redirect_stdout(out):
+            code = cli.main(args)
+    finally:
+        done.set()
+        ctrl_c.join()
+    assert code == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 2, lines  # it went on refreshing until the interrupt
+    assert all("services" in json.loads(line) for line in lines)
 
 
 def test_nats_unreachable_is_one_line_and_non_zero(monkeypatch: pytest.MonkeyPatch) -> None:

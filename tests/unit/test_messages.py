@@ -13,9 +13,11 @@ from mesh import subjects
 from mesh.errors import InvalidMessage
 from mesh.messages import (
     LATENCY_BUCKETS,
+    MAX_LOAD_COUNT,
     MAX_LOAD_INSTANCES,
     MAX_LOAD_SERVICES,
     MAX_MESSAGE_BYTES,
+    MIN_LOAD_WINDOW,
     Event,
     Evidence,
     Heartbeat,
@@ -129,9 +131,9 @@ def test_a_payload_of_exactly_the_limit_is_accepted() -> None:
 
 
 def test_a_heartbeat_with_every_load_cap_reached_stays_well_under_the_limit() -> None:
-    """The longest names, counts beyond any real window and 64 meta entries: the caps
-    on load figures keep the largest heartbeat a sender can make far from the limit."""
-    big = 10**15
+    """The longest names, the largest counts and 64 meta entries: the caps on load
+    figures keep the largest heartbeat a sender can make far from the limit."""
+    big = MAX_LOAD_COUNT
     longest = lambda prefix, i: f"{prefix}{i:03}".ljust(128, "x")  # noqa: E731
     per_service = MAX_LOAD_INSTANCES // MAX_LOAD_SERVICES
     figures = {
@@ -268,6 +270,34 @@ MALFORMED: list[tuple[str, bytes, str]] = [
         hb_doc(load={"services": {"s": {"instances": {"i": {"ejected": 1}}}}}),
         "at `$.load.services[...].instances[...].ejected`",
     ),
+    # Figures no node could send: each would make a rate, a sum or a quantile absurd, or
+    # overflow a float (10**400 as a float is an OverflowError).
+    (
+        "load-requests-10e400",
+        hb_doc(load={"window": 1.0, "services": {"hello": {"requests": 10**400}}}),
+        "at `$.load.services[...].requests`",
+    ),
+    *(
+        (
+            f"load-{field}-over-the-bound",
+            hb_doc(load={"window": 1.0, "services": {"s": {field: MAX_LOAD_COUNT + 1}}}),
+            f"<= {MAX_LOAD_COUNT} - at `$.load.services[...].{field}`",
+        )
+        for field in ("requests", "errors", "inflight")
+    ),
+    (
+        "load-latency-bucket-over-the-bound",
+        hb_doc(load={"window": 1.0, "services": {"s": {"latency": [1, MAX_LOAD_COUNT + 1]}}}),
+        "at `$.load.services[...].latency[1]`",
+    ),
+    (
+        "load-instance-requests-over-the-bound",
+        hb_doc(load={"services": {"s": {"instances": {"i": {"requests": MAX_LOAD_COUNT + 1}}}}}),
+        "at `$.load.services[...].instances[...].requests`",
+    ),
+    ("omitted-over-the-bound", hb_doc(load={"omitted": MAX_LOAD_COUNT + 1}), "at `$.load.omitted`"),
+    ("window-1e-300", hb_doc(load={"window": 1e-300}), "load window 1e-300 s: 0 or 0.05 s"),
+    ("window-too-short", hb_doc(load={"window": MIN_LOAD_WINDOW * 0.99}), "load window"),
 ]
 
 
@@ -278,6 +308,19 @@ def test_malformed_payloads_are_refused(payload: bytes, reason: str) -> None:
     assert caught.value.subject == HB
     assert reason.lower() in caught.value.reason.lower()
     assert HB in str(caught.value)
+
+
+def test_load_figures_at_their_bounds_are_accepted() -> None:
+    at_bounds = ServiceTraffic(
+        requests=MAX_LOAD_COUNT,
+        errors=MAX_LOAD_COUNT,
+        inflight=MAX_LOAD_COUNT,
+        latency=[MAX_LOAD_COUNT] * LATENCY_BUCKETS,
+    )
+    for window in (MIN_LOAD_WINDOW, 3600.0):
+        hb = heartbeat(load=Load(window=window, services={"s": at_bounds}))
+        assert decode(HB, encode(hb)) == hb
+    assert decode(HB, hb_doc(load={"window": 0})) == heartbeat()  # said outright: no figures
 
 
 NAMES_THAT_INJECT = ["a.b", "a b", "a>", "a*", ">", "*", "", "x" * 129, "orders\n", "é"]

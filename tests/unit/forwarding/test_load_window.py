@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
+from factories import heartbeat
+
+from mesh import subjects
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.load_window import LoadWindow, Tally, capped, service_tallies
-from mesh.messages import MAX_LOAD_INSTANCES, MAX_LOAD_SERVICES, InstanceTraffic, Load
+from mesh.messages import (
+    MAX_LOAD_COUNT,
+    MAX_LOAD_INSTANCES,
+    MAX_LOAD_SERVICES,
+    MIN_LOAD_WINDOW,
+    InstanceTraffic,
+    Load,
+    decode,
+    encode,
+)
 from mesh.metrics import BUCKETS, Metrics
 
 ZEROS = (0,) * (len(BUCKETS) + 1)
@@ -125,3 +138,45 @@ def test_requests_in_flight_alone_make_a_service_worth_reporting() -> None:
     load, _ = capped(1.0, {}, {"orders": 3, "idle": 0}, {})
     assert list(load.services) == ["orders"]
     assert load.services["orders"].inflight == 3
+
+
+def sent(load: Load) -> Load:
+    """`load` as the others decode it, in a heartbeat (InvalidMessage if they refuse it)."""
+    hb = heartbeat(load=load)
+    decoded = decode(subjects.heartbeat(hb.service, hb.instance), encode(hb))
+    assert isinstance(decoded, type(hb))
+    return decoded.load
+
+
+@pytest.mark.parametrize("interval", [0.001, 0.05, 0.2, 1.0, 60.0])
+def test_every_window_a_node_cuts_is_one_the_wire_takes(interval: float) -> None:
+    """Heartbeats every interval, from the very first, some late, syncs in between: the
+    interval setting takes any positive value, the wire no window under MIN_LOAD_WINDOW."""
+    window = LoadWindow(Metrics(), Directory(), own="gateway", interval=interval, now=1234.567)
+    now, windows = 1234.567, set()
+    for beat in range(200):
+        now += interval * (1.3 if beat % 7 == 0 else 1.0)
+        windows.add(sent(window(now)).window)
+        windows.add(sent(window(now + interval / 10)).window)  # a sync's answer
+    assert min(windows - {0.0}) >= MIN_LOAD_WINDOW
+    assert sent(window(now + 86_400.0)).window == 3600.0  # after a day without NATS
+
+
+def test_counts_beyond_the_wire_bound_are_sent_as_the_bound() -> None:
+    """A window stretched by a long outage must still be a heartbeat the others take."""
+    metrics, directory = Metrics(), Directory(node="gw-1")
+    window = LoadWindow(metrics, directory, own="gateway", interval=1.0, now=0.0)
+    huge = MAX_LOAD_COUNT * 5
+    metrics.requests[("orders", "default", 503, "UF")] = huge
+    metrics.durations[("orders", "default")] = [huge] * (len(BUCKETS) + 1)
+    counters = directory.counters.of("orders", "o1")
+    counters.active, counters.ended, counters.failed = huge, huge, huge
+    counters.latency[:] = [huge] * len(counters.latency)
+
+    orders = sent(window(1.0)).services["orders"]
+    figures = [orders, orders.instances["o1"]]
+    assert [(t.requests, t.errors, t.inflight) for t in figures] == [
+        (MAX_LOAD_COUNT, MAX_LOAD_COUNT, 0),
+        (MAX_LOAD_COUNT, MAX_LOAD_COUNT, MAX_LOAD_COUNT),
+    ]
+    assert all(t.latency == [MAX_LOAD_COUNT] * (len(BUCKETS) + 1) for t in figures)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import msgspec
 import pytest
 from factories import heartbeat, leave
 from manual_clock import EPOCH, ManualClock
@@ -151,9 +153,16 @@ async def test_invalid_and_stale_messages_are_counted_and_change_nothing(
     # ... and a leave its subject's: credentials for i2 (or billing) cannot make i1 leave.
     await observer.peer.publish(subjects.leave("orders", "i2"), encode(leave("i1", seq=9)))
     await observer.peer.publish(subjects.leave("billing", "i1"), encode(leave("i1", seq=9)))
+    # Load figures no node could send: a count beyond any float, a window of nothing.
+    for load in (
+        {"window": 1.0, "services": {"hello": {"requests": 10**400}}},
+        {"window": 1e-300, "services": {"hello": {"requests": 1}}},
+    ):
+        absurd = msgspec.to_builtins(heartbeat("i1", seq=6)) | {"load": load}
+        await observer.peer.publish(subjects.heartbeat("orders", "i1"), json.dumps(absurd).encode())
     await observer.send(heartbeat("i1", seq=4))  # older than what we have
     await observer.send(leave("nobody"))
-    assert observer.metrics.bus_invalid == {"hb": 2, "leave": 2}
+    assert observer.metrics.bus_invalid == {"hb": 4, "leave": 2}
     assert observer.metrics.view_dropped == {"stale": 1, "unknown": 1}
     assert observer.discovery.view is before
     assert len(observer.changes) == 1

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import msgspec
 import pytest
 from factories import heartbeat
 
 from mesh.membership.view import Member, State
-from mesh.messages import InstanceTraffic, Load, ServiceTraffic
+from mesh.messages import MAX_LOAD_COUNT, InstanceTraffic, Load, ServiceTraffic
 from mesh.metrics import BUCKETS
+from mesh.observe import board
 from mesh.observe.traffic import InstanceRow, Signals, instances, quantile, services
 
 
@@ -97,6 +100,32 @@ def test_only_callers_heard_lately_with_a_window_count(
     members = [member("o1"), caller("gw-1", window, state, orders=ServiceTraffic(requests=10))]
     [row] = services(members)
     assert row.signals.requests == (10 if counted else 0)
+
+
+def test_figures_decoding_would_refuse_raise_nothing_and_count_as_the_bound() -> None:
+    """Records made in process skip decoding's bounds (msgspec checks them only there):
+    the reviewer's 10**400 and 1e-300, and NaN, give finite signals, never an error."""
+    huge = 10**400
+    absurd = ServiceTraffic(
+        requests=huge,
+        errors=huge,
+        inflight=huge,
+        latency=[huge] * (len(BUCKETS) + 1),
+        instances={"o1": InstanceTraffic(requests=huge, errors=huge, latency=[huge])},
+    )
+    members = [
+        member("o1"),
+        caller("gw-1", 1.0, orders=absurd),
+        caller("gw-2", 1e-300, orders=absurd),  # no window a node cuts: left out
+        caller("gw-3", math.nan, orders=absurd),
+    ]
+    [row] = services(members)
+    assert (row.signals.requests, row.signals.errors) == (MAX_LOAD_COUNT, MAX_LOAD_COUNT)
+    assert (row.signals.rate, row.signals.success, row.signals.callers) == (1e9, 0.0, 1)
+    assert row.signals.p99 == BUCKETS[-1]
+    [o1] = instances(members, "orders")
+    assert (o1.signals.rate, o1.signals.p50) == (1e9, BUCKETS[0] / 2)
+    msgspec.json.encode(board.board("gw-1", members, wall=0.0))  # the dashboard's frame
 
 
 def test_a_service_without_traffic_is_listed_with_empty_signals() -> None:
