@@ -81,6 +81,16 @@ class Settings(BaseSettings):
         None, gt=0, description="Seconds a down or departed member is remembered (preset)."
     )
 
+    # Nodes started together (`mesh up`, a deployment) miss one another's first
+    # heartbeats; one that first sees an instance this close to its start publishes its
+    # arrival all the same, under the id the others use.
+    arrival_grace: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds from an instance's start within which a node that first sees "
+        "it publishes its arrival (0 = only a node that sees its first heartbeat).",
+    )
+
     # --- agent ---
     agent_host: str = Field("127.0.0.1", description="Address the local service listens on.")
     agent_admin_port: int = Field(
@@ -381,7 +391,7 @@ class Settings(BaseSettings):
         3600.0,
         gt=0,
         description="Seconds MESH_EVENTS drops a second copy of an event id "
-        "(at most MESH_EVENTS_MAX_AGE).",
+        "(at most MESH_EVENTS_MAX_AGE, at least MESH_ARRIVAL_GRACE).",
     )
     # `own` fits least-privilege NATS credentials (an agent may publish only its own
     # service's events and policy acknowledgements): what it sees of other services is
@@ -396,6 +406,19 @@ class Settings(BaseSettings):
     # --- logging ---
     log_level: Level = Field("info", description="Log level.")
     log_json: bool = Field(False, description="Write logs as JSON lines.")
+
+    @field_validator("events_duplicate_window")
+    @classmethod
+    def _covers_arrivals(cls, value: float, info: ValidationInfo) -> float:
+        # The copies of one arrival are published up to the grace apart: a shorter
+        # window (or stream age) would store two.
+        grace, max_age = info.data.get("arrival_grace"), info.data.get("events_max_age")
+        if grace is not None and max_age is not None and min(value, max_age) < grace:
+            raise ValueError(
+                f"the window (at most MESH_EVENTS_MAX_AGE) must cover MESH_ARRIVAL_GRACE "
+                f"({grace:g} s)"
+            )
+        return value
 
     # A gateway_listen of '' (HTTPS only) is checked with the HTTPS address.
     @field_validator("agent_outbound", "agent_inbound", "gateway_listen")
@@ -478,6 +501,7 @@ class Settings(BaseSettings):
             self.suspect_intervals or base.suspect_intervals,
             self.down_intervals or base.down_intervals,
             self.forget_after or base.forget_after,
+            self.arrival_grace,
         )
         if timing.down_intervals <= timing.suspect_intervals:
             raise ConfigError("down_intervals must exceed suspect_intervals")

@@ -21,6 +21,9 @@ class Timing:
     suspect_intervals: int  # silent intervals before suspect (no longer routed)
     down_intervals: int  # silent intervals before down (removed, event published)
     forget_after: float  # seconds a down or departed member is kept as a tombstone
+    # Seconds from an instance's start within which a node that first sees it publishes
+    # its arrival: processes started together take seconds to be listening, not intervals.
+    arrival_grace: float = 30.0
 
 
 # Named presets, as memberlist's Default{LAN,WAN,Local}Config: a faster interval finds

@@ -73,7 +73,9 @@ class Discovery:
             self._metrics.invalid_message(_family(delivery.subject))
             log.debug("%s", exc)
             return
-        view, effects = membership.apply(self.view, message, self._clock.monotonic())
+        view, effects = membership.apply(
+            self.view, message, self._clock.monotonic(), wall=self._clock.wall()
+        )
         self._commit(view, effects)
 
     def _commit(self, view: membership.View, effects: list[membership.Effect]) -> None:
@@ -91,8 +93,10 @@ class Discovery:
                 listener(view)
 
     def _own_arrival(self, event: Event) -> bool:
-        """Our own start: the nodes already there tell it. We cannot know whether we
-        restart an instance they knew (instance.restarted) or are a new one."""
+        """Our own start: the nodes already there, or starting within the arrival grace,
+        tell it. We cannot know whether we restart an instance they knew
+        (instance.restarted) or are a new one, and ours, under the same id, would be the
+        first copy out, the one stored: every restart would read as a start."""
         return event.instance == self._node and event.kind in _ARRIVALS
 
     async def _tick_forever(self) -> None:

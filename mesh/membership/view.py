@@ -69,18 +69,20 @@ class View:
 FIRST_SEQ = 1
 
 
-def _event(kind: EventKind, member: Member, *, whole: bool = False, **detail: str) -> Event:
+def _event(kind: EventKind, member: Member, *, arrival: bool = False, **detail: str) -> Event:
     """A derived event whose id names the happening, not the observer or the time seen.
 
     The id is the kind, the instance and its incarnation, then the instance's own seq of
     the message that began the state: every observer of that message derives the same id,
-    and the stream stores it once. A `whole` event (an incarnation appearing) names the
-    incarnation alone: observers that saw it first at different seqs agree on it too.
+    and the stream stores it once. An `arrival` (an incarnation appearing) is named by the
+    incarnation alone, not by the seq first seen nor by the kind: a node that never knew
+    the previous incarnation calls a restart `instance.up` where the others say
+    `instance.restarted`, and the stream keeps the first copy of the one happening.
     """
     record = member.record
-    happening = f"{kind}:{record.service}:{record.instance}:{record.incarnation}"
+    incarnation = f"{record.service}:{record.instance}:{record.incarnation}"
     return Event(
-        id=happening if whole else f"{happening}:{member.seq}",
+        id=f"arrival:{incarnation}" if arrival else f"{kind}:{incarnation}:{member.seq}",
         kind=kind,
         service=record.service,
         instance=record.instance,
@@ -88,10 +90,18 @@ def _event(kind: EventKind, member: Member, *, whole: bool = False, **detail: st
     )
 
 
+def _young(record: Heartbeat, wall: float | None, grace: float) -> bool:
+    """The incarnation (its start, in milliseconds of the instance's wall clock) began
+    within `grace` of `wall`, either way: the two clocks may differ a little. Bounded on
+    both sides, so that every node's copy of an arrival is published within the grace of
+    the start, whenever each joins, and the stream's duplicate window holds them all."""
+    return wall is not None and abs(wall - record.incarnation / 1000) < grace
+
+
 def _started(member: Member, kind: EventKind | None) -> list[Effect]:
     """The events of a new incarnation's arrival: `kind` (if any), and a failing check
     when this heartbeat is the incarnation's first (otherwise it did not start here)."""
-    effects: list[Effect] = [] if kind is None else [_event(kind, member, whole=True)]
+    effects: list[Effect] = [] if kind is None else [_event(kind, member, arrival=True)]
     if member.seq <= FIRST_SEQ and member.record.health == "failing":
         effects.append(_event("health.failing", member))
     return effects
@@ -122,16 +132,21 @@ def _with(view: View, member: Member, *, routing_changed: bool) -> View:
     return replace(view, members=members, version=view.version + routing_changed)
 
 
-def apply(view: View, message: Message, now: float) -> tuple[View, list[Effect]]:
-    """Fold one received message into the view."""
+def apply(
+    view: View, message: Message, now: float, *, wall: float | None = None
+) -> tuple[View, list[Effect]]:
+    """Fold one received message into the view; `wall` is the observer's wall clock
+    (epoch seconds; None: unknown, then only a first heartbeat names an arrival)."""
     if isinstance(message, Heartbeat):
-        return _heartbeat(view, message, now)
+        return _heartbeat(view, message, now, wall)
     if isinstance(message, Leave):
         return _leave(view, message, now)
     return view, []
 
 
-def _heartbeat(view: View, hb: Heartbeat, now: float) -> tuple[View, list[Effect]]:
+def _heartbeat(
+    view: View, hb: Heartbeat, now: float, wall: float | None
+) -> tuple[View, list[Effect]]:
     old = view.members.get(hb.instance)
     draining = State.DRAINING if hb.draining else State.ALIVE
     if old is not None and old.record.service != hb.service:
@@ -139,11 +154,15 @@ def _heartbeat(view: View, hb: Heartbeat, now: float) -> tuple[View, list[Effect
         return view, [Dropped("conflict")]
     if old is None or (old.state is State.LEFT and hb.incarnation > old.record.incarnation):
         member = Member(hb, draining, now, now, hb.seq)
-        # A node that first sees an incarnation after its first heartbeat (it joined later,
-        # or the instance came back from a failure it did not witness) observes a state,
-        # not a happening: the nodes that saw it happen say so. After a goodbye this node
+        # A node that first sees an incarnation after its first heartbeat observes a
+        # state, not a happening (it joined later, or the instance came back from a
+        # failure it did not witness): the nodes that saw it happen say so. Unless the
+        # incarnation is young: nodes starting together (`mesh up`) subscribe after one
+        # another's first heartbeats, and nobody would tell. After a goodbye this node
         # saw, a new incarnation is a happening whenever it is seen.
-        seen_start = old is not None or hb.seq <= FIRST_SEQ
+        seen_start = (
+            old is not None or hb.seq <= FIRST_SEQ or _young(hb, wall, view.timing.arrival_grace)
+        )
         started = _started(member, "instance.up" if seen_start else None)
         return _with(view, member, routing_changed=True), started
     if (hb.incarnation, hb.seq) <= (old.record.incarnation, old.seq):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mesh_cli import policy
+from mesh_cli import mesh_command, policy
 from mesh_procs import Client, alive, get_json, members, wait_for
 
 from mesh.node.ports import free_port
@@ -191,6 +191,18 @@ def test_mesh_up_serves_the_examples_and_ctrl_c_leaves_nothing(
     status, _, body = up.get("/greet/anything")
     assert status == 200
     assert json.loads(body)["path"] == "/anything"
+    # The README's `--since 10m` tells the whole story: every node of the mesh, started
+    # together, came up once in the stored log (each missed the others' first heartbeats).
+    tail = mesh_command(
+        *("events", "tail", "--since", "10m", "--kind", "instance.*", "--json"),
+        *("--for", "0.1s", "--nats-url", url),
+    )
+    arrivals = Counter(
+        event["instance"]
+        for event in map(json.loads, tail.stdout.splitlines())
+        if event["id"].startswith("arrival:")
+    )
+    assert arrivals == dict.fromkeys((m["instance"] for m in members(up.admin)), 1), tail
 
     os.killpg(up.process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it
     assert up.process.wait(30) == 0

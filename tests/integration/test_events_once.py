@@ -3,6 +3,8 @@
 In-process nodes (gateways and agents as their processes compose them, without HTTP
 listeners) on the module's own nats-server, with the stream's duplicate window cut to
 half a second: what is stored once here is stored once by the ids, not by the window.
+Save arrivals told within the arrival grace, whose copies come up to the grace apart:
+there the window is the grace's, as the settings require.
 """
 
 from __future__ import annotations
@@ -57,20 +59,24 @@ class Peer:
         await self.node.stop()
 
 
-async def start(settings: Settings, service: str, instance: str, port: int) -> Peer:
-    """A gateway (service `gateway`) or an agent of `service`, heartbeating and forwarding."""
-    role = "gateway" if service == "gateway" else "agent"
-    record = Heartbeat(
+def record(settings: Settings, service: str, instance: str, port: int) -> Heartbeat:
+    """The record of a gateway (service `gateway`) or of an agent of `service`."""
+    return Heartbeat(
         service=service,
         instance=instance,
-        role=role,
+        role="gateway" if service == "gateway" else "agent",
         host="127.0.0.1",
         port=port,
         incarnation=0,
         seq=0,
         interval=settings.timing.interval,
     )
-    node = Node(settings, record)
+
+
+async def start(settings: Settings, service: str, instance: str, port: int) -> Peer:
+    """A gateway (service `gateway`) or an agent of `service`, heartbeating and forwarding."""
+    node = Node(settings, record(settings, service, instance, port))
+    role = node.role
     engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=True)
     forwarding = Forwarding(
         node,
@@ -87,7 +93,7 @@ async def start(settings: Settings, service: str, instance: str, port: int) -> P
 
 
 class Log:
-    """The stored stream's events, and those a live follower of it received."""
+    """The events a live follower of the stored stream received."""
 
     def __init__(self, settings: Settings) -> None:
         self.bus = NatsBus(settings, name="test-tail")
@@ -102,20 +108,22 @@ class Log:
         assert isinstance(event, Event)
         self.live.append(event)
 
-    async def stored(self, url: str) -> list[Event]:
-        client = await nats.connect(url, connect_timeout=2)
-        try:
-            js = client.jetstream()
-            last = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
-            found = []
-            for seq in range(1, last + 1):
-                msg = await js.get_msg(subjects.EVENTS_STREAM, seq)
-                event = decode(msg.subject, msg.data or b"")
-                assert isinstance(event, Event)
-                found.append(event)
-            return found
-        finally:
-            await client.close()
+
+async def stored_events(url: str) -> list[Event]:
+    """Every event the stream holds, in order."""
+    client = await nats.connect(url, connect_timeout=2)
+    try:
+        js = client.jetstream()
+        last = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+        found = []
+        for seq in range(1, last + 1):
+            msg = await js.get_msg(subjects.EVENTS_STREAM, seq)
+            event = decode(msg.subject, msg.data or b"")
+            assert isinstance(event, Event)
+            found.append(event)
+        return found
+    finally:
+        await client.close()
 
 
 def happenings(events: list[Event], start: int = 0) -> list[tuple[str, str, str]]:
@@ -128,6 +136,9 @@ def settings(module_nats: NatsServer) -> Settings:
         nats_url=module_nats.url,
         preset="local",  # down after 1.2 s of silence
         events_duplicate_window=WINDOW,
+        # Arrivals only by first heartbeats here, so that who stores them is exact: the
+        # grace, for nodes starting together, is the next test's.
+        arrival_grace=0,
         outlier_base_ejection=0.3,
         policy_wait=2.0,
     )
@@ -154,10 +165,10 @@ async def test_each_happening_is_stored_and_followed_once(
         expected = sorted(expected)
         deadline = time.monotonic() + 3.0
         while True:
-            now_stored = await log.stored(module_nats.url)
+            now_stored = await stored_events(module_nats.url)
             if sorted(happenings(now_stored, mark)) == expected:
                 await asyncio.sleep(0.1)  # a late copy would be stored by now
-                again = await log.stored(module_nats.url)
+                again = await stored_events(module_nats.url)
                 assert sorted(happenings(again, mark)) == expected
                 return len(again)
             assert time.monotonic() < deadline, happenings(now_stored, mark)
@@ -250,7 +261,7 @@ async def test_each_happening_is_stored_and_followed_once(
         peers.remove(hello3)
         mark = await stored_since(mark, [("instance.left", "hello", "hello-3")])
 
-        stored = await log.stored(module_nats.url)
+        stored = await stored_events(module_nats.url)
         ids = [e.id for e in stored]
         assert len(set(ids)) == len(ids)
         # Live: the follower got exactly what was stored, in the same order.
@@ -260,6 +271,48 @@ async def test_each_happening_is_stored_and_followed_once(
         for peer in peers:
             await peer.stop()
         await log.bus.close()
+
+
+async def test_nodes_started_together_store_every_arrival_once(module_nats: NatsServer) -> None:
+    """As `mesh up --secure` starts them: agents one after another, each missing the first
+    heartbeats of those before it and telling only its own service's events; gateway
+    workers ready last, seeing everyone at a later heartbeat. Within the arrival grace
+    each tells what it missed, and every arrival is stored once, the first node's too."""
+    grace = 5.0  # in-process nodes start within a second of one another, even loaded
+    settings = config.load(
+        nats_url=module_nats.url,
+        preset="local",
+        arrival_grace=grace,
+        events_duplicate_window=grace + 0.5,  # copies come up to the grace apart
+    )
+    await setup.set_up(settings)
+    mark = len(await stored_events(module_nats.url))
+    agents = [("hello", "up-hello-1"), ("hello", "up-hello-2"), ("frontend", "up-frontend-1")]
+    gateways = [("gateway", "up-gateway-w0"), ("gateway", "up-gateway-w1")]
+    nodes: list[Node] = []
+    try:
+        for service, instance in agents + gateways:
+            scope = "all" if service == "gateway" else "own"
+            own = settings.model_copy(update={"events_scope": scope})
+            nodes.append(Node(own, record(own, service, instance, 1)))
+            await nodes[-1].start()
+        expected = sorted(("instance.up", s, i) for s, i in agents + gateways)
+        await until(lambda: len(nodes[-1].view.members) == len(nodes))
+        deadline = time.monotonic() + 3.0
+        while sorted(happenings(await stored_events(module_nats.url), mark)) != expected:
+            assert time.monotonic() < deadline, happenings(
+                await stored_events(module_nats.url), mark
+            )
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)  # a late copy would be stored by now
+        stored = (await stored_events(module_nats.url))[mark:]
+        assert sorted(happenings(stored)) == expected
+        assert {e.id for e in stored} == {
+            f"arrival:{n.service}:{n.name}:{n.announcer.record.incarnation}" for n in nodes
+        }
+    finally:
+        for node in nodes:
+            await node.stop()
 
 
 def test_without_jetstream_the_tail_follows_the_subject_and_folds_copies(

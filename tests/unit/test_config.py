@@ -139,6 +139,7 @@ def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> N
         ({"suspect_intervals": 2, "down_intervals": 4}, Timing(1.0, 2, 4, 60.0)),
         ({"down_intervals": 10}, Timing(1.0, 3, 10, 60.0)),
         ({"preset": "local", "forget_after": 5}, Timing(0.2, 3, 6, 5.0)),
+        ({"arrival_grace": 0}, Timing(1.0, 3, 6, 60.0, arrival_grace=0.0)),
     ],
 )
 def test_timing_from_preset_and_overrides(overrides: dict[str, Any], expected: Timing) -> None:
@@ -163,6 +164,21 @@ def test_down_must_exceed_suspect(overrides: dict[str, Any]) -> None:
     settings = config.load(**overrides)
     with pytest.raises(ConfigError, match="down_intervals must exceed suspect_intervals"):
         _ = settings.timing
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"events_duplicate_window": 29},  # the grace is 30 s by default
+        {"arrival_grace": 10, "events_max_age": 5},  # the stream's window is at most its age
+    ],
+)
+def test_the_duplicate_window_must_cover_the_arrival_grace(overrides: dict[str, Any]) -> None:
+    """Copies of one arrival are published up to the grace apart: a shorter window would
+    store two."""
+    with pytest.raises(ConfigError, match=r"^MESH_EVENTS_DUPLICATE_WINDOW: .*MESH_ARRIVAL_GRACE"):
+        config.load(**overrides)
+    assert config.load(events_duplicate_window=30).events_duplicate_window == 30
 
 
 @pytest.mark.parametrize(

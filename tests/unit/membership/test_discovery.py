@@ -95,11 +95,32 @@ async def test_heartbeats_join_the_view_and_only_routing_changes_reach_listeners
     assert (up.node, up.at) == ("obs", EPOCH + observer.clock.now)  # stamped by the log
 
 
+async def test_a_young_incarnation_first_seen_late_is_told_by_the_wall_clock(
+    observer: Observer,
+) -> None:
+    """Discovery reads its wall clock: an instance started a second ago, first heard at
+    seq 7 (its first heartbeats went out before this node listened), is announced; one
+    started an hour ago is not."""
+    await observer.discovery.start()
+    started = int((EPOCH + observer.clock.now - 1.0) * 1000)
+    await observer.send(heartbeat("young", seq=7, incarnation=started))
+    await observer.send(heartbeat("old", seq=7, incarnation=started - 3_600_000))
+    await observer.send(heartbeat("old", seq=8, incarnation=started - 3_600_000, weight=2))
+    await until(lambda: observer.discovery.view.members["old"].seq == 8)
+    await until(lambda: len(observer.events()) == 1)
+    (up,) = observer.events()
+    assert (up.kind, up.instance, up.id) == (
+        "instance.up",
+        "young",
+        f"arrival:orders:young:{started}",
+    )
+
+
 async def test_a_node_leaves_its_own_arrival_to_the_nodes_already_there(
     observer: Observer,
 ) -> None:
-    """It cannot tell its restart (instance.restarted to the others) from a first start:
-    telling either would store a second copy of the others' event."""
+    """It cannot tell its restart (instance.restarted to the others) from a first start,
+    and its copy, the first out, would be the one stored: restarts would read as starts."""
     await observer.discovery.start()
     await observer.send(heartbeat("obs", "gateway", seq=1, health="failing"))
     await observer.send(heartbeat("obs", "gateway", seq=2, health="failing", draining=True))

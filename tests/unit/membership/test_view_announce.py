@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import msgspec
 import pytest
-from factories import event, evidence, heartbeat, kinds, leave, new_view, sync
+from factories import LAN, event, evidence, heartbeat, kinds, leave, new_view, sync
 from view_factories import announced, events, ids, member, routable, ticks
 
 from mesh.membership import view as v
@@ -34,9 +36,7 @@ def test_first_heartbeat_announces(
     assert m.routable is routable
     assert kinds(effects) == expected
     # An incarnation's arrival is named by the incarnation; a state by the seq that began it.
-    assert (
-        ids(effects) == ["instance.up:orders:i1:1", "health.failing:orders:i1:1:1"][: len(expected)]
-    )
+    assert ids(effects) == ["arrival:orders:i1:1", "health.failing:orders:i1:1:1"][: len(expected)]
     assert {(e.service, e.instance) for e in events(effects)} == {("orders", "i1")}
     assert view.version == 1
 
@@ -52,6 +52,44 @@ def test_a_first_sighting_after_the_first_heartbeat_is_no_happening(
     assert (m.record, m.heard, m.since, m.seq) == (hb, 10.0, 10.0, 40)
     assert effects == []
     assert view.version == 1
+
+
+START = 1_764_491_000.123  # the instance's start on its wall clock: incarnation in ms
+GRACE = LAN.arrival_grace
+
+
+@pytest.mark.parametrize(
+    ("age", "announced_arrival"),
+    [
+        (0.0, True),
+        (GRACE - 0.01, True),
+        (GRACE + 0.01, False),  # older: it was up before this node came, the others said so
+        (-(GRACE - 0.01), True),  # the instance's clock a little ahead of this node's
+        (-(GRACE + 0.01), False),  # far ahead: never young, or this node would tell it any time
+    ],
+)
+def test_a_late_first_sighting_of_a_young_incarnation_tells_its_arrival(
+    age: float, announced_arrival: bool
+) -> None:
+    """Nodes started together subscribe after one another's first heartbeats: one that
+    first sees an incarnation within the grace of its start tells its arrival, under the
+    id of those that saw the first heartbeat. Not the failing check: it did not see when
+    that began."""
+    hb = heartbeat(seq=40, incarnation=int(START * 1000), health="failing")
+    first = v.apply(new_view(), msgspec.structs.replace(hb, seq=1), 0.0)[1]
+    view, effects = v.apply(new_view(), hb, 10.0, wall=START + age)
+    assert member(view).record == hb
+    assert ids(effects) == (ids(first)[:1] if announced_arrival else [])
+    assert kinds(effects) == (["instance.up"] if announced_arrival else [])
+
+
+@pytest.mark.parametrize(("wall", "grace"), [(None, GRACE), (START, 0.0)])
+def test_without_a_wall_clock_or_a_grace_only_the_first_heartbeat_tells(
+    wall: float | None, grace: float
+) -> None:
+    hb = heartbeat(seq=2, incarnation=int(START * 1000))
+    view = v.View(replace(LAN, arrival_grace=grace))
+    assert v.apply(view, hb, 10.0, wall=wall)[1] == []
 
 
 def test_heartbeat_refreshes_heard_but_keeps_since() -> None:

@@ -34,9 +34,12 @@ STORY: list[tuple[float, Any]] = [
 RESTART = 8  # the story's restart of i1, without a goodbye
 
 
-def observe(timing: Timing, offset: float, scale: float, joins: int = 0) -> list[str]:
+def observe(
+    timing: Timing, offset: float, scale: float, joins: int = 0, wall: float | None = None
+) -> list[str]:
     """One observer's event ids for a fixed story, on its own clock and preset; it hears
-    the story from message `joins` on (a node that joined then)."""
+    the story from message `joins` on (a node that joined then), its wall clock reading
+    `wall` plus the story's time (None: no wall clock, no arrival grace)."""
     view = new_view(timing)
     out: list[str] = []
     for at, message in STORY[joins:]:
@@ -44,7 +47,7 @@ def observe(timing: Timing, offset: float, scale: float, joins: int = 0) -> list
         if message == "tick":
             view, effects = v.tick(view, now)
         else:
-            view, effects = v.apply(view, message, now)
+            view, effects = v.apply(view, message, now, wall=None if wall is None else wall + at)
         out += [e.id for e in effects if isinstance(e, Event) and e.kind != "instance.suspect"]
     return out
 
@@ -54,8 +57,8 @@ def test_two_observers_derive_identical_event_ids() -> None:
     b = observe(PRESETS["local"], offset=12_345.678, scale=1.0)
     assert a == b
     assert a == [
-        "instance.up:orders:i1:1",
-        "instance.up:orders:i2:1",
+        "arrival:orders:i1:1",
+        "arrival:orders:i2:1",
         "health.failing:orders:i2:1:1",
         "health.failing:orders:i1:1:2",
         "health.passing:orders:i1:1:3",
@@ -64,25 +67,43 @@ def test_two_observers_derive_identical_event_ids() -> None:
         "instance.down:orders:i1:1:3",
         "instance.down:orders:i2:1:3",  # draining, then silent
         "instance.up:orders:i1:1:4",
-        "instance.restarted:orders:i1:2",
+        "arrival:orders:i1:2",  # instance.restarted
         "instance.left:orders:i1:2:1",
     ]
     assert len(set(a)) == len(a)
 
 
-@pytest.mark.parametrize("joins", range(1, RESTART))
-def test_a_late_observer_tells_nothing_the_others_did_not(joins: int) -> None:
-    """A node joining at any point (even during i1's failure) publishes only ids that the
-    node there from the start published: the stream gets no second copy of anything."""
-    late = observe(LAN, offset=50.0, scale=1.0, joins=joins)
+# The story's incarnations are 1 and 2 (ms): its instances start at about 0.0 s of wall time.
+YOUNG = 0.0  # a wall clock on which the story happens within the arrival grace
+OLD = 3600.0  # one on which it happens an hour after the starts
+
+
+@pytest.mark.parametrize("wall", [None, YOUNG, OLD])
+@pytest.mark.parametrize("joins", range(1, len(STORY)))
+def test_a_late_observer_tells_nothing_the_others_did_not(joins: int, wall: float | None) -> None:
+    """A node joining at any point (even during i1's failure, or after it died, when it
+    takes the restart for a start) publishes only ids that the node there from the start
+    published: the stream gets no second copy of anything."""
+    late = observe(LAN, offset=50.0, scale=1.0, joins=joins, wall=wall)
     assert set(late) <= set(observe(LAN, offset=0.0, scale=1.0))
 
 
+@pytest.mark.parametrize("joins", range(1, RESTART))
+def test_a_late_observer_within_the_arrival_grace_tells_the_arrivals_it_missed(
+    joins: int,
+) -> None:
+    """It missed i1's first heartbeat: joined within the grace of i1's start, it tells
+    i1's arrival, as the node there from the start named it; joined later, it does not."""
+    assert "arrival:orders:i1:1" in observe(LAN, offset=50.0, scale=1.0, joins=joins, wall=YOUNG)
+    assert "arrival:orders:i1:1" not in observe(LAN, offset=50.0, scale=1.0, joins=joins, wall=OLD)
+
+
 def test_a_late_observer_that_never_knew_the_old_incarnation_sees_a_start() -> None:
-    """The one exception, documented: a node that joined after i1 died sees its restart
-    as a new instance coming up."""
+    """A node that joined after i1 died takes its restart for a new instance coming up
+    (documented): instance.up where the others say instance.restarted, under the same
+    id, so the stream keeps one of the two."""
     assert observe(LAN, offset=0.0, scale=1.0, joins=RESTART) == [
-        "instance.up:orders:i1:2",
+        "arrival:orders:i1:2",
         "instance.left:orders:i1:2:1",
     ]
 

@@ -69,7 +69,8 @@ def test_a_higher_incarnation_replaces_the_member(before: list[Any]) -> None:
     after, effects = v.apply(view, hb, 5.0)
     m = member(after)
     assert (m.record, m.state, m.heard, m.since, m.seq) == (hb, State.ALIVE, 5.0, 5.0, 0)
-    assert ids(effects) == ["instance.restarted:orders:i1:2"]
+    assert ids(effects) == ["arrival:orders:i1:2"]
+    assert kinds(effects) == ["instance.restarted"]
     assert after.version == view.version + 1
     assert m.routable
 
@@ -78,7 +79,8 @@ def test_a_restart_after_a_goodbye_is_a_new_start() -> None:
     view = announced(heartbeat(incarnation=1, seq=50), leave(seq=51), now=0.0)
     after, effects = v.apply(view, heartbeat(incarnation=2, seq=0), 5.0)
     assert member(after).state is State.ALIVE
-    assert ids(effects) == ["instance.up:orders:i1:2"]
+    assert ids(effects) == ["arrival:orders:i1:2"]
+    assert kinds(effects) == ["instance.up"]
 
 
 @pytest.mark.parametrize(
@@ -97,7 +99,7 @@ def test_a_new_incarnation_seen_late_is_named_like_its_start(
     failing = heartbeat(incarnation=2, seq=5, health="failing")
     _, effects = v.apply(view, failing, 5.0)
     # The check failing since some seq this node did not see: others said when.
-    assert ids(effects) == [f"{expected}:orders:i1:2"]
+    assert (kinds(effects), ids(effects)) == ([expected], ["arrival:orders:i1:2"])
 
 
 def test_a_higher_incarnation_replaces_a_down_member() -> None:
