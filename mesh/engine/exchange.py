@@ -321,7 +321,7 @@ class Exchange:
                 self.request.discard()
                 self.keep_alive = False
             if not self.request_id:  # answered before any attempt: the log and client agree
-                self.request_id = received_request_id(self.request)
+                self.request_id = received_request_id(self.request.headers)
             answer = replies.render(
                 error,
                 request_id=self.request_id,
@@ -369,29 +369,35 @@ class Exchange:
         )
         self.client.exchange_done(self)
 
+    @property
+    def method(self) -> bytes:
+        return self.request.method
+
+    @property
+    def target(self) -> bytes:
+        return self.request.target
+
     def record(self, time: str) -> RequestRecord:
         """What the access log writes and taps show of this request, once it ended."""
         request, routed, attempt, failover = self.request, self.routed, self.attempt, self.failover
         now = self.engine.loop.time()
-        consumer = routed.consumer if routed is not None else None
-        peer = self.client.identity
-        return RequestRecord(
-            time=time,
-            node=self.engine.directory.node,
-            request_id=self.request_id.decode("latin-1"),
-            method=request.method.decode("latin-1"),
-            authority=request.host.decode("latin-1"),
-            path=access_log.path_of(request.target),
+        return access_log.request_record(
+            time,
+            self.engine.directory.node,
+            request_id=self.request_id,
+            method=request.method,
+            authority=request.host,
+            target=request.target,
             route=routed.route if routed is not None else "",
             service=routed.service if routed is not None else "",
             instance=attempt.endpoint.instance if attempt is not None else "",
             attempts=len(failover.tried) if failover is not None else 0,
             status=self.status,
             flags=self.flags,
-            duration_ms=round((now - self.started) * 1000, 3),
-            upstream_ms=None if attempt is None else round((now - attempt.started) * 1000, 3),
+            seconds=now - self.started,
+            upstream_seconds=None if attempt is None else now - attempt.started,
             bytes_in=request.body_seen,
             bytes_out=self.bytes_out,
-            consumer=None if consumer is None else consumer.decode("latin-1"),
-            peer=peer.decode("latin-1") if peer else None,
+            consumer=routed.consumer if routed is not None else None,
+            peer=self.client.identity,
         )
