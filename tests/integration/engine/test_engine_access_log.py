@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from memory_bus import MemoryHub
 from proxying import ProxyFactory
-from wire import Upstream, get, post
+from wire import Client, Upstream, get, post
 
 from mesh import subjects
 from mesh.messages import TapFilter, TapOpen, encode
@@ -152,3 +153,23 @@ async def test_requests_refused_before_an_exchange_are_logged_and_tapped(
     assert lines[-1]["duration_ms"] >= 50  # from the head's first byte to its deadline
     counted = proxy.engine.metrics.requests
     assert sum(counted.values()) == len(expected)
+
+
+async def test_durations_are_finer_than_the_loops_millisecond(
+    proxies: ProxyFactory, upstream: Upstream, tmp_path: Path
+) -> None:
+    """uvloop's clock steps by the millisecond: durations taken on it would be whole."""
+    log = tmp_path / "access.log"
+    proxy = await proxies({"svc": [upstream.port]}, access_log=str(log))
+    client: Client = await proxy.client()
+    for _ in range(5):
+        assert (await client.exchange(get("/"))).status == 200
+    assert proxy.engine.access_log is not None
+    proxy.engine.access_log.flush()
+    lines = [msgspec.json.decode(line) for line in log.read_text().splitlines()]
+    # In microseconds: all five whole milliseconds by chance would be one in 10^15.
+    assert any(line["duration_ms"] % 1 for line in lines)
+    assert any(line["upstream_ms"] % 1 for line in lines)
+    # The histogram behind mesh_request_duration_seconds and the load figures too.
+    [seconds] = proxy.engine.metrics.duration_sums.values()
+    assert seconds * 1000 != pytest.approx(round(seconds * 1000), abs=1e-6)
