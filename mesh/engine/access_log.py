@@ -70,6 +70,51 @@ class AccessLog:
             data = data[os.write(self._fd, data) :]
 
 
+def request_record(
+    time: str,
+    node: str,
+    *,
+    request_id: bytes,
+    method: bytes,
+    authority: bytes,
+    target: bytes,
+    status: int,
+    flags: str,
+    seconds: float,
+    bytes_in: int,
+    bytes_out: int,
+    peer: bytes,
+    route: str = "",
+    service: str = "",
+    instance: str = "",
+    attempts: int = 0,
+    upstream_seconds: float | None = None,
+    consumer: bytes | None = None,
+) -> RequestRecord:
+    """The record of an answered request, from what the engine holds of it (bytes as
+    received, durations in seconds): an exchange's, or a refusal's before one began."""
+    return RequestRecord(
+        time=time,
+        node=node,
+        request_id=request_id.decode("latin-1"),
+        method=method.decode("latin-1"),
+        authority=authority.decode("latin-1"),
+        path=path_of(target),
+        route=route,
+        service=service,
+        instance=instance,
+        attempts=attempts,
+        status=status,
+        flags=flags,
+        duration_ms=round(seconds * 1000, 3),
+        upstream_ms=None if upstream_seconds is None else round(upstream_seconds * 1000, 3),
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        consumer=None if consumer is None else consumer.decode("latin-1"),
+        peer=peer.decode("latin-1") if peer else None,
+    )
+
+
 def path_of(target: bytes) -> str:
     """The request target without its query: queries may carry secrets (api_key=...)."""
     return target.split(b"?", 1)[0].decode("latin-1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from mesh import errors
+from mesh import clock, errors
 from mesh.balance.balancer import Balancer
 from mesh.balance.endpoint import Endpoint
 from mesh.engine.engine import Engine
@@ -88,6 +88,7 @@ class Attempt:
         "_connecting",
         "_timer",
         "balancer",
+        "began",
         "client",
         "conn",
         "counters",
@@ -111,6 +112,7 @@ class Attempt:
         endpoint: Endpoint,
         balancer: Balancer,
         now: float,
+        began: float,
     ) -> None:
         self.owner = owner
         self.request = owner.request
@@ -120,7 +122,8 @@ class Attempt:
         self.endpoint = endpoint
         self.balancer = balancer
         self.counters = engine.directory.counters.of(endpoint.service, endpoint.instance)
-        self.started = now
+        self.started = now  # on the loop's clock, for the try's timers
+        self.began = began  # on clock.stopwatch, for how long it took
         self.head_only = owner.head_only
         self.conn: UpstreamConnection | None = None
         self.done = False
@@ -338,10 +341,10 @@ class Attempt:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        now = self.engine.loop.time()
-        self.counters.ended_after(now - self.started, failed=not ok and fault)
+        took = clock.stopwatch() - self.began
+        self.counters.ended_after(took, failed=not ok and fault)
         try:  # noqa: SIM105 - suppress() would cost a context manager per request
-            self.balancer.on_end(self.endpoint, now, now - self.started, ok)
+            self.balancer.on_end(self.endpoint, self.engine.loop.time(), took, ok)
         except KeyError:
             pass  # it left the balancer's set meanwhile
 

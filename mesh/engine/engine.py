@@ -13,7 +13,6 @@ from mesh.config import Settings
 from mesh.engine.access_log import AccessLog
 from mesh.engine.outbox import Outbox
 from mesh.engine.pool import Pools
-from mesh.engine.request import Request
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.routing import DefaultRoutes, Routed, Router
 from mesh.messages import RequestRecord
@@ -40,12 +39,23 @@ class Connection(Protocol):
 
 
 class Finished(Protocol):
-    """A finished request as taps read it (mesh.engine.exchange.Exchange)."""
+    """A finished request as taps read it: an exchange (mesh.engine.exchange), or a request
+    refused before one began (mesh.engine.refusal)."""
 
-    routed: Routed | None
-    request: Request
-    status: int
-    engine: Engine
+    @property
+    def routed(self) -> Routed | None: ...
+
+    @property
+    def method(self) -> bytes: ...
+
+    @property
+    def target(self) -> bytes: ...
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def engine(self) -> Engine: ...
 
     def record(self, time: str) -> RequestRecord: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from mesh import errors
+from mesh import clock, errors
 from mesh.balance.keys import hash_key
 from mesh.engine import access_log, replies
 from mesh.engine.attempt import Attempt
@@ -59,6 +59,7 @@ class Exchange:
         "client",
         "delimited",
         "done",
+        "ended",
         "engine",
         "failover",
         "flags",
@@ -78,7 +79,9 @@ class Exchange:
         self.client = client
         self.request = request
         self.engine = engine
-        self.started = engine.loop.time()
+        # How long it takes, on the fine clock: the loop's steps by the millisecond.
+        self.started = clock.stopwatch()
+        self.ended = 0.0
         self.head_only = request.method == b"HEAD"
         self.keep_alive = request.keep_alive and not engine.draining
         self.done = False
@@ -100,7 +103,7 @@ class Exchange:
 
     def start(self) -> None:
         """The stages, in order; any of them may answer the request instead."""
-        engine, request, now = self.engine, self.request, self.started
+        engine, request, now = self.engine, self.request, self.engine.loop.time()
         if request.final:
             self._answer_as_final_recipient()
             return
@@ -124,8 +127,10 @@ class Exchange:
         assert failover is not None
         assert routed is not None
         assert state is not None
+        # The first attempt begins in the exchange's own turn: so does its duration.
+        began = self.started
         if now is None:  # a retry, after its backoff
-            now = engine.loop.time()
+            now, began = engine.loop.time(), clock.stopwatch()
         try:
             endpoint = engine.directory.pick(
                 state, engine.rng, now, routed.subset, failover.tried, self._key
@@ -135,7 +140,7 @@ class Exchange:
             return
         failover.tried.add(endpoint.instance)
         self.attempt = attempt = Attempt(
-            self, engine, failover, endpoint, state.balancer(routed.subset), now
+            self, engine, failover, endpoint, state.balancer(routed.subset), now, began
         )
         attempt.start()
 
@@ -284,7 +289,7 @@ class Exchange:
         self._timer = None
         failover = self.failover
         assert failover is not None
-        timeout = failover.deadline - self.started
+        timeout = failover.timeout
         attempt = self.attempt
         if not self.response_started and attempt is not None and attempt.awaiting_client:
             # The instance takes the body as it comes; the client is the one who is late.
@@ -321,7 +326,7 @@ class Exchange:
                 self.request.discard()
                 self.keep_alive = False
             if not self.request_id:  # answered before any attempt: the log and client agree
-                self.request_id = received_request_id(self.request)
+                self.request_id = received_request_id(self.request.headers)
             answer = replies.render(
                 error,
                 request_id=self.request_id,
@@ -344,6 +349,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
+        self.ended = clock.stopwatch()
         log = self.engine.access_log
         if log is not None:  # off: this check is all it costs
             log.write(self.record(log.timestamp()))
@@ -365,33 +371,39 @@ class Exchange:
             routed.route if routed else "",
             self.status,
             self.flags,
-            self.engine.loop.time() - self.started,
+            self.ended - self.started,
         )
         self.client.exchange_done(self)
+
+    @property
+    def method(self) -> bytes:
+        return self.request.method
+
+    @property
+    def target(self) -> bytes:
+        return self.request.target
 
     def record(self, time: str) -> RequestRecord:
         """What the access log writes and taps show of this request, once it ended."""
         request, routed, attempt, failover = self.request, self.routed, self.attempt, self.failover
-        now = self.engine.loop.time()
-        consumer = routed.consumer if routed is not None else None
-        peer = self.client.identity
-        return RequestRecord(
-            time=time,
-            node=self.engine.directory.node,
-            request_id=self.request_id.decode("latin-1"),
-            method=request.method.decode("latin-1"),
-            authority=request.host.decode("latin-1"),
-            path=access_log.path_of(request.target),
+        ended = self.ended
+        return access_log.request_record(
+            time,
+            self.engine.directory.node,
+            request_id=self.request_id,
+            method=request.method,
+            authority=request.host,
+            target=request.target,
             route=routed.route if routed is not None else "",
             service=routed.service if routed is not None else "",
             instance=attempt.endpoint.instance if attempt is not None else "",
             attempts=len(failover.tried) if failover is not None else 0,
             status=self.status,
             flags=self.flags,
-            duration_ms=round((now - self.started) * 1000, 3),
-            upstream_ms=None if attempt is None else round((now - attempt.started) * 1000, 3),
+            seconds=ended - self.started,
+            upstream_seconds=None if attempt is None else ended - attempt.began,
             bytes_in=request.body_seen,
             bytes_out=self.bytes_out,
-            consumer=None if consumer is None else consumer.decode("latin-1"),
-            peer=peer.decode("latin-1") if peer else None,
+            consumer=routed.consumer if routed is not None else None,
+            peer=self.client.identity,
         )

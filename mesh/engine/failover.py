@@ -23,6 +23,7 @@ class Failover:
         "retries",
         "state",
         "subset",
+        "timeout",
         "tried",
     )
 
@@ -31,7 +32,8 @@ class Failover:
         self.state = state
         self.policy = resilience.retry
         self.method = method
-        self.deadline = now + (routed.request_timeout or resilience.request_timeout)
+        self.timeout = routed.request_timeout or resilience.request_timeout
+        self.deadline = now + self.timeout
         self.connect_timeout = routed.connect_timeout or resilience.connect_timeout
         self.per_try = routed.per_try_timeout or resilience.retry.per_try_timeout
         self.subset = routed.subset

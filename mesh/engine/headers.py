@@ -52,9 +52,9 @@ def new_request_id() -> bytes:
     return b"%s-%x" % (_PROCESS_TAG, next(_REQUEST_IDS))
 
 
-def received_request_id(request: Request) -> bytes:
+def received_request_id(headers: list[Header]) -> bytes:
     """The client's x-request-id (the first, as forwarding keeps it), else a new one."""
-    for name, value in request.headers:
+    for name, value in headers:
         if name.lower() == b"x-request-id":
             return value
     return new_request_id()

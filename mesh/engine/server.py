@@ -9,10 +9,12 @@ from typing import cast
 import httptools
 
 from mesh import errors
-from mesh.engine import head, replies
+from mesh.engine import head
 from mesh.engine.engine import Engine
 from mesh.engine.exchange import Exchange
+from mesh.engine.headers import received_request_id
 from mesh.engine.outbox import QueuedWrites
+from mesh.engine.refusal import Refusal
 from mesh.engine.request import Header, Request
 
 # Pipelined requests parsed ahead of the one being served; beyond this we stop reading.
@@ -41,6 +43,7 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         # since when the head in progress has been arriving (0: none in progress).
         self._idle_since = 0.0
         self._head_since = 0.0
+        self._began = 0.0  # when the latest head began, kept for a refusal's duration
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[Header] = []
@@ -54,7 +57,7 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         self._queue: deque[Request] = deque()
         self._active: Exchange | None = None
         self._tunnel: Request | None = None  # after an upgrade request, bytes belong to it
-        self._rejection: errors.ProxyError | None = None  # answered once earlier ones finish
+        self._rejection: Refusal | None = None  # answered once earlier ones finish
         # With a body limit, a chunked body is held here until whole (see _hold).
         self._holding: Request | None = None
         self._holding_since = 0.0
@@ -149,7 +152,7 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         self._reported += 1
-        self._head_since = self.engine.loop.time()
+        self._head_since = self._began = self.engine.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -223,10 +226,8 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
             self._starting = False
         if self._active is None and not self.closing:
             if self._rejection is not None:
-                error, self._rejection = self._rejection, None
-                status, flags = replies.classify(error)
-                self.engine.metrics.request_done("", "", status, flags, 0.0)
-                self.write(replies.render(error, keep_alive=False, date=self.engine.date))
+                refusal, self._rejection = self._rejection, None
+                self.write(refusal.answer())
                 self.close(linger=True)
                 return
             if self._eof:
@@ -320,8 +321,31 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
             return
         if bad is not None and bad in self._queue:
             self._queue.remove(bad)
-        self._rejection = error
+        self._rejection = self._refusal(error, bad)
         self._next()
+
+    def _refusal(self, error: errors.ProxyError, bad: Request | None) -> Refusal:
+        """What is known of the refused request: all of its head once that was whole."""
+        if bad is not None:
+            method, target, host, body = bad.method, bad.target, bad.host, bad.body_seen
+            headers = bad.headers
+        else:
+            # Mid-head: the method is known once the target began (before, the parser's
+            # is a default); headers only those reported before the refusal.
+            target, body, headers = self._url, 0, self._headers
+            method = self._parser.get_method() if target else b""
+            host = next((value for name, value in headers if name.lower() == b"host"), b"")
+        return Refusal(
+            self.engine,
+            error,
+            method=method,
+            target=target,
+            authority=host,
+            bytes_in=body,
+            peer=self.identity,
+            request_id=received_request_id(headers),
+            began=self._began or self.engine.loop.time(),
+        )
 
     # --- used by exchanges ---
 

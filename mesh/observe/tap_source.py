@@ -113,22 +113,23 @@ class TapSource:
 
     # --- the request path, while a tap is open ---
 
-    def offer(self, exchange: Finished) -> None:
-        routed, request, status = exchange.routed, exchange.request, exchange.status
+    def offer(self, finished: Finished) -> None:
+        routed, method, target = finished.routed, finished.method, finished.target
+        status = finished.status
         service = routed.service if routed is not None else ""
         route = routed.route if routed is not None else ""
         record: RequestRecord | None = None
         for tap in self.table.taps.values():
-            if not tap.wants(request.method, service, route, request.target, status):
+            if not tap.wants(method, service, route, target, status):
                 continue
-            if not tap.sampled(exchange.engine.rng):
+            if not tap.sampled(finished.engine.rng):
                 continue
             if len(tap.pending) >= self._room or not self._cap.take():
                 tap.dropped += 1
                 self.dropped += 1
                 continue
             if record is None:  # built once, whichever taps want it
-                record = exchange.record(self._timestamps())
+                record = finished.record(self._timestamps())
             tap.pending.append(record)
 
     # --- off the request path ---

@@ -27,7 +27,8 @@ def exchange(clock: ManualClock, path: str = "/x") -> Any:
     engine = SimpleNamespace(rng=random.Random(1), loop=SimpleNamespace(time=clock.monotonic))
     return SimpleNamespace(
         routed=SimpleNamespace(service="orders", route="host"),
-        request=SimpleNamespace(method=b"GET", target=path.encode() + b"?secret=1"),
+        method=b"GET",
+        target=path.encode() + b"?secret=1",
         status=200,
         engine=engine,
         record=lambda time: request_record(path=path),

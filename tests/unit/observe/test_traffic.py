@@ -38,12 +38,12 @@ def counts(**at: int) -> list[int]:
     ("q", "buckets", "expected"),
     [
         (0.5, [], None),  # no observations
-        (0.5, counts(b0=10), 0.0005),  # halfway into (0, 1 ms]
-        (0.5, counts(b0=5, b1=5), 0.001),  # the top of the first bucket
-        (0.99, counts(b2=100), 0.004975),  # 99 % of the way from 2.5 ms to 5 ms
+        (0.5, counts(b0=10), 0.00025),  # halfway into (0, 0.5 ms]: below a millisecond
+        (0.5, counts(b0=5, b1=5), 0.0005),  # the top of the first bucket
+        (0.99, counts(b2=100), 0.00496),  # 99 % of the way from 1 ms to 5 ms
         (0.5, counts(b2=1, b3=3), 0.005 + 0.005 * (1 / 3)),
         (0.99, counts(b0=1, b13=99), 10.0),  # above the last bound: the last bound
-        (0.5, [0, 4], 0.00175),  # trailing zeros left out, as on the wire
+        (0.5, [0, 4], 0.00075),  # trailing zeros left out, as on the wire
     ],
 )
 def test_quantiles_are_prometheus_histogram_quantile(
@@ -77,8 +77,8 @@ def test_a_service_sums_rates_over_callers_and_merges_their_histograms() -> None
     assert signals.success == pytest.approx(1 - 15 / 150)
     assert signals.inflight == 4
     assert (signals.requests, signals.errors, signals.callers) == (150, 15, 2)
-    # 150 observations: the 75th is the last in (2.5, 5] ms, the 149th in (25, 50] ms.
-    assert signals.p50 == pytest.approx(0.005 * 0.75 + 0.0025 * 0.25)
+    # 150 observations: the 75th is three quarters into (1, 5] ms, the 149th in (25, 50] ms.
+    assert signals.p50 == pytest.approx(0.001 + 0.004 * 0.75)
     assert signals.p99 == pytest.approx(0.025 + 0.025 * (148.5 - 100) / 50)
     assert row.states == {"alive": 2}
 
