@@ -8,12 +8,16 @@ else gets a new subject version.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 import msgspec
 
 from mesh import subjects
 from mesh.errors import InvalidMessage
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -268,6 +272,24 @@ def encode(message: Message) -> bytes:
     return _encoder.encode(message)
 
 
+def family_of(subject: str) -> str:
+    """What travels on `subject`: the token after `mesh.v1` (hb, evidence, tap...)."""
+    parts = subject.split(".", 3)
+    return parts[2] if len(parts) > 2 else subject
+
+
+def decode_counted(subject: str, data: bytes, count: Callable[[str], None]) -> Message | None:
+    """`decode`, or None for an invalid message once `count` has been given its subject's
+    family (Metrics.invalid_message) and why was logged (at debug: a flood must not fill
+    the log)."""
+    try:
+        return decode(subject, data)
+    except InvalidMessage as exc:
+        count(family_of(subject))
+        log.debug("%s", exc)
+        return None
+
+
 def decode(subject: str, data: bytes) -> Message:
     """Decode `data` received on `subject`, or raise InvalidMessage saying why."""
     if len(data) > MAX_MESSAGE_BYTES:
@@ -276,7 +298,7 @@ def decode(subject: str, data: bytes) -> Message:
         message = _decoder.decode(data)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
         raise InvalidMessage(subject, str(exc)) from None
-    family = subject.split(".")[2] if subject.count(".") >= 2 else ""
+    family = family_of(subject)
     expected = _FAMILY.get(family)
     if expected is not None and not isinstance(message, expected):
         raise InvalidMessage(subject, f"a {type(message).__name__} on a {family} subject")

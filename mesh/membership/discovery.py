@@ -12,9 +12,9 @@ from mesh import subjects
 from mesh.bus import Bus, Delivery
 from mesh.bus.events import EventLog
 from mesh.clock import Clock
-from mesh.errors import BusError, InvalidMessage
+from mesh.errors import BusError
 from mesh.membership import view as membership
-from mesh.messages import Event, Sync, decode, encode
+from mesh.messages import Event, Sync, decode_counted, encode
 from mesh.metrics import Metrics
 from mesh.tasks import cancel_and_wait
 from mesh.timing import Timing
@@ -67,11 +67,8 @@ class Discovery:
         await cancel_and_wait(self._ticker)
 
     async def _deliver(self, delivery: Delivery) -> None:
-        try:
-            message = decode(delivery.subject, delivery.data)
-        except InvalidMessage as exc:
-            self._metrics.invalid_message(_family(delivery.subject))
-            log.debug("%s", exc)
+        message = decode_counted(delivery.subject, delivery.data, self._metrics.invalid_message)
+        if message is None:
             return
         view, effects = membership.apply(
             self.view, message, self._clock.monotonic(), wall=self._clock.wall()
@@ -122,8 +119,3 @@ class Discovery:
         """Ask every node for its heartbeat now, so a (re)started observer is current at once."""
         with contextlib.suppress(BusError):
             await self._bus.publish(subjects.SYNC, encode(Sync(node=self._node)))
-
-
-def _family(subject: str) -> str:
-    parts = subject.split(".")
-    return parts[2] if len(parts) > 2 else subject

@@ -17,7 +17,7 @@ from mesh.bus.events import EventLog
 from mesh.clock import Clock
 from mesh.config import Settings
 from mesh.engine.engine import Engine
-from mesh.errors import BusError, InvalidMessage
+from mesh.errors import BusError
 from mesh.forwarding.defaults import default_service
 from mesh.forwarding.ejection_events import EjectionEvents
 from mesh.forwarding.load_window import LoadWindow
@@ -26,7 +26,7 @@ from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.forwarding.routing import DefaultRoutes, no_route
 from mesh.membership.discovery import Discovery
 from mesh.membership.view import View
-from mesh.messages import Evidence, decode, encode
+from mesh.messages import Evidence, decode_counted, encode
 from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
 from mesh.observe.explain_answer import Vantage
@@ -235,12 +235,9 @@ class Forwarding:
         self.engine.router = router
 
     async def _on_evidence(self, delivery: Delivery) -> None:
-        try:
-            evidence = decode(delivery.subject, delivery.data)
-        except InvalidMessage as exc:
-            self.node.metrics.invalid_message("evidence")
-            log.debug("%s", exc)
-            return
+        evidence = decode_counted(
+            delivery.subject, delivery.data, self.node.metrics.invalid_message
+        )
         if not isinstance(evidence, Evidence):
             return
         # The subject vouches for the reporting service only; an observer it does not have

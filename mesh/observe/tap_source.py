@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -15,8 +14,8 @@ from mesh import subjects
 from mesh.bus import Bus, Delivery
 from mesh.clock import Clock
 from mesh.engine.access_log import Timestamps
-from mesh.errors import BusError, InvalidMessage
-from mesh.messages import RequestRecord, TapOpen, TapRecords, decode, encode
+from mesh.errors import BusError
+from mesh.messages import RequestRecord, TapOpen, TapRecords, decode_counted, encode
 from mesh.metrics import Metrics
 from mesh.observe.tap_table import RecordCap, TapTable
 from mesh.tasks import cancel_and_wait
@@ -24,7 +23,6 @@ from mesh.tasks import cancel_and_wait
 if TYPE_CHECKING:
     from mesh.engine.engine import Engine, Finished
 
-log = logging.getLogger(__name__)
 
 # While a tap is open its records leave in a batch this often: a live view for people at
 # a few messages a second per node, and the request path never waits on NATS.
@@ -135,12 +133,7 @@ class TapSource:
     # --- off the request path ---
 
     async def _on_announcement(self, delivery: Delivery) -> None:
-        try:
-            message = decode(delivery.subject, delivery.data)
-        except InvalidMessage as exc:
-            self._metrics.invalid_message("tap")
-            log.debug("%s", exc)
-            return
+        message = decode_counted(delivery.subject, delivery.data, self._metrics.invalid_message)
         if isinstance(message, TapOpen):
             now = self._clock.monotonic()
             self._cap.tick(now)  # the flushing rounds tick it only while a tap is open
