@@ -70,6 +70,29 @@ def start_agent(procs: Processes, index: int, env: dict[str, str]) -> tuple[Obse
     return Observer(f"agent-{index}", child, admin, f"agent:{service}:"), outbound
 
 
+def called(port: int, target: str) -> str:
+    """One request's outcome: its status, or why none came (a saturated node times out)."""
+    try:
+        return str(http_get(port, target, timeout=10)[0])
+    except OSError as exc:
+        return type(exc).__name__
+
+
+def held_now(observer: Observer, fleet: Counter[str]) -> int | None:
+    """How much of the fleet `observer` holds alive; None if it cannot say in time."""
+    try:
+        return held(alive_at(observer.admin), fleet)
+    except OSError:
+        return None
+
+
+def slow_consumer_lines(server: NatsServer, most: int = 20) -> list[str]:
+    if server.log_path is None or not server.log_path.exists():
+        return []
+    lines = server.log_path.read_text(errors="replace").splitlines()
+    return [line for line in lines if "Slow Consumer" in line][:most]
+
+
 def start_simulators(
     procs: Processes,
     size: int,
@@ -134,18 +157,20 @@ def run_size(
     announced = time.monotonic() - started
     say(f"{size:,}: fleet announcing after {announced:.1f} s; waiting for the gateway's view")
     first_view = until_held(gateway, fleet, started, args.full_timeout, monitor)
-    for _, outbound in agents:  # each agent calls its 3 services once: now it knows them
-        for service in CALLEES:
-            http_get(outbound, f"http://{service}/warm", timeout=5)
-    for service in CALLEES:
-        http_get(gateway_port, f"/{service}/warm", timeout=5)
+    # Each agent calls its 3 services once (an agent that learns what it calls on demand
+    # knows them from then on), and so does the gateway.
+    warm = {
+        agent.label: [called(outbound, f"http://{service}/warm") for service in CALLEES]
+        for agent, outbound in agents
+    }
+    warm[gateway.label] = [called(gateway_port, f"/{service}/warm") for service in CALLEES]
     time.sleep(args.settle)
     say(f"{size:,}: quiet window ({args.window:g} s)")
     others = {sim.label: sim.pid for sim in sims}
     if server.pid is not None:
         others["nats-server"] = server.pid
     busy = quiet_window(observers, others, monitor, args.window)
-    views = {o.label: held(alive_at(o.admin), fleet) for o in observers}
+    views = {o.label: held_now(o, fleet) for o in observers}
     subscribed = connz(monitor, subs=True)
     subscriptions = {
         o.label: named(subscribed, o.connection).get("subscriptions_list", []) for o in observers
@@ -168,6 +193,7 @@ def run_size(
         "first_gateway": first_view,
         "idle": idle,
         "busy": busy,
+        "warm_calls": warm,
         "views_held": views,
         "subscriptions": subscriptions,
         "killed": sum(lost.values()),
@@ -179,6 +205,8 @@ def run_size(
             "errors": load.errors,
         },
         "nats_slow_consumers": json.loads(varz).get("slow_consumers"),
+        # Whom the server cut off as too slow a reader, and why, in its own words.
+        "nats_slow_consumer_lines": slow_consumer_lines(server),
     }
 
 

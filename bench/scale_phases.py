@@ -45,6 +45,8 @@ def quiet_window(
             for o in observers
         },
         "rss": {o.label: resident_bytes(o.child.pid) for o in observers},
+        # Bytes the server holds for it, not yet written: a reader falling behind.
+        "pending_bytes": {o.label: named(after, o.connection)["pending_bytes"] for o in observers},
     }
 
 
@@ -79,7 +81,7 @@ def silence(
 ) -> dict[str, float]:
     """Silence the victims in every simulator at once (SIGUSR1: no leave), then the
     seconds until each observer holds none of them alive (NaN: not within `timeout`)."""
-    before = {o.label: alive_at(o.admin) for o in observers}
+    before = {o.label: alive_at(o.admin, timeout=30) for o in observers}
     struck = time.monotonic()
     for sim in sims:
         sim.signal(signal.SIGUSR1)

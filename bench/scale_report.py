@@ -24,6 +24,13 @@ def upkeep(run: Mapping[str, Any], label: str) -> float:
     return float(run["busy"]["cpu"][label] - run["idle"]["cpu"][label])
 
 
+def per_message(run: Mapping[str, Any], label: str) -> float:
+    """Microseconds of upkeep CPU per message received over the empty fleet's."""
+    received = run["busy"]["traffic"][label]["received_msgs"]
+    extra = received - run["idle"]["traffic"][label]["received_msgs"]
+    return upkeep(run, label) / extra * 1e6 if extra > 0 else math.nan
+
+
 def latest(times: Iterable[float]) -> float:
     """The last of the observers' times; NaN if any never got there (or none was asked)."""
     values = list(times)
@@ -41,6 +48,10 @@ def summarise(run: Mapping[str, Any]) -> dict[str, Any]:
         "load_average": run["busy"]["load_average"],
         "gateway_upkeep_core": upkeep(run, "gw0"),
         "agent_upkeep_core_max": max((upkeep(run, a) for a in agents), default=math.nan),
+        # CPU per message received, which the machine's other load does not cap: on a
+        # busy machine a process that cannot keep up gets only its share of a core.
+        "gateway_us_per_message": per_message(run, "gw0"),
+        "agent_us_per_message_max": max((per_message(run, a) for a in agents), default=math.nan),
         "gateway_rss_mib": [run["idle"]["rss"]["gw0"] / MIB, run["busy"]["rss"]["gw0"] / MIB],
         "gateway_received": received["gw0"],
         "agent_received_mean": {
@@ -83,11 +94,14 @@ def tables(summaries: list[dict[str, Any]]) -> str:
             f"{s['load_average']:.1f}",
             _percent(s["gateway_upkeep_core"]),
             _percent(s["agent_upkeep_core_max"]),
+            number(s["gateway_us_per_message"]),
+            number(s["agent_us_per_message_max"]),
             f"{s['gateway_rss_mib'][0]:.0f} -> {s['gateway_rss_mib'][1]:.0f}",
             number(s["gateway_received"]["received_msgs"]),
             number(s["gateway_received"]["received_bytes"] / 1024),
             number(s["agent_received_mean"].get("received_msgs", math.nan)),
             number(s["agent_received_mean"].get("received_bytes", math.nan) / 1024),
+            "-" if s["views_held"].get("gw0") is None else number(s["views_held"]["gw0"]),
         ]
         for s in summaries
     ]
@@ -114,11 +128,14 @@ def tables(summaries: list[dict[str, Any]]) -> str:
                     "load avg",
                     "gw upkeep %core",
                     "agent upkeep %core",
+                    "gw us/msg",
+                    "agent us/msg",
                     "gw RSS MiB",
                     "gw msgs/s",
                     "gw KiB/s",
                     "agent msgs/s",
                     "agent KiB/s",
+                    "gw holds",
                 ],
                 cost,
             ),

@@ -22,8 +22,8 @@ def alive_members(metrics_text: str) -> dict[str, int]:
     return alive
 
 
-def alive_at(admin_port: int) -> dict[str, int]:
-    _, body = admin_get(admin_port, "/metrics", timeout=5)
+def alive_at(admin_port: int, *, timeout: float = 5.0) -> dict[str, int]:
+    _, body = admin_get(admin_port, "/metrics", timeout=timeout)
     return alive_members(body.decode())
 
 

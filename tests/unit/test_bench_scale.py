@@ -113,7 +113,11 @@ def _rates(msgs: float) -> dict[str, float]:
 
 def test_summary_subtracts_the_idle_baseline_and_takes_the_worst_agent() -> None:
     window = {"cpu": {}, "traffic": {}, "rss": {"gw0": 64 * 2**20}, "load_average": 2.0}
-    idle = {**window, "cpu": {"gw0": 0.01, "agent-0": 0.002, "agent-1": 0.003}}
+    idle = {
+        **window,
+        "cpu": {"gw0": 0.01, "agent-0": 0.002, "agent-1": 0.003},
+        "traffic": {"gw0": _rates(4), "agent-0": _rates(4), "agent-1": _rates(4)},
+    }
     busy = {
         **window,
         "cpu": {"gw0": 0.31, "agent-0": 0.012, "agent-1": 0.05},
@@ -134,6 +138,9 @@ def test_summary_subtracts_the_idle_baseline_and_takes_the_worst_agent() -> None
     assert upkeep(run, "gw0") == pytest.approx(0.30)
     summary = summarise(run)
     assert summary["agent_upkeep_core_max"] == pytest.approx(0.047)
+    # Per message received beyond the empty fleet's: 0.30 s / 996 messages, 0.047 s / 26.
+    assert summary["gateway_us_per_message"] == pytest.approx(301.2, abs=0.1)
+    assert summary["agent_us_per_message_max"] == pytest.approx(1807.7, abs=0.1)
     assert summary["gateway_rss_mib"] == [64, 96]
     assert summary["agent_received_mean"]["received_msgs"] == 20
     assert summary["new_gateway_fill_s"] == pytest.approx(0.75)
