@@ -41,6 +41,16 @@ def traffic(before: Mapping[str, Any], after: Mapping[str, Any], seconds: float)
     return Traffic(rate("out_msgs"), rate("out_bytes"), rate("in_msgs"), rate("in_bytes"))
 
 
+def traffic_of(before: Connz, after: Connz, prefix: str, seconds: float) -> Traffic | None:
+    """The rates of the connection named `prefix`*, or None if it was not the same one
+    all along (absent at either reading, or reconnected: its counters started again)."""
+    try:
+        first, last = named(before, prefix), named(after, prefix)
+    except KeyError:
+        return None
+    return traffic(first, last, seconds) if first["cid"] == last["cid"] else None
+
+
 def named(connections: Connz, prefix: str) -> dict[str, Any]:
     """The one connection whose name starts with `prefix` (a node's bus is named
     role:service:instance); KeyError if none, ValueError if several."""

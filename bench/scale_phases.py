@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.natsmon import connz, named, traffic
+from bench.natsmon import Connz, connz, traffic_of
 from bench.usage import cpu_shares, resident_bytes
 from bench.views import alive_at, held, losses_seen
 from mesh.node.children import Child
@@ -40,14 +40,21 @@ def quiet_window(
         "seconds": wall,
         "load_average": os.getloadavg()[0],
         "cpu": cpu,
-        "traffic": {
-            o.label: asdict(traffic(named(before, o.connection), named(after, o.connection), wall))
-            for o in observers
-        },
+        "traffic": {o.label: _rates(before, after, o.connection, wall) for o in observers},
         "rss": {o.label: resident_bytes(o.child.pid) for o in observers},
         # Bytes the server holds for it, not yet written: a reader falling behind.
-        "pending_bytes": {o.label: named(after, o.connection)["pending_bytes"] for o in observers},
+        "pending_bytes": {
+            o.label: after[name]["pending_bytes"]
+            for o in observers
+            for name in after
+            if name.startswith(o.connection)
+        },
     }
+
+
+def _rates(before: Connz, after: Connz, prefix: str, seconds: float) -> dict[str, float] | None:
+    rates = traffic_of(before, after, prefix, seconds)
+    return None if rates is None else asdict(rates)
 
 
 def until_held(

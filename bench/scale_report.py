@@ -25,10 +25,29 @@ def upkeep(run: Mapping[str, Any], label: str) -> float:
 
 
 def per_message(run: Mapping[str, Any], label: str) -> float:
-    """Microseconds of upkeep CPU per message received over the empty fleet's."""
-    received = run["busy"]["traffic"][label]["received_msgs"]
-    extra = received - run["idle"]["traffic"][label]["received_msgs"]
+    """Microseconds of upkeep CPU per message received over the empty fleet's (NaN when
+    the connection was not the same one through a window: its counts are lost)."""
+    busy, idle = run["busy"]["traffic"][label], run["idle"]["traffic"][label]
+    if busy is None or idle is None:
+        return math.nan
+    extra = busy["received_msgs"] - idle["received_msgs"]
     return upkeep(run, label) / extra * 1e6 if extra > 0 else math.nan
+
+
+def received(run: Mapping[str, Any], label: str, field: str) -> float:
+    rates = run["busy"]["traffic"][label]
+    return math.nan if rates is None else float(rates[field])
+
+
+def worst(values: Iterable[float]) -> float:
+    """The largest of the figures there are (NaN: none)."""
+    present = [v for v in values if not math.isnan(v)]
+    return max(present) if present else math.nan
+
+
+def mean(values: Iterable[float]) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    return sum(present) / len(present) if present else math.nan
 
 
 def latest(times: Iterable[float]) -> float:
@@ -40,26 +59,22 @@ def latest(times: Iterable[float]) -> float:
 def summarise(run: Mapping[str, Any]) -> dict[str, Any]:
     """The figures of one size, from the raw phases."""
     agents = sorted(label for label in run["busy"]["traffic"] if label.startswith("agent-"))
-    received = run["busy"]["traffic"]
     latencies = run["load"]["latencies_s"]
     out = run["out_of_view_s"]
     return {
         "instances": run["instances"],
         "load_average": run["busy"]["load_average"],
         "gateway_upkeep_core": upkeep(run, "gw0"),
-        "agent_upkeep_core_max": max((upkeep(run, a) for a in agents), default=math.nan),
+        "agent_upkeep_core_max": worst(upkeep(run, a) for a in agents),
         # CPU per message received, which the machine's other load does not cap: on a
         # busy machine a process that cannot keep up gets only its share of a core.
         "gateway_us_per_message": per_message(run, "gw0"),
-        "agent_us_per_message_max": max((per_message(run, a) for a in agents), default=math.nan),
+        "agent_us_per_message_max": worst(per_message(run, a) for a in agents),
         "gateway_rss_mib": [run["idle"]["rss"]["gw0"] / MIB, run["busy"]["rss"]["gw0"] / MIB],
-        "gateway_received": received["gw0"],
-        "agent_received_mean": {
-            field: sum(received[a][field] for a in agents) / len(agents)
-            for field in received["gw0"]
-        }
-        if agents
-        else {},
+        "gateway_received_msgs": received(run, "gw0", "received_msgs"),
+        "gateway_received_bytes": received(run, "gw0", "received_bytes"),
+        "agent_received_msgs_mean": mean(received(run, a, "received_msgs") for a in agents),
+        "agent_received_bytes_mean": mean(received(run, a, "received_bytes") for a in agents),
         "views_held": run["views_held"],
         "first_gateway_full_view_s": run["first_gateway"]["full_s"],
         "new_gateway_connected_s": run["second_gateway"]["connected_s"],
@@ -97,10 +112,10 @@ def tables(summaries: list[dict[str, Any]]) -> str:
             number(s["gateway_us_per_message"]),
             number(s["agent_us_per_message_max"]),
             f"{s['gateway_rss_mib'][0]:.0f} -> {s['gateway_rss_mib'][1]:.0f}",
-            number(s["gateway_received"]["received_msgs"]),
-            number(s["gateway_received"]["received_bytes"] / 1024),
-            number(s["agent_received_mean"].get("received_msgs", math.nan)),
-            number(s["agent_received_mean"].get("received_bytes", math.nan) / 1024),
+            number(s["gateway_received_msgs"]),
+            number(s["gateway_received_bytes"] / 1024),
+            number(s["agent_received_msgs_mean"]),
+            number(s["agent_received_bytes_mean"] / 1024),
             "-" if s["views_held"].get("gw0") is None else number(s["views_held"]["gw0"]),
         ]
         for s in summaries

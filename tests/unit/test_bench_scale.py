@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from bench.natsmon import named, traffic
+from bench.natsmon import named, traffic, traffic_of
 from bench.records import UNCALLED_PORT, layout, shares, victims
 from bench.scale_report import summarise, upkeep
 from bench.simulator import parse_callees
@@ -98,6 +98,16 @@ def test_traffic_is_from_the_observers_side() -> None:
     assert (rates.sent_msgs, rates.sent_bytes) == (1, 300)
 
 
+def test_traffic_of_a_connection_that_reconnected_is_unknown() -> None:
+    first = {
+        "gateway:gw0:a": {"cid": 4, "in_msgs": 0, "in_bytes": 0, "out_msgs": 0, "out_bytes": 0}
+    }
+    again = {"gateway:gw0:a": {**first["gateway:gw0:a"], "cid": 9, "out_msgs": 7}}
+    assert traffic_of(first, again, "gateway:gw0:", 1.0) is None  # counters restarted
+    assert traffic_of(first, {}, "gateway:gw0:", 1.0) is None  # cut off meanwhile
+    assert traffic_of(first, first, "gateway:gw0:", 1.0) is not None
+
+
 def test_named_finds_one_connection_by_prefix() -> None:
     connections = {"gateway:gw0:gw0-ab12": {"cid": 1}, "agent:caller-0:x": {"cid": 2}}
     assert named(connections, "gateway:gw0:") == {"cid": 1}
@@ -142,7 +152,8 @@ def test_summary_subtracts_the_idle_baseline_and_takes_the_worst_agent() -> None
     assert summary["gateway_us_per_message"] == pytest.approx(301.2, abs=0.1)
     assert summary["agent_us_per_message_max"] == pytest.approx(1807.7, abs=0.1)
     assert summary["gateway_rss_mib"] == [64, 96]
-    assert summary["agent_received_mean"]["received_msgs"] == 20
+    assert summary["agent_received_msgs_mean"] == 20
+    assert summary["gateway_received_bytes"] == 300_000
     assert summary["new_gateway_fill_s"] == pytest.approx(0.75)
     assert math.isnan(summary["out_of_every_view_s"])  # one view never lost them
     assert summary["out_of_gateway_view_s"] == 3.1
