@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.natsmon import Connz, connz, traffic_of
+from bench.simulator import CONNECTION as SIMULATOR
 from bench.usage import cpu_shares, resident_bytes
 from bench.views import alive_at, held, losses_seen
 from mesh.node.children import Child
@@ -41,6 +42,13 @@ def quiet_window(
         "load_average": os.getloadavg()[0],
         "cpu": cpu,
         "traffic": {o.label: _rates(before, after, o.connection, wall) for o in observers},
+        # What the simulators published: the fleet beat as often as it should (or not).
+        "fleet_sent_msgs": sum(
+            rates.sent_msgs
+            for name in after
+            if name.startswith(SIMULATOR)
+            and (rates := traffic_of(before, after, name, wall)) is not None
+        ),
         "rss": {o.label: resident_bytes(o.child.pid) for o in observers},
         # Bytes the server holds for it, not yet written: a reader falling behind.
         "pending_bytes": {

@@ -71,6 +71,7 @@ def summarise(run: Mapping[str, Any]) -> dict[str, Any]:
         "gateway_us_per_message": per_message(run, "gw0"),
         "agent_us_per_message_max": worst(per_message(run, a) for a in agents),
         "gateway_rss_mib": [run["idle"]["rss"]["gw0"] / MIB, run["busy"]["rss"]["gw0"] / MIB],
+        "fleet_sent_msgs": run["busy"]["fleet_sent_msgs"],
         "gateway_received_msgs": received(run, "gw0", "received_msgs"),
         "gateway_received_bytes": received(run, "gw0", "received_bytes"),
         "agent_received_msgs_mean": mean(received(run, a, "received_msgs") for a in agents),
@@ -107,6 +108,7 @@ def tables(summaries: list[dict[str, Any]]) -> str:
         [
             number(s["instances"]),
             f"{s['load_average']:.1f}",
+            number(s["fleet_sent_msgs"]),
             _percent(s["gateway_upkeep_core"]),
             _percent(s["agent_upkeep_core_max"]),
             number(s["gateway_us_per_message"]),
@@ -141,6 +143,7 @@ def tables(summaries: list[dict[str, Any]]) -> str:
                 [
                     "instances",
                     "load avg",
+                    "fleet msgs/s",
                     "gw upkeep %core",
                     "agent upkeep %core",
                     "gw us/msg",

@@ -24,6 +24,7 @@ from mesh.messages import Heartbeat
 from mesh.node import runtime
 
 READY = "records announcing"  # the line bench.scale waits for in this process's log
+CONNECTION = "bench-scale-sim-"  # the start of each simulator's NATS connection name
 
 
 class Gate:
@@ -91,7 +92,7 @@ async def simulate(args: argparse.Namespace, stop: asyncio.Event) -> int:
     )
     doomed = {r.instance for r in victims(records, args.victims)}
     mine = [records[i] for i in shares(args.total, args.processes)[args.process]]
-    bus = NatsBus(config.load(), name=f"bench-scale-sim-{args.process}")
+    bus = NatsBus(config.load(), name=f"{CONNECTION}{args.process}")
     await bus.start(wait=10)
     gate = Gate(bus)
     asyncio.get_running_loop().add_signal_handler(

@@ -133,6 +133,7 @@ def test_summary_subtracts_the_idle_baseline_and_takes_the_worst_agent() -> None
         "cpu": {"gw0": 0.31, "agent-0": 0.012, "agent-1": 0.05},
         "traffic": {"gw0": _rates(1000), "agent-0": _rates(10), "agent-1": _rates(30)},
         "rss": {"gw0": 96 * 2**20},
+        "fleet_sent_msgs": 1000.0,
     }
     run = {
         "instances": 1000,
