@@ -29,7 +29,7 @@ from typing import Any
 from bench.console import BenchError, say
 from bench.cpu import background_load
 from bench.loopback import http_get, wait_until
-from bench.natsmon import connz, named
+from bench.natsmon import connz
 from bench.processes import Processes, sigterm_as_exit
 from bench.records import layout, victims
 from bench.scale_phases import Observer, quiet_window, silence, until_held
@@ -172,8 +172,11 @@ def run_size(
     busy = quiet_window(observers, others, monitor, args.window)
     views = {o.label: held_now(o, fleet) for o in observers}
     subscribed = connz(monitor, subs=True)
-    subscriptions = {
-        o.label: named(subscribed, o.connection).get("subscriptions_list", []) for o in observers
+    subscriptions = {  # none listed: cut off as a slow consumer at that moment
+        o.label: c.get("subscriptions_list", [])
+        for o in observers
+        for name, c in subscribed.items()
+        if name.startswith(o.connection)
     }
 
     paths = [f"/{service}/load" for service in CALLEES]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -95,14 +96,19 @@ def silence(
     sims: Sequence[Child], observers: Sequence[Observer], lost: Mapping[str, int], timeout: float
 ) -> dict[str, float]:
     """Silence the victims in every simulator at once (SIGUSR1: no leave), then the
-    seconds until each observer holds none of them alive (NaN: not within `timeout`)."""
-    before = {o.label: alive_at(o.admin, timeout=30) for o in observers}
+    seconds until each observer holds none of them alive (NaN: not within `timeout`, or
+    its view could not be read before: too busy to answer)."""
+    before: dict[str, dict[str, int]] = {}
+    for o in observers:
+        with contextlib.suppress(OSError):
+            before[o.label] = alive_at(o.admin, timeout=30)
     struck = time.monotonic()
     for sim in sims:
         sim.signal(signal.SIGUSR1)
     seen: dict[str, float] = {}
-    while len(seen) < len(observers) and time.monotonic() < struck + timeout:
-        for o in observers:
+    watched = [o for o in observers if o.label in before]
+    while len(seen) < len(watched) and time.monotonic() < struck + timeout:
+        for o in watched:
             if o.label in seen:
                 continue
             try:
