@@ -66,8 +66,8 @@ def summarise(run: Mapping[str, Any]) -> dict[str, Any]:
         "load_average": run["busy"]["load_average"],
         "gateway_upkeep_core": upkeep(run, "gw0"),
         "agent_upkeep_core_max": worst(upkeep(run, a) for a in agents),
-        # CPU per message received, which the machine's other load does not cap: on a
-        # busy machine a process that cannot keep up gets only its share of a core.
+        # CPU per message received: how the cost grows with the fleet, as long as the
+        # observer keeps up (one that falls behind gets CPU for fewer than it is sent).
         "gateway_us_per_message": per_message(run, "gw0"),
         "agent_us_per_message_max": worst(per_message(run, a) for a in agents),
         "gateway_rss_mib": [run["idle"]["rss"]["gw0"] / MIB, run["busy"]["rss"]["gw0"] / MIB],
