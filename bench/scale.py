@@ -104,7 +104,7 @@ def start_simulators(
         *("--total", str(size), "--processes", str(args.processes)),
         *("--per-service", str(args.per_service), "--callee-instances", str(args.callee_instances)),
         *("--callees", ",".join(f"{s}={p}" for s, p in callees.items())),
-        *("--victims", str(args.victims)),
+        *("--victims", str(args.victims), "--ramp", str(args.ramp)),
     ]
     command = [sys.executable, "-m", "bench.simulator", *fleet]
     sims = [
@@ -222,6 +222,7 @@ def main() -> int:
     add("--per-service", type=int, default=30, help="records per filler service (30)")
     add("--callee-instances", type=int, default=30, help="records per called service (30)")
     add("--victims", type=int, default=100, help="records silenced at once (100)")
+    add("--ramp", type=float, default=1.0, help="seconds over which the fleet starts (1)")
     add("--window", type=float, default=10.0, help="seconds of each CPU/traffic window (10)")
     add("--settle", type=float, default=3.0, help="seconds before each window (3)")
     add("--rate", type=float, default=20.0, help="requests/s through the gateway (20)")

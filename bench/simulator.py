@@ -5,7 +5,8 @@
 
 Every record is announced by a real mesh.membership.announcer.Announcer, whatever the
 heartbeat protocol is, all of this process's sharing one NATS connection. Starts are spread
-over one heartbeat interval so that the fleet's beats are spread evenly. SIGUSR1 silences
+over `--ramp` seconds (one heartbeat interval unless told), so that the fleet's beats are
+spread evenly and it arrives as fast as asked. SIGUSR1 silences
 the victims (bench.records.victims) at once, without a leave: to the others they die.
 """
 
@@ -101,8 +102,8 @@ async def simulate(args: argparse.Namespace, stop: asyncio.Event) -> int:
     announcers = []
     began = time.monotonic()
     for i, record in enumerate(mine):
-        # Announcer i starts (and beats from then on) i / len(mine) of an interval in.
-        delay = began + args.interval * i / len(mine) - time.monotonic()
+        # Announcer i starts (and beats from then on) i / len(mine) of the ramp in.
+        delay = began + (args.ramp or args.interval) * i / len(mine) - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         announcer = Announcer(
@@ -127,6 +128,7 @@ def main() -> int:
     parser.add_argument("--callee-instances", type=int, default=30)
     parser.add_argument("--victims", type=int, default=100)
     parser.add_argument("--interval", type=float, default=1.0, help="heartbeat seconds")
+    parser.add_argument("--ramp", type=float, default=0.0, help="seconds to start all (interval)")
     args = parser.parse_args()
     logs.setup(config.load().log_level, as_json=False)
     return runtime.run(lambda stop: simulate(args, stop))
