@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.console import BenchError, say
-from bench.loopback import admin_get, wait_until
+from bench.loopback import admin_get, exchange, wait_until
 from bench.processes import Processes, sigterm_as_exit
 from bench.results import environment, write_results
 from bench.tables import table
@@ -80,19 +80,11 @@ class Load:
         gap = 1.0 / self.rate
         deadline = time.monotonic() + 60  # bounded even if the run never ends
         while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                conn.request("GET", target)
-                response = conn.getresponse()
-                response.read()
-                if response.status == 200:
-                    self.ok += 1
-                else:
-                    self.errors.append(f"{response.status} {response.getheader('x-mesh-flags')}")
-                if response.will_close:
-                    conn.close()
-            except (OSError, http.client.HTTPException) as exc:
-                self.errors.append(type(exc).__name__)
-                conn.close()
+            error = exchange(conn, target)
+            if error is None:
+                self.ok += 1
+            else:
+                self.errors.append(error)
             time.sleep(gap)
 
     def stop(self) -> None:

@@ -25,6 +25,24 @@ def http_get(
         conn.close()
 
 
+def exchange(conn: http.client.HTTPConnection, path: str) -> str | None:
+    """One GET on a kept-alive connection: None for a 200, else what went wrong (the
+    status and the mesh's flags, or the exception's name); the connection is closed when
+    it cannot be reused."""
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        if response.will_close:
+            conn.close()
+        if response.status == 200:
+            return None
+        return f"{response.status} {response.getheader('x-mesh-flags')}"
+    except (OSError, http.client.HTTPException) as exc:
+        conn.close()
+        return type(exc).__name__
+
+
 def admin_get(port: int, path: str, *, timeout: float = 2.0) -> tuple[int, bytes]:
     """A GET on a mesh admin port, with MESH_ADMIN_TOKEN when set: the children have it."""
     return http_get(port, path, timeout=timeout, headers=credentials(load().admin_token))
