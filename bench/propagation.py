@@ -158,9 +158,15 @@ def main() -> int:
                 expected = start_children(procs, env, args)
                 say(f"waiting for {args.gateways} gateways and {args.agents} agents")
                 cpu = cpu_probe(server, procs)
-                nodes, applies, load, at_rest = asyncio.run(
-                    measure(server.url, expected, args, procs, cpu)
-                )
+                try:
+                    nodes, applies, load, at_rest = asyncio.run(
+                        measure(server.url, expected, args, procs, cpu)
+                    )
+                except BenchError as exc:  # what the gateways said is the likeliest why
+                    tails = [
+                        f"{c.label}: {c.tail(300)}" for c in procs.children if "gateway" in c.label
+                    ]
+                    raise BenchError("\n".join([str(exc), *tails])) from None
                 procs.check()
                 procs.stop_all()
                 stamps = read_stamps(Path(tmp), list(expected.fleets))

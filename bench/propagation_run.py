@@ -13,6 +13,7 @@ from mesh.bus import NatsBus
 from mesh.config import Settings
 from mesh.forwarding.defaults import default_service
 from mesh.membership.census import Watch, live
+from mesh.membership.view import GONE, View
 from policies.acks import AckCollector
 from policies.loader import load_text
 from policies.plan import plan
@@ -42,6 +43,11 @@ class Expected:
         return phrases
 
 
+def present(view: View) -> dict[str, str]:
+    """Instance -> role of every node not gone (alive, suspect or draining)."""
+    return {m.instance: m.record.role for m in view.members.values() if m.state not in GONE}
+
+
 @dataclass
 class Apply:
     written: float  # wall seconds when the write began
@@ -65,6 +71,8 @@ async def wait_for_nodes(
 
     The census has a connection of its own, closed at the end: every heartbeat of a
     thousand nodes would otherwise reach the collector while it times the applies.
+    A suspect node (late heartbeats: a starved process) still counts, and must still
+    acknowledge every apply; it is named.
     """
     bus = NatsBus(settings, name="bench-propagation-census")
     await bus.start(wait=10)
@@ -75,13 +83,17 @@ async def wait_for_nodes(
         while True:
             await asyncio.sleep(0.5)
             check()
-            nodes = live(watch.current(clock.monotonic()))
+            view = watch.current(clock.monotonic())
+            nodes = present(view)
             missing = expected.missing(nodes)
             if not missing:
-                say(f"{len(nodes)} nodes live after {clock.monotonic() - began:.1f} s")
+                say(f"{len(nodes)} nodes up after {clock.monotonic() - began:.1f} s")
+                late = sorted(set(nodes) - set(live(view)))
+                if late:
+                    say(f"{len(late)} of them suspect (heartbeats late): {', '.join(late[:10])}")
                 return nodes
             if clock.monotonic() - began > within:
-                raise BenchError(f"not live within {within:g} s: " + "; ".join(missing))
+                raise BenchError(f"not up within {within:g} s: " + "; ".join(missing))
     finally:
         await bus.close()
 
