@@ -147,12 +147,19 @@ def main() -> int:
     parser.add_argument("--start-within", type=float, help="seconds (default 30 + 0.1/agent)")
     parser.add_argument("--ack-within", type=float, default=10.0, help="seconds per apply")
     parser.add_argument("--raw", action="store_true", help="every node's answer in the JSON")
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        help="every node's heartbeat interval, s (MESH_HEARTBEAT_INTERVAL; default the preset's)",
+    )
     args = parser.parse_args()
     args.start_within = args.start_within or 30 + 0.1 * args.agents
     with sigterm_as_exit(), tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(find_binary(load_settings().nats_server_bin))
         server.start()
         env = {"MESH_NATS_URL": server.url, "MESH_LOG_LEVEL": "warning"}
+        if args.heartbeat is not None:
+            env["MESH_HEARTBEAT_INTERVAL"] = f"{args.heartbeat:g}"
         try:
             with Processes(Path(tmp)) as procs:
                 expected = start_children(procs, env, args)
