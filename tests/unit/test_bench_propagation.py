@@ -3,14 +3,16 @@ of what did not come up (pure arithmetic, plus one socketpair for the arrival st
 
 from __future__ import annotations
 
+import json
 import math
 import socket
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from bench.arrivals import Arrivals
+from bench.arrivals import stamp as stamper_loop
 from bench.propagation_run import Expected
 from bench.propagation_split import arrival, find_stamp, per_apply, split, summary
 from bench.tables import percentile
@@ -102,19 +104,25 @@ def test_the_arrival_is_the_last_between_storing_and_handling() -> None:
     assert arrival(times[:1], WRITTEN + 0.001, WRITTEN + 0.010) is None
 
 
-def test_arrivals_are_stamped_by_a_process_that_reads_nothing(tmp_path: Path) -> None:
+def test_arrivals_are_stamped_without_reading_the_sockets(tmp_path: Path) -> None:
+    # The stamper's loop on a thread (bench.arrivals runs it as a process of its own).
+    fleet, stamper = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    output = tmp_path / "arrivals.json"
+    loop = threading.Thread(target=stamper_loop, args=(stamper, output))
+    loop.start()
     ours, theirs = socket.socketpair()
-    arrivals = Arrivals(tmp_path / "arrivals.json")
     try:
-        arrivals.watch("node-1", ours.fileno())
-        arrivals.watch("node-2", theirs.fileno())
+        socket.send_fds(fleet, [b"node-1"], [ours.fileno()])
+        socket.send_fds(fleet, [b"node-2"], [theirs.fileno()])
         before = time.time()
         theirs.send(b"x")
-        stamps = arrivals.collect()
+        fleet.send(b"dump")
+        loop.join(2)
         assert ours.recv(1) == b"x"  # the data is still there for its reader
     finally:
-        ours.close()
-        theirs.close()
+        for s in (fleet, stamper, ours, theirs):
+            s.close()
+    stamps = json.loads(output.read_text())
     assert len(stamps["node-1"]) == 1
     assert stamps["node-1"][0] >= before
     assert stamps["node-2"] == []
