@@ -63,7 +63,7 @@ def main() -> int:
             await asyncio.wait_for(
                 asyncio.gather(*(start(node) for node in nodes)), args.start_within
             )
-        except (TimeoutError, MeshError) as exc:
+        except (TimeoutError, MeshError, RuntimeError) as exc:  # RuntimeError: see _stamp_socket
             missing = [node.name for node in nodes if node.name not in up]
             why = str(exc) or f"not up within {args.start_within:g} s"
             print(f"fleet {args.prefix}: {len(missing)} nodes down ({why}): {missing[:5]}")
