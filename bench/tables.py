@@ -12,6 +12,14 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(present) if present else math.nan
 
 
+def percentile(values: Sequence[float], share: float) -> float:
+    """The nearest-rank value at `share` (0.99: the p99); NaN when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
 def ratio(numerator: float, denominator: float) -> float:
     if math.isnan(numerator) or math.isnan(denominator) or denominator == 0:
         return math.nan

@@ -38,8 +38,11 @@ class AckCollector:
         self._now = monotonic
         self.nodes = {node: NodeAck(role) for node, role in nodes.items()}
         self._expected: dict[str, int] = {}
+        # Nodes that still owe an answer: each answer checks its own node only, so that
+        # a thousand answers cost a thousand checks, not a scan of every node each.
+        self._waiting: set[str] = set()
         self._written_at = monotonic()
-        self._changed = asyncio.Event()
+        self._done = asyncio.Event()
 
     async def start(self) -> None:
         await self._bus.subscribe(ACK_SUBJECT, self._on_event)
@@ -49,6 +52,11 @@ class AckCollector:
     def expect(self, revisions: Mapping[str, int], written_at: float) -> None:
         self._expected = dict(revisions)
         self._written_at = written_at
+        self._waiting = {node for node, ack in self.nodes.items() if not self.answered(ack)}
+        if self._waiting:
+            self._done.clear()
+        else:
+            self._done.set()
 
     async def _on_event(self, delivery: Delivery) -> None:
         try:
@@ -67,7 +75,10 @@ class AckCollector:
             return  # an answer about an older revision, arriving late
         applied = event.kind == "policy.applied"
         ack.answers[key] = (revision, applied, event.detail.get("reason", ""), self._now())
-        self._changed.set()
+        if event.instance in self._waiting and self.answered(ack):
+            self._waiting.discard(event.instance)
+            if not self._waiting:
+                self._done.set()
 
     def _answer(self, ack: NodeAck, key: str) -> tuple[int, bool, str, float] | None:
         answer = ack.answers.get(key)
@@ -78,16 +89,12 @@ class AckCollector:
 
     async def wait(self, timeout: float) -> bool:
         """True when every node answered every key before `timeout`."""
-        deadline = self._now() + timeout
-        while not all(self.answered(ack) for ack in self.nodes.values()):
-            remaining = deadline - self._now()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                return False
+        if not self._waiting:
+            return True
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout)
+        except TimeoutError:
+            return False
         return True
 
     def last_answer(self) -> float:

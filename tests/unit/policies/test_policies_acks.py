@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from manual_clock import ManualClock
 from memory_bus import MemoryHub
 
 from mesh import subjects
 from mesh.messages import Event, EventKind, encode
-from policies.acks import AckCollector
+from policies.acks import AckCollector, NodeAck
 
 
 async def answer(hub: MemoryHub, kind: EventKind, node: str, key: str, revision: int) -> None:
@@ -54,3 +56,28 @@ async def test_a_rejection_or_a_silent_node_is_not_clean() -> None:
     assert not clean
     assert [line.split()[2] for line in table.splitlines()[1:]] == ["silent", "rejected"]
     assert table.splitlines()[2].endswith("service.s: bad")
+
+
+async def test_each_answer_checks_its_own_node_only() -> None:
+    # `mesh policy apply --wait` on a big mesh: a scan of every node per answer made a
+    # thousand answers cost a million checks, time the last answer then waited on.
+    hub, clock = MemoryHub(), ManualClock()
+    nodes = {f"a{i}": "agent" for i in range(300)}
+    collector = AckCollector(hub.bus(), nodes, clock)
+    await collector.start()
+    collector.expect({"route.r": 7}, written_at=clock.now)
+    checks = 0
+    answered = collector.answered
+
+    def counting(ack: NodeAck) -> bool:
+        nonlocal checks
+        checks += 1
+        return answered(ack)
+
+    collector.answered = counting  # type: ignore[method-assign]
+    waiting = asyncio.create_task(collector.wait(5.0))
+    for node in nodes:
+        await answer(hub, "policy.applied", node, "route.r", 7)
+        await asyncio.sleep(0)  # the waiter runs between answers, as it would live
+    assert await waiting
+    assert checks <= 2 * len(nodes)
