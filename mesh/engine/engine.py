@@ -37,6 +37,8 @@ class Connection(Protocol):
 
     def expire(self, now: float) -> None: ...
 
+    def instances_gone(self, gone: set[tuple[str, int]]) -> None: ...
+
 
 class Finished(Protocol):
     """A finished request as taps read it: an exchange (mesh.engine.exchange), or a request
@@ -153,9 +155,13 @@ class Engine:
         return len(busy)
 
     def view_changed(self, gone: set[tuple[str, int]]) -> None:
-        """Close idle connections to instances that are no longer routable."""
+        """Close idle connections to instances that are no longer routable, and retry
+        elsewhere the requests still waiting on them (see Exchange.instances_gone)."""
         for address in gone:
             self.pools.forget(address)
+        if gone:  # a membership change: rare enough to look at every client connection
+            for conn in list(self.connections):
+                conn.instances_gone(gone)
 
     def sweep(self) -> None:
         """Periodic housekeeping: the Date, idle upstream connections, the access log, deadlines."""

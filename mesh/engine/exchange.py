@@ -163,6 +163,18 @@ class Exchange:
         self._backoff = self.engine.loop.call_later(delay, self._try)
         return True
 
+    def instances_gone(self, gone: set[tuple[str, int]]) -> None:
+        """Our instance left routing (silent, failing or gone) before answering: retried on
+        another now, as if it had reset, when the retry policy allows.
+
+        A host cut off by a partition never answers and never resets: the request would
+        wait for the link or the deadline. Not retried (a POST, no retries left, nobody
+        else to try), it keeps waiting: the instance may only be slow to beat, not gone.
+        """
+        attempt = self.attempt
+        if attempt is not None and attempt.waiting and attempt.endpoint.address in gone:
+            self._retry(outcomes.RESET)  # counted as a retry away from that instance
+
     # --- what attempts need (mesh.engine.attempt.Owner) ---
 
     @property

@@ -392,6 +392,11 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
             self._out = None
             self.transport.abort()
 
+    def instances_gone(self, gone: set[tuple[str, int]]) -> None:
+        """Instances at `gone` left routing: the request being answered may move."""
+        if self._active is not None:
+            self._active.instances_gone(gone)
+
     @property
     def idle(self) -> bool:
         """Between requests: nothing to answer and no byte of the next one yet."""
