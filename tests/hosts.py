@@ -33,6 +33,9 @@ PREFIX = "natsmesh-h"
 NETWORK = "10.214.0"
 _CLONE_NEWNET = 0x40000000
 _OURS = re.compile(rf"^{re.escape(PREFIX)}(\d+)-")
+# Namespaces this process made and has not deleted yet: a sweep leaves them alone (one
+# left under our own pid by a dead run whose pid we now have is swept all the same).
+_LIVE: set[str] = set()
 
 
 class Unavailable(RuntimeError):
@@ -57,7 +60,9 @@ def sweep() -> list[str]:
     for line in listed.stdout.splitlines():
         name = line.split(" ", 1)[0]
         match = _OURS.match(name)
-        if match is None or _pid_alive(int(match.group(1))):
+        if match is None or name in _LIVE:
+            continue
+        if int(match.group(1)) != os.getpid() and _pid_alive(int(match.group(1))):
             continue
         pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
         for pid in pids.stdout.split():
@@ -180,6 +185,7 @@ class Hosts:
     def _add_namespace(self, namespace: str) -> None:
         _ip("netns", "add", namespace)
         self._made.append(namespace)
+        _LIVE.add(namespace)
         _ip("-n", namespace, "link", "set", "lo", "up")
 
     def _add_host(self, index: int, name: str) -> None:
@@ -221,4 +227,5 @@ class Hosts:
         for namespace in reversed(self._made):
             with contextlib.suppress(RuntimeError):
                 _ip("netns", "del", namespace)
+            _LIVE.discard(namespace)
         self._made.clear()
