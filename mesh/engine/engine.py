@@ -37,7 +37,7 @@ class Connection(Protocol):
 
     def expire(self, now: float) -> None: ...
 
-    def instances_gone(self, gone: set[tuple[str, int]]) -> None: ...
+    def instances_gone(self, gone: set[tuple[str, int]], silent: Callable[[str], bool]) -> None: ...
 
 
 class Finished(Protocol):
@@ -154,14 +154,17 @@ class Engine:
             self.access_log.flush()
         return len(busy)
 
-    def view_changed(self, gone: set[tuple[str, int]]) -> None:
-        """Close idle connections to instances that are no longer routable, and retry
-        elsewhere the requests still waiting on them (see Exchange.instances_gone)."""
+    def view_changed(
+        self, gone: set[tuple[str, int]], silent: Callable[[str], bool] | None = None
+    ) -> None:
+        """Close idle connections to instances that are no longer routable; requests still
+        waiting on those of them that went silent (`silent(instance)`) are retried
+        elsewhere (see Exchange.instances_gone)."""
         for address in gone:
             self.pools.forget(address)
-        if gone:  # a membership change: rare enough to look at every client connection
-            for conn in list(self.connections):
-                conn.instances_gone(gone)
+        if gone and silent is not None:  # a membership change: rare enough to look at
+            for conn in list(self.connections):  # every client connection
+                conn.instances_gone(gone, silent)
 
     def sweep(self) -> None:
         """Periodic housekeeping: the Date, idle upstream connections, the access log, deadlines."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -392,10 +393,10 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
             self._out = None
             self.transport.abort()
 
-    def instances_gone(self, gone: set[tuple[str, int]]) -> None:
+    def instances_gone(self, gone: set[tuple[str, int]], silent: Callable[[str], bool]) -> None:
         """Instances at `gone` left routing: the request being answered may move."""
         if self._active is not None:
-            self._active.instances_gone(gone)
+            self._active.instances_gone(gone, silent)
 
     @property
     def idle(self) -> bool:
