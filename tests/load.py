@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import heapq
 import json
 import signal
 import threading
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+
+SLOWEST_KEPT = 5
 
 
 @dataclass
@@ -30,7 +33,12 @@ class Tally:
     by_instance: collections.Counter[str] = field(default_factory=collections.Counter)
     by_url: collections.Counter[str] = field(default_factory=collections.Counter)  # answered
     refused: int = 0  # connects to one URL that failed, the request sent to the next instead
-    slowest: float = 0.0  # seconds, of any request (answered or not)
+    # The slowest requests, slowest first: (seconds, sent at, instance or "").
+    slowest: list[tuple[float, float, str]] = field(default_factory=list)
+
+    def took(self, seconds: float, sent: float, instance: str) -> None:
+        self.slowest = heapq.nlargest(SLOWEST_KEPT, [*self.slowest, (seconds, sent, instance)])
+
     timeline: list[tuple[float, str, int]] = field(default_factory=list)  # (t, instance, status)
 
     def share(self, instance: str, since: float = 0.0) -> float:
@@ -145,7 +153,7 @@ class Load:
         except (aiohttp.ClientError, TimeoutError) as exc:
             # When it was sent and how long it took say which event it ran into.
             took = time.monotonic() - start - sent
-            tally.slowest = max(tally.slowest, took)
+            tally.took(took, sent, "")
             tally.failures.append(
                 f"{method} {type(exc).__name__} (sent at {sent:.2f} s, after {took:.2f} s): {exc}"
             )
@@ -153,10 +161,10 @@ class Load:
             return
         finally:
             gate.release()
-        tally.slowest = max(tally.slowest, time.monotonic() - start - sent)
         instance = ""
         with contextlib.suppress(ValueError):
             instance = json.loads(data).get("instance", "")
+        tally.took(time.monotonic() - start - sent, sent, instance)
         tally.timeline.append((time.monotonic() - start, instance, status))
         if 200 <= status < 300:
             tally.ok += 1
