@@ -132,6 +132,12 @@ class Attempt:
         self._timer: asyncio.TimerHandle | None = None  # the per-try timeout
         self._connecting: asyncio.Task[None] | None = None
 
+    @property
+    def waiting(self) -> bool:
+        """Under way with not a byte of an answer yet (connecting, or sent and waiting)."""
+        conn = self.conn
+        return not self.done and not self.status and (conn is None or not conn.answered)
+
     def start(self) -> None:
         """Take a pooled connection or open one, within the request's time limits."""
         failover, now, loop = self.failover, self.started, self.engine.loop

@@ -37,6 +37,8 @@ class Connection(Protocol):
 
     def expire(self, now: float) -> None: ...
 
+    def instances_gone(self, gone: set[tuple[str, int]], silent: Callable[[str], bool]) -> None: ...
+
 
 class Finished(Protocol):
     """A finished request as taps read it: an exchange (mesh.engine.exchange), or a request
@@ -152,10 +154,17 @@ class Engine:
             self.access_log.flush()
         return len(busy)
 
-    def view_changed(self, gone: set[tuple[str, int]]) -> None:
-        """Close idle connections to instances that are no longer routable."""
+    def view_changed(
+        self, gone: set[tuple[str, int]], silent: Callable[[str], bool] | None = None
+    ) -> None:
+        """Close idle connections to instances that are no longer routable; requests still
+        waiting on those of them that went silent (`silent(instance)`) are retried
+        elsewhere (see Exchange.instances_gone)."""
         for address in gone:
             self.pools.forget(address)
+        if gone and silent is not None:  # a membership change: rare enough to look at
+            for conn in list(self.connections):  # every client connection
+                conn.instances_gone(gone, silent)
 
     def sweep(self) -> None:
         """Periodic housekeeping: the Date, idle upstream connections, the access log, deadlines."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from mesh import clock, errors
@@ -162,6 +163,24 @@ class Exchange:
         self.engine.metrics.resend(failover.state.name, "retry")
         self._backoff = self.engine.loop.call_later(delay, self._try)
         return True
+
+    def instances_gone(self, gone: set[tuple[str, int]], silent: Callable[[str], bool]) -> None:
+        """Our instance left routing for its silence before answering: retried on another
+        now, as if it had reset, when the retry policy allows.
+
+        A host cut off by a partition never answers and never resets: the request would
+        wait for the link or the deadline. Not retried (a POST, no retries left, nobody
+        else to try), it keeps waiting: the instance may only be slow to beat. Nor is a
+        request on an instance that drains or fails its health check: it still answers.
+        """
+        attempt = self.attempt
+        if (
+            attempt is not None
+            and attempt.waiting
+            and attempt.endpoint.address in gone
+            and silent(attempt.endpoint.instance)
+        ):
+            self._retry(outcomes.RESET)  # counted as a retry away from that instance
 
     # --- what attempts need (mesh.engine.attempt.Owner) ---
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -391,6 +392,11 @@ class ClientConnection(QueuedWrites, asyncio.Protocol):
             self.closing = True
             self._out = None
             self.transport.abort()
+
+    def instances_gone(self, gone: set[tuple[str, int]], silent: Callable[[str], bool]) -> None:
+        """Instances at `gone` left routing: the request being answered may move."""
+        if self._active is not None:
+            self._active.instances_gone(gone, silent)
 
     @property
     def idle(self) -> bool:

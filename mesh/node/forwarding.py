@@ -25,7 +25,7 @@ from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
 from mesh.forwarding.policy_routes import PolicyRouter, guarded
 from mesh.forwarding.routing import DefaultRoutes, no_route
 from mesh.membership.discovery import Discovery
-from mesh.membership.view import View
+from mesh.membership.view import State, View
 from mesh.messages import Evidence, decode_counted, encode
 from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
@@ -212,7 +212,8 @@ class Forwarding:
     # --- inputs ---
 
     def _view_changed(self, view: View) -> None:
-        self.engine.view_changed(self.directory.update(view, self._clock.monotonic()))
+        gone = self.directory.update(view, self._clock.monotonic())
+        self.engine.view_changed(gone, lambda instance: _silent(view, instance))
         self._ejections.retain(view)
 
     def _swap(self, documents: Mapping[str, Document]) -> None:
@@ -280,3 +281,10 @@ class Forwarding:
 
     def _ejected(self) -> list[tuple[tuple[str, ...], float]]:
         return [((service,), float(n)) for service, n in self.directory.ejected_counts().items()]
+
+
+def _silent(view: View, instance: str) -> bool:
+    """Whether `instance` left routing for its silence (a crash, a cut link), not a leave,
+    a drain or a failed health check, after which it still answers what it has."""
+    member = view.members.get(instance)
+    return member is not None and member.state in (State.SUSPECT, State.DOWN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from proxying import ProxyFactory, UpstreamFactory
@@ -113,6 +114,40 @@ async def test_a_hung_instance_is_left_after_the_per_try_timeout(
         started = loop.time()
         assert (await client.exchange(get())).status == 200
         assert loop.time() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "silent", "moved"),
+    [(get(), True, True), (post(), True, False), (get(), False, False)],
+    ids=["get", "post", "get-from-a-draining-instance"],
+)
+async def test_a_request_waiting_on_an_instance_that_went_silent(
+    proxies: ProxyFactory,
+    upstreams: UpstreamFactory,
+    request_bytes: bytes,
+    silent: bool,
+    moved: bool,
+) -> None:
+    """A host cut off by a partition neither answers nor resets: once the view drops it
+    for its silence, an idempotent request waiting on it goes to another instance. A POST
+    keeps waiting (the instance may only be slow to beat, and the POST may have reached
+    it), and so does a request on an instance that left routing but still answers."""
+    hung, good = await upstreams(hangs), await upstreams()
+    proxy = await proxies({"svc": [hung.port, good.port]}, retry_attempts=2)
+    for _ in range(20):  # until one request waits on the hung instance
+        client = await proxy.client()
+        client.send(request_bytes)
+        with contextlib.suppress(TimeoutError):
+            assert (await client.response(0.2)).status == 200  # the good one took it
+            continue
+        break
+    assert len(hung.peers) == 1
+    proxy.engine.view_changed({("127.0.0.1", hung.port)}, lambda instance: silent)
+    if moved:
+        assert (await client.response(1.0)).status == 200
+    else:
+        with pytest.raises(TimeoutError):
+            await client.response(0.3)
 
 
 async def test_the_concurrency_limit_answers_503_uo(
