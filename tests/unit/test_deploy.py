@@ -30,6 +30,7 @@ CONFIG_ENV = {
     "MESH_AGENT_PASSWORD": "agent-secret",
     "MESH_GATEWAY_PASSWORD": "gateway-secret",
     "MESH_ADMIN_PASSWORD": "admin-secret",
+    "MESH_PRESENCE_PASSWORD": "presence-secret",
     "MESH_NATS_NODE": "mesh-nats-a",
 }
 
