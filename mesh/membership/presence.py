@@ -13,7 +13,7 @@ import msgspec
 from mesh import subjects
 from mesh.bus import Bus, Delivery, NatsBus
 from mesh.config import Settings
-from mesh.errors import BusError
+from mesh.errors import BusError, BusRefused, ConfigError
 from mesh.messages import Gone, Heartbeat, encode
 from mesh.metrics import Metrics
 
@@ -112,7 +112,10 @@ class Presence:
         self._bus = bus
         self._node = node
         self._account = settings.presence_account
-        self._system = NatsBus(system_settings(settings), name=f"presence:{node}")
+        try:
+            self._system = NatsBus(system_settings(settings), name=f"presence:{node}")
+        except ConfigError as exc:  # a seed file it cannot read, named as it was given
+            raise ConfigError(_ours(str(exc))) from None
         self._connections = Connections()
         self.outcomes: collections.Counter[str] = collections.Counter()
         metrics.counter(
@@ -129,7 +132,10 @@ class Presence:
 
     async def start(self) -> None:
         """Log in to the system account (refused credentials: BusRefused) and listen."""
-        await self._system.start()
+        try:
+            await self._system.start()
+        except BusRefused as exc:
+            raise BusRefused(_ours(f"the presence login: {exc}")) from None
         for what, handler in (("CONNECT", self._on_connect), ("DISCONNECT", self._on_close)):
             await self._system.subscribe(subjects.connections(self._account, what), handler)
 
@@ -169,6 +175,13 @@ class Presence:
         self.outcomes["gone"] += 1
         with contextlib.suppress(BusError):  # our own NATS is away: heartbeats will tell
             await self._bus.publish(subjects.gone(claim.service, claim.instance), encode(gone))
+
+
+def _ours(text: str) -> str:
+    """A connection error's text naming the presence settings it came from."""
+    for login in ("USER", "PASSWORD", "NKEY_SEED"):
+        text = text.replace(f"MESH_NATS_{login}", f"MESH_PRESENCE_{login}")
+    return text
 
 
 def _connection(advisory: Advisory) -> Connection:

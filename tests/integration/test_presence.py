@@ -10,12 +10,16 @@ from pathlib import Path
 
 import nats
 import pytest
+from memory_bus import MemoryHub
 from mesh_procs import Mesh
 from waiting import until
 
 from mesh import config, subjects
+from mesh.errors import BusRefused
+from mesh.membership.presence import Presence
 from mesh.membership.view import State
 from mesh.messages import Event, Heartbeat, decode, encode
+from mesh.metrics import Metrics
 from mesh.node.node import Node
 from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer
@@ -124,3 +128,17 @@ async def test_a_connection_that_claims_what_the_view_does_not_know_changes_noth
     assert observer.view.version == version
     await announcer.close()  # its own connection closing is news, though
     await until(lambda: observer.view.members["h2"].state is State.SUSPECT, timeout=QUICK)
+
+
+async def test_a_refused_presence_login_fails_naming_its_settings(
+    presence_nats: NatsServer,
+) -> None:
+    settings = config.Settings(
+        nats_url=presence_nats.url,
+        presence_user="presence",
+        presence_password="not-the-password",  # type: ignore[arg-type]
+    )
+    watcher = Presence(settings, MemoryHub().bus(), node="gw-1", metrics=Metrics())
+    with pytest.raises(BusRefused, match=r"presence login.*MESH_PRESENCE_USER"):
+        await watcher.start()
+    await watcher.stop()
