@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import signal
@@ -161,7 +162,9 @@ class SuspectTap:
 
 def out_of_view(node: Node, instance: str) -> bool:
     """True once `node` would not route to `instance` (unroutable or ejected)."""
-    _, body = admin_get(node.admin, "/mesh/members", timeout=1)
+    status, body = admin_get(node.admin, "/mesh/members", timeout=1)
+    if status != 200:  # not serving yet (a starting agent): nothing to tell, ask again
+        raise ValueError(f"{node.label}'s admin port answered {status}")
     member = next((m for m in json.loads(body)["members"] if m["instance"] == instance), None)
     if member is None or not member["routable"]:
         return True
@@ -225,8 +228,9 @@ def one_run(
     deadline = struck + 20
     while len(seen) < len(observers) and time.monotonic() < deadline:
         for node in observers:
-            if node.label not in seen and out_of_view(node, f"{victim.name}-agent"):
-                seen[node.label] = time.monotonic() - struck
+            with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+                if node.label not in seen and out_of_view(node, f"{victim.name}-agent"):
+                    seen[node.label] = time.monotonic() - struck
         time.sleep(0.005)
     if load is not None:
         time.sleep(1.0)
