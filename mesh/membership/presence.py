@@ -6,7 +6,6 @@ import collections
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import msgspec
 
@@ -14,39 +13,11 @@ from mesh import subjects
 from mesh.bus import Bus, Delivery, NatsBus
 from mesh.config import Settings
 from mesh.errors import BusError, BusRefused, ConfigError
-from mesh.messages import Gone, Heartbeat, encode
+from mesh.membership.connection_names import named
+from mesh.messages import Gone, encode
 from mesh.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-_ROLES = frozenset({"agent", "gateway"})
-
-
-def connection_name(record: Heartbeat) -> str:
-    """A node's NATS connection name, which the server repeats in its advisories: role,
-    service, instance and incarnation (`:` is in no name, so it splits back exactly)."""
-    return f"{record.role}:{record.service}:{record.instance}:{record.incarnation}"
-
-
-@dataclass(frozen=True, slots=True)
-class Named:
-    """Whom a connection name claims to be: a claim, which each view checks."""
-
-    service: str
-    instance: str
-    incarnation: int
-
-
-def named(name: str) -> Named | None:
-    """The node a connection name claims, or None when it is no mesh node's name (a CLI,
-    a monitor, another client of the account)."""
-    parts = name.split(":")
-    if len(parts) != 4 or parts[0] not in _ROLES or not parts[3].isdigit():
-        return None
-    _, service, instance, incarnation = parts
-    if not (subjects.is_valid_name(service) and subjects.is_valid_name(instance)):
-        return None
-    return Named(service, instance, int(incarnation))
 
 
 class _Client(msgspec.Struct, frozen=True):

@@ -18,8 +18,9 @@ from mesh.bus.events import EventLog
 from mesh.config import Settings
 from mesh.errors import BusError, BusRefused
 from mesh.membership.announcer import Announcer, new_incarnation
+from mesh.membership.connection_names import connection_name
 from mesh.membership.discovery import Discovery
-from mesh.membership.presence import Presence, connection_name
+from mesh.membership.presence import Presence
 from mesh.membership.view import View
 from mesh.messages import Heartbeat
 from mesh.metrics import Metrics, registry_for

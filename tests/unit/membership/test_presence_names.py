@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from factories import heartbeat
 
-from mesh.membership.presence import Connections, Named, connection_name, named
+from mesh.membership.connection_names import Named, connection_name, named
+from mesh.membership.presence import Connections
 
 
 def test_a_nodes_connection_name_reads_back_as_its_incarnation() -> None:
@@ -25,6 +26,7 @@ def test_a_nodes_connection_name_reads_back_as_its_incarnation() -> None:
         "monitor:hello:hello-1:5",  # not a node's role
         "agent:hello:hello-1:five",
         "agent:hello:hello-1:-5",
+        "agent:hello:hello-1:\u00b2",  # a digit to str.isdigit, not to int()
         "agent:hel.lo:hello-1:5",  # no valid name: nothing the view could hold
         "agent:hello:hello-1:5:x",
     ],
