@@ -240,10 +240,15 @@ def one_run(
         child.signal(signal.SIGKILL)
     time.sleep(0.1)  # the last events on their way to the tap
     victim_id = f"{victim.name}-agent"
+    # Agents' instance ids are their labels; the gateway's is its own.
+    names = [_GATEWAY_NAME[0], *(node.label for node in observers[1:])]
+    everywhere = [tap.suspect_after(name, victim_id, struck_wall) for name in names]
     return {
         "scenario": scenario,
-        "suspect_gateway": tap.suspect_after(_GATEWAY_NAME[0], victim_id, struck_wall),
-        "suspect_caller": tap.suspect_after(caller.label, victim_id, struck_wall),
+        "suspect_gateway": everywhere[0],
+        "suspect_caller": everywhere[1],
+        # nan unless every observer's view said suspect (an ejection may come first)
+        "suspect_every": float("nan") if any(t != t for t in everywhere) else max(everywhere),
         "first": min(seen.values(), default=float("nan")),
         "every": max(seen.values()) if len(seen) == len(observers) else float("nan"),
         "per_node": seen,
@@ -411,7 +416,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 f"{s['every_p99'] * 1000:.0f}",
                 *(
                     f"{s[f'suspect_{who}_p50'] * 1000:.0f} / {s[f'suspect_{who}_p99'] * 1000:.0f}"
-                    for who in ("gateway", "caller")
+                    for who in ("gateway", "caller", "every")
                 ),
                 f"{errors}/{requests}" if requests else "-",
             ]
@@ -427,6 +432,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 "every ms p99",
                 "suspect on gateway ms p50/p99",
                 "on calling agent",
+                "on every node",
                 "client errors",
             ],
             rows,
