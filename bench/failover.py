@@ -50,6 +50,8 @@ from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
 
 SCENARIOS = ("kill9-quiet", "kill9-load", "hung-quiet", "hung-load")
+# Whose instance.suspect event is timed: the gateway, the calling agent, every observer.
+SUSPECT_ON = ("gateway", "caller", "every")
 MESH = [sys.executable, "-m", "mesh"]
 # Hung instances answer nothing: a per-try timeout lets callers give up on them (and
 # count it as evidence); without one they wait for the whole request timeout.
@@ -389,7 +391,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     summary = {}
     for scenario in args.scenarios:
         runs = [r for r in results if r["scenario"] == scenario]
-        suspect = {who: [r[f"suspect_{who}"] for r in runs] for who in ("gateway", "caller")}
+        suspect = {who: [r[f"suspect_{who}"] for r in runs] for who in SUSPECT_ON}
         every = [r["every"] for r in runs]
         first = [r["first"] for r in runs]
         errors = sum(len(r["errors"]) for r in runs)
@@ -416,7 +418,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 f"{s['every_p99'] * 1000:.0f}",
                 *(
                     f"{s[f'suspect_{who}_p50'] * 1000:.0f} / {s[f'suspect_{who}_p99'] * 1000:.0f}"
-                    for who in ("gateway", "caller", "every")
+                    for who in SUSPECT_ON
                 ),
                 f"{errors}/{requests}" if requests else "-",
             ]
