@@ -124,8 +124,9 @@ def _creds(args: argparse.Namespace) -> int:
     print(f"NATS server: nats-server -c {out / 'nats.conf'} -js -sd DIR")
     print("then, once, with the admin's credentials: mesh nats setup")
     print("each process loads its role's settings (paths only, no secret in them):")
-    for name in found:
-        print(f"  {name:<24} set -a; . {out / (name + '.env')}; set +a")
+    for name, creds in found.items():
+        also = "   # gateways, after their own" if creds.presence else ""
+        print(f"  {name:<24} set -a; . {out / (name + '.env')}; set +a{also}")
     return 0
 
 

@@ -62,6 +62,30 @@ class Settings(BaseSettings):
         description="nats-server binary for `mesh up`; default: PATH, then the wheel's.",
     )
 
+    # --- presence: NATS's own word that a node's connection closed ---
+    # A login to the server's system account lets this node hear the server's connect and
+    # disconnect advisories for the mesh's account and pass on, within milliseconds, that
+    # a node's process died; without one, death is found by heartbeat silence alone
+    # (MESH_SUSPECT_INTERVALS). One holder per mesh is enough (the gateways, say); more
+    # publish the same news, which views fold once. The login sees every connection of
+    # the account: keep it to the processes that need it.
+    presence_user: str | None = Field(
+        None, description="System-account NATS user this node hears disconnects as."
+    )
+    presence_password: SecretStr | None = Field(
+        None, description="Password of presence_user (never printed)."
+    )
+    presence_nkey_seed: str | None = Field(
+        None,
+        description="Path of the system-account user's NKey seed (instead of a user).",
+        json_schema_extra=_SECRET_FILE,
+    )
+    presence_account: str = Field(
+        "MESH",
+        pattern=r"^[A-Za-z0-9_-]{1,128}$",
+        description="The NATS account of the mesh's connections, whose disconnects it hears.",
+    )
+
     # --- failure detection ---
     preset: Preset = Field(
         "lan", description="Timing preset: lan (1 s heartbeats), wan (5 s), local (0.2 s)."
@@ -451,7 +475,7 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("nats_password", "nats_tls_key", "gateway_tls_key")
+    @field_validator("nats_password", "nats_tls_key", "gateway_tls_key", "presence_password")
     @classmethod
     def _needs_its_pair(cls, value: str | None, info: ValidationInfo) -> str | None:
         # Alone, each would be silently ignored by the connection.
@@ -459,6 +483,7 @@ class Settings(BaseSettings):
             "nats_password": "nats_user",
             "nats_tls_key": "nats_tls_cert",
             "gateway_tls_key": "gateway_tls_cert",
+            "presence_password": "presence_user",
         }[str(info.field_name)]
         if value and not info.data.get(pair):
             raise ValueError(f"needs MESH_{pair.upper()} too")
@@ -492,6 +517,11 @@ class Settings(BaseSettings):
                 value = value or None  # 0 = off: a document without slow start
             values[path] = value
         return values
+
+    @property
+    def presence(self) -> bool:
+        """Whether this node holds a presence watcher (it has a system-account login)."""
+        return bool(self.presence_user or self.presence_nkey_seed)
 
     @property
     def timing(self) -> Timing:

@@ -146,6 +146,20 @@ class Leave(msgspec.Struct, frozen=True, kw_only=True, tag="leave", tag_field="t
     reason: LeaveReason = "shutdown"
 
 
+class Gone(msgspec.Struct, frozen=True, kw_only=True, tag="gone", tag_field="type"):
+    """NATS saw this incarnation's connection close: a presence watcher passes it on.
+
+    Evidence, not a verdict: every node checks it against its own view, and a heartbeat
+    of the same incarnation afterwards outweighs it.
+    """
+
+    service: Name
+    instance: Name
+    incarnation: Count
+    reason: Label = ""  # the server's words: "Client Closed", "Stale Connection"...
+    witness: Name  # the node whose watcher heard the server say it
+
+
 class Sync(msgspec.Struct, frozen=True, kw_only=True, tag="sync", tag_field="type"):
     """Asks every node to publish its heartbeat now (sent after a (re)connect)."""
 
@@ -251,7 +265,7 @@ class TapRecords(msgspec.Struct, frozen=True, kw_only=True, tag="tapped", tag_fi
     refused: bool = False
 
 
-Message = Heartbeat | Leave | Sync | Evidence | Event | TapOpen | TapRecords
+Message = Heartbeat | Leave | Gone | Sync | Evidence | Event | TapOpen | TapRecords
 
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
 _encoder = msgspec.json.Encoder()
@@ -260,6 +274,7 @@ _encoder = msgspec.json.Encoder()
 _FAMILY: dict[str, type[Message]] = {
     "hb": Heartbeat,
     "leave": Leave,
+    "gone": Gone,
     "evidence": Evidence,
     "sync": Sync,
     "events": Event,
@@ -305,7 +320,7 @@ def decode(subject: str, data: bytes) -> Message:
     named = subjects.owner(subject)
     if (
         (named is not None or expected is not None)
-        and isinstance(message, Heartbeat | Leave | Evidence)
+        and isinstance(message, Heartbeat | Leave | Gone | Evidence)
         and named != (message.service, message.instance)
     ):
         # On a per-instance family, a subject naming no instance (too few or too many

@@ -10,6 +10,8 @@ PREFIX = "mesh.v1"
 
 HEARTBEATS = f"{PREFIX}.hb.>"
 LEAVES = f"{PREFIX}.leave.>"
+# mesh.v1.gone.<service>.<instance>: NATS saw the instance's connection close (presence).
+GONE = f"{PREFIX}.gone.>"
 # mesh.v1.evidence.<reporter>.<service>.<instance>: the reporter (the observer's own
 # service) leads, so that NATS permissions can confine an agent to its own reports while
 # it still reports on every service it calls.
@@ -28,11 +30,16 @@ EXPLAIN = f"{PREFIX}.explain"
 TAP = f"{PREFIX}.tap"
 TAPPED = f"{PREFIX}.tapped.>"
 
+# The NATS accounts of a server configured for presence: the mesh's own, and the system
+# account whose users hear the server's advisories about the mesh's connections.
+MESH_ACCOUNT = "MESH"
+SYSTEM_ACCOUNT = "SYS"
+
 EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
 POLICY_HISTORY = 64  # revisions kept per policy: how far back a rollback can go
 
-_PER_INSTANCE = frozenset({"hb", "leave"})
+_PER_INSTANCE = frozenset({"hb", "leave", "gone"})
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -53,6 +60,15 @@ def heartbeat(service: str, instance: str) -> str:
 
 def leave(service: str, instance: str) -> str:
     return f"{PREFIX}.leave.{check_name(service)}.{check_name(instance)}"
+
+
+def gone(service: str, instance: str) -> str:
+    return f"{PREFIX}.gone.{check_name(service)}.{check_name(instance)}"
+
+
+def connections(account: str, what: str) -> str:
+    """Where the system account hears `account`'s clients CONNECT or DISCONNECT."""
+    return f"$SYS.ACCOUNT.{check_name(account)}.{what}"
 
 
 def evidence(reporter: str, service: str, instance: str) -> str:
@@ -92,7 +108,7 @@ def event(kind: str, service: str) -> str:
 
 
 def owner(subject: str) -> tuple[str, str] | None:
-    """(service, instance) named by a per-instance subject (hb, leave, evidence), else None."""
+    """(service, instance) a per-instance subject (hb, leave, gone, evidence) names, else None."""
     parts = subject.split(".")
     if len(parts) == 5 and ".".join(parts[:2]) == PREFIX and parts[2] in _PER_INSTANCE:
         return parts[3], parts[4]

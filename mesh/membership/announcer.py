@@ -21,14 +21,27 @@ from mesh.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 
+def new_incarnation(clock: Clock = system_clock) -> int:
+    """Milliseconds of wall time: a restarted process announces a higher incarnation."""
+    return int(clock.wall() * 1000)
+
+
 class Announcer:
     """Owns the node's record; `seq` grows with every message it sends."""
 
-    def __init__(self, bus: Bus, record: Heartbeat, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        record: Heartbeat,
+        *,
+        clock: Clock = system_clock,
+        incarnation: int | None = None,
+    ) -> None:
         self._bus = bus
         self._clock = clock
-        # Milliseconds of wall time: a restarted process announces a higher incarnation.
-        self._record = msgspec.structs.replace(record, incarnation=int(clock.wall() * 1000), seq=0)
+        if incarnation is None:
+            incarnation = new_incarnation(clock)
+        self._record = msgspec.structs.replace(record, incarnation=incarnation, seq=0)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._goodbye: bool | None = None

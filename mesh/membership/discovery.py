@@ -56,6 +56,7 @@ class Discovery:
     async def start(self) -> None:
         await self._bus.subscribe(subjects.HEARTBEATS, self._deliver)
         await self._bus.subscribe(subjects.LEAVES, self._deliver)
+        await self._bus.subscribe(subjects.GONE, self._deliver)
         self._bus.on_state(self._on_bus_state)
         if not self._bus.connected:
             self.view = membership.freeze(self.view, self._clock.monotonic())

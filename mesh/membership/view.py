@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from mesh.messages import Event, EventKind, Heartbeat, Leave, Message
+from mesh.messages import Event, EventKind, Gone, Heartbeat, Leave, Message
 from mesh.timing import Timing, down_at, forget_at, suspect_at
 
 
@@ -141,6 +141,8 @@ def apply(
         return _heartbeat(view, message, now, wall)
     if isinstance(message, Leave):
         return _leave(view, message, now)
+    if isinstance(message, Gone):
+        return _gone(view, message, now)
     return view, []
 
 
@@ -206,6 +208,29 @@ def _leave(view: View, leave: Leave, now: float) -> tuple[View, list[Effect]]:
         return _with(view, member, routing_changed=True), [_event("instance.draining", member)]
     member = Member(old.record, State.LEFT, now, now, leave.seq)
     return _with(view, member, routing_changed=True), [_event("instance.left", member)]
+
+
+def _gone(view: View, gone: Gone, now: float) -> tuple[View, list[Effect]]:
+    """NATS saw the incarnation's connection close: suspect (not routed) at once, until a
+    later heartbeat of that incarnation brings it back. Its silence still counts from the
+    last heartbeat: down comes on the usual clock, not sooner."""
+    old = view.members.get(gone.instance)
+    if old is None:
+        return view, [Dropped("unknown")]
+    if old.record.service != gone.service:
+        return view, [Dropped("conflict")]
+    if gone.incarnation != old.record.incarnation:
+        # Another incarnation's connection: a restart's predecessor closing late, or a
+        # connection name that claims what the view does not know.
+        return view, [Dropped("stale")]
+    if old.state in GONE or old.state is State.SUSPECT:
+        # Out of routing already: another watcher's copy, or the close after a goodbye.
+        return view, []
+    member = replace(old, state=State.SUSPECT, since=now)
+    event = _event("instance.suspect", member, cause="connection closed")
+    if gone.reason:  # the server's words, for whoever reads why
+        event = msgspec.structs.replace(event, detail={**event.detail, "reason": gone.reason})
+    return _with(view, member, routing_changed=True), [event]
 
 
 def tick(view: View, now: float) -> tuple[View, list[Effect]]:

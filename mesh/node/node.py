@@ -8,6 +8,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterable
 
+import msgspec
 from aiohttp import web
 
 from mesh import subjects
@@ -16,8 +17,10 @@ from mesh.bus import NatsBus
 from mesh.bus.events import EventLog
 from mesh.config import Settings
 from mesh.errors import BusError, BusRefused
-from mesh.membership.announcer import Announcer
+from mesh.membership.announcer import Announcer, new_incarnation
+from mesh.membership.connection_names import connection_name
 from mesh.membership.discovery import Discovery
+from mesh.membership.presence import Presence
 from mesh.membership.view import View
 from mesh.messages import Heartbeat
 from mesh.metrics import Metrics, registry_for
@@ -39,7 +42,11 @@ class Node:
         self.name = record.instance
         self.service = record.service
         self.role = record.role
-        self.bus = NatsBus(settings, name=f"{record.role}:{record.service}:{record.instance}")
+        # Chosen before the bus: its connection name carries it, so that the server's
+        # word that this connection closed names this incarnation and no other.
+        incarnation = new_incarnation()
+        named = msgspec.structs.replace(record, incarnation=incarnation)
+        self.bus = NatsBus(settings, name=connection_name(named))
         self.metrics = Metrics()
         self.registry = registry_for(self.metrics)
         own = record.service if settings.events_scope == "own" else None
@@ -51,7 +58,12 @@ class Node:
             metrics=self.metrics,
             events=self.events,
         )
-        self.announcer = Announcer(self.bus, record)
+        self.announcer = Announcer(self.bus, record, incarnation=incarnation)
+        self.presence = (
+            Presence(settings, self.bus, node=record.instance, metrics=self.metrics)
+            if settings.presence
+            else None
+        )
         self._admin_socket: socket.socket | None = None
         self._admin: web.AppRunner | None = None
         self._dashboard: Feed | None = None
@@ -100,6 +112,8 @@ class Node:
         await self.bus.start()
         self.events.start()
         await self.discovery.start()
+        if self.presence is not None:
+            await self.presence.start()
         await self.announcer.start()
         if self.bus.connected:
             await self._check_announced()
@@ -157,6 +171,8 @@ class Node:
             log.info("leave published")
         await self.events.close()
         await self.discovery.stop()
+        if self.presence is not None:
+            await self.presence.stop()
         if self._dashboard is not None:
             # Its streams never end by themselves: the admin port's stop would wait on them.
             await self._dashboard.stop()

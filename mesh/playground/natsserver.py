@@ -19,6 +19,7 @@ from types import TracebackType
 from mesh.clock import monotonic
 from mesh.errors import NatsServerError
 from mesh.node import children
+from mesh.playground import accounts
 
 EXE = "nats-server.exe" if sys.platform == "win32" else "nats-server"
 _POLL = 0.05  # seconds between readiness / exit checks: quick enough for tests, cheap enough
@@ -81,6 +82,7 @@ class NatsServer:
         config_file: str | Path | None = None,
         extra_args: Sequence[str] = (),
         tls_first: bool = False,
+        presence: bool = False,
         keep: bool = False,
         clock: Callable[[], float] = monotonic,
     ) -> None:
@@ -92,6 +94,12 @@ class NatsServer:
         self.extra_args = tuple(extra_args)
         # Its config says `handshake_first`: it writes nothing in clear, INFO included.
         self.tls_first = tls_first
+        # Accounts as `accounts.write` makes them (not with `config_file`): a system
+        # account whose presence login hears the mesh's clients come and go.
+        if presence and config_file is not None:
+            raise NatsServerError("presence accounts come with their own config: no config_file")
+        self.presence = presence
+        self.accounts: accounts.Accounts | None = None
         self.keep = keep  # keep a temporary store dir after stop() (for post-mortems)
         self._clock = clock
         self._given_store = Path(store_dir) if store_dir is not None else None
@@ -150,6 +158,9 @@ class NatsServer:
         if self._store is None:
             self._store = Path(tempfile.mkdtemp(prefix="natsmesh-nats-"))
         self._store.mkdir(parents=True, exist_ok=True)
+        if self.presence and self.accounts is None:  # a restart keeps the logins
+            self.accounts = accounts.write(self._store / "accounts.conf")
+            self.config_file = self.accounts.config
         args = [self.binary]
         if self.config_file is not None:
             args += ["-c", str(self.config_file)]
@@ -216,6 +227,8 @@ class NatsServer:
         if self._given_store is None and not self.keep and self._store is not None:
             shutil.rmtree(self._store, ignore_errors=True)
             self._store = None
+            if self.accounts is not None:  # its config went with the folder
+                self.accounts, self.config_file = None, None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (chaos tests); the store dir and port are kept."""

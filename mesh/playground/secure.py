@@ -26,6 +26,9 @@ _CREDENTIALS = frozenset(
         "MESH_NATS_TLS_CA",
         "MESH_NATS_TLS_CERT",
         "MESH_NATS_TLS_KEY",
+        "MESH_PRESENCE_USER",
+        "MESH_PRESENCE_PASSWORD",
+        "MESH_PRESENCE_NKEY_SEED",
     }
 )
 

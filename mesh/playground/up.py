@@ -111,6 +111,7 @@ async def _run(
             find_binary(settings.nats_server_bin),
             config_file=config_file,
             tls_first=secure is not None,  # natscreds' nats.conf: handshake_first
+            presence=secure is None,  # secure: natscreds' accounts have it already
             clock=clock,
         )
         server.start()  # on this thread, which outlives it (see NatsServer)
@@ -126,9 +127,14 @@ async def _run(
 
     # Demo services are no mesh nodes: none of the shell's secrets or NATS logins.
     quiet = playground_secure.without_secrets(env)
-    gateway = lineup.gateway(
-        args.listen, args.admin, env_of(natsauth.gateway(playground_secure.GATEWAY))
-    )
+    # The gateway holds the presence watcher: a dead agent is suspect everywhere within
+    # milliseconds, not after its heartbeats fall silent.
+    if secure is not None:
+        presence = secure.roles[natsauth.presence().name].env()
+    else:
+        presence = server.accounts.presence_env() if server and server.accounts else {}
+    gateway_env = {**env_of(natsauth.gateway(playground_secure.GATEWAY)), **presence}
+    gateway = lineup.gateway(args.listen, args.admin, gateway_env)
     services = [instance.service_child(quiet) for instance in instances]
     agents = [
         instance.agent_child(env_of(natsauth.agent(instance.service))) for instance in instances

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nkeys  # type: ignore[import-untyped]
 
+from mesh import subjects
 from mesh.security import natsauth, pki
 from mesh.security.natsauth import Role
 
@@ -26,9 +27,12 @@ class Credentials:
     key: Path  # mode 0600
     ca: Path
     own_events: bool = False
+    presence: bool = False  # the system account's login, held beside a node's own
 
     def env(self) -> dict[str, str]:
         """The settings that make a mesh process use these credentials."""
+        if self.presence:  # over the holder's own TLS: only the login is its own
+            return {"MESH_PRESENCE_NKEY_SEED": str(self.seed)}
         env = {
             "MESH_NATS_NKEY_SEED": str(self.seed),
             "MESH_NATS_TLS_CA": str(self.ca),
@@ -45,9 +49,10 @@ class Credentials:
 
 
 def roles(services: list[str], gateways: list[str]) -> list[Role]:
-    """Every role a mesh needs: an agent per service, each gateway, admin, monitor, CA."""
+    """Every role a mesh needs: an agent per service, each gateway, admin, monitor, CA,
+    and presence (the gateways' system-account login)."""
     found = [natsauth.agent(s) for s in services] + [natsauth.gateway(g) for g in gateways]
-    return [*found, natsauth.admin(), natsauth.monitor(), natsauth.ca()]
+    return [*found, natsauth.admin(), natsauth.monitor(), natsauth.ca(), natsauth.presence()]
 
 
 def write(
@@ -56,7 +61,7 @@ def write(
     """Write everything into `out`; an existing CA there is kept (its users stay valid)."""
     out = out.resolve()
     pki.make_folder(out)
-    # Named apart from every role's files (agent-*, gateway-*, admin, monitor, ca).
+    # Named apart from every role's files (agent-*, gateway-*, admin, monitor, ca, presence).
     ca_cert, ca_key = out / "nats-ca.pem", out / "nats-ca-key.pem"
     if ca_cert.exists() and ca_key.exists():
         authority = pki.load_authority(ca_cert, ca_key)
@@ -76,7 +81,10 @@ def write(
         seed_path, (cert, key) = out / f"{role.name}.nk", _pair(out, role.name)
         pki.write_private(seed_path, seed + b"\n")
         _certificate(authority, out, role.name, now, lifetime, dns=[role.name], server=False)
-        creds = Credentials(seed_path, cert, key, ca_cert, own_events=role.own_events)
+        presence = role.account == subjects.SYSTEM_ACCOUNT
+        creds = Credentials(
+            seed_path, cert, key, ca_cert, own_events=role.own_events, presence=presence
+        )
         pki.write_public(out / f"{role.name}.env", _env_file(creds))
         found[role.name] = creds
     pki.write_public(out / "auth.conf", natsauth.authorization(users).encode())

@@ -309,6 +309,7 @@ def test_mesh_up_secure_serves_with_a_user_per_process_mtls_and_no_secret_in_sig
         "ca.nk",
         "gateway-gateway.nk",
         "monitor.nk",
+        "presence.nk",  # the gateway's system-account login: it hears disconnects
     ]
     assert {p.stat().st_mode & 0o777 for p in seeds} == {0o600}
     # The mesh CA `mesh ca serve` signs with, made for this demo in the same folder.
@@ -359,6 +360,9 @@ def test_mesh_up_secure_serves_with_a_user_per_process_mtls_and_no_secret_in_sig
             if b"--service\0hello\0" in cmdline and b"agent\0" in cmdline:
                 assert b"agent-hello.nk" in environ
                 assert b"admin.nk" not in environ
+                assert b"presence.nk" not in environ
+            if b"mesh\0gateway\0" in cmdline:  # the gateway holds the presence watcher
+                assert b"presence.nk" in environ
             if pid == signer:  # the CA answers with the CA's own NATS user
                 assert b"/ca.nk" in environ
                 assert b"admin.nk" not in environ

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import shutil
 import socket
 import stat
@@ -295,6 +296,7 @@ async def test_deploy_permissions_let_agents_read_but_not_write_policies(
 ) -> None:
     for role, password in PASSWORDS.items():  # the server reads them from its environment
         monkeypatch.setenv(f"MESH_{role.upper()}_PASSWORD", password)
+    monkeypatch.setenv("MESH_PRESENCE_PASSWORD", "presence-pw")
     shutil.copy(PERMISSIONS, tmp_path)  # includes resolve beside the including file
     (tmp_path / "server.conf").write_text("include ./permissions.conf\n")
     denied: list[str] = []
@@ -338,6 +340,15 @@ async def test_deploy_permissions_let_agents_read_but_not_write_policies(
             await js.update_stream(
                 StreamConfig(name="MESH_EVENTS", subjects=["mesh.v1.events.>"], max_age=60)
             )
+
+            # The presence user (system account) hears the mesh account's clients go.
+            presence = await nats.connect(server.url, user="presence", password="presence-pw")
+            closes = await presence.subscribe("$SYS.ACCOUNT.MESH.DISCONNECT")
+            await presence.flush()
+            await clients.pop("agent").close()
+            advisory = json.loads((await closes.next_msg(timeout=2)).data)
+            assert advisory["client"]["user"] == "agent"
+            await presence.close()
         finally:
             for client in clients.values():
                 await client.close()

@@ -29,7 +29,18 @@ from mesh.forwarding.routing import no_route
 from mesh.membership import view as membership
 from mesh.membership.census import Watch
 from mesh.membership.discovery import Discovery
-from mesh.messages import Event, Evidence, Load, ServiceTraffic, Sync, TapOpen, decode, encode
+from mesh.membership.presence import Presence
+from mesh.messages import (
+    Event,
+    Evidence,
+    Gone,
+    Load,
+    ServiceTraffic,
+    Sync,
+    TapOpen,
+    decode,
+    encode,
+)
 from mesh.metrics import Metrics
 from mesh.node.explainer import Explainer
 from mesh.node.node import Node
@@ -554,3 +565,40 @@ async def test_a_node_whose_credentials_may_not_announce_it_does_not_start(
     rightful = Node(settings, heartbeat("h1", "hello", interval=settings.timing.interval))
     await rightful.start()
     await rightful.stop()
+
+
+async def test_the_gateways_presence_login_hears_a_close_and_only_gateways_say_gone(
+    secure: Secure, bus_of: Connect
+) -> None:
+    """The presence user (system account) hears the mesh's connections close; the gateway
+    that holds it says `gone`, every node hears it, no agent may say it."""
+    settings = secure.settings("gateway-gateway", **secure.creds["presence"].overrides())
+    observer = await bus_of("gateway-gateway")
+    discovery = Discovery(observer, PRESETS["lan"], node="gw-1", metrics=Metrics(), events=None)
+    await discovery.start()
+    watcher = Presence(settings, observer, node="gw-1", metrics=Metrics())
+    await watcher.start()  # a refused login would raise here
+    heard: list[bytes] = []
+
+    async def hear(delivery: Delivery) -> None:
+        heard.append(delivery.data)
+
+    await (await bus_of("agent-billing")).subscribe(subjects.GONE, hear)
+    agent = NatsBus(secure.settings("agent-hello"), name="agent:hello:h7:3")
+    await agent.start(wait=5.0)
+    await agent.publish(
+        subjects.heartbeat("hello", "h7"), encode(heartbeat("h7", "hello", incarnation=3))
+    )
+    # An agent may not say gone, not even of itself (refused by NATS, heard by nobody).
+    await agent.publish(subjects.gone("hello", "h7"), b"{}")
+    await agent.flush(2.0)
+    await until(lambda: "h7" in discovery.view.members)
+    await agent.close()
+    await until(lambda: discovery.view.members["h7"].state is membership.State.SUSPECT)
+    await until(lambda: heard)
+    gone = decode(subjects.gone("hello", "h7"), heard[0])
+    assert isinstance(gone, Gone)
+    assert (gone.incarnation, gone.witness) == (3, "gw-1")
+    assert len(heard) == 1  # the agent's own try never went out
+    await watcher.stop()
+    await discovery.stop()

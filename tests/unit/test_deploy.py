@@ -30,6 +30,7 @@ CONFIG_ENV = {
     "MESH_AGENT_PASSWORD": "agent-secret",
     "MESH_GATEWAY_PASSWORD": "gateway-secret",
     "MESH_ADMIN_PASSWORD": "admin-secret",
+    "MESH_PRESENCE_PASSWORD": "presence-secret",
     "MESH_NATS_NODE": "mesh-nats-a",
 }
 
@@ -261,7 +262,7 @@ def test_the_secure_config_is_valid_with_generated_credentials(
     result = config_test(nats_binary, out / "secure.conf", env)
     assert result.returncode == 0, result.stderr
     secrets = [p for p in out.iterdir() if p.name.endswith((".nk", "-key.pem"))]
-    assert len(secrets) == 2 * 5 + 2  # five roles, and the server's and the CA's keys
+    assert len(secrets) == 2 * 6 + 2  # six roles, and the server's and the CA's keys
     assert {p.stat().st_mode & 0o777 for p in secrets} == {0o600}
 
 

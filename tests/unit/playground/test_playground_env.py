@@ -19,6 +19,8 @@ SHELL = {
     "MESH_NATS_TLS_CERT": "/keys/admin.pem",
     "MESH_NATS_TLS_KEY": "/keys/admin-key.pem",
     "MESH_GATEWAY_TLS_KEY": "/keys/gateway-key.pem",
+    "MESH_PRESENCE_USER": "presence",
+    "MESH_PRESENCE_PASSWORD": "system-account-secret",
 }
 
 
@@ -40,4 +42,6 @@ def test_every_secret_setting_is_known_as_one() -> None:
         "MESH_NATS_CREDS",
         "MESH_NATS_TLS_KEY",
         "MESH_GATEWAY_TLS_KEY",
+        "MESH_PRESENCE_PASSWORD",
+        "MESH_PRESENCE_NKEY_SEED",
     }

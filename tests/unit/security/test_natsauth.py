@@ -172,3 +172,39 @@ def test_tap_records_go_out_under_the_senders_name_and_only_the_monitor_reads_th
     assert not may_publish(GATEWAY, subjects.tapped("ab12cd34", "orders"))
     assert may_subscribe(natsauth.monitor(), subjects.tapped("ab12cd34", "orders"))
     assert not may_subscribe(natsauth.ca(), subjects.tapped("ab12cd34", "orders"))
+
+
+def test_presence_hears_the_mesh_accounts_clients_come_and_go_and_says_nothing() -> None:
+    presence = natsauth.presence()
+    assert presence.account == subjects.SYSTEM_ACCOUNT
+    assert presence.publish == ()
+    assert may_subscribe(presence, "$SYS.ACCOUNT.MESH.DISCONNECT")
+    assert may_subscribe(presence, "$SYS.ACCOUNT.MESH.CONNECT")
+    assert not may_subscribe(presence, "$SYS.ACCOUNT.SYS.DISCONNECT")  # its own account's
+    assert not may_subscribe(presence, "$SYS.REQ.SERVER.PING")
+    assert not may_subscribe(presence, subjects.heartbeat("orders", "o-1"))
+
+
+def test_only_gateways_say_gone_and_every_node_hears_it() -> None:
+    gone = subjects.gone("orders", "o-1")
+    assert may_publish(GATEWAY, gone)
+    assert not may_publish(ORDERS, gone)
+    assert not may_publish(natsauth.monitor(), gone)
+    assert may_subscribe(ORDERS, gone)
+    assert may_subscribe(GATEWAY, gone)
+
+
+def test_each_user_goes_into_its_roles_account() -> None:
+    text = natsauth.authorization(
+        [(ORDERS, {"nkey": "UORDERS"}), (natsauth.presence(), {"nkey": "UPRESENCE"})],
+        no_auth_user="mesh",
+    )
+    mesh, system = text.split("  SYS {")
+    assert '"UORDERS"' in mesh
+    assert '"UPRESENCE"' not in mesh
+    assert '"UPRESENCE"' in system
+    assert '"UORDERS"' not in system
+    assert "jetstream: enabled" in mesh
+    assert "jetstream" not in system
+    assert "system_account: SYS" in text
+    assert 'no_auth_user: "mesh"' in text

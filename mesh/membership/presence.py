@@ -1,0 +1,159 @@
+"""Presence: the NATS server's word that a node's connection closed, passed on as `gone`."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+from collections.abc import Iterable
+
+import msgspec
+
+from mesh import subjects
+from mesh.bus import Bus, Delivery, NatsBus
+from mesh.config import Settings
+from mesh.errors import BusError, BusRefused, ConfigError
+from mesh.membership.connection_names import named
+from mesh.messages import Gone, encode
+from mesh.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class _Client(msgspec.Struct, frozen=True):
+    id: int
+    name: str = ""
+
+
+class _Server(msgspec.Struct, frozen=True):
+    id: str
+
+
+class Advisory(msgspec.Struct, frozen=True):
+    """The fields natsmesh reads of a client_connect / client_disconnect advisory."""
+
+    server: _Server
+    client: _Client
+    reason: str = ""
+
+
+_advisory = msgspec.json.Decoder(Advisory)
+Connection = tuple[str, int]  # (server id, client id): unique across a cluster
+
+
+class Connections:
+    """Each node name's latest connection, as the advisories told it: the close of one a
+    node has since replaced (it moved to another NATS node) is no departure."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, Connection] = {}
+
+    def connected(self, name: str, connection: Connection) -> None:
+        self._latest[name] = connection
+
+    def closed(self, name: str, connection: Connection) -> bool:
+        """Whether this close leaves the node without a connection (as far as we know)."""
+        latest = self._latest.get(name, connection)
+        if latest != connection:
+            return False
+        self._latest.pop(name, None)
+        return True
+
+
+def system_settings(settings: Settings) -> Settings:
+    """`settings` logging in as the presence user (the system account) instead: the
+    same servers and TLS, its own credentials only."""
+    return settings.model_copy(
+        update={
+            "nats_user": settings.presence_user,
+            "nats_password": settings.presence_password,
+            "nats_token": None,
+            "nats_nkey_seed": settings.presence_nkey_seed,
+            "nats_creds": None,
+        }
+    )
+
+
+class Presence:
+    """Hears the server's connect and disconnect advisories for the mesh's account, and
+    publishes `gone` for a node whose connection closed. Any number of nodes may hold
+    one: each publishes the same news, and a view folds the second copy into nothing."""
+
+    def __init__(self, settings: Settings, bus: Bus, *, node: str, metrics: Metrics) -> None:
+        self._bus = bus
+        self._node = node
+        self._account = settings.presence_account
+        try:
+            self._system = NatsBus(system_settings(settings), name=f"presence:{node}")
+        except ConfigError as exc:  # a seed file it cannot read, named as it was given
+            raise ConfigError(_ours(str(exc))) from None
+        self._connections = Connections()
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        metrics.counter(
+            "mesh_presence_advisories",
+            "Connection closes the NATS server reported, by what this node made of them: "
+            "gone (published), moved (the node has a newer connection), foreign (no mesh "
+            "node's name), invalid.",
+            ("outcome",),
+            self._counts,
+        )
+
+    def _counts(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        return [((outcome,), float(n)) for outcome, n in self.outcomes.items()]
+
+    async def start(self) -> None:
+        """Log in to the system account (refused credentials: BusRefused) and listen."""
+        try:
+            await self._system.start()
+        except BusRefused as exc:
+            raise BusRefused(_ours(f"the presence login: {exc}")) from None
+        for what, handler in (("CONNECT", self._on_connect), ("DISCONNECT", self._on_close)):
+            await self._system.subscribe(subjects.connections(self._account, what), handler)
+
+    async def stop(self) -> None:
+        await self._system.close()
+
+    def _read(self, delivery: Delivery) -> Advisory | None:
+        try:
+            return _advisory.decode(delivery.data)
+        except msgspec.DecodeError:
+            self.outcomes["invalid"] += 1
+            return None
+
+    async def _on_connect(self, delivery: Delivery) -> None:
+        advisory = self._read(delivery)
+        if advisory is not None and named(advisory.client.name) is not None:
+            self._connections.connected(advisory.client.name, _connection(advisory))
+
+    async def _on_close(self, delivery: Delivery) -> None:
+        advisory = self._read(delivery)
+        if advisory is None:
+            return
+        claim = named(advisory.client.name)
+        if claim is None:
+            self.outcomes["foreign"] += 1
+            return
+        if not self._connections.closed(advisory.client.name, _connection(advisory)):
+            self.outcomes["moved"] += 1
+            return
+        gone = Gone(
+            service=claim.service,
+            instance=claim.instance,
+            incarnation=claim.incarnation,
+            reason=advisory.reason[:128],
+            witness=self._node,
+        )
+        self.outcomes["gone"] += 1
+        with contextlib.suppress(BusError):  # our own NATS is away: heartbeats will tell
+            await self._bus.publish(subjects.gone(claim.service, claim.instance), encode(gone))
+
+
+def _ours(text: str) -> str:
+    """A connection error's text naming the presence settings it came from."""
+    for login in ("USER", "PASSWORD", "NKEY_SEED"):
+        text = text.replace(f"MESH_NATS_{login}", f"MESH_PRESENCE_{login}")
+    return text
+
+
+def _connection(advisory: Advisory) -> Connection:
+    return advisory.server.id, advisory.client.id

@@ -1,0 +1,53 @@
+"""mesh.membership.presence: connection names that say exactly which incarnation, and
+closes of connections a node has already replaced."""
+
+from __future__ import annotations
+
+import pytest
+from factories import heartbeat
+
+from mesh.membership.connection_names import Named, connection_name, named
+from mesh.membership.presence import Connections
+
+
+def test_a_nodes_connection_name_reads_back_as_its_incarnation() -> None:
+    record = heartbeat("hello-1", "hello", incarnation=1764491000123)
+    assert connection_name(record) == "agent:hello:hello-1:1764491000123"
+    assert named(connection_name(record)) == Named("hello", "hello-1", 1764491000123)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "mesh-nats-setup",  # the CLI's connections
+        "presence:gw-1",  # a watcher's own
+        "agent:hello:hello-1",  # no incarnation (a node from before presence)
+        "monitor:hello:hello-1:5",  # not a node's role
+        "agent:hello:hello-1:five",
+        "agent:hello:hello-1:-5",
+        "agent:hello:hello-1:\u00b2",  # a digit to str.isdigit, not to int()
+        "agent:hel.lo:hello-1:5",  # no valid name: nothing the view could hold
+        "agent:hello:hello-1:5:x",
+    ],
+)
+def test_names_of_no_mesh_node_claim_nothing(name: str) -> None:
+    assert named(name) is None
+
+
+def test_the_close_of_a_replaced_connection_is_no_departure() -> None:
+    """A node moved from NATS node a to b: b's connect may arrive before a's close."""
+    seen = Connections()
+    seen.connected("agent:hello:h1:5", ("a", 7))
+    seen.connected("agent:hello:h1:5", ("b", 3))
+    assert not seen.closed("agent:hello:h1:5", ("a", 7))
+    assert seen.closed("agent:hello:h1:5", ("b", 3))
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["connect-seen", "connect-before-watcher"])
+def test_the_close_of_the_latest_connection_is_a_departure(known: bool) -> None:
+    seen = Connections()
+    if known:
+        seen.connected("agent:hello:h1:5", ("a", 7))
+    assert seen.closed("agent:hello:h1:5", ("a", 7))
+    assert seen.closed("agent:hello:h1:5", ("a", 7))  # nothing left behind to block the next
