@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from load import Load
-from mesh_procs import Mesh, Proc, outbound_serving, routable, wait_for
+from mesh_procs import Client, Mesh, Proc, outbound_serving, routable, wait_for
 
 from mesh.playground.natsserver import NatsServer
 from mesh.timing import PRESETS
@@ -77,9 +77,12 @@ def chaos(fresh_nats: NatsServer, tmp_path: Path) -> Iterator[Chaos]:
         shop = mesh.service("shop-1", service="shop")
         caller = mesh.agent(shop, "shop")
         gateway = mesh.gateway()
+        wait_for(lambda: outbound_serving(caller), timeout=30)
+        first = Client(caller.port)
+        first.request("GET", "http://hello/")  # from its first call, the caller follows hello
+        first.close()
         for node in (gateway, caller):
             wait_for(lambda node=node: len(routable(node.admin_port)) == 3, timeout=30)
-        wait_for(lambda: outbound_serving(caller), timeout=10)
         yield Chaos(mesh, services, agents, gateway, caller)
     finally:
         mesh.close()
