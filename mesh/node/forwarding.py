@@ -37,6 +37,10 @@ from mesh.resilience.outlier import Ejected, Restored
 
 log = logging.getLogger(__name__)
 
+# A node follows at most this many services: names that requests make up (at a gateway
+# following its routes, any client's Host) cannot grow its subscriptions without bound.
+MOST_FOLLOWED = 4096
+
 
 class Host(Protocol):
     """What the wiring takes from its node (mesh.node.node.Node; tests build one in memory)."""
@@ -102,6 +106,7 @@ class Forwarding:
             engine.used = discovery.used
             engine.on_unknown = self._follow_first
         self._first_wait = settings.interest_wait
+        self.unfollowed = 0  # first calls not followed: MOST_FOLLOWED already were
         discovery.follow(lambda service: [subjects.evidence_about(service)], self._on_evidence)
         self._swap({})  # the settings-made policies, until the bucket's arrive
         directory.on_evidence = self._publish_evidence
@@ -178,6 +183,18 @@ class Forwarding:
             interval=settings.timing.interval,
             now=clock.monotonic(),
         )
+        metrics.gauge(
+            "mesh_services_followed",
+            "Services this node follows (one that follows every service: 0).",
+            (),
+            lambda: [((), float(len(discovery.following.interest.followed)))],
+        )
+        metrics.counter(
+            "mesh_interest_refused",
+            f"First calls whose services were not followed: {MOST_FOLLOWED} already were.",
+            (),
+            lambda: [((), float(self.unfollowed))],
+        )
         metrics.counter(
             "mesh_load_omitted",
             "Services and instances left out of heartbeats' load figures over the caps.",
@@ -253,7 +270,12 @@ class Forwarding:
         wait (at most MESH_INTEREST_WAIT) for one of them to have a routable member."""
         discovery = self.node.discovery
         fresh = [n for n in names if subjects.is_valid_name(n) and not discovery.interested(n)]
-        return discovery.first_call(fresh, self._first_wait) if fresh else None
+        if not fresh:
+            return None
+        if len(discovery.following.interest.followed) + len(fresh) > MOST_FOLLOWED:
+            self.unfollowed += 1
+            return None
+        return discovery.first_call(fresh, self._first_wait)
 
     async def _on_evidence(self, delivery: Delivery) -> None:
         evidence = decode_counted(

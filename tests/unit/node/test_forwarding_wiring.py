@@ -476,3 +476,20 @@ async def test_evidence_from_a_service_not_followed_counts_as_one_observer() -> 
         )
         await agent.peer.publish(subjects.evidence("gateway", "hello", "h2"), encode(ours))
         await until(lambda: agent.engine.directory.ejected_counts() == {"hello": 1})
+
+
+async def test_names_made_up_by_requests_cannot_grow_what_a_node_follows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("mesh.node.forwarding.MOST_FOLLOWED", 2)
+    async with wired(agent=False, defaults=True, everything=False) as gateway:
+        assert gateway.engine.on_unknown is not None
+        waiting = gateway.engine.on_unknown(("made-up-1", "made-up-2"))
+        assert waiting is not None
+        with contextlib.suppress(TimeoutError):  # nobody answers: no need to wait it out
+            await asyncio.wait_for(waiting, 0.02)
+        assert gateway.engine.on_unknown(("made-up-3",)) is None  # answered at once
+        assert not gateway.node.discovery.interested("made-up-3")
+        exposition = render(registry_for(gateway.node.metrics)).decode()
+        assert "mesh_interest_refused_total 1.0" in exposition
+        assert "mesh_services_followed 2.0" in exposition
