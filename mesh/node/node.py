@@ -34,11 +34,8 @@ _HEARD_WITHIN = 2.0
 def follows_everything(settings: Settings, role: str) -> bool:
     """A gateway whose default routes reach any service by name hears them all; agents,
     and gateways set to follow their routes, hear the services they call or preload."""
-    return (
-        role == "gateway"
-        and settings.gateway_services == "all"
-        and (settings.gateway_default_routes)
-    )
+    any_name = settings.gateway_services == "all" and settings.gateway_default_routes
+    return role == "gateway" and any_name
 
 
 class Node:
