@@ -128,7 +128,7 @@ async def test_an_idle_service_is_dropped_and_a_pinned_one_is_not(caller: Caller
     caller.clock.now += IDLE - 1
     caller.discovery.used["orders"] = caller.clock.now  # a call, as the engine stamps it
     caller.clock.now += IDLE - 1
-    await asyncio.sleep(0.3)  # a tick: nothing idle yet
+    await asyncio.sleep(0.12)  # two ticks (every 50 ms here): nothing is idle yet
     assert caller.discovery.interested("orders")
     caller.clock.now += 1
     await until(lambda: not caller.discovery.interested("orders"))
