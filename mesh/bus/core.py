@@ -288,7 +288,11 @@ class NatsBus:
         """Deliver every message on `subject` to `handler`, from now and after reconnects."""
         self._wanted.append((subject, handler))
         if self._up.is_set():
-            await self._subscribe_now(subject, handler)
+            try:
+                await self._subscribe_now(subject, handler)
+            except Exception as exc:
+                self._wanted.remove((subject, handler))
+                raise mapped(exc) from exc
 
     async def _subscribe_now(self, subject: str, handler: Handler) -> None:
         async def deliver(msg: Msg) -> None:

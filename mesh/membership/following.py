@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterable
 
 from mesh import subjects
@@ -11,6 +12,8 @@ from mesh.bus import Bus, Handler
 from mesh.errors import BusError
 from mesh.membership.interest import Interest
 from mesh.messages import Sync, encode
+
+log = logging.getLogger(__name__)
 
 # Subjects that hear one service (or `*`, every service), for a handler that takes them.
 Subjects = Callable[[str], list[str]]
@@ -74,10 +77,7 @@ class Following:
         pending = self._pending.get(service)
         if pending is not None:
             await asyncio.shield(pending)
-        self.interest.forget(service)
-        for subjects_of, handler in self._handlers:
-            for subject in subjects_of(service):
-                await self._bus.unsubscribe(subject, handler)
+        await self._forget(service)
         return True
 
     def idle(self, now: float) -> list[str]:
@@ -101,12 +101,23 @@ class Following:
             del self._pending[service]
 
     async def _subscribe(self, service: str) -> None:
-        for subjects_of, handler in self._handlers:
-            for subject in subjects_of(service):
-                await self._bus.subscribe(subject, handler)
+        try:
+            for subjects_of, handler in self._handlers:
+                for subject in subjects_of(service):
+                    await self._bus.subscribe(subject, handler)
+        except BusError as exc:  # half-subscribed is deaf for good: the next want tries again
+            log.warning("cannot follow %s now: %s", service, exc)
+            await self._forget(service)
+            return
         await self._ask(subjects.sync(service))
         with contextlib.suppress(BusError):  # away: the reconnect's sync asks again
             await self._bus.flush(_FLUSH_WITHIN)
+
+    async def _forget(self, service: str) -> None:
+        self.interest.forget(service)
+        for subjects_of, handler in self._handlers:
+            for subject in subjects_of(service):
+                await self._bus.unsubscribe(subject, handler)
 
     async def _ask(self, subject: str) -> None:
         with contextlib.suppress(BusError):

@@ -13,7 +13,8 @@ from memory_bus import MemoryBus, MemoryHub
 from waiting import until
 
 from mesh import subjects
-from mesh.bus import Delivery
+from mesh.bus import Delivery, Handler
+from mesh.errors import BusUnavailable
 from mesh.membership.discovery import Discovery
 from mesh.messages import Heartbeat, Sync, decode, encode
 from mesh.metrics import Metrics
@@ -181,5 +182,40 @@ async def test_a_node_that_follows_everything_subscribes_wildcards_and_syncs_all
         await discovery.want("orders")  # nothing more to do
         assert len(bus.subscriptions) == 3
         assert discovery.interested("anything")
+    finally:
+        await discovery.stop()
+
+
+class RefusingBus(MemoryBus):
+    """Refuses one subscription (a connection going away mid-want), then takes them."""
+
+    def __init__(self, hub: MemoryHub, refuse: str) -> None:
+        super().__init__(hub)
+        self.refuse = refuse
+
+    async def subscribe(self, subject: str, handler: Handler) -> None:
+        if subject == self.refuse:
+            self.refuse = ""
+            raise BusUnavailable("not connected to NATS")
+        await super().subscribe(subject, handler)
+
+
+async def test_a_want_that_could_not_subscribe_is_undone_and_tried_again() -> None:
+    hub = MemoryHub()
+    bus = RefusingBus(hub, refuse="mesh.v1.leave.orders.>")
+    hub.buses.append(bus)
+    discovery = Discovery(
+        bus, PRESETS["local"], node="shop-1", metrics=Metrics(), events=None, everything=False
+    )
+    await discovery.start()
+    try:
+        await discovery.want("orders")
+        assert not discovery.interested("orders")  # half-subscribed would be deaf for good
+        assert bus.subscriptions == []
+        await discovery.want("orders")
+        assert {s for s, _ in bus.subscriptions} == {
+            "mesh.v1.hb.orders.>",
+            "mesh.v1.leave.orders.>",
+        }
     finally:
         await discovery.stop()
