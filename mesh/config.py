@@ -114,6 +114,23 @@ class Settings(BaseSettings):
         description="Seconds from an instance's start within which a node that first sees "
         "it publishes its arrival (0 = only a node that sees its first heartbeat).",
     )
+    # An agent hears only the services it calls. Idle longer than this, one is dropped:
+    # a shorter idle frees the subscription (and the heartbeats it brings) sooner, but
+    # the next call after it waits again for a round trip to NATS and a sync answer.
+    interest_idle: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds without a call after which a node stops following a service "
+        "(preloaded ones are kept).",
+    )
+    # A first call waits for the service's records this long at most, then goes the usual
+    # way (no healthy upstream, or no such service): longer only delays that answer.
+    interest_wait: float = Field(
+        0.25,
+        gt=0,
+        le=10,
+        description="Seconds a first call to a service waits for its members to be heard.",
+    )
 
     # --- agent ---
     agent_host: str = Field("127.0.0.1", description="Address the local service listens on.")
@@ -370,6 +387,14 @@ class Settings(BaseSettings):
     gateway_default_routes: bool = Field(
         True,
         description="Route by Host or first path segment when no Route policy matches.",
+    )
+    # `all` hears the whole fleet (what default routes can reach). `routes` hears the
+    # services that Route policies name, and others only once called (as agents do):
+    # fewer heartbeats at a large fleet, a short wait on the first call by name.
+    gateway_services: Literal["all", "routes"] = Field(
+        "all",
+        description="Services a gateway follows: all, or routes (those its Route policies "
+        "name; default routes follow others on their first call).",
     )
 
     # --- identities and mTLS between services (mesh ca, agents' inbound listeners) ---

@@ -118,7 +118,9 @@ class ClientTimeout(ProxyError):
 
 class NoRoute(ProxyError):
     """No route matches the request; `routes` names some of those considered (see
-    mesh.forwarding.policy_routes), `more_routes` counts the others."""
+    mesh.forwarding.policy_routes), `more_routes` counts the others. `unknown`: the
+    service names the request may have meant that this node does not know (a node that
+    follows services on their first call follows these, then routes again)."""
 
     def __init__(
         self,
@@ -127,10 +129,12 @@ class NoRoute(ProxyError):
         service: str = "",
         routes: tuple[str, ...] = (),
         more_routes: int = 0,
+        unknown: tuple[str, ...] = (),
     ) -> None:
         super().__init__(detail, service=service)
         self.routes = routes
         self.more_routes = more_routes
+        self.unknown = unknown
 
 
 class NoHealthyUpstream(ProxyError):

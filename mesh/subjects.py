@@ -18,6 +18,10 @@ GONE = f"{PREFIX}.gone.>"
 EVIDENCE = f"{PREFIX}.evidence.>"
 EVENTS = f"{PREFIX}.events.>"
 SYNC = f"{PREFIX}.sync"
+# What an observer hears of each service it follows, one subject per instance:
+# mesh.v1.<kind>.<service>.<instance>. Discovery subscribes to every kind here for each
+# service it wants (or for all of them with `*`).
+FOLLOWED = ("hb", "leave", "gone")
 # Certificate requests, one subject per service, so that NATS permissions decide which
 # service's identity a process may ask the mesh CA for.
 CA_SIGN = f"{PREFIX}.ca.sign.>"
@@ -39,7 +43,7 @@ EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
 POLICY_HISTORY = 64  # revisions kept per policy: how far back a rollback can go
 
-_PER_INSTANCE = frozenset({"hb", "leave", "gone"})
+_PER_INSTANCE = frozenset(FOLLOWED)
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -69,6 +73,23 @@ def gone(service: str, instance: str) -> str:
 def connections(account: str, what: str) -> str:
     """Where the system account hears `account`'s clients CONNECT or DISCONNECT."""
     return f"$SYS.ACCOUNT.{check_name(account)}.{what}"
+
+
+def sync(service: str) -> str:
+    """Where the nodes of `service` alone are asked for their records (SYNC asks everyone)."""
+    return f"{SYNC}.{check_name(service)}"
+
+
+def following(service: str) -> list[str]:
+    """The subscriptions that hear `service`'s members (`*`: every service's)."""
+    token = service if service == "*" else check_name(service)
+    return [f"{PREFIX}.{kind}.{token}.>" for kind in FOLLOWED]
+
+
+def evidence_about(service: str) -> str:
+    """The subscription that hears every reporter's evidence on `service` (`*`: on all)."""
+    token = service if service == "*" else check_name(service)
+    return f"{PREFIX}.evidence.*.{token}.>"
 
 
 def evidence(reporter: str, service: str, instance: str) -> str:

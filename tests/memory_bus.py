@@ -69,6 +69,10 @@ class MemoryBus:
     async def subscribe(self, subject: str, handler: Handler) -> None:
         self.subscriptions.append((subject, handler))
 
+    async def unsubscribe(self, subject: str, handler: Handler) -> None:
+        if (subject, handler) in self.subscriptions:
+            self.subscriptions.remove((subject, handler))
+
     async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
         if not self._connected:
             raise BusUnavailable("memory bus disconnected")

@@ -69,6 +69,8 @@ class Bus(Protocol):
 
     async def subscribe(self, subject: str, handler: Handler) -> None: ...
 
+    async def unsubscribe(self, subject: str, handler: Handler) -> None: ...
+
     async def request(self, subject: str, data: bytes, timeout: float) -> bytes: ...
 
     async def flush(self, timeout: float) -> None: ...
@@ -129,7 +131,7 @@ class NatsBus:
         self._nc: Client = Client()
         self._listeners: list[StateListener] = []
         self._wanted: list[tuple[str, Handler]] = []
-        self._subs: list[Subscription] = []
+        self._subs: list[tuple[str, Handler, Subscription]] = []
         self._up = asyncio.Event()
         self._tried = asyncio.Event()  # an attempt to connect ended, connected or not
         self._refused: str | None = None  # why NATS refused us before we were ever up
@@ -286,7 +288,11 @@ class NatsBus:
         """Deliver every message on `subject` to `handler`, from now and after reconnects."""
         self._wanted.append((subject, handler))
         if self._up.is_set():
-            await self._subscribe_now(subject, handler)
+            try:
+                await self._subscribe_now(subject, handler)
+            except Exception as exc:
+                self._wanted.remove((subject, handler))
+                raise mapped(exc) from exc
 
     async def _subscribe_now(self, subject: str, handler: Handler) -> None:
         async def deliver(msg: Msg) -> None:
@@ -295,7 +301,16 @@ class NatsBus:
             except Exception:
                 log.exception("handler for %s failed", msg.subject)
 
-        self._subs.append(await self._nc.subscribe(subject, cb=deliver))
+        self._subs.append((subject, handler, await self._nc.subscribe(subject, cb=deliver)))
+
+    async def unsubscribe(self, subject: str, handler: Handler) -> None:
+        """Undo `subscribe(subject, handler)`: nothing more is delivered, even after reconnects."""
+        with contextlib.suppress(ValueError):
+            self._wanted.remove((subject, handler))
+        for held in [held for held in self._subs if held[:2] == (subject, handler)]:
+            self._subs.remove(held)
+            with contextlib.suppress(Exception):  # closed or away: the server forgets it anyway
+                await held[2].unsubscribe()
 
     async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from email.utils import formatdate
 from typing import Protocol
 
@@ -111,6 +111,14 @@ class Engine:
         self.default_routes = DefaultRoutes(directory.knows)
         self.router: Router = self.default_routes
         self.on_sweep: Callable[[], None] | None = None  # the owner's periodic duties
+        # Where the node follows only the services it calls (mesh.membership.discovery):
+        # each routed request stamps its service's last call in `used`, and `on_unknown`
+        # is given the names of a request that routed nowhere; it returns what to await
+        # (following them, bounded) before routing again, or None to answer at once.
+        self.used: dict[str, float] | None = None
+        self.on_unknown: Callable[[tuple[str, ...]], Coroutine[None, None, None] | None] | None = (
+            None
+        )
         # With mTLS on: how to dial a service's agents' inbound listeners (None: plain text).
         self.upstream_tls: Callable[[str], PeerCheck] | None = None
         # None when off: the finished request's one check (mesh.engine.exchange).

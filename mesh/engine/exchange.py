@@ -55,6 +55,7 @@ class Exchange:
         "_head",
         "_key",
         "_timer",
+        "_waiting",
         "attempt",
         "bytes_out",
         "client",
@@ -101,6 +102,8 @@ class Exchange:
         self._key: bytes | None = None  # what consistent_hash hashes
         self._timer: asyncio.TimerHandle | None = None  # the request's deadline
         self._backoff: asyncio.TimerHandle | None = None  # the wait before a retry
+        # A first call's wait for services this node did not follow yet (once per request).
+        self._waiting: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """The stages, in order; any of them may answer the request instead."""
@@ -112,14 +115,35 @@ class Exchange:
             self.routed = routed = engine.router(request, now)  # route, rate limit
             self.state = state = engine.directory.admit(routed.service)  # concurrency limit
         except errors.ProxyError as exc:
-            self.fail(exc)
+            if not self._follow_first(exc):
+                self.fail(exc)
             return
+        used = engine.used
+        if used is not None:  # a service followed on use: it stays while it is called
+            used[routed.service] = now
         state.budget.record_request(now)  # retries may add a share of the requests
         self.failover = failover = Failover(state, routed, request.method, now)
         self._timer = engine.loop.call_later(failover.deadline - now, self._timed_out)
         if state.hash_on is not None:
             self._key = hash_key(state.hash_on, request.headers, request.client)
         self._try(now)
+
+    def _follow_first(self, error: errors.ProxyError) -> bool:
+        """A request to services this node does not follow yet: follow them, wait (bounded)
+        for their members, then start again, once. False: answer `error` now."""
+        hook = self.engine.on_unknown
+        if hook is None or self._waiting is not None or not isinstance(error, errors.NoRoute):
+            return False
+        wait = hook(error.unknown) if error.unknown else None
+        if wait is None:
+            return False
+        self._waiting = task = self.engine.loop.create_task(wait)
+        task.add_done_callback(self._followed)
+        return True
+
+    def _followed(self, task: asyncio.Task[None]) -> None:
+        if not self.done:
+            self.start()
 
     def _try(self, now: float | None = None) -> None:
         """Pick an instance not tried yet and start an attempt on it."""
@@ -382,6 +406,8 @@ class Exchange:
         if self._backoff is not None:
             self._backoff.cancel()
             self._backoff = None
+        if self._waiting is not None:
+            self._waiting.cancel()
         if self.state is not None:
             self.state.limit.release()
         routed = self.routed

@@ -144,7 +144,7 @@ class Directory:
         """
         state = self.state(service)
         if state is None:
-            raise NoRoute(f"no service named {service!r}", service=service)
+            raise NoRoute(f"no service named {service!r}", service=service, unknown=(service,))
         if not state.limit.try_acquire():
             raise Overflow(
                 f"{state.limit.limit} requests to {service!r} already in flight", service=service

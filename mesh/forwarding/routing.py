@@ -106,10 +106,11 @@ class DefaultRoutes:
             service = hostname(authority).decode("latin-1")
             if knows(service):
                 return Routed(service, target, "absolute")
-            raise NoRoute(f"no service named {service!r}", service=service)
+            raise NoRoute(f"no service named {service!r}", service=service, unknown=(service,))
         service = hostname(request.host).decode("latin-1")
         if service and knows(service):
             return Routed(service, target, "host")
+        segment = ""
         if target.startswith(b"/"):
             end = len(target)
             for stop in (b"/", b"?"):
@@ -121,7 +122,10 @@ class DefaultRoutes:
                 rest = target[end:]
                 return Routed(segment, rest if rest.startswith(b"/") else b"/" + rest, "path")
         shown = target[:64].decode("latin-1")
-        raise NoRoute(f"no service matches Host {service!r} or path {shown!r}")
+        raise NoRoute(
+            f"no service matches Host {service!r} or path {shown!r}",
+            unknown=tuple(name for name in (service, segment) if name),
+        )
 
 
 def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:

@@ -56,6 +56,8 @@ class Announcer:
 
     async def start(self) -> None:
         await self._bus.subscribe(subjects.SYNC, self._on_sync)
+        # Nodes that follow only some services ask those services' nodes alone.
+        await self._bus.subscribe(subjects.sync(self._record.service), self._on_sync)
         self._bus.on_state(self._on_bus_state)
         self._task = asyncio.create_task(self._run(), name="announcer")
 

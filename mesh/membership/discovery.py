@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mesh import clock as system_clock
 from mesh import subjects
-from mesh.bus import Bus, Delivery
+from mesh.bus import Bus, Delivery, Handler
 from mesh.bus.events import EventLog
 from mesh.clock import Clock
-from mesh.errors import BusError
 from mesh.membership import view as membership
-from mesh.messages import Event, Sync, decode_counted, encode
+from mesh.membership.following import Following, Subjects
+from mesh.messages import Event, decode_counted
 from mesh.metrics import Metrics
 from mesh.tasks import cancel_and_wait
 from mesh.timing import Timing
@@ -26,7 +25,12 @@ _ARRIVALS = frozenset({"instance.up", "instance.restarted"})
 
 
 class Discovery:
-    """The shell around the pure view: decide in mesh.membership.view, act here."""
+    """The shell around the pure view: decide in mesh.membership.view, act here.
+
+    It hears every service (`everything`: gateways by default), or only those it wants
+    (agents): `want` on a first call or a policy's `preload` (`pin`), dropped after
+    `idle` seconds without a call. Other handlers can follow the same services (`follow`).
+    """
 
     def __init__(
         self,
@@ -37,6 +41,8 @@ class Discovery:
         metrics: Metrics,
         events: EventLog | None,
         clock: Clock = system_clock,
+        everything: bool = True,
+        idle: float = 600.0,
     ) -> None:
         self._bus = bus
         self._clock = clock
@@ -46,6 +52,10 @@ class Discovery:
         self.view = membership.View(timing)
         self._listeners: list[Listener] = []
         self._ticker: asyncio.Task[None] | None = None
+        self.following = Following(bus, node=node, everything=everything, idle=idle)
+        self.following.add(subjects.following, self._deliver)
+        # First calls waiting for a routable member of one of these services.
+        self._arriving: list[tuple[frozenset[str], asyncio.Future[None]]] = []
         # Expiry runs this often; a quarter interval keeps detection within 25% of target.
         self._tick_every = min(0.25, timing.interval / 4)
 
@@ -53,21 +63,67 @@ class Discovery:
         """Call `listener(view)` whenever routing may have changed."""
         self._listeners.append(listener)
 
+    def follow(self, subjects_of: Subjects, handler: Handler) -> None:
+        """Hear what `subjects_of(service)` names for each service this node follows
+        (evidence, say); register before start."""
+        self.following.add(subjects_of, handler)
+
+    @property
+    def used(self) -> dict[str, float]:
+        """Followed service -> last call (monotonic): the forwarding path stamps it."""
+        return self.following.interest.used
+
+    def interested(self, service: str) -> bool:
+        return self.following.interested(service)
+
+    async def want(self, service: str) -> None:
+        """Follow `service`; returns once its subscriptions exist and its sync is sent."""
+        await self.following.want(service, self._clock.monotonic())
+
+    async def pin(self, services: Iterable[str]) -> None:
+        """Follow these (a policy's `preload`) until no longer pinned; never idle."""
+        await self.following.pin(services, self._clock.monotonic())
+
+    async def drop(self, service: str) -> None:
+        """Stop following `service` and forget its members (no events: they did not go)."""
+        if await self.following.drop(service):
+            log.info("no longer following %s", service)
+            self._commit(membership.without(self.view, service), [])
+
+    async def first_call(self, services: Iterable[str], timeout: float) -> None:
+        """Follow `services` and wait, at most `timeout`, until one has a routable member."""
+        wanted = frozenset(services)
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (wanted, arrived)
+        self._arriving.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(self.want(service) for service in wanted))
+                self._check_arrivals()
+                await arrived
+        except TimeoutError:
+            pass
+        finally:
+            self._arriving.remove(waiter)
+
     async def start(self) -> None:
-        await self._bus.subscribe(subjects.HEARTBEATS, self._deliver)
-        await self._bus.subscribe(subjects.LEAVES, self._deliver)
-        await self._bus.subscribe(subjects.GONE, self._deliver)
+        await self.following.start()
         self._bus.on_state(self._on_bus_state)
         if not self._bus.connected:
             self.view = membership.freeze(self.view, self._clock.monotonic())
         else:
-            await self._request_sync()
+            await self.following.sync()
         self._ticker = asyncio.create_task(self._tick_forever(), name="discovery-tick")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._ticker)
 
     async def _deliver(self, delivery: Delivery) -> None:
+        if not self.following.everything:
+            # Straggler of a service just dropped: it would linger, then expire loudly.
+            owner = subjects.owner(delivery.subject)
+            if owner is None or not self.following.interest.follows(owner[0]):
+                return
         message = decode_counted(delivery.subject, delivery.data, self._metrics.invalid_message)
         if message is None:
             return
@@ -89,6 +145,14 @@ class Discovery:
         if changed:
             for listener in self._listeners:
                 listener(view)
+            if self._arriving:
+                self._check_arrivals()
+
+    def _check_arrivals(self) -> None:
+        routable = {m.record.service for m in self.view.members.values() if m.routable}
+        for services, arrived in self._arriving:
+            if not arrived.done() and not services.isdisjoint(routable):
+                arrived.set_result(None)
 
     def _own_arrival(self, event: Event) -> bool:
         """Our own start: the nodes already there, or starting within the arrival grace,
@@ -100,23 +164,21 @@ class Discovery:
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self._tick_every)
-            view, effects = membership.tick(self.view, self._clock.monotonic())
+            now = self._clock.monotonic()
+            view, effects = membership.tick(self.view, now)
             if view is not self.view:
                 self._commit(view, effects)
+            for service in self.following.idle(now):
+                await self.drop(service)
 
     def _on_bus_state(self, connected: bool) -> None:
         now = self._clock.monotonic()
         if connected:
             self.view = membership.thaw(self.view, now)
-            asyncio.get_running_loop().create_task(self._request_sync())
+            asyncio.get_running_loop().create_task(self.following.sync())
         else:
             # Expiries already due are settled first; only later silence is excused.
             view, effects = membership.tick(self.view, now)
             if view is not self.view:
                 self._commit(view, effects)
             self.view = membership.freeze(self.view, now)
-
-    async def _request_sync(self) -> None:
-        """Ask every node for its heartbeat now, so a (re)started observer is current at once."""
-        with contextlib.suppress(BusError):
-            await self._bus.publish(subjects.SYNC, encode(Sync(node=self._node)))

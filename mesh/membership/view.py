@@ -277,3 +277,12 @@ def thaw(view: View, now: float) -> View:
         for instance, m in view.members.items()
     }
     return replace(view, members=members, frozen_at=None)
+
+
+def without(view: View, service: str) -> View:
+    """The view after this node stopped following `service`: its members are forgotten
+    silently (they did not leave; others still see them), so no event is derived."""
+    members = {i: m for i, m in view.members.items() if m.record.service != service}
+    if len(members) == len(view.members):
+        return view
+    return replace(view, members=members, version=view.version + 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Protocol
 
 import msgspec
@@ -36,6 +36,10 @@ from mesh.policy.model import Document
 from mesh.resilience.outlier import Ejected, Restored
 
 log = logging.getLogger(__name__)
+
+# A node follows at most this many services: names that requests make up (at a gateway
+# following its routes, any client's Host) cannot grow its subscriptions without bound.
+MOST_FOLLOWED = 4096
 
 
 class Host(Protocol):
@@ -96,6 +100,14 @@ class Forwarding:
         self._fallback = fallback
         self._edge = edge
         self._default = default_service(settings)
+        self._tasks: set[asyncio.Task[None]] = set()
+        discovery = node.discovery
+        if not discovery.following.everything:  # services are followed on their first call
+            engine.used = discovery.used
+            engine.on_unknown = self._follow_first
+        self._first_wait = settings.interest_wait
+        self.unfollowed = 0  # first calls not followed: MOST_FOLLOWED already were
+        discovery.follow(lambda service: [subjects.evidence_about(service)], self._on_evidence)
         self._swap({})  # the settings-made policies, until the bucket's arrive
         directory.on_evidence = self._publish_evidence
         self._ejections = EjectionEvents()
@@ -142,7 +154,6 @@ class Forwarding:
             (),
             lambda: [((), float(pools.idle_count()))],
         )
-        self._tasks: set[asyncio.Task[None]] = set()
         # `mesh tap`: this engine's requests, and (agents) the inbound listener's too.
         self.taps = TapSource(
             node.bus,
@@ -172,6 +183,18 @@ class Forwarding:
             interval=settings.timing.interval,
             now=clock.monotonic(),
         )
+        metrics.gauge(
+            "mesh_services_followed",
+            "Services this node follows (one that follows every service: 0).",
+            (),
+            lambda: [((), float(len(discovery.following.interest.followed)))],
+        )
+        metrics.counter(
+            "mesh_interest_refused",
+            f"First calls whose services were not followed: {MOST_FOLLOWED} already were.",
+            (),
+            lambda: [((), float(self.unfollowed))],
+        )
         metrics.counter(
             "mesh_load_omitted",
             "Services and instances left out of heartbeats' load figures over the caps.",
@@ -181,7 +204,6 @@ class Forwarding:
 
     async def start(self, *, wait_policies: float) -> None:
         """Listen for evidence and policies; wait (bounded) for the current policies."""
-        await self.node.bus.subscribe(subjects.EVIDENCE, self._on_evidence)
         if self._explains:
             await self.explainer.start()
         await self.taps.start()
@@ -234,6 +256,27 @@ class Forwarding:
             raise PolicyRejected(str(exc)) from exc
         self.directory.set_policies(compiled)
         self.engine.router = router
+        self._spawn(self.node.discovery.pin(self._preloaded(compiled)))
+
+    def _preloaded(self, compiled: Compiled) -> frozenset[str]:
+        """What this node follows before any call: its own Service document's `preload`,
+        and at the edge every service a Route policy sends to."""
+        names = compiled.policy(self.node.service).preload
+        if self._edge and compiled.routes is not None:
+            names |= {to.service for route in compiled.routes.routes for to in route.to}
+        return names
+
+    def _follow_first(self, names: tuple[str, ...]) -> Coroutine[None, None, None] | None:
+        """A request named services this node does not follow: follow them, and let it
+        wait (at most MESH_INTEREST_WAIT) for one of them to have a routable member."""
+        discovery = self.node.discovery
+        fresh = [n for n in names if subjects.is_valid_name(n) and not discovery.interested(n)]
+        if not fresh:
+            return None
+        if len(discovery.following.interest.followed) + len(fresh) > MOST_FOLLOWED:
+            self.unfollowed += 1
+            return None
+        return discovery.first_call(fresh, self._first_wait)
 
     async def _on_evidence(self, delivery: Delivery) -> None:
         evidence = decode_counted(
@@ -243,8 +286,14 @@ class Forwarding:
             return
         # The subject vouches for the reporting service only; an observer it does not have
         # (a name made up to pose as a second, corroborating observer) is not believed.
-        observer = self.node.discovery.view.members.get(evidence.observer)
-        if observer is None or observer.record.service != evidence.reporter:
+        # Of a service this node does not follow (it knows none of its instances), every
+        # observer counts as one: the reporter cannot pose as several either.
+        node, reporter = self.node, evidence.reporter or ""  # decoding checked it is there
+        observer = node.discovery.view.members.get(evidence.observer)
+        ours = evidence.observer == node.name and reporter == node.service
+        if observer is None and not ours and not node.discovery.interested(reporter):
+            evidence = msgspec.structs.replace(evidence, observer=f"{reporter}:*")
+        elif not ours and (observer is None or observer.record.service != reporter):
             self.node.metrics.dropped("evidence-observer")
             log.debug("evidence from %s/%s: no such member", evidence.reporter, evidence.observer)
             return
@@ -259,7 +308,10 @@ class Forwarding:
         member = self.node.discovery.view.members.get(evidence.instance)
         if member is not None:  # the seq heard now, which our own ejection is named after
             evidence = msgspec.structs.replace(evidence, seq=member.seq)
-        task = asyncio.get_running_loop().create_task(self._send_evidence(evidence))
+        self._spawn(self._send_evidence(evidence))
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 _HEARD_WITHIN = 2.0
 
 
+def follows_everything(settings: Settings, role: str) -> bool:
+    """A gateway whose default routes reach any service by name hears them all; agents,
+    and gateways set to follow their routes, hear the services they call or preload."""
+    any_name = settings.gateway_services == "all" and settings.gateway_default_routes
+    return role == "gateway" and any_name
+
+
 class Node:
     """Gateway and agent both build on this; it owns no forwarding and no health checks."""
 
@@ -57,6 +64,8 @@ class Node:
             node=record.instance,
             metrics=self.metrics,
             events=self.events,
+            everything=follows_everything(settings, record.role),
+            idle=settings.interest_idle,
         )
         self.announcer = Announcer(self.bus, record, incarnation=incarnation)
         self.presence = (

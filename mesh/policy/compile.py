@@ -25,6 +25,8 @@ class ServicePolicy:
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     # Callers this service's own agents admit (checked on their inbound listener); None: all.
     allow_from: frozenset[str] | None = None
+    # Services this service's own nodes follow whether or not they call them yet.
+    preload: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,7 @@ def service_policy(document: Service, *, zone: str) -> ServicePolicy:
             request_timeout=t.request,
         ),
         allow_from=None if document.access is None else frozenset(document.access.allow_from),
+        preload=frozenset(document.preload),
     )
 
 

@@ -125,3 +125,7 @@ class Service(
     # Only some services may call this one: the callee's agents check the caller's
     # certificate (mesh.policy.access). None: anyone may call.
     access: Access | None = None
+    # Services this one calls that its own nodes follow from the start, for as long as
+    # the document names them (others are followed on their first call). A name that is
+    # no service yet is followed all the same: it may appear later.
+    preload: Annotated[tuple[PolicyName, ...], msgspec.Meta(max_length=64)] = ()

@@ -72,6 +72,15 @@ _NODE_HEARS = (
 )
 
 
+# A node that follows services on use asks each one's nodes alone for their records; it
+# answers the asks for its own service only (and everyone's, on the global subject).
+_ASK_SYNC = (subjects.SYNC, f"{subjects.SYNC}.*")
+
+
+def _hears_sync(service: str) -> tuple[str, ...]:
+    return (subjects.sync(service),)
+
+
 def _own_voice(service: str) -> tuple[str, ...]:
     """Heartbeats, leaves, evidence and tap records under its own service's name only.
 
@@ -95,11 +104,11 @@ def agent(service: str) -> Role:
             *_own_voice(service),
             f"{_EVENTS}.*.*.{service}",  # its own service's events (events_scope=own)
             *_ACKS,
-            subjects.SYNC,
+            *_ASK_SYNC,
             subjects.ca_sign(service),  # a certificate for its own identity only
             *_read_stream(_POLICIES),
         ),
-        subscribe=(*_NODE_HEARS, *_hears_explain(service)),
+        subscribe=(*_NODE_HEARS, *_hears_explain(service), *_hears_sync(service)),
         allow_responses=True,  # its answers to `mesh explain`
         own_events=True,
     )
@@ -118,12 +127,12 @@ def gateway(name: str) -> Role:
             *_own_voice(name),
             subjects.GONE,  # it holds the presence watcher: NATS's word on any node
             subjects.EVENTS,
-            subjects.SYNC,
+            *_ASK_SYNC,
             subjects.ca_sign(name),  # it calls agents' inbound listeners as `name`
             *_read_stream(_POLICIES),
             *_read_stream(subjects.EVENTS_STREAM),  # its dashboard replays the latest events
         ),
-        subscribe=(*_NODE_HEARS, subjects.EXPLAIN, *_hears_explain(name)),
+        subscribe=(*_NODE_HEARS, subjects.EXPLAIN, *_hears_explain(name), *_hears_sync(name)),
         allow_responses=True,  # its answers to `mesh explain`
     )
 

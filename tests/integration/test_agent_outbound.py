@@ -19,11 +19,14 @@ def test_calls_by_name_as_http_proxy_and_by_host_header(
         mesh.agent(orders, "orders")
         caller = mesh.service("shop-1", service="shop")
         agent = mesh.agent(caller, "shop")
-        address = f"127.0.0.1:{orders.port}"
-        wait_for(lambda: address in routable(agent.admin_port, "orders"), 20)
         wait_for(lambda: outbound_serving(agent), 10)  # it serves once the policies are in
         client = Client(agent.port)
         # As an HTTP proxy (HTTP_PROXY=http://127.0.0.1:<outbound>): absolute-form target.
+        # The first call makes shop's agent follow orders (until then it hears none of it);
+        # it succeeds once orders' agent announces the instance healthy.
+        address = f"127.0.0.1:{orders.port}"
+        wait_for(lambda: client.request("GET", "http://orders/list?page=2")[0] == 200, 20)
+        assert address in routable(agent.admin_port, "orders")
         status, _, body = client.request("GET", "http://orders/list?page=2")
         assert status == 200
         assert json.loads(body)["instance"] == "orders-1"

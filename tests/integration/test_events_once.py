@@ -88,6 +88,8 @@ async def start(settings: Settings, service: str, instance: str, port: int) -> P
         edge=role == "gateway",
     )
     await node.start()
+    if role == "agent":  # as if hello called itself: its agents observe one another
+        await node.discovery.want(service)
     await forwarding.start(wait_policies=2.0)
     return Peer(node, forwarding)
 

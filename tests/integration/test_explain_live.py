@@ -43,6 +43,7 @@ to: [{service: hello}]
 ---
 kind: Service
 name: hello
+preload: [hello]  # hello's agents follow hello too: hello-1's explains calls to it
 balance: {algorithm: round_robin}
 outlier: {consecutive_gateway_errors: 2, base_ejection: 60s}
 """

@@ -216,14 +216,15 @@ def scraped(module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) -
     try:
         gateway_url = f"http://127.0.0.1:{gateway.port}/hello/"
         proxies = [f"http://127.0.0.1:{agent.port}" for agent in (agent_1, agent_2)]
-        # Every path answers: the gateway and both agents know both instances.
+        # Every path answers: the gateway and both agents know both instances (an agent
+        # follows hello from its first call to it).
         # Polled gently: every poll costs the processes that are still starting.
         gateway_page = f"http://127.0.0.1:{gateway.admin_port}/metrics"
         wait_for(lambda: knows_both(gateway_page), timeout=20, every=0.2)
-        for url in agent_pages:
+        for proxy, url in zip(proxies, agent_pages, strict=True):
+            wait_for(lambda proxy=proxy: get("http://hello/", proxy) == 200, timeout=20, every=0.2)
             wait_for(lambda url=url: knows_both(url), timeout=20, every=0.2)
         assert get(gateway_url) == 200
-        assert [get("http://hello/", proxy) for proxy in proxies] == [200, 200]
         scraped = Scraped(port, gateway, agent_pages, 0, 0.0)
         # The warm-up's requests are in every scrape from now on: the load's are the only
         # increase that rate() sees.

@@ -27,6 +27,7 @@ from mesh.forwarding.directory import Directory
 from mesh.forwarding.explanation import Explanation, Question
 from mesh.forwarding.routing import no_route
 from mesh.membership import view as membership
+from mesh.membership.announcer import Announcer
 from mesh.membership.census import Watch
 from mesh.membership.discovery import Discovery
 from mesh.membership.presence import Presence
@@ -167,6 +168,39 @@ async def test_an_agent_reports_evidence_on_any_service_under_its_own_name(
     subject = subjects.evidence("hello", "billing", "b1")
     await agent.publish(subject, encode(seen))
     await until(lambda: heard == [subject])
+
+
+async def test_an_agent_asks_the_services_it_calls_and_hears_only_its_own_sync(
+    bus_of: Connect,
+) -> None:
+    """Following a service on use: hello's agent subscribes to billing's heartbeats and
+    asks billing's nodes alone (mesh.v1.sync.billing), which billing's agent answers; hello
+    may not listen on billing's sync subject."""
+    billing = await bus_of("agent-billing")
+    announcer = Announcer(billing, heartbeat("b1", "billing", interval=30.0))
+    await announcer.start()
+    await until(lambda: announcer.sent == 1)  # its one heartbeat for 30 s, before hello
+    hello = await bus_of("agent-hello")
+    discovery = Discovery(
+        hello, PRESETS["lan"], node="h1", metrics=Metrics(), events=None, everything=False
+    )
+    await discovery.start()
+    await discovery.want("billing")
+    await until(lambda: "b1" in discovery.view.members)  # billing answered the sync
+    assert announcer.sent == 2
+    heard: list[str] = []
+
+    async def hear(delivery: Delivery) -> None:
+        heard.append(delivery.subject)
+
+    await hello.subscribe(subjects.sync("billing"), hear)  # refused by the server
+    await hello.flush(2.0)
+    await billing.publish(subjects.sync("billing"), encode(Sync(node="b1")))
+    await until(lambda: announcer.sent == 3)
+    await hello.flush(2.0)
+    assert heard == []
+    await discovery.stop()
+    await announcer.leave()
 
 
 async def test_a_monitor_sees_the_load_figures_a_gateway_answers_its_sync_with(

@@ -61,13 +61,14 @@ def test_agents_call_each_other_over_mtls_with_access_rules(
         agent = mesh.agent(Proc("shop-1", [], {}, tmp_path / "none", 9, 0), "shop")
         gateway = mesh.gateway()
         wait_for(lambda: outbound_serving(agent), 15)
+        client = Client(agent.port)
+        client.request("GET", "http://payments/pay")  # from its first call it follows payments
         # The view has payments at its service port; its record adds the inbound port,
         # which is what shop's agent dials.
         wait_for(lambda: routable(agent.admin_port, "payments") != set(), 15)
         [member] = [m for m in members(agent.admin_port) if m["service"] == "payments"]
         assert member["inbound_port"] == inbound
         assert get_json(payments_agent.admin_port, "/healthz")["inbound"] == "serving"
-        client = Client(agent.port)
         status, _, body = client.request("GET", "http://payments/pay")
         assert status == 200, body
         assert json.loads(body)["peer"] == "spiffe://natsmesh.local/ns/default/sa/shop"

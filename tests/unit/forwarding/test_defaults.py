@@ -39,6 +39,7 @@ DOCUMENT_ONLY = {
     "retries.budget.ratio",
     "retries.budget.min_per_second",
     "access",
+    "preload",
 }
 # Values for settings whose type says too little to make one up.
 GIVEN = {"retry_on": "5xx,reset"}

@@ -67,6 +67,25 @@ def test_default_routes_name_no_unknown_service(target: bytes, host: bytes) -> N
         KNOWN(_head(target, host), 0.0)
 
 
+@pytest.mark.parametrize(
+    ("target", "host", "unknown"),
+    [
+        (b"/nosuch/x", b"other:8080", ("other", "nosuch")),  # Host first, as routes try them
+        (b"http://nosuch/", b"", ("nosuch",)),
+        (b"/", b"", ()),
+        (b"/x", b"", ("x",)),
+    ],
+)
+def test_default_routes_say_which_names_a_request_may_have_meant(
+    target: bytes, host: bytes, unknown: tuple[str, ...]
+) -> None:
+    """A node that follows services on their first call follows these names, then
+    routes the request again."""
+    with pytest.raises(NoRoute) as refused:
+        KNOWN(_head(target, host), 0.0)
+    assert refused.value.unknown == unknown
+
+
 def test_no_route_is_a_404_whatever_the_request() -> None:
     with pytest.raises(NoRoute):
         no_route(_head(b"/hello/"), 0.0)

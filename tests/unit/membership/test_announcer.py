@@ -121,6 +121,21 @@ async def test_a_sync_request_and_a_reconnect_are_answered_at_once(
     assert v.said()[-1].health == "failing"  # type: ignore[union-attr]
 
 
+async def test_its_own_services_sync_is_answered_and_anothers_is_not(
+    voice: Callable[..., Voice],
+) -> None:
+    """A node that starts following orders asks orders' nodes alone (mesh.v1.sync.orders)."""
+    v = voice()
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    asker = v.hub.bus()
+    await asker.publish(subjects.sync("billing"), encode(Sync(node="caller")))
+    await settle()
+    assert v.seqs() == [1]
+    await asker.publish(subjects.sync("orders"), encode(Sync(node="caller")))
+    await until(lambda: v.seqs() == [1, 2])
+
+
 async def test_heartbeats_repeat_every_interval(voice: Callable[..., Voice]) -> None:
     v = voice(interval=0.05)
     await v.announcer.start()

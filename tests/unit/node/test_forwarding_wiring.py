@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
@@ -94,14 +95,23 @@ def hello(instance: str, port: int = 9000, **fields: object) -> Heartbeat:
 
 
 @contextlib.asynccontextmanager
-async def wired(*, agent: bool, defaults: bool | None = None) -> AsyncIterator[Wired]:
+async def wired(
+    *, agent: bool, defaults: bool | None = None, everything: bool = True
+) -> AsyncIterator[Wired]:
     """A node's forwarding on a memory bus; an agent falls back to the default routes,
-    a gateway only if `defaults` (MESH_GATEWAY_DEFAULT_ROUTES) says so."""
+    a gateway only if `defaults` (MESH_GATEWAY_DEFAULT_ROUTES) says so. Unless it hears
+    `everything`, the node follows services on use and by policy."""
     hub, clock, bucket, metrics = MemoryHub(), ManualClock(), MemoryBucket(), Metrics()
     bus = hub.bus()
     events = EventLog(bus, "gw-1", metrics, clock=clock)
     discovery = Discovery(
-        bus, PRESETS["local"], node="gw-1", metrics=metrics, events=events, clock=clock
+        bus,
+        PRESETS["local"],
+        node="gw-1",
+        metrics=metrics,
+        events=events,
+        clock=clock,
+        everything=everything,
     )
     role = "agent" if agent else "gateway"
     node = MemoryNode("gw-1", "gateway", role, bus, metrics, events, discovery)
@@ -379,3 +389,107 @@ async def test_a_route_whose_key_file_is_missing_here_is_rejected_and_the_last_r
     await until(lambda: gateway.events("policy.rejected"))
     assert "missing-secret" in gateway.events("policy.rejected")[-1].detail["reason"]
     assert gateway.route(b"/greet/x") == ("hello", b"/x")  # still the open route
+
+
+async def test_a_node_following_on_use_follows_a_service_named_by_a_first_call() -> None:
+    async with wired(agent=True, everything=False) as agent:
+        engine, discovery = agent.engine, agent.node.discovery
+        assert engine.used is discovery.used  # each routed request stamps its service
+        with pytest.raises(NoRoute) as refused:
+            agent.route(b"http://hello/x")
+        assert refused.value.unknown == ("hello",)
+        assert engine.on_unknown is not None
+        waiting = engine.on_unknown(refused.value.unknown)
+        assert waiting is not None
+        first_call = asyncio.create_task(waiting)
+        asked = f"{subjects.SYNC}.hello"
+        await until(lambda: any(d.subject == asked for d in agent.hub.published))
+        assert not first_call.done()
+        await agent.announce(hello("h1"))  # hello's node answers the sync
+        await asyncio.wait_for(first_call, 1)
+        assert agent.route(b"http://hello/x") == ("hello", b"/x")
+        assert engine.on_unknown(("hello",)) is None  # followed: no wait for the next
+        assert engine.on_unknown(("bad.name",)) is None  # never a service name
+
+
+async def test_the_own_services_document_preloads_what_its_nodes_follow() -> None:
+    async with wired(agent=True, everything=False) as agent:
+        discovery = agent.node.discovery
+        document = {"kind": "Service", "name": "gateway", "preload": ["hello", "not-yet"]}
+        await agent.bucket.put("service.gateway", document)
+        await until(lambda: discovery.interested("hello") and discovery.interested("not-yet"))
+        await agent.announce(hello("h1"))
+        assert "h1" in discovery.view.members
+        assert discovery.following.interest.pinned == {"hello", "not-yet"}
+        await agent.bucket.put("service.gateway", {**document, "preload": ["hello"]})
+        await until(lambda: discovery.following.interest.pinned == {"hello"})
+        assert discovery.interested("not-yet")  # no longer pinned: let go once idle
+
+
+async def test_another_services_preload_is_not_this_nodes() -> None:
+    async with wired(agent=True, everything=False) as agent:
+        await agent.bucket.put(
+            "service.hello", {"kind": "Service", "name": "hello", "preload": ["billing"]}
+        )
+        await settle()
+        assert not agent.node.discovery.interested("billing")
+
+
+async def test_a_gateway_following_its_routes_follows_what_they_send_to() -> None:
+    async with wired(agent=False, everything=False) as gateway:
+        discovery = gateway.node.discovery
+        await gateway.bucket.put("route.greet", GREET)
+        await until(lambda: discovery.interested("hello"))
+        await three_hellos(gateway)
+        assert gateway.route(b"/greet/x") == ("hello", b"/x")
+        await gateway.bucket.delete("route.greet")
+        await until(lambda: discovery.following.interest.pinned == frozenset())
+
+
+async def test_evidence_from_a_service_not_followed_counts_as_one_observer() -> None:
+    """This node knows none of web's instances: two of them are one vote, so soft
+    evidence from both does not eject; with a vote of this node's own, it does."""
+    async with wired(agent=True, everything=False) as agent:
+        await agent.node.discovery.want("hello")
+        await three_hellos(agent)
+        agent.engine.directory.state("hello")
+        for observer in ("web-1", "web-2"):
+            soft = evidence(
+                service="hello",
+                instance="h2",
+                observer=observer,
+                reporter="web",
+                signal="5xx",
+                streak=1,
+            )
+            await agent.peer.publish(subjects.evidence("web", "hello", "h2"), encode(soft))
+        await settle()
+        assert agent.engine.directory.ejected_counts() == {"hello": 0}
+        assert agent.node.metrics.view_dropped == {}
+        ours = evidence(
+            service="hello",
+            instance="h2",
+            observer="gw-1",
+            reporter="gateway",
+            signal="5xx",
+            streak=1,
+        )
+        await agent.peer.publish(subjects.evidence("gateway", "hello", "h2"), encode(ours))
+        await until(lambda: agent.engine.directory.ejected_counts() == {"hello": 1})
+
+
+async def test_names_made_up_by_requests_cannot_grow_what_a_node_follows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("mesh.node.forwarding.MOST_FOLLOWED", 2)
+    async with wired(agent=False, defaults=True, everything=False) as gateway:
+        assert gateway.engine.on_unknown is not None
+        waiting = gateway.engine.on_unknown(("made-up-1", "made-up-2"))
+        assert waiting is not None
+        with contextlib.suppress(TimeoutError):  # nobody answers: no need to wait it out
+            await asyncio.wait_for(waiting, 0.02)
+        assert gateway.engine.on_unknown(("made-up-3",)) is None  # answered at once
+        assert not gateway.node.discovery.interested("made-up-3")
+        exposition = render(registry_for(gateway.node.metrics)).decode()
+        assert "mesh_interest_refused_total 1.0" in exposition
+        assert "mesh_services_followed 2.0" in exposition

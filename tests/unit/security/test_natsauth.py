@@ -33,6 +33,7 @@ AGENT_SENDS = [
     subjects.event("policy.applied", "payments"),  # acks name the policy
     subjects.event("policy.rejected", "web-routes"),
     subjects.SYNC,
+    subjects.sync("payments"),  # the nodes of a service it calls, asked for their records
     subjects.ca_sign("orders"),
     subjects.tapped("ab12cd34", "orders"),  # a tap's records, under its own service
     "$JS.API.STREAM.INFO.KV_mesh_policies",
@@ -50,6 +51,7 @@ AGENT_MAY_NOT = [
     subjects.ca_sign("payments"),
     subjects.tapped("ab12cd34", "payments"),
     subjects.TAP,  # only a monitor opens taps
+    "mesh.v1.sync.payments.x",
     "mesh.v1.hb.orders.o-1.x",
     "$KV.mesh_policies.service.orders",
     "$JS.API.STREAM.UPDATE.MESH_EVENTS",
@@ -75,12 +77,17 @@ def test_an_agent_hears_the_membership_and_evidence_but_not_certificate_requests
     for subject in (subjects.heartbeat("payments", "p"), subjects.evidence("gw", "a", "b")):
         assert may_subscribe(ORDERS, subject)
     assert may_subscribe(ORDERS, subjects.SYNC)
+    assert may_subscribe(ORDERS, subjects.sync("orders"))  # asked as a service it calls
+    assert not may_subscribe(ORDERS, subjects.sync("payments"))
     assert not may_subscribe(ORDERS, subjects.ca_sign("payments"))
     assert not may_subscribe(ORDERS, subjects.event("instance.down", "payments"))
 
 
 def test_a_gateway_speaks_for_itself_and_reports_every_event() -> None:
     assert may_publish(GATEWAY, subjects.heartbeat("edge", "edge-1-w0"))
+    assert may_publish(GATEWAY, subjects.sync("orders"))  # following its routes' services
+    assert may_subscribe(GATEWAY, subjects.sync("edge"))
+    assert not may_subscribe(GATEWAY, subjects.sync("orders"))
     assert may_publish(GATEWAY, subjects.evidence("edge", "orders", "o-1"))
     assert may_publish(GATEWAY, subjects.event("instance.down", "orders"))
     assert not may_publish(GATEWAY, subjects.heartbeat("orders", "o-1"))
