@@ -9,6 +9,9 @@ from mesh.errors import InvalidName
 PREFIX = "mesh.v1"
 
 HEARTBEATS = f"{PREFIX}.hb.>"
+# mesh.v1.load.<service>.<instance>: each node's traffic figures, apart from its heartbeats
+# so that only watchers (`mesh top`, dashboards) receive them.
+LOADS = f"{PREFIX}.load.>"
 LEAVES = f"{PREFIX}.leave.>"
 # mesh.v1.evidence.<reporter>.<service>.<instance>: the reporter (the observer's own
 # service) leads, so that NATS permissions can confine an agent to its own reports while
@@ -32,7 +35,7 @@ EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
 POLICY_HISTORY = 64  # revisions kept per policy: how far back a rollback can go
 
-_PER_INSTANCE = frozenset({"hb", "leave"})
+_PER_INSTANCE = frozenset({"hb", "leave", "load"})
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -49,6 +52,10 @@ def is_valid_name(name: str) -> bool:
 
 def heartbeat(service: str, instance: str) -> str:
     return f"{PREFIX}.hb.{check_name(service)}.{check_name(instance)}"
+
+
+def load(service: str, instance: str) -> str:
+    return f"{PREFIX}.load.{check_name(service)}.{check_name(instance)}"
 
 
 def leave(service: str, instance: str) -> str:
@@ -92,7 +99,8 @@ def event(kind: str, service: str) -> str:
 
 
 def owner(subject: str) -> tuple[str, str] | None:
-    """(service, instance) named by a per-instance subject (hb, leave, evidence), else None."""
+    """(service, instance) named by a per-instance subject (hb, load, leave, evidence),
+    else None."""
     parts = subject.split(".")
     if len(parts) == 5 and ".".join(parts[:2]) == PREFIX and parts[2] in _PER_INSTANCE:
         return parts[3], parts[4]

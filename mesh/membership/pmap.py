@@ -40,6 +40,7 @@ class _Collision:
 
 
 _EMPTY_NODE = _Node(0, ())
+_MISSING = object()
 
 
 def _pair(
@@ -153,6 +154,20 @@ class PMap(Mapping[K, V], Generic[K, V]):
         return new
 
     def __getitem__(self, key: K) -> V:
+        found = self._find(key)
+        if found is _MISSING:
+            raise KeyError(key)
+        return found  # type: ignore[no-any-return]
+
+    def get(self, key: K, default: Any = None) -> Any:
+        """The value of `key`, else `default` (no exception raised and caught on a miss)."""
+        found = self._find(key)
+        return default if found is _MISSING else found
+
+    def __contains__(self, key: object) -> bool:
+        return self._find(key) is not _MISSING
+
+    def _find(self, key: object) -> Any:
         hash_ = hash(key) & _HASH
         node: Any = self._root
         shift = 0
@@ -160,16 +175,14 @@ class PMap(Mapping[K, V], Generic[K, V]):
             if type(node) is _Collision:
                 for k, value in node.slots:
                     if k == key:
-                        return value  # type: ignore[no-any-return]
-                raise KeyError(key)
+                        return value
+                return _MISSING
             bit = 1 << ((hash_ >> shift) & _MASK)
             if not node.bitmap & bit:
-                raise KeyError(key)
+                return _MISSING
             entry = node.slots[(node.bitmap & (bit - 1)).bit_count()]
             if type(entry) is tuple:
-                if entry[0] == key:
-                    return entry[1]  # type: ignore[no-any-return]
-                raise KeyError(key)
+                return entry[1] if entry[0] == key else _MISSING
             node = entry
             shift += _BITS
 

@@ -51,7 +51,7 @@ class Node:
             metrics=self.metrics,
             events=self.events,
         )
-        self.announcer = Announcer(self.bus, record)
+        self.announcer = Announcer(self.bus, record, full_every=settings.heartbeat_full_every)
         self._admin_socket: socket.socket | None = None
         self._admin: web.AppRunner | None = None
         self._dashboard: Feed | None = None
