@@ -319,44 +319,45 @@ class _Expiry:
         self.moved = False  # a queue's front moved on (stale entries read)
 
     def run(self, key: Key) -> None:
+        gone = key[0] == deadlines.GONE
         oldest, newest = deadlines.front(self.queues[key])
         while oldest is not None:
             (at, instance), rest = oldest
-            if not self._settle(key, at, instance):
+            m = self.members.get(instance)
+            # Most entries are stale (a newer message pushed another): one lookup each.
+            current = m is not None and (m.since if gone else m.heard) == at
+            if current and not self._settle(key, at, m):
                 break
             self.moved = True
-            oldest, newest = deadlines.front((rest, newest))
+            oldest = rest
+            if oldest is None and newest is not None:
+                oldest, newest = deadlines.front((None, newest))
         if oldest is None:
             del self.queues[key]
         else:
             self.queues[key] = (oldest, newest)
 
-    def _settle(self, key: Key, at: float, instance: str) -> bool:
-        """Act on one front entry; False when it is not due yet (nor is any behind it)."""
+    def _settle(self, key: Key, at: float, m: Member) -> bool:
+        """Act on a front entry that `m` was stored with; False when it is not due yet
+        (nor is any behind it)."""
         kind, interval = key
-        m = self.members.get(instance)
         timing = self.view.timing
         if kind == deadlines.GONE:
-            if m is None or m.state not in GONE or m.since != at:
-                return True  # forgotten already, or back since
+            if m.state not in GONE:
+                return True  # back since
             if self.now < forget_at(at, timing):
                 return False
-            self.members = self.members.delete(instance)
+            self.members = self.members.delete(m.instance)
             service = m.record.service
-            left = self.services[service].delete(instance)
+            left = self.services[service].delete(m.instance)
             self.services = (
                 self.services.set(service, left) if left else self.services.delete(service)
             )
             self.changed.add(service)
             return True
         expected = (State.SUSPECT,) if kind == deadlines.SUSPECT else (State.ALIVE, State.DRAINING)
-        if (
-            m is None
-            or m.heard != at
-            or m.state not in expected
-            or clamp_interval(m.record.interval) != interval
-        ):
-            return True  # heard again since, or at another interval (a newer entry waits)
+        if m.state not in expected or clamp_interval(m.record.interval) != interval:
+            return True  # no longer live, or heard at another interval (a newer entry waits)
         if self.now >= down_at(at, interval, timing):
             self._store(replace(m, state=State.DOWN, since=self.now), GONE_KEY, self.now)
             self.effects.append(_event("instance.down", m))
