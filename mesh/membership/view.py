@@ -75,8 +75,10 @@ class View:
     changed: frozenset[str] = frozenset()
     # Each service's instances (the ids in `members`), so that one service is read alone.
     services: PMap[str, PMap[str, bool]] = field(default_factory=PMap)
-    # When each member is next due for expiry: see `tick`.
-    queues: Mapping[Key, Queue] = field(default_factory=dict)
+    # When each member is next due for expiry (see `tick`): bookkeeping, not what the view
+    # holds, and linked lists as deep as the messages since the last tick, which `==`
+    # would compare recursively.
+    queues: Mapping[Key, Queue] = field(default_factory=dict, compare=False)
     # Views derived from one another share it: a reader can tell a successor from a
     # view built anew that happens to carry the next version.
     lineage: object = field(default_factory=object, compare=False)
