@@ -160,11 +160,12 @@ def _routing_key(record: Heartbeat) -> tuple[object, ...]:
 
 
 def _due(member: Member) -> tuple[Key, deadlines.Entry]:
-    """Where a member just stored waits for expiry: a tombstone until forgotten, a live
-    one until silent too long."""
+    """Where a member just stored, in any state, waits for expiry: a tombstone until
+    forgotten, a suspect until down, a live one until suspect."""
     if member.state in GONE:
         return GONE_KEY, (member.since, member.instance)
-    return (deadlines.LIVE, clamp_interval(member.record.interval)), (member.heard, member.instance)
+    kind = deadlines.SUSPECT if member.state is State.SUSPECT else deadlines.LIVE
+    return (kind, clamp_interval(member.record.interval)), (member.heard, member.instance)
 
 
 def _with(view: View, member: Member, *, routing_changed: bool, new: bool = False) -> View:
@@ -361,20 +362,18 @@ class _Expiry:
         if m.state not in expected or clamp_interval(m.record.interval) != interval:
             return True  # no longer live, or heard at another interval (a newer entry waits)
         if self.now >= down_at(at, interval, timing):
-            self._store(replace(m, state=State.DOWN, since=self.now), GONE_KEY, self.now)
+            self._store(replace(m, state=State.DOWN, since=self.now))
             self.effects.append(_event("instance.down", m))
             return True
         if kind == deadlines.LIVE and self.now >= suspect_at(at, interval, timing):
-            self._store(
-                replace(m, state=State.SUSPECT, since=self.now), (deadlines.SUSPECT, interval), at
-            )
+            self._store(replace(m, state=State.SUSPECT, since=self.now))
             self.effects.append(_event("instance.suspect", m))
             return True
         return False
 
-    def _store(self, member: Member, key: Key, at: float) -> None:
+    def _store(self, member: Member) -> None:
         self.members = self.members.set(member.instance, member)
-        self.queues = deadlines.pushed(self.queues, key, (at, member.instance))
+        self.queues = deadlines.pushed(self.queues, *_due(member))
         self.changed.add(member.record.service)
 
     def result(self) -> tuple[View, list[Effect]]:

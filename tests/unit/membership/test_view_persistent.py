@@ -128,6 +128,27 @@ def test_an_old_view_is_unchanged_by_the_steps_taken_from_it() -> None:
     assert "i2" not in before.members
 
 
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (State.ALIVE, [(2.9, "alive"), (3.0, "suspect"), (6.0, "down"), (66.0, "gone")]),
+        (State.SUSPECT, [(5.9, "suspect"), (6.0, "down"), (65.9, "down"), (66.0, "gone")]),
+        (State.DOWN, [(60.4, "down"), (60.5, "gone")]),
+    ],
+)
+def test_a_member_stored_in_any_state_expires_from_there(
+    state: State, expected: list[tuple[float, str]]
+) -> None:
+    """Whatever puts a member in a state (a message, a tick, or a fold of another kind)
+    queues it for the next expiry of that state: a suspect is not left alive for ever."""
+    m = Member(heartbeat("i1"), state, heard=0.0, since=0.5, seq=1)
+    view = v.holding(LAN, {"i1": m})
+    for now, shown in expected:
+        view, _ = v.tick(view, now)
+        member = view.members.get("i1")
+        assert (now, member.state.value if member else "gone") == (now, shown)
+
+
 def test_a_beat_keeps_the_record_it_does_not_repeat() -> None:
     """Liveness only: heard and seq move on, the record is the very object held."""
     view, _ = v.apply(v.View(LAN), heartbeat("i1", seq=1, zone="z"), 0.0)
