@@ -105,6 +105,18 @@ class Settings(BaseSettings):
         None, gt=0, description="Seconds a down or departed member is remembered (preset)."
     )
 
+    # Between full records a node sends a short beat (liveness only, ~100 bytes): an
+    # observer's traffic no longer grows with the record's size. The price: an observer
+    # that missed both a node's last full record and the answers to its own sync (it
+    # joined in between, or lost a message) knows that node only after up to this many
+    # intervals; 1 sends the full record every time.
+    heartbeat_full_every: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Every how many heartbeats the full record is sent even if unchanged.",
+    )
+
     # Nodes started together (`mesh up`, a deployment) miss one another's first
     # heartbeats; one that first sees an instance this close to its start publishes its
     # arrival all the same, under the id the others use.

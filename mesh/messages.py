@@ -54,11 +54,11 @@ EventKind = Literal[
 ]
 
 
-# Caps on the traffic figures in one heartbeat, so that a full one (the longest names,
-# the largest counts, 64 meta entries) stays well under MAX_MESSAGE_BYTES; the sender
-# keeps the busiest entries and counts the rest in `Load.omitted`.
+# Caps on the traffic figures in one load report, so that a full one (the longest names,
+# the largest counts) stays well under MAX_MESSAGE_BYTES; the sender keeps the busiest
+# entries and counts the rest in `Load.omitted`.
 MAX_LOAD_SERVICES = 16
-MAX_LOAD_INSTANCES = 64  # in the whole heartbeat, across its services
+MAX_LOAD_INSTANCES = 64  # in the whole report, across its services
 # Latency bucket counts: one per bound of mesh.metrics.BUCKETS, then one above the last.
 LATENCY_BUCKETS = 14
 # The most a figure of one window may say. A node is one event loop: at 10^5 requests a
@@ -103,7 +103,7 @@ class Load(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     The callers report, because an instance's own agent never sees most of the requests
     its service gets. The figures cover the last `window` seconds (0: none yet); every
-    heartbeat until the next window ends repeats them.
+    report until the next window ends repeats them.
     """
 
     # 0 or from MIN_LOAD_WINDOW (decode checks the gap between them).
@@ -130,10 +130,30 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="hb", tag_field="
     draining: bool = False
     interval: Seconds = 1.0
     admin_port: Port | None = None
-    load: Load = Load()
     # The agent's inbound listener (mTLS in front of the service): callers that know it
     # dial it instead of `port`. None: no inbound listener (or an agent that predates it).
     inbound_port: Port | None = None
+
+
+class Beat(msgspec.Struct, frozen=True, kw_only=True, tag="beat", tag_field="type"):
+    """A short heartbeat, on the heartbeat subject: alive, and the record (the last
+    Heartbeat of this incarnation) unchanged. Nodes send the full record when it changes,
+    in answer to a sync, first after a (re)connect, and every few intervals."""
+
+    service: Name
+    instance: Name
+    incarnation: Count
+    seq: Count
+
+
+class LoadReport(msgspec.Struct, frozen=True, kw_only=True, tag="load", tag_field="type"):
+    """What a node forwarded lately, on its own subject: only watchers (`mesh top`, a
+    dashboard) hear it; the nodes that route never pay for a fleet's traffic figures."""
+
+    service: Name
+    instance: Name
+    incarnation: Count  # the reporting node's, so that a restart's figures start afresh
+    load: Load
 
 
 class Leave(msgspec.Struct, frozen=True, kw_only=True, tag="leave", tag_field="type"):
@@ -265,14 +285,17 @@ class TapRecords(msgspec.Struct, frozen=True, kw_only=True, tag="tapped", tag_fi
     refused: bool = False
 
 
-Message = Heartbeat | Leave | Gone | Sync | Evidence | Event | TapOpen | TapRecords
+Message = (
+    Heartbeat | Beat | LoadReport | Leave | Gone | Sync | Evidence | Event | TapOpen | TapRecords
+)
 
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
 _encoder = msgspec.json.Encoder()
 
-# Which message type may travel on which subject family (the token after `mesh.v1`).
-_FAMILY: dict[str, type[Message]] = {
-    "hb": Heartbeat,
+# Which message types may travel on which subject family (the token after `mesh.v1`).
+_FAMILY: dict[str, type[Message] | tuple[type[Message], ...]] = {
+    "hb": (Heartbeat, Beat),
+    "load": LoadReport,
     "leave": Leave,
     "gone": Gone,
     "evidence": Evidence,
@@ -320,7 +343,7 @@ def decode(subject: str, data: bytes) -> Message:
     named = subjects.owner(subject)
     if (
         (named is not None or expected is not None)
-        and isinstance(message, Heartbeat | Leave | Gone | Evidence)
+        and isinstance(message, Heartbeat | Beat | LoadReport | Leave | Gone | Evidence)
         and named != (message.service, message.instance)
     ):
         # On a per-instance family, a subject naming no instance (too few or too many
@@ -328,7 +351,7 @@ def decode(subject: str, data: bytes) -> Message:
         said = f"{message.service}/{message.instance}"
         where = "none" if named is None else f"{named[0]}/{named[1]}"
         raise InvalidMessage(subject, f"names {said}, its subject {where}")
-    if isinstance(message, Heartbeat) and 0 < message.load.window < MIN_LOAD_WINDOW:
+    if isinstance(message, LoadReport) and 0 < message.load.window < MIN_LOAD_WINDOW:
         window = message.load.window
         raise InvalidMessage(subject, f"load window {window} s: 0 or {MIN_LOAD_WINDOW} s or more")
     if isinstance(message, Evidence) and message.reporter != subjects.reporter(subject):

@@ -9,6 +9,9 @@ from mesh.errors import InvalidName
 PREFIX = "mesh.v1"
 
 HEARTBEATS = f"{PREFIX}.hb.>"
+# mesh.v1.load.<service>.<instance>: each node's traffic figures, apart from its heartbeats
+# so that only watchers (`mesh top`, dashboards) receive them.
+LOADS = f"{PREFIX}.load.>"
 LEAVES = f"{PREFIX}.leave.>"
 # mesh.v1.gone.<service>.<instance>: NATS saw the instance's connection close (presence).
 GONE = f"{PREFIX}.gone.>"
@@ -43,7 +46,7 @@ EVENTS_STREAM = "MESH_EVENTS"
 POLICY_BUCKET = "mesh_policies"
 POLICY_HISTORY = 64  # revisions kept per policy: how far back a rollback can go
 
-_PER_INSTANCE = frozenset(FOLLOWED)
+_PER_INSTANCE = frozenset({*FOLLOWED, "load"})
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -60,6 +63,10 @@ def is_valid_name(name: str) -> bool:
 
 def heartbeat(service: str, instance: str) -> str:
     return f"{PREFIX}.hb.{check_name(service)}.{check_name(instance)}"
+
+
+def load(service: str, instance: str) -> str:
+    return f"{PREFIX}.load.{check_name(service)}.{check_name(instance)}"
 
 
 def leave(service: str, instance: str) -> str:
@@ -129,7 +136,8 @@ def event(kind: str, service: str) -> str:
 
 
 def owner(subject: str) -> tuple[str, str] | None:
-    """(service, instance) a per-instance subject (hb, leave, gone, evidence) names, else None."""
+    """(service, instance) named by a per-instance subject (hb, load, leave, gone,
+    evidence), else None."""
     parts = subject.split(".")
     if len(parts) == 5 and ".".join(parts[:2]) == PREFIX and parts[2] in _PER_INSTANCE:
         return parts[3], parts[4]

@@ -14,12 +14,14 @@ from mesh.config import Settings
 from mesh.forwarding.defaults import default_service
 from mesh.membership import view as v
 from mesh.messages import (
+    Beat,
     Event,
     Evidence,
     Heartbeat,
     InstanceTraffic,
     Leave,
     Load,
+    LoadReport,
     RequestRecord,
     ServiceTraffic,
     Sync,
@@ -101,6 +103,29 @@ def full_heartbeat() -> Heartbeat:
         draining=True,
         interval=0.25,
         admin_port=15000,
+    )
+
+
+def beat(
+    instance: str = "i1", service: str = "orders", *, incarnation: int = 1, seq: int = 2
+) -> Beat:
+    """A short heartbeat of `service/instance`: liveness of the record already sent."""
+    return Beat(service=service, instance=instance, incarnation=incarnation, seq=seq)
+
+
+def load_report(
+    instance: str = "i1", service: str = "orders", *, incarnation: int = 1, load: Load | None = None
+) -> LoadReport:
+    """What `service/instance` forwarded lately (default: no figures yet)."""
+    figures = Load() if load is None else load
+    return LoadReport(service=service, instance=instance, incarnation=incarnation, load=figures)
+
+
+def full_load_report() -> LoadReport:
+    """A load report with every field set away from its default."""
+    return load_report(
+        "orders-7f3a_01",
+        incarnation=3,
         load=Load(
             window=1.25,
             services={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import random
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
@@ -51,8 +52,11 @@ class Directory:
         self._compiled = compiled or Compiled(routes=None, services={}, default=ServicePolicy())
         self._members: dict[str, _Members] = {}
         self._states: dict[str, ServiceState] = {}
-        self._known: frozenset[str] = frozenset()
+        self._known: set[str] = set()  # services with an agent in the view, even a tombstone
+        # Routable endpoints at each address, across services: a pool closes at none.
+        self._routed: collections.Counter[tuple[str, int]] = collections.Counter()
         self.version = -1
+        self._lineage: object = None  # of the view adopted last
         self.on_ejection: EjectionListener | None = None  # the shell turns these into events
         self.on_evidence: Callable[[Evidence], None] | None = None  # ... and publishes these
         self.capped = 0  # ejections refused by a cap, for metrics
@@ -61,38 +65,62 @@ class Directory:
     # --- inputs ---
 
     def update(self, view: View, now: float = 0.0) -> set[tuple[str, int]]:
-        """Adopt `view`; returns the addresses no longer routable anywhere (to close pools)."""
-        before = self._addresses()
-        grouped: dict[str, tuple[list[Endpoint], set[str]]] = {}
-        known: set[str] = set()
-        for instance in sorted(view.members):
-            member = view.members[instance]
+        """Adopt `view`; returns the addresses no longer routable anywhere (to close pools).
+
+        The view's next version, derived from the one adopted last, names the services
+        its step changed: only those are rebuilt. Any other view is adopted whole.
+        """
+        if view.lineage is self._lineage and view.version == self.version + 1:
+            services: Set[str] = view.changed
+        else:
+            services = view.services.keys() | self._known | self._members.keys()
+        unrouted: set[tuple[str, int]] = set()
+        for service in services:
+            self._rebuild(view, service, now, unrouted)
+        self.counters.retain(view.members.keys())  # tombstones keep theirs until forgotten
+        self.version = view.version
+        self._lineage = view.lineage
+        gone = {address for address in unrouted if self._routed[address] <= 0}
+        for address in gone:
+            del self._routed[address]
+        return gone
+
+    def _rebuild(
+        self, view: View, service: str, now: float, unrouted: set[tuple[str, int]]
+    ) -> None:
+        """One service's endpoints from the view; the addresses it stopped routing to go
+        into `unrouted` (another service may still route to them)."""
+        everyone: list[Endpoint] = []
+        routable: set[str] = set()
+        known = False
+        for member in sorted(view.of_service(service), key=lambda m: m.instance):
             if member.record.role != "agent":
                 continue
-            known.add(member.record.service)
+            known = True
             if member.state is State.ALIVE and not member.record.draining:
-                everyone, routable = grouped.setdefault(member.record.service, ([], set()))
                 everyone.append(endpoint_of(member))
                 if member.routable:
-                    routable.add(instance)
-        self._members = {
-            service: _Members(tuple(everyone), frozenset(routable))
-            for service, (everyone, routable) in grouped.items()
-        }
-        self._known = frozenset(known)
-        self.counters.retain(view.members.keys())  # tombstones keep theirs until forgotten
-        for service in list(self._states):
-            if service not in known:
-                del self._states[service]
-        for service, state in self._states.items():
-            members = self._members.get(service)
-            state.refresh(
-                members.everyone if members else (),
-                members.routable if members else frozenset(),
-                now,
-            )
-        self.version = view.version
-        return before - self._addresses()
+                    routable.add(member.instance)
+        before = self._members.pop(service, None)
+        if before is not None:
+            for endpoint in before.everyone:
+                if endpoint.instance in before.routable:
+                    self._routed[endpoint.address] -= 1
+                    unrouted.add(endpoint.address)
+        members = _Members(tuple(everyone), frozenset(routable))
+        if everyone:
+            self._members[service] = members
+            for endpoint in everyone:
+                if endpoint.instance in routable:
+                    self._routed[endpoint.address] += 1
+        if known:
+            self._known.add(service)
+            state = self._states.get(service)
+            if state is not None:
+                state.refresh(members.everyone, members.routable, now)
+        else:
+            self._known.discard(service)
+            self._states.pop(service, None)
 
     def set_policies(self, compiled: Compiled) -> None:
         """A new policy revision: services whose policy changed start afresh."""
@@ -238,11 +266,3 @@ class Directory:
 
     def in_flight_counts(self) -> dict[str, int]:
         return {name: state.limit.active for name, state in self._states.items()}
-
-    def _addresses(self) -> set[tuple[str, int]]:
-        return {
-            e.address
-            for members in self._members.values()
-            for e in members.everyone
-            if e.instance in members.routable
-        }

@@ -1,4 +1,4 @@
-"""The load figures a node puts in its heartbeats: what it forwarded in the last window."""
+"""The load figures a node reports beside its heartbeats: what it forwarded in the last window."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def service_tallies(metrics: Metrics, own: str) -> dict[str, Tally]:
 
 def _bounded(count: int) -> int:
     """A count the wire takes: only a window stretched by a long NATS outage (no heartbeat
-    sent, none cut) could hold more, and a heartbeat the others refuse would make us dead."""
+    sent, none cut) could hold more, and watchers would refuse the report."""
     return min(count, MAX_LOAD_COUNT)
 
 
@@ -83,8 +83,8 @@ def _wire(latency: tuple[int, ...]) -> list[int]:
 
 
 class LoadWindow:
-    """A window ends with a periodic heartbeat (an interval after the one before); those
-    sent sooner (sync answers, urgent changes) repeat the last window's figures. So the
+    """A window ends with a periodic heartbeat (an interval after the one before); reports
+    sent sooner (beside sync answers, urgent changes) repeat the last window's figures. So the
     latest record always covers a whole interval, however often syncs come, and a
     reader's own sync shows a window that ended before it asked."""
 

@@ -1,4 +1,4 @@
-"""This node's voice: its heartbeat every interval and at once on change, sync answers, leave."""
+"""This node's voice: a beat every interval, its full record when it matters, load, leave."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mesh import subjects
 from mesh.bus import Bus, Delivery
 from mesh.clock import Clock
 from mesh.errors import BusError
-from mesh.messages import Heartbeat, Leave, LeaveReason, Load, encode
+from mesh.messages import Beat, Heartbeat, Leave, LeaveReason, Load, LoadReport, encode
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,19 @@ def new_incarnation(clock: Clock = system_clock) -> int:
 
 
 class Announcer:
-    """Owns the node's record; `seq` grows with every message it sends."""
+    """Owns the node's record; `seq` grows with every message it sends.
+
+    Each interval it sends a short Beat, and the full record (a Heartbeat) instead when
+    the record changed, in answer to a sync, first after a (re)connect, and every
+    `full_every` intervals (for an observer that missed the rest).
+    """
 
     def __init__(
         self,
         bus: Bus,
         record: Heartbeat,
         *,
+        full_every: int = 10,
         clock: Clock = system_clock,
         incarnation: int | None = None,
     ) -> None:
@@ -42,13 +48,19 @@ class Announcer:
         if incarnation is None:
             incarnation = new_incarnation(clock)
         self._record = msgspec.structs.replace(record, incarnation=incarnation, seq=0)
+        self._full_every = full_every
+        self._full_due = True  # the first one is the announcement
+        self._since_full = 0  # beats sent since the last full record
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._goodbye: bool | None = None
         self.sent = 0
+        self.full_sent = 0
         self.announced = asyncio.Event()  # NATS took a heartbeat of ours (for the first time)
-        # The load figures of each heartbeat, given the monotonic time it is sent at.
+        # The load figures to report, given the monotonic time; None: this node routes
+        # nothing. Sent beside each heartbeat while there are figures, and once after.
         self.load_source: Callable[[float], Load] | None = None
+        self._load_reported = False
 
     @property
     def record(self) -> Heartbeat:
@@ -65,19 +77,19 @@ class Announcer:
         """Change the record; a change that matters is announced at once."""
         new = msgspec.structs.replace(self._record, **changes)
         if new != self._record:
-            urgent = any(
-                getattr(new, k) != getattr(self._record, k) for k in changes if k != "load"
-            )
             self._record = new
-            if urgent:
-                self._wake.set()
+            self._full_soon()
+
+    def _full_soon(self) -> None:
+        self._full_due = True
+        self._wake.set()
 
     def _on_bus_state(self, connected: bool) -> None:
         if connected:
-            self._wake.set()
+            self._full_soon()
 
     async def _on_sync(self, delivery: Delivery) -> None:
-        self._wake.set()
+        self._full_soon()  # a sync's answer is always the full record
 
     async def _run(self) -> None:
         while True:  # until leave() cancels it
@@ -88,24 +100,62 @@ class Announcer:
 
     async def _publish_heartbeat(self) -> None:
         if not self._bus.connected:
+            self._full_due = True  # whoever we reach next may have missed the record
             return  # a heartbeat queued while disconnected would arrive stale anyway
-        load = self._record.load
-        if self.load_source is not None:
-            load = self.load_source(self._clock.monotonic())
-        self._record = msgspec.structs.replace(self._record, seq=self._record.seq + 1, load=load)
+        full = self._full_due or self._since_full + 1 >= self._full_every
+        self._full_due = False
+        self._record = msgspec.structs.replace(self._record, seq=self._record.seq + 1)
         record = self._record
+        message: Heartbeat | Beat = record
+        if not full:
+            message = Beat(
+                service=record.service,
+                instance=record.instance,
+                incarnation=record.incarnation,
+                seq=record.seq,
+            )
         try:
             await self._bus.publish(
-                subjects.heartbeat(record.service, record.instance), encode(record)
+                subjects.heartbeat(record.service, record.instance), encode(message)
             )
-            self.sent += 1
-            self.announced.set()
         except BusError as exc:
             log.debug("heartbeat not sent: %s", exc)
             # NATS did not take it: its seq goes to the next one, so that the first
             # heartbeat the others can see is seq 1, which tells them they saw us start.
             if self._record.seq == record.seq:
                 self._record = msgspec.structs.replace(self._record, seq=record.seq - 1)
+            self._full_due = self._full_due or full
+            return
+        self.sent += 1
+        self.announced.set()
+        if full:
+            self.full_sent += 1
+            self._since_full = 0
+        else:
+            self._since_full += 1
+        await self._report_load(record)
+
+    async def _report_load(self, record: Heartbeat) -> None:
+        """The traffic figures, while there are any, and once more when they end (so that
+        a watcher does not show the last busy window for ever)."""
+        if self.load_source is None:
+            return
+        load = self.load_source(self._clock.monotonic())
+        busy = bool(load.services or load.omitted)
+        if not busy and not self._load_reported:
+            return
+        report = LoadReport(
+            service=record.service,
+            instance=record.instance,
+            incarnation=record.incarnation,
+            load=load,
+        )
+        try:
+            await self._bus.publish(subjects.load(record.service, record.instance), encode(report))
+        except BusError as exc:
+            log.debug("load report not sent: %s", exc)
+            return
+        self._load_reported = busy
 
     async def leave(self, reason: LeaveReason = "shutdown", *, timeout: float = 2.0) -> bool:
         """Stop heartbeating and say goodbye; True when NATS confirmed it got the message.

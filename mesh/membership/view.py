@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from mesh.messages import Event, EventKind, Gone, Heartbeat, Leave, Message
-from mesh.timing import Timing, down_at, forget_at, suspect_at
+from mesh.membership import deadlines
+from mesh.membership.deadlines import GONE_KEY, Key, Queue
+from mesh.membership.pmap import PMap
+from mesh.messages import Beat, Event, EventKind, Gone, Heartbeat, Leave, Message
+from mesh.timing import Timing, clamp_interval, down_at, forget_at, suspect_at
 
 
 class State(enum.StrEnum):
@@ -50,18 +53,48 @@ class Member:
 class Dropped:
     """A message that changed nothing, and why (counted by the shell)."""
 
-    reason: str  # "stale" | "unknown"
+    # "stale" | "unknown" | "conflict" | "incarnation" (a beat of an incarnation not known)
+    reason: str
 
 
 Effect = Event | Dropped
+_NONE: PMap[str, bool] = PMap()
 
 
 @dataclass(frozen=True, slots=True)
 class View:
+    """Persistent: every step returns a new view sharing all but what it changed, and the
+    old one stays as it was (so a step costs O(log N), whatever the fleet's size)."""
+
     timing: Timing
-    members: Mapping[str, Member] = field(default_factory=dict)
+    members: PMap[str, Member] = field(default_factory=PMap)
     frozen_at: float | None = None  # set while our own NATS connection is down
     version: int = 0  # bumped on every change that can alter routing
+    # The services whose routing the step to `version` changed: a reader that saw the
+    # version before rebuilds only these (mesh.forwarding.directory).
+    changed: frozenset[str] = frozenset()
+    # Each service's instances (the ids in `members`), so that one service is read alone.
+    services: PMap[str, PMap[str, bool]] = field(default_factory=PMap)
+    # When each member is next due for expiry (see `tick`): bookkeeping, not what the view
+    # holds, and linked lists as deep as the messages since the last tick, which `==`
+    # would compare recursively.
+    queues: Mapping[Key, Queue] = field(default_factory=dict, compare=False)
+    # Views derived from one another share it: a reader can tell a successor from a
+    # view built anew that happens to carry the next version.
+    lineage: object = field(default_factory=object, compare=False)
+
+    def of_service(self, service: str) -> Iterator[Member]:
+        """The members of `service`, tombstones included, in no particular order."""
+        members = self.members
+        return (members[instance] for instance in self.services.get(service, _NONE))
+
+
+def holding(timing: Timing, members: Mapping[str, Member]) -> View:
+    """A view of `members` as they are (tests and tools that build one by hand)."""
+    view = View(timing)
+    for member in members.values():
+        view = _with(view, member, routing_changed=True, new=True)
+    return view
 
 
 # The seq of an incarnation's first heartbeat (the announcer counts from 1; 0 is accepted
@@ -126,10 +159,33 @@ def _routing_key(record: Heartbeat) -> tuple[object, ...]:
     )
 
 
-def _with(view: View, member: Member, *, routing_changed: bool) -> View:
-    members = dict(view.members)
-    members[member.instance] = member
-    return replace(view, members=members, version=view.version + routing_changed)
+def _due(member: Member) -> tuple[Key, deadlines.Entry]:
+    """Where a member just stored, in any state, waits for expiry: a tombstone until
+    forgotten, a suspect until down, a live one until suspect."""
+    if member.state in GONE:
+        return GONE_KEY, (member.since, member.instance)
+    kind = deadlines.SUSPECT if member.state is State.SUSPECT else deadlines.LIVE
+    return (kind, clamp_interval(member.record.interval)), (member.heard, member.instance)
+
+
+def _with(view: View, member: Member, *, routing_changed: bool, new: bool = False) -> View:
+    """`view` holding `member` (`new`: an instance it did not hold); built field by field,
+    as this runs for every message received."""
+    instance, service = member.instance, member.record.service
+    services = view.services
+    if new:
+        services = services.set(service, services.get(service, _NONE).set(instance, True))
+    key, entry = _due(member)
+    return View(
+        view.timing,
+        view.members.set(instance, member),
+        view.frozen_at,
+        view.version + 1 if routing_changed else view.version,
+        frozenset((service,)) if routing_changed else view.changed,
+        services,
+        deadlines.pushed(view.queues, key, entry),
+        view.lineage,
+    )
 
 
 def apply(
@@ -139,6 +195,8 @@ def apply(
     (epoch seconds; None: unknown, then only a first heartbeat names an arrival)."""
     if isinstance(message, Heartbeat):
         return _heartbeat(view, message, now, wall)
+    if isinstance(message, Beat):
+        return _beat(view, message, now)
     if isinstance(message, Leave):
         return _leave(view, message, now)
     if isinstance(message, Gone):
@@ -166,7 +224,7 @@ def _heartbeat(
             old is not None or hb.seq <= FIRST_SEQ or _young(hb, wall, view.timing.arrival_grace)
         )
         started = _started(member, "instance.up" if seen_start else None)
-        return _with(view, member, routing_changed=True), started
+        return _with(view, member, routing_changed=True, new=old is None), started
     if (hb.incarnation, hb.seq) <= (old.record.incarnation, old.seq):
         return view, [Dropped("stale")]
     if hb.incarnation > old.record.incarnation:
@@ -175,16 +233,44 @@ def _heartbeat(
     if old.state is State.LEFT:
         # A heartbeat racing its own leave: the goodbye wins for this incarnation.
         return view, [Dropped("stale")]
-    state = draining
-    member = Member(hb, state, now, old.since if state is old.state else now, hb.seq)
+    return _heard(view, old, hb, hb.seq, now)
+
+
+def _beat(view: View, beat: Beat, now: float) -> tuple[View, list[Effect]]:
+    """A short beat: liveness of the record already held, which it does not repeat. One
+    for a record not held (an instance or an incarnation not seen yet) cannot make a
+    member (its address is not in it): the record comes with the instance's next full
+    heartbeat, every few intervals, or at once in its answer to a sync."""
+    old = view.members.get(beat.instance)
+    if old is None:
+        return view, [Dropped("unknown")]
+    if old.record.service != beat.service:
+        return view, [Dropped("conflict")]
+    if beat.incarnation != old.record.incarnation:
+        stale = beat.incarnation < old.record.incarnation or old.state is State.LEFT
+        return view, [Dropped("stale" if stale else "incarnation")]
+    if beat.seq <= old.seq or old.state is State.LEFT:
+        return view, [Dropped("stale")]
+    return _heard(view, old, old.record, beat.seq, now)
+
+
+def _heard(
+    view: View, old: Member, record: Heartbeat, seq: int, now: float
+) -> tuple[View, list[Effect]]:
+    """A newer message of the incarnation `old` holds, carrying `record` (the same object
+    for a short beat: nothing of it is copied or compared)."""
+    state = State.DRAINING if record.draining else State.ALIVE
+    member = Member(record, state, now, old.since if state is old.state else now, seq)
     effects: list[Effect] = []
     if old.state in (State.SUSPECT, State.DOWN) and state is State.ALIVE:
         effects.append(_event("instance.up", member, previous=old.state.value))
     elif state is State.DRAINING and old.state is not State.DRAINING:
         effects.append(_event("instance.draining", member))
-    if hb.health != old.record.health:
-        effects.append(_event(_HEALTH_EVENT[hb.health], member))
-    changed = state is not old.state or _routing_key(hb) != _routing_key(old.record)
+    if record is not old.record and record.health != old.record.health:
+        effects.append(_event(_HEALTH_EVENT[record.health], member))
+    changed = state is not old.state or (
+        record is not old.record and _routing_key(record) != _routing_key(old.record)
+    )
     return _with(view, member, routing_changed=changed), effects
 
 
@@ -234,33 +320,100 @@ def _gone(view: View, gone: Gone, now: float) -> tuple[View, list[Effect]]:
 
 
 def tick(view: View, now: float) -> tuple[View, list[Effect]]:
-    """Expire silent members; frozen views expire nothing (static stability)."""
+    """Expire silent members; frozen views expire nothing (static stability).
+
+    Reads only the fronts of the deadline queues: the entries due, and those a newer
+    message made stale (each message's entry is read once), never the whole fleet.
+    """
     if view.frozen_at is not None:
         return view, []
-    timing = view.timing
-    changes: dict[str, Member | None] = {}
-    effects: list[Effect] = []
-    for instance, m in view.members.items():
-        if m.state in GONE:
-            if now >= forget_at(m.since, timing):
-                changes[instance] = None
-            continue
-        interval = m.record.interval
-        if now >= down_at(m.heard, interval, timing):
-            changes[instance] = replace(m, state=State.DOWN, since=now)
-            effects.append(_event("instance.down", m))
-        elif m.state is not State.SUSPECT and now >= suspect_at(m.heard, interval, timing):
-            changes[instance] = replace(m, state=State.SUSPECT, since=now)
-            effects.append(_event("instance.suspect", m))
-    if not changes:
-        return view, []
-    members = dict(view.members)
-    for instance, new in changes.items():
-        if new is None:
-            del members[instance]
+    expiry = _Expiry(view, now)
+    for key in list(view.queues):
+        expiry.run(key)
+    return expiry.result()
+
+
+class _Expiry:
+    """One tick's work: the members it changes, their events, the queues' new fronts."""
+
+    def __init__(self, view: View, now: float) -> None:
+        self.view = view
+        self.now = now
+        self.members = view.members
+        self.services = view.services
+        self.queues = dict(view.queues)
+        self.changed: set[str] = set()
+        self.effects: list[Effect] = []
+        self.moved = False  # a queue's front moved on (stale entries read)
+
+    def run(self, key: Key) -> None:
+        gone = key[0] == deadlines.GONE
+        oldest, newest = deadlines.front(self.queues[key])
+        while oldest is not None:
+            (at, instance), rest = oldest
+            m = self.members.get(instance)
+            # Most entries are stale (a newer message pushed another): one lookup each.
+            current = m is not None and (m.since if gone else m.heard) == at
+            if current and not self._settle(key, at, m):
+                break
+            self.moved = True
+            oldest = rest
+            if oldest is None and newest is not None:
+                oldest, newest = deadlines.front((None, newest))
+        if oldest is None:
+            del self.queues[key]
         else:
-            members[instance] = new
-    return replace(view, members=members, version=view.version + 1), effects
+            self.queues[key] = (oldest, newest)
+
+    def _settle(self, key: Key, at: float, m: Member) -> bool:
+        """Act on a front entry that `m` was stored with; False when it is not due yet
+        (nor is any behind it)."""
+        kind, interval = key
+        timing = self.view.timing
+        if kind == deadlines.GONE:
+            if m.state not in GONE:
+                return True  # back since
+            if self.now < forget_at(at, timing):
+                return False
+            self.members = self.members.delete(m.instance)
+            service = m.record.service
+            left = self.services[service].delete(m.instance)
+            self.services = (
+                self.services.set(service, left) if left else self.services.delete(service)
+            )
+            self.changed.add(service)
+            return True
+        expected = (State.SUSPECT,) if kind == deadlines.SUSPECT else (State.ALIVE, State.DRAINING)
+        if m.state not in expected or clamp_interval(m.record.interval) != interval:
+            return True  # no longer live, or heard at another interval (a newer entry waits)
+        if self.now >= down_at(at, interval, timing):
+            self._store(replace(m, state=State.DOWN, since=self.now))
+            self.effects.append(_event("instance.down", m))
+            return True
+        if kind == deadlines.LIVE and self.now >= suspect_at(at, interval, timing):
+            self._store(replace(m, state=State.SUSPECT, since=self.now))
+            self.effects.append(_event("instance.suspect", m))
+            return True
+        return False
+
+    def _store(self, member: Member) -> None:
+        self.members = self.members.set(member.instance, member)
+        self.queues = deadlines.pushed(self.queues, *_due(member))
+        self.changed.add(member.record.service)
+
+    def result(self) -> tuple[View, list[Effect]]:
+        view = self.view
+        if not self.changed:
+            return (replace(view, queues=self.queues) if self.moved else view), []
+        view = replace(
+            view,
+            members=self.members,
+            services=self.services,
+            queues=self.queues,
+            version=view.version + 1,
+            changed=frozenset(self.changed),
+        )
+        return view, self.effects
 
 
 def freeze(view: View, now: float) -> View:
@@ -272,17 +425,34 @@ def thaw(view: View, now: float) -> View:
     """Reconnected: every live member gets a full suspect period from now to be heard."""
     if view.frozen_at is None:
         return view
-    members = {
-        instance: m if m.state in GONE else replace(m, heard=max(m.heard, now))
-        for instance, m in view.members.items()
-    }
-    return replace(view, members=members, frozen_at=None)
+    members = view.members
+    queues = {GONE_KEY: view.queues[GONE_KEY]} if GONE_KEY in view.queues else {}
+    for m in sorted(view.members.values(), key=lambda m: m.heard):
+        if m.state in GONE:
+            continue
+        m = replace(m, heard=max(m.heard, now))
+        members = members.set(m.instance, m)
+        kind = deadlines.SUSPECT if m.state is State.SUSPECT else deadlines.LIVE
+        queues = deadlines.pushed(
+            queues, (kind, clamp_interval(m.record.interval)), (m.heard, m.instance)
+        )
+    return replace(view, members=members, queues=queues, frozen_at=None)
 
 
 def without(view: View, service: str) -> View:
     """The view after this node stopped following `service`: its members are forgotten
-    silently (they did not leave; others still see them), so no event is derived."""
-    members = {i: m for i, m in view.members.items() if m.record.service != service}
-    if len(members) == len(view.members):
+    silently (they did not leave; others still see them), so no event is derived. Their
+    expiry entries go stale (`tick` skips an entry whose member is not held)."""
+    instances = view.services.get(service)
+    if instances is None:
         return view
-    return replace(view, members=members, version=view.version + 1)
+    members = view.members
+    for instance in instances:
+        members = members.delete(instance)
+    return replace(
+        view,
+        members=members,
+        services=view.services.delete(service),
+        version=view.version + 1,
+        changed=frozenset((service,)),
+    )

@@ -175,7 +175,7 @@ class Forwarding:
             clock=clock,
             metrics=metrics,
         )
-        # What this node forwarded, for its heartbeats (the process hands it to its announcer).
+        # What this node forwarded, for its load reports (the process hands it to its announcer).
         self.load = LoadWindow(
             node.metrics,
             directory,
@@ -197,7 +197,7 @@ class Forwarding:
         )
         metrics.counter(
             "mesh_load_omitted",
-            "Services and instances left out of heartbeats' load figures over the caps.",
+            "Services and instances left out of load reports over the caps.",
             (),
             lambda: [((), float(self.load.omitted))],
         )

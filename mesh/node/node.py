@@ -67,7 +67,9 @@ class Node:
             everything=follows_everything(settings, record.role),
             idle=settings.interest_idle,
         )
-        self.announcer = Announcer(self.bus, record, incarnation=incarnation)
+        self.announcer = Announcer(
+            self.bus, record, incarnation=incarnation, full_every=settings.heartbeat_full_every
+        )
         self.presence = (
             Presence(settings, self.bus, node=record.instance, metrics=self.metrics)
             if settings.presence

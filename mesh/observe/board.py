@@ -1,5 +1,5 @@
 """The dashboard's board: every service with its golden signals and instances, as one node sees
-them (mesh.observe.traffic computes both from the heartbeats' load figures)."""
+them (mesh.observe.traffic computes both from the nodes' load reports)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Board(msgspec.Struct, frozen=True):
     services: list[Service]
 
 
-def board(node: str, members: Iterable[Member], *, wall: float) -> Board:
+def board(node: str, members: Iterable[Member], loads: traffic.Loads, *, wall: float) -> Board:
     everyone = list(members)
     return Board(
         node=node,
@@ -34,8 +34,8 @@ def board(node: str, members: Iterable[Member], *, wall: float) -> Board:
                 name=row.service,
                 states=row.states,
                 signals=row.signals,
-                instances=traffic.instances(everyone, row.service),
+                instances=traffic.instances(everyone, loads, row.service),
             )
-            for row in traffic.services(everyone)
+            for row in traffic.services(everyone, loads)
         ],
     )

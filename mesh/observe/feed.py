@@ -21,6 +21,7 @@ from mesh.messages import Event, decode
 from mesh.metrics import Metrics
 from mesh.observe import board
 from mesh.observe.backlog import Backlog
+from mesh.observe.loads import Loads
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ class Feed:
     """One per node: fed from NATS (the node's view and the event stream), read over SSE.
 
     The board is pushed at once when the view changes, and `every` seconds (a heartbeat
-    interval: load figures change the view's records, not its routing version).
+    interval: the load reports come that often). The node hears load reports from its
+    first reader on: a node nobody watches never receives the fleet's traffic figures.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Feed:
         self._every = every
         self._clock = clock
         self._readers: set[Backlog] = set()
+        self._loads = Loads()
         self._recent: collections.deque[bytes] = collections.deque(maxlen=RECENT_EVENTS)
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._due = asyncio.Event()
@@ -144,6 +147,7 @@ class Feed:
                 status=503,
             )
         reader = Backlog(self._backlog)
+        await self._loads.listen(self._bus)
         # Taken and registered in one step: no event falls between the two.
         first = b"".join([f"retry: {RETRY_MS}\n\n".encode(), self._board_frame(), *self._recent])
         self._readers.add(reader)
@@ -208,8 +212,11 @@ class Feed:
                 self.dropped += 1
 
     def _board_frame(self) -> bytes:
-        members = self._discovery.view.members.values()
-        shown = board.board(self._node, members, wall=self._clock.wall())
+        members = self._discovery.view.members
+        self._loads.retain(members)
+        shown = board.board(
+            self._node, members.values(), self._loads.latest, wall=self._clock.wall()
+        )
         return _frame("board", msgspec.json.encode(shown))
 
 

@@ -1,4 +1,4 @@
-"""`mesh top`: every service's golden signals, live, from the load figures in heartbeats."""
+"""`mesh top`: every service's golden signals, live, from the nodes' load reports."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from mesh.errors import ConfigError
 from mesh.membership.census import Watch
 from mesh.membership.view import View
 from mesh.observe import screen, traffic
+from mesh.observe.loads import Loads
 
 CONNECT_WAIT = 5.0  # seconds to reach NATS before giving up, as `mesh members`
 _CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
@@ -55,15 +56,18 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     parser.set_defaults(func=_top)
 
 
-def render(view: View, service: str | None, *, json: bool) -> tuple[str, bool]:
-    """What to print for `view`, and whether it shows anything (a service it knows)."""
-    members = view.members.values()
+def render(
+    view: View, loads: traffic.Loads, service: str | None, *, json: bool
+) -> tuple[str, bool]:
+    """What to print for `view` and the `loads` reported, and whether it shows anything
+    (a service it knows)."""
+    members = list(view.members.values())
     if service is None:
-        services = traffic.services(members)
+        services = traffic.services(members, loads)
         if json:
             return msgspec.json.encode({"services": services}).decode(), True
         return screen.services_table(services), True
-    rows = traffic.instances(members, service)
+    rows = traffic.instances(members, loads, service)
     if json:
         return msgspec.json.encode({"service": service, "instances": rows}).decode(), bool(rows)
     if not rows:
@@ -87,20 +91,23 @@ def _top(args: argparse.Namespace) -> int:
         bus = NatsBus(settings, name="mesh-top")
         try:
             await bus.start(wait=CONNECT_WAIT)
+            loads = Loads()
+            await loads.listen(bus)  # before the sync that the nodes answer with theirs
             watching = Watch(timing)
             await watching.start(bus, asker="mesh-top")
             await asyncio.sleep(wait)
             if not live:
-                text, found = render(
-                    watching.current(clock.monotonic()), args.service, json=args.json
-                )
+                view = watching.current(clock.monotonic())
+                text, found = render(view, loads.latest, args.service, json=args.json)
                 print(text)
                 return 0 if found else 1
             stop = asyncio.Event()
             for ending in (signal.SIGINT, signal.SIGTERM):  # a script's kill ends it cleanly
                 asyncio.get_running_loop().add_signal_handler(ending, stop.set)
             while not stop.is_set():
-                text, _ = render(watching.current(clock.monotonic()), args.service, json=args.json)
+                view = watching.current(clock.monotonic())
+                loads.retain(view.members)
+                text, _ = render(view, loads.latest, args.service, json=args.json)
                 if not args.json:
                     when = time.strftime("%H:%M:%S", time.localtime(clock.wall()))
                     heading = f"mesh top  {when}  (every {args.interval:g} s, Ctrl-C ends)"

@@ -1,12 +1,12 @@
-"""Golden signals per service and per instance, merged from the load figures of every caller."""
+"""Golden signals per service and per instance, merged from the load reports of every caller."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mesh.membership.view import Member, State
-from mesh.messages import MAX_LOAD_COUNT, MIN_LOAD_WINDOW, Traffic
+from mesh.messages import MAX_LOAD_COUNT, MIN_LOAD_WINDOW, Load, LoadReport, Traffic
 from mesh.metrics import BUCKETS
 
 # Callers whose figures count: heard lately. A suspect's last window is old news.
@@ -103,22 +103,35 @@ class _Sum:
         )
 
 
-def _reporters(members: Iterable[Member]) -> list[Member]:
-    """Callers with figures: heard lately, with a window that decoding would take (0 says
-    none; a record made in this process could hold a shorter one, or NaN)."""
-    return [m for m in members if m.state in _REPORTING and m.record.load.window >= MIN_LOAD_WINDOW]
+Loads = Mapping[str, LoadReport]  # the latest report of each instance (mesh.observe.loads)
 
 
-def services(members: Iterable[Member]) -> list[ServiceRow]:
+def _reporters(members: Iterable[Member], loads: Loads) -> list[Load]:
+    """The figures of callers heard lately, of their current incarnation, with a window
+    that decoding would take (0 says none; a report made in this process could hold a
+    shorter one, or NaN)."""
+    figures = []
+    for m in members:
+        report = loads.get(m.instance)
+        if (
+            report is not None
+            and m.state in _REPORTING
+            and report.incarnation == m.record.incarnation
+            and report.load.window >= MIN_LOAD_WINDOW
+        ):
+            figures.append(report.load)
+    return figures
+
+
+def services(members: Iterable[Member], loads: Loads) -> list[ServiceRow]:
     """Every service with an agent in the view or traffic reported to it, by name."""
     members = list(members)
     sums: dict[str, _Sum] = {}
-    for caller in _reporters(members):
-        load = caller.record.load
+    for load in _reporters(members, loads):
         for service, traffic in load.services.items():
             sums.setdefault(service, _Sum()).add(traffic, load.window)
     states: dict[str, dict[str, int]] = {}
-    for row in _instance_rows(members, None):
+    for row in _instance_rows(members, loads, None):
         counts = states.setdefault(row.service, {})
         counts[row.state] = counts.get(row.state, 0) + 1
     return [
@@ -127,17 +140,16 @@ def services(members: Iterable[Member]) -> list[ServiceRow]:
     ]
 
 
-def instances(members: Iterable[Member], service: str) -> list[InstanceRow]:
+def instances(members: Iterable[Member], loads: Loads, service: str) -> list[InstanceRow]:
     """The instances of `service`: every agent in the view, and any instance a caller
     reported that the view does not hold (any more), by name."""
-    return _instance_rows(list(members), service)
+    return _instance_rows(list(members), loads, service)
 
 
-def _instance_rows(members: list[Member], service: str | None) -> list[InstanceRow]:
+def _instance_rows(members: list[Member], loads: Loads, service: str | None) -> list[InstanceRow]:
     sums: dict[tuple[str, str], _Sum] = {}
     ejected: dict[tuple[str, str], int] = {}
-    for caller in _reporters(members):
-        load = caller.record.load
+    for load in _reporters(members, loads):
         for name, traffic in load.services.items():
             if service is not None and name != service:
                 continue

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from mesh import subjects
 
-_HB, _LEAVE, _EVIDENCE, _EVENTS = (
-    f"{subjects.PREFIX}.{f}" for f in ("hb", "leave", "evidence", "events")
+_HB, _LOAD, _LEAVE, _EVIDENCE, _EVENTS = (
+    f"{subjects.PREFIX}.{f}" for f in ("hb", "load", "leave", "evidence", "events")
 )
 _POLICIES = f"KV_{subjects.POLICY_BUCKET}"
 # A node's answers to policy revisions: their subject names the policy, not the node.
@@ -82,13 +82,15 @@ def _hears_sync(service: str) -> tuple[str, ...]:
 
 
 def _own_voice(service: str) -> tuple[str, ...]:
-    """Heartbeats, leaves, evidence and tap records under its own service's name only.
+    """Heartbeats, load reports, leaves, evidence and tap records under its own service's
+    name only.
 
     Tap records go out but never come back: they hold request paths, which only the
     monitor and the admin may read.
     """
     return (
         f"{_HB}.{service}.*",
+        f"{_LOAD}.{service}.*",
         f"{_LEAVE}.{service}.*",
         f"{_EVIDENCE}.{service}.>",
         subjects.tapped("*", service),
@@ -132,7 +134,15 @@ def gateway(name: str) -> Role:
             *_read_stream(_POLICIES),
             *_read_stream(subjects.EVENTS_STREAM),  # its dashboard replays the latest events
         ),
-        subscribe=(*_NODE_HEARS, subjects.EXPLAIN, *_hears_explain(name), *_hears_sync(name)),
+        # Load reports only for its dashboard (subscribed once a reader opens it): agents
+        # never hear them.
+        subscribe=(
+            *_NODE_HEARS,
+            subjects.LOADS,
+            subjects.EXPLAIN,
+            *_hears_explain(name),
+            *_hears_sync(name),
+        ),
         allow_responses=True,  # its answers to `mesh explain`
     )
 
@@ -154,6 +164,7 @@ def monitor() -> Role:
         ),
         subscribe=(
             subjects.HEARTBEATS,
+            subjects.LOADS,  # `mesh top`
             subjects.LEAVES,
             subjects.EVIDENCE,
             subjects.EVENTS,

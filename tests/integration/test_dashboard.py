@@ -39,7 +39,7 @@ from mesh.messages import Event, encode
 from mesh.metrics import Metrics, registry_for
 from mesh.node import admin
 from mesh.node.ports import free_port
-from mesh.observe import board
+from mesh.observe import board, traffic
 from mesh.observe.feed import READER_BACKLOG, Feed
 from mesh.playground.natsserver import NatsServer
 from mesh.timing import PRESETS
@@ -206,7 +206,7 @@ async def test_the_dashboard_shows_the_mesh_live(
             raise AssertionError(f"{failed}; hello-2's agent: {killed.tail()}") from None
         assert f"{origin}/" in challenged, "the page was served without the admin token"
 
-        # Golden signals from the heartbeats' load figures, live.
+        # Golden signals from the load reports, live.
         statuses: list[int] = []
         stop_load = asyncio.Event()
         load = asyncio.create_task(_load(running.edge_port, statuses, stop_load))
@@ -394,11 +394,13 @@ async def test_a_board_that_fails_to_build_is_counted_logged_and_the_pushes_go_o
     armed = asyncio.Event()
     built = board.board
 
-    def once_failing(node: str, members: Iterable[Member], *, wall: float) -> board.Board:
+    def once_failing(
+        node: str, members: Iterable[Member], loads: traffic.Loads, *, wall: float
+    ) -> board.Board:
         if armed.is_set() and not failed_at:
             failed_at.append(time.time())
             raise OverflowError("int too large to convert to float")
-        return built(node, members, wall=wall)
+        return built(node, members, loads, wall=wall)
 
     monkeypatch.setattr(board, "board", once_failing)
     async with (

@@ -36,6 +36,7 @@ from mesh.messages import (
     Evidence,
     Gone,
     Load,
+    LoadReport,
     ServiceTraffic,
     Sync,
     TapOpen,
@@ -47,6 +48,7 @@ from mesh.node.explainer import Explainer
 from mesh.node.node import Node
 from mesh.observe import traffic
 from mesh.observe.explain_answer import Vantage
+from mesh.observe.loads import Loads
 from mesh.playground.natsserver import NatsServer
 from mesh.security import natsauth, natscreds, pki
 from mesh.timing import PRESETS
@@ -206,26 +208,59 @@ async def test_an_agent_asks_the_services_it_calls_and_hears_only_its_own_sync(
 async def test_a_monitor_sees_the_load_figures_a_gateway_answers_its_sync_with(
     bus_of: Connect,
 ) -> None:
-    """What `mesh top` does: heartbeats and leaves heard, a sync asked, no new subject."""
+    """What `mesh top` does: heartbeats, leaves and load reports heard, a sync asked.
+    Load reports go out in a node's own name, and only watchers hear them: an agent may
+    not (it routes, and never needs the fleet's figures); a gateway may, for its dashboard."""
     gateway = await bus_of("gateway-gateway")
-    figures = heartbeat(
-        "gw-load",
-        "gateway",
-        role="gateway",
+    record = heartbeat("gw-load", "gateway", role="gateway")
+    figures = LoadReport(
+        service="gateway",
+        instance="gw-load",
+        incarnation=record.incarnation,
         load=Load(window=1.0, services={"hello": ServiceTraffic(requests=40, errors=4)}),
     )
 
     async def answer(delivery: Delivery) -> None:
         assert isinstance(decode(delivery.subject, delivery.data), Sync)
-        await gateway.publish(subjects.heartbeat("gateway", "gw-load"), encode(figures))
+        await gateway.publish(subjects.heartbeat("gateway", "gw-load"), encode(record))
+        await gateway.publish(subjects.load("gateway", "gw-load"), encode(figures))
+
+    snooped: list[str] = []
+    dashboard: list[str] = []
+
+    async def snoop(delivery: Delivery) -> None:
+        snooped.append(delivery.subject)
+
+    async def show(delivery: Delivery) -> None:
+        dashboard.append(delivery.subject)
 
     await gateway.subscribe(subjects.SYNC, answer)
+    await gateway.subscribe(subjects.LOADS, show)
     await gateway.flush(2.0)
+
+    snooper = await bus_of("agent-hello")  # a connection of its own, as in the tap test
+    await snooper.subscribe(subjects.LOADS, snoop)  # refused by the server
+    await snooper.flush(2.0)
+    monitor = await bus_of("monitor")
+    loads = Loads()
+    await loads.listen(monitor)
     watch = Watch(PRESETS["local"])
-    await watch.start(await bus_of("monitor"), asker="mesh-top")
-    await until(lambda: "gw-load" in watch.view.members)
-    [hello] = traffic.services(watch.view.members.values())
+    await watch.start(monitor, asker="mesh-top")
+    await until(lambda: "gw-load" in watch.view.members and "gw-load" in loads.latest)
+    [hello] = traffic.services(watch.view.members.values(), loads.latest)
     assert (hello.service, hello.signals.rate, hello.signals.success) == ("hello", 40.0, 0.9)
+    agent = await bus_of("agent-hello")
+    own = LoadReport(service="hello", instance="h1", incarnation=1, load=Load(window=1.0))
+    await agent.publish(subjects.load("hello", "h1"), encode(own))
+    impostor = LoadReport(service="billing", instance="b1", incarnation=1, load=Load(window=1.0))
+    await agent.publish(subjects.load("billing", "b1"), encode(impostor))  # refused
+    await gateway.publish(subjects.load("hello", "h2"), encode(own))  # refused: not its name
+    for bus in (agent, gateway):
+        await bus.flush(2.0)
+    await until(lambda: "h1" in loads.latest and len(dashboard) == 2)
+    await monitor.flush(2.0)
+    assert (sorted(loads.latest), snooped) == (["gw-load", "h1"], [])
+    assert dashboard == [subjects.load("gateway", "gw-load"), subjects.load("hello", "h1")]
 
 
 async def test_only_the_admin_writes_policies_or_changes_the_event_stream(

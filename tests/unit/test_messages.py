@@ -7,7 +7,17 @@ from typing import Any
 
 import msgspec
 import pytest
-from factories import event, evidence, full_heartbeat, heartbeat, leave, sync
+from factories import (
+    beat,
+    event,
+    evidence,
+    full_heartbeat,
+    full_load_report,
+    heartbeat,
+    leave,
+    load_report,
+    sync,
+)
 
 from mesh import subjects
 from mesh.errors import InvalidMessage
@@ -18,12 +28,14 @@ from mesh.messages import (
     MAX_LOAD_SERVICES,
     MAX_MESSAGE_BYTES,
     MIN_LOAD_WINDOW,
+    Beat,
     Event,
     Evidence,
     Heartbeat,
     InstanceTraffic,
     Leave,
     Load,
+    LoadReport,
     Message,
     ServiceTraffic,
     decode,
@@ -31,13 +43,16 @@ from mesh.messages import (
 )
 
 HB = subjects.heartbeat("orders", "i1")
+LD = subjects.load("orders", "i1")
 EV = subjects.evidence("gateway", "orders", "i1")
 
 
 def subject_of(message: Message) -> str:
     """The subject each message type travels on."""
-    if isinstance(message, Heartbeat):
+    if isinstance(message, Heartbeat | Beat):
         return subjects.heartbeat(message.service, message.instance)
+    if isinstance(message, LoadReport):
+        return subjects.load(message.service, message.instance)
     if isinstance(message, Leave):
         return subjects.leave(message.service, message.instance)
     if isinstance(message, Evidence):
@@ -52,6 +67,9 @@ def subject_of(message: Message) -> str:
 ROUND_TRIPS: list[Message] = [
     heartbeat(),
     full_heartbeat(),
+    beat(),
+    load_report(),
+    full_load_report(),
     leave(),
     leave(reason="drain", incarnation=0, seq=0),
     sync(),
@@ -79,6 +97,8 @@ def test_round_trip(message: Message) -> None:
     ("message", "tag"),
     [
         (heartbeat(), "hb"),
+        (beat(), "beat"),
+        (load_report(), "load"),
         (leave(), "leave"),
         (sync(), "sync"),
         (evidence(), "evidence"),
@@ -103,15 +123,17 @@ def test_defaults_of_a_minimal_heartbeat() -> None:
     )
     assert hb.meta == {}
     assert hb.admin_port is None
-    assert hb.load.window == 0
 
 
 def test_unknown_fields_are_tolerated() -> None:
     """Additive changes stay within v1: a newer sender's extra fields are ignored."""
     doc = msgspec.to_builtins(heartbeat())
     doc["future_field"] = {"nested": [1, 2, 3]}
-    doc["load"]["p99_ms"] = 12.0
+    doc["load"] = {"window": 1.0}  # what senders before load reports put in heartbeats
     assert decode(HB, json.dumps(doc).encode()) == heartbeat()
+    report = msgspec.to_builtins(load_report())
+    report["load"]["p99_ms"] = 12.0
+    assert decode(LD, json.dumps(report).encode()) == load_report()
 
 
 def test_int_is_accepted_where_a_float_is_expected() -> None:
@@ -130,9 +152,10 @@ def test_a_payload_of_exactly_the_limit_is_accepted() -> None:
     assert decode(HB, data) == heartbeat()
 
 
-def test_a_heartbeat_with_every_load_cap_reached_stays_well_under_the_limit() -> None:
+def test_the_largest_heartbeat_and_load_report_stay_well_under_the_limit() -> None:
     """The longest names, the largest counts and 64 meta entries: the caps on load
-    figures keep the largest heartbeat a sender can make far from the limit."""
+    figures keep the largest report a sender can make far from the limit, and a full
+    heartbeat (which no longer carries them) is a fraction of it."""
     big = MAX_LOAD_COUNT
     longest = lambda prefix, i: f"{prefix}{i:03}".ljust(128, "x")  # noqa: E731
     per_service = MAX_LOAD_INSTANCES // MAX_LOAD_SERVICES
@@ -148,6 +171,14 @@ def test_a_heartbeat_with_every_load_cap_reached_stays_well_under_the_limit() ->
         instance="i" * 128,
         host="h" * 253,
         meta={f"k{i:02}".ljust(63, "k"): "v" * 128 for i in range(64)},
+    )
+    data = encode(hb)
+    assert len(data) < 0.3 * MAX_MESSAGE_BYTES, len(data)
+    assert decode(subjects.heartbeat(hb.service, hb.instance), data) == hb
+    report = msgspec.structs.replace(
+        full_load_report(),
+        service="s" * 128,
+        instance="i" * 128,
         load=Load(
             window=3600.0,
             omitted=big,
@@ -163,10 +194,9 @@ def test_a_heartbeat_with_every_load_cap_reached_stays_well_under_the_limit() ->
             },
         ),
     )
-    data = encode(hb)
+    data = encode(report)
     assert len(data) < 0.8 * MAX_MESSAGE_BYTES, len(data)
-    subject = subjects.heartbeat(hb.service, hb.instance)
-    assert decode(subject, data) == hb
+    assert decode(subjects.load(report.service, report.instance), data) == report
 
 
 # --- rejection ------------------------------------------------------------------------
@@ -184,6 +214,11 @@ def hb_doc(**changes: Any) -> bytes:
         else:
             doc[key] = value
     return json.dumps(doc).encode()
+
+
+def load_doc(**changes: Any) -> bytes:
+    """A load report of orders/i1 as JSON, with fields changed."""
+    return json.dumps(msgspec.to_builtins(load_report()) | changes).encode()
 
 
 def doc(message: Message, **changes: Any) -> bytes:
@@ -211,7 +246,6 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("admin-port-0", hb_doc(admin_port=0), "at `$.admin_port`"),
     ("weight-0", hb_doc(weight=0), "at `$.weight`"),
     ("weight-10001", hb_doc(weight=10_001), "at `$.weight`"),
-    ("window-infinite", hb_doc()[:-1] + b',"load":{"window":1e999}}', "out of range"),
     ("seq-negative", hb_doc(seq=-1), "at `$.seq`"),
     ("incarnation-negative", hb_doc(incarnation=-1), "at `$.incarnation`"),
     ("interval-0", hb_doc(interval=0), "at `$.interval`"),
@@ -226,37 +260,43 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("meta-key-space", hb_doc(meta={"a b": "v"}), "at `key` in `$.meta`"),
     ("meta-key-newline", hb_doc(meta={"a\n": "v"}), "at `key` in `$.meta`"),
     ("meta-value-too-long", hb_doc(meta={"k": "v" * 129}), "at `$.meta[...]`"),
-    ("window-negative", hb_doc(load={"window": -1}), "at `$.load.window`"),
-    ("window-too-long", hb_doc(load={"window": 3601}), "at `$.load.window`"),
-    ("omitted-negative", hb_doc(load={"omitted": -1}), "at `$.load.omitted`"),
+]
+
+
+MALFORMED_LOADS: list[tuple[str, bytes, str]] = [
+    # (test id, payload, expected fragment of the reason); all on mesh.v1.load.orders.i1
+    ("window-infinite", load_doc(load={"window": 1.5}).replace(b"1.5", b"1e999"), "out of range"),
+    ("window-negative", load_doc(load={"window": -1}), "at `$.load.window`"),
+    ("window-too-long", load_doc(load={"window": 3601}), "at `$.load.window`"),
+    ("omitted-negative", load_doc(load={"omitted": -1}), "at `$.load.omitted`"),
     (
         "load-services-too-many",
-        hb_doc(load={"services": {f"s{i}": {} for i in range(MAX_LOAD_SERVICES + 1)}}),
+        load_doc(load={"services": {f"s{i}": {} for i in range(MAX_LOAD_SERVICES + 1)}}),
         "at `$.load.services`",
     ),
     (
         "load-service-name",
-        hb_doc(load={"services": {"a.b": {}}}),
+        load_doc(load={"services": {"a.b": {}}}),
         "at `key` in `$.load.services`",
     ),
     (
         "load-requests-negative",
-        hb_doc(load={"services": {"s": {"requests": -1}}}),
+        load_doc(load={"services": {"s": {"requests": -1}}}),
         "at `$.load.services[...].requests`",
     ),
     (
         "load-latency-too-long",
-        hb_doc(load={"services": {"s": {"latency": [0] * (LATENCY_BUCKETS + 1)}}}),
+        load_doc(load={"services": {"s": {"latency": [0] * (LATENCY_BUCKETS + 1)}}}),
         "at `$.load.services[...].latency`",
     ),
     (
         "load-latency-negative",
-        hb_doc(load={"services": {"s": {"latency": [1, -1]}}}),
+        load_doc(load={"services": {"s": {"latency": [1, -1]}}}),
         "at `$.load.services[...].latency[1]`",
     ),
     (
         "load-instances-too-many",
-        hb_doc(
+        load_doc(
             load={
                 "services": {
                     "s": {"instances": {f"i{i}": {} for i in range(MAX_LOAD_INSTANCES + 1)}}
@@ -267,47 +307,55 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ),
     (
         "load-ejected-not-bool",
-        hb_doc(load={"services": {"s": {"instances": {"i": {"ejected": 1}}}}}),
+        load_doc(load={"services": {"s": {"instances": {"i": {"ejected": 1}}}}}),
         "at `$.load.services[...].instances[...].ejected`",
     ),
     # Figures no node could send: each would make a rate, a sum or a quantile absurd, or
     # overflow a float (10**400 as a float is an OverflowError).
     (
         "load-requests-10e400",
-        hb_doc(load={"window": 1.0, "services": {"hello": {"requests": 10**400}}}),
+        load_doc(load={"window": 1.0, "services": {"hello": {"requests": 10**400}}}),
         "at `$.load.services[...].requests`",
     ),
     *(
         (
             f"load-{field}-over-the-bound",
-            hb_doc(load={"window": 1.0, "services": {"s": {field: MAX_LOAD_COUNT + 1}}}),
+            load_doc(load={"window": 1.0, "services": {"s": {field: MAX_LOAD_COUNT + 1}}}),
             f"<= {MAX_LOAD_COUNT} - at `$.load.services[...].{field}`",
         )
         for field in ("requests", "errors", "inflight")
     ),
     (
         "load-latency-bucket-over-the-bound",
-        hb_doc(load={"window": 1.0, "services": {"s": {"latency": [1, MAX_LOAD_COUNT + 1]}}}),
+        load_doc(load={"window": 1.0, "services": {"s": {"latency": [1, MAX_LOAD_COUNT + 1]}}}),
         "at `$.load.services[...].latency[1]`",
     ),
     (
         "load-instance-requests-over-the-bound",
-        hb_doc(load={"services": {"s": {"instances": {"i": {"requests": MAX_LOAD_COUNT + 1}}}}}),
+        load_doc(load={"services": {"s": {"instances": {"i": {"requests": MAX_LOAD_COUNT + 1}}}}}),
         "at `$.load.services[...].instances[...].requests`",
     ),
-    ("omitted-over-the-bound", hb_doc(load={"omitted": MAX_LOAD_COUNT + 1}), "at `$.load.omitted`"),
-    ("window-1e-300", hb_doc(load={"window": 1e-300}), "load window 1e-300 s: 0 or 0.05 s"),
-    ("window-too-short", hb_doc(load={"window": MIN_LOAD_WINDOW * 0.99}), "load window"),
+    (
+        "omitted-over-the-bound",
+        load_doc(load={"omitted": MAX_LOAD_COUNT + 1}),
+        "at `$.load.omitted`",
+    ),
+    ("window-1e-300", load_doc(load={"window": 1e-300}), "load window 1e-300 s: 0 or 0.05 s"),
+    ("window-too-short", load_doc(load={"window": MIN_LOAD_WINDOW * 0.99}), "load window"),
 ]
 
 
-@pytest.mark.parametrize(("payload", "reason"), [pytest.param(p, r, id=i) for i, p, r in MALFORMED])
-def test_malformed_payloads_are_refused(payload: bytes, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("subject", "payload", "reason"),
+    [pytest.param(HB, p, r, id=i) for i, p, r in MALFORMED]
+    + [pytest.param(LD, p, r, id=f"load-{i}") for i, p, r in MALFORMED_LOADS],
+)
+def test_malformed_payloads_are_refused(subject: str, payload: bytes, reason: str) -> None:
     with pytest.raises(InvalidMessage) as caught:
-        decode(HB, payload)
-    assert caught.value.subject == HB
+        decode(subject, payload)
+    assert caught.value.subject == subject
     assert reason.lower() in caught.value.reason.lower()
-    assert HB in str(caught.value)
+    assert subject in str(caught.value)
 
 
 def test_load_figures_at_their_bounds_are_accepted() -> None:
@@ -318,9 +366,9 @@ def test_load_figures_at_their_bounds_are_accepted() -> None:
         latency=[MAX_LOAD_COUNT] * LATENCY_BUCKETS,
     )
     for window in (MIN_LOAD_WINDOW, 3600.0):
-        hb = heartbeat(load=Load(window=window, services={"s": at_bounds}))
-        assert decode(HB, encode(hb)) == hb
-    assert decode(HB, hb_doc(load={"window": 0})) == heartbeat()  # said outright: no figures
+        report = load_report(load=Load(window=window, services={"s": at_bounds}))
+        assert decode(LD, encode(report)) == report
+    assert decode(LD, load_doc(load={"window": 0})) == load_report()  # said outright: no figures
 
 
 NAMES_THAT_INJECT = ["a.b", "a b", "a>", "a*", ">", "*", "", "x" * 129, "orders\n", "é"]
@@ -332,6 +380,9 @@ NAMES_THAT_INJECT = ["a.b", "a b", "a>", "a*", ">", "*", "", "x" * 129, "orders\
     [
         pytest.param(HB, heartbeat(), "service", id="hb-service"),
         pytest.param(HB, heartbeat(), "instance", id="hb-instance"),
+        pytest.param(HB, beat(), "service", id="beat-service"),
+        pytest.param(HB, beat(), "instance", id="beat-instance"),
+        pytest.param(LD, load_report(), "instance", id="load-instance"),
         pytest.param(subjects.leave("orders", "i1"), leave(), "service", id="leave-service"),
         pytest.param(EV, evidence(), "observer", id="observer"),
         pytest.param(EV, evidence(), "reporter", id="reporter"),
@@ -363,6 +414,10 @@ WRONG_FAMILY: list[tuple[str, Message, str]] = [
     (subjects.SYNC, heartbeat(), "a Heartbeat on a sync subject"),
     (subjects.SYNC, event(), "a Event on a sync subject"),
     (HB, event(), "a Event on a hb subject"),
+    (HB, load_report(), "a LoadReport on a hb subject"),
+    (LD, heartbeat(), "a Heartbeat on a load subject"),
+    (LD, beat(), "a Beat on a load subject"),
+    (subjects.leave("orders", "i1"), beat(), "a Beat on a leave subject"),
 ]
 
 
@@ -379,6 +434,12 @@ IMPERSONATION: list[tuple[str, Message, str]] = [
     (HB, heartbeat(service="billing"), "names billing/i1, its subject orders/i1"),
     (HB, heartbeat(instance="i2"), "names orders/i2, its subject orders/i1"),
     (subjects.leave("orders", "i1"), leave("i2"), "names orders/i2, its subject orders/i1"),
+    # A short beat is liveness in an instance's name: the same check as its full record.
+    (HB, beat(service="billing"), "names billing/i1, its subject orders/i1"),
+    (HB, beat("i2"), "names orders/i2, its subject orders/i1"),
+    ("mesh.v1.hb.orders.i1.x", beat(), "names orders/i1, its subject none"),
+    (LD, load_report(service="billing"), "names billing/i1, its subject orders/i1"),
+    ("mesh.v1.load.orders", load_report(), "its subject none"),
     (EV, evidence(service="billing"), "names billing/i1"),
     (EV, evidence(instance="i2"), "names orders/i2, its subject orders/i1"),
     # The reporter leads an evidence subject: an agent's credentials allow only its own.

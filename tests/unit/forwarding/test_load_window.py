@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from factories import heartbeat
+from factories import load_report
 
 from mesh import subjects
 from mesh.forwarding.directory import Directory
@@ -141,10 +141,10 @@ def test_requests_in_flight_alone_make_a_service_worth_reporting() -> None:
 
 
 def sent(load: Load) -> Load:
-    """`load` as the others decode it, in a heartbeat (InvalidMessage if they refuse it)."""
-    hb = heartbeat(load=load)
-    decoded = decode(subjects.heartbeat(hb.service, hb.instance), encode(hb))
-    assert isinstance(decoded, type(hb))
+    """`load` as watchers decode it, in a load report (InvalidMessage if they refuse it)."""
+    report = load_report(load=load)
+    decoded = decode(subjects.load(report.service, report.instance), encode(report))
+    assert isinstance(decoded, type(report))
     return decoded.load
 
 

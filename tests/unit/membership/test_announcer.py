@@ -14,7 +14,7 @@ from waiting import settle, until
 from mesh import subjects
 from mesh.errors import BusUnavailable
 from mesh.membership.announcer import Announcer
-from mesh.messages import Heartbeat, Leave, Load, Sync, decode, encode
+from mesh.messages import Beat, Heartbeat, Leave, Load, LoadReport, Sync, decode, encode
 
 SLOW = 60.0  # an interval no test waits for: every heartbeat seen was sent on a cue
 
@@ -25,17 +25,30 @@ class Voice:
     bus: MemoryBus
     announcer: Announcer
 
-    def said(self) -> list[Heartbeat | Leave]:
+    def said(self) -> list[Heartbeat | Beat | Leave]:
         found = []
         for delivery in self.hub.published:
             if delivery.subject.split(".")[2] in ("hb", "leave"):
                 message = decode(delivery.subject, delivery.data)
-                assert isinstance(message, Heartbeat | Leave)
+                assert isinstance(message, Heartbeat | Beat | Leave)
                 found.append(message)
         return found
 
     def seqs(self) -> list[int]:
         return [message.seq for message in self.said()]
+
+    def kinds(self) -> str:
+        """F for a full record, b for a short beat, L for a leave."""
+        return "".join({Heartbeat: "F", Beat: "b", Leave: "L"}[type(m)] for m in self.said())
+
+    def reports(self) -> list[LoadReport]:
+        found = []
+        for delivery in self.hub.published:
+            if delivery.subject == subjects.load("orders", "i1"):
+                message = decode(delivery.subject, delivery.data)
+                assert isinstance(message, LoadReport)
+                found.append(message)
+        return found
 
 
 @pytest.fixture
@@ -43,11 +56,11 @@ async def voice() -> AsyncIterator[Callable[..., Voice]]:
     """`voice(interval=...)`: an announcer of orders/i1 started on a hub of its own."""
     started: list[Announcer] = []
 
-    def make(interval: float = SLOW) -> Voice:
+    def make(interval: float = SLOW, full_every: int = 10) -> Voice:
         hub = MemoryHub()
         bus = hub.bus()
         record = heartbeat("i1", incarnation=0, seq=0, interval=interval, health="passing")
-        announcer = Announcer(bus, record, clock=ManualClock(now=12.345))
+        announcer = Announcer(bus, record, full_every=full_every, clock=ManualClock(now=12.345))
         started.append(announcer)
         return Voice(hub, bus, announcer)
 
@@ -68,40 +81,79 @@ async def test_the_first_heartbeat_goes_out_at_start_with_a_wall_clock_incarnati
     assert v.announcer.sent == 1
 
 
-async def test_a_change_that_matters_is_announced_at_once_and_load_waits(
-    voice: Callable[..., Voice],
-) -> None:
+async def test_a_change_is_announced_at_once_in_full(voice: Callable[..., Voice]) -> None:
     v = voice()
     await v.announcer.start()
     await until(lambda: v.seqs() == [1])
     v.announcer.update(health="passing")  # no change at all
-    v.announcer.update(load=Load(window=1.0, omitted=3))  # load alone: next beat
     await settle()
     assert v.seqs() == [1]
     v.announcer.update(health="failing")
     await until(lambda: v.seqs() == [1, 2])
     latest = v.said()[-1]
     assert isinstance(latest, Heartbeat)
-    assert (latest.health, latest.load.omitted) == ("failing", 3)
+    assert latest.health == "failing"
 
 
-async def test_every_heartbeat_carries_the_load_its_source_gives_at_the_time_it_goes_out(
+async def test_short_beats_between_full_records_every_nth_interval(
     voice: Callable[..., Voice],
 ) -> None:
+    """The first is the announcement; then every third one is the full record again."""
+    v = voice(interval=0.02, full_every=3)
+    await v.announcer.start()
+    await until(lambda: len(v.said()) >= 7, timeout=2.0)
+    assert v.kinds()[:7] == "FbbFbbF"
+    assert v.seqs()[:7] == [1, 2, 3, 4, 5, 6, 7]
+    first, beat = v.said()[:2]
+    assert isinstance(first, Heartbeat)
+    assert isinstance(beat, Beat)
+    assert (beat.service, beat.instance, beat.incarnation) == ("orders", "i1", first.incarnation)
+    assert v.announcer.full_sent >= 3
+
+
+async def test_a_sync_a_reconnect_and_a_change_each_get_the_full_record(
+    voice: Callable[..., Voice],
+) -> None:
+    """Between them, beats would be short: these are the cues answered in full."""
+    v = voice(full_every=1000)
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    await v.hub.bus().publish(subjects.SYNC, encode(Sync(node="late-gateway")))
+    await until(lambda: v.seqs() == [1, 2])
+    v.bus.set_connected(False)
+    v.bus.set_connected(True)
+    await until(lambda: v.seqs() == [1, 2, 3])
+    v.announcer.update(weight=5)
+    await until(lambda: v.seqs() == [1, 2, 3, 4])
+    assert v.kinds() == "FFFF"
+
+
+async def test_load_goes_on_its_own_subject_while_busy_and_once_after(
+    voice: Callable[..., Voice],
+) -> None:
+    """Heartbeats carry no figures; a report goes beside each one while there are
+    figures, then one saying none, then nothing (an idle node costs watchers nothing)."""
     v = voice()
+    figures = iter([Load(window=1.0), Load(window=1.0, omitted=3), Load(window=2.0), Load()])
     asked: list[float] = []
 
     def source(now: float) -> Load:
         asked.append(now)
-        return Load(window=float(len(asked)))
+        return next(figures)
 
     v.announcer.load_source = source
     await v.announcer.start()
-    await until(lambda: v.seqs() == [1])
-    await v.hub.bus().publish(subjects.SYNC, encode(Sync(node="top")))
-    await until(lambda: v.seqs() == [1, 2])
-    assert [hb.load.window for hb in v.said() if isinstance(hb, Heartbeat)] == [1.0, 2.0]
-    assert asked == [12.345, 12.345]  # the announcer's clock, monotonic side
+    for cue in (1, 2, 3):
+        await until(lambda cue=cue: len(asked) == cue)  # type: ignore[misc]
+        await v.hub.bus().publish(subjects.SYNC, encode(Sync(node="top")))
+    await until(lambda: len(asked) == 4)
+    await settle()
+    reports = v.reports()
+    assert [(r.load.window, r.load.omitted) for r in reports] == [(1.0, 3), (2.0, 0)]
+    first = v.said()[0]
+    assert isinstance(first, Heartbeat)
+    assert all(r.incarnation == first.incarnation for r in reports)
+    assert asked[0] == 12.345  # the announcer's clock, monotonic side
 
 
 async def test_a_sync_request_and_a_reconnect_are_answered_at_once(
@@ -198,4 +250,5 @@ async def test_a_heartbeat_nats_did_not_take_gives_its_seq_to_the_next() -> None
     bus.set_connected(False)
     bus.set_connected(True)  # a reconnect asks for a heartbeat at once
     await until(lambda: voice.seqs() == [1])
+    assert voice.kinds() == "F"  # the announcement that did not go out is still owed
     await announcer.leave(timeout=0.1)

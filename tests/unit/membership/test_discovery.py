@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 import pytest
-from factories import heartbeat, leave
+from factories import beat, heartbeat, leave
 from manual_clock import EPOCH, ManualClock
 from memory_bus import MemoryBus, MemoryHub
 from waiting import until
@@ -18,7 +18,7 @@ from mesh import subjects
 from mesh.bus.events import EventLog
 from mesh.membership.discovery import Discovery
 from mesh.membership.view import State, View
-from mesh.messages import Event, Heartbeat, Leave, Sync, decode, encode
+from mesh.messages import Beat, Event, Heartbeat, Leave, Sync, decode, encode
 from mesh.metrics import Metrics
 from mesh.timing import PRESETS
 
@@ -42,8 +42,8 @@ class Observer:
     discovery: Discovery
     changes: list[View] = field(default_factory=list)
 
-    async def send(self, message: Heartbeat | Leave) -> None:
-        subject = (subjects.heartbeat if isinstance(message, Heartbeat) else subjects.leave)(
+    async def send(self, message: Heartbeat | Beat | Leave) -> None:
+        subject = (subjects.leave if isinstance(message, Leave) else subjects.heartbeat)(
             message.service, message.instance
         )
         await self.peer.publish(subject, encode(message))
@@ -174,17 +174,18 @@ async def test_invalid_and_stale_messages_are_counted_and_change_nothing(
     # ... and a leave its subject's: credentials for i2 (or billing) cannot make i1 leave.
     await observer.peer.publish(subjects.leave("orders", "i2"), encode(leave("i1", seq=9)))
     await observer.peer.publish(subjects.leave("billing", "i1"), encode(leave("i1", seq=9)))
-    # Load figures no node could send: a count beyond any float, a window of nothing.
-    for load in (
-        {"window": 1.0, "services": {"hello": {"requests": 10**400}}},
-        {"window": 1e-300, "services": {"hello": {"requests": 1}}},
-    ):
-        absurd = msgspec.to_builtins(heartbeat("i1", seq=6)) | {"load": load}
-        await observer.peer.publish(subjects.heartbeat("orders", "i1"), json.dumps(absurd).encode())
+    # Short beats are held to the same: their subject's instance, a seq that is a count.
+    await observer.peer.publish(subjects.heartbeat("orders", "i2"), encode(beat("i1", seq=6)))
+    negative = msgspec.to_builtins(beat("i1", seq=6)) | {"seq": -1}
+    await observer.peer.publish(subjects.heartbeat("orders", "i1"), json.dumps(negative).encode())
     await observer.send(heartbeat("i1", seq=4))  # older than what we have
+    await observer.send(beat("i1", seq=5))  # not newer either
     await observer.send(leave("nobody"))
+    # A beat of a record this view does not hold cannot make a member (no address).
+    await observer.send(beat("nobody", seq=6))
+    await observer.send(beat("i1", incarnation=2, seq=1))  # a restart not announced yet
     assert observer.metrics.bus_invalid == {"hb": 4, "leave": 2}
-    assert observer.metrics.view_dropped == {"stale": 1, "unknown": 1}
+    assert observer.metrics.view_dropped == {"stale": 2, "unknown": 2, "incarnation": 1}
     assert observer.discovery.view is before
     assert len(observer.changes) == 1
 

@@ -12,7 +12,6 @@ from view_factories import announced, events, ids, member, routable, ticks
 
 from mesh.membership import view as v
 from mesh.membership.view import State
-from mesh.messages import Load
 
 # --- announce ---------------------------------------------------------------------------
 
@@ -94,7 +93,7 @@ def test_without_a_wall_clock_or_a_grace_only_the_first_heartbeat_tells(
 
 def test_heartbeat_refreshes_heard_but_keeps_since() -> None:
     view = announced(heartbeat(seq=1), now=0.0)
-    hb = heartbeat(seq=2, load=Load(window=1.0, omitted=3))
+    hb = heartbeat(seq=2, zone="eu-1")
     view, effects = v.apply(view, hb, 0.9)
     m = member(view)
     assert (m.record, m.state, m.heard, m.since, m.seq) == (hb, State.ALIVE, 0.9, 0.0, 2)
@@ -144,7 +143,6 @@ def test_an_unhealthy_member_still_expires_by_silence() -> None:
 @pytest.mark.parametrize(
     ("change", "bumps"),
     [
-        ({"load": Load(window=1.0, omitted=3)}, False),
         ({}, False),  # only seq
         ({"interval": 2.0}, False),
         ({"admin_port": 15000}, False),

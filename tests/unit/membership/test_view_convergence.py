@@ -13,7 +13,7 @@ from view_factories import announced, member
 
 from mesh.membership import view as v
 from mesh.membership.view import Dropped
-from mesh.messages import Event, Load
+from mesh.messages import Event
 from mesh.timing import PRESETS, Timing
 
 # --- event ids: two observers that saw the same messages publish the same ids -------------
@@ -124,9 +124,7 @@ def shuffled_heartbeats(draw: st.DrawFn) -> tuple[list[Any], list[float | None]]
     seqs = draw(st.lists(st.integers(0, 1_000), min_size=1, max_size=25, unique=True))
     order = draw(st.permutations(seqs))
     hbs = [
-        heartbeat(
-            seq=s, weight=1 + s % 7, load=Load(omitted=s), health=("passing", "failing")[s % 2]
-        )
+        heartbeat(seq=s, weight=1 + s % 7, zone=f"z{s}", health=("passing", "failing")[s % 2])
         for s in order
     ]
     gaps = draw(

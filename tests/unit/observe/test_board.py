@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from factories import heartbeat
+from factories import heartbeat, load_report
 
 from mesh.membership.view import Member, State
 from mesh.messages import InstanceTraffic, Load, ServiceTraffic
@@ -23,12 +23,12 @@ def test_each_service_comes_with_its_signals_and_its_instances_states() -> None:
         member("o2", "orders"),
         member("o1", "orders"),
         member("b1", "billing", State.LEFT),
-        member("gw", "gateway", role="gateway", load=load),
+        member("gw", "gateway", role="gateway"),
     ]
 
-    shown = board("gw", members, wall=1700000000.0)
+    shown = board("gw", members, {"gw": load_report("gw", "gateway", load=load)}, wall=1.7e9)
 
-    assert (shown.node, shown.at) == ("gw", 1700000000.0)
+    assert (shown.node, shown.at) == ("gw", 1.7e9)
     assert [s.name for s in shown.services] == ["billing", "orders"]  # gateways call, not serve
     billing, orders = shown.services
     assert [(i.instance, i.state) for i in billing.instances] == [("b1", "left")]
@@ -41,4 +41,4 @@ def test_each_service_comes_with_its_signals_and_its_instances_states() -> None:
 
 
 def test_an_empty_view_is_an_empty_board() -> None:
-    assert board("gw", [], wall=0.0).services == []
+    assert board("gw", [], {}, wall=0.0).services == []

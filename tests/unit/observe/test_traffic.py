@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import pytest
-from factories import heartbeat
+from factories import heartbeat, load_report
 
 from mesh.membership.view import Member, State
-from mesh.messages import MAX_LOAD_COUNT, InstanceTraffic, Load, ServiceTraffic
+from mesh.messages import MAX_LOAD_COUNT, InstanceTraffic, Load, LoadReport, ServiceTraffic
 from mesh.metrics import BUCKETS
-from mesh.observe import board
-from mesh.observe.traffic import InstanceRow, Signals, instances, quantile, services
+from mesh.observe import board, traffic
+from mesh.observe.traffic import InstanceRow, ServiceRow, Signals, quantile
+
+# A member of the view, or a caller: its member and the load report it sent.
+Entry = Member | tuple[Member, LoadReport]
 
 
 def member(
@@ -22,9 +26,26 @@ def member(
     return Member(heartbeat(instance, service, **fields), state, 0.0, 0.0, 1)
 
 
-def caller(name: str, window: float, state: State = State.ALIVE, **load: ServiceTraffic) -> Member:
+def caller(
+    name: str, window: float, state: State = State.ALIVE, **load: ServiceTraffic
+) -> tuple[Member, LoadReport]:
     """A gateway that reported `load` (service -> figures) over `window` seconds."""
-    return member(name, "gateway", state, role="gateway", load=Load(window=window, services=load))
+    report = load_report(name, "gateway", load=Load(window=window, services=load))
+    return member(name, "gateway", state, role="gateway"), report
+
+
+def split(entries: Sequence[Entry]) -> tuple[list[Member], dict[str, LoadReport]]:
+    members = [e if isinstance(e, Member) else e[0] for e in entries]
+    loads = {e[1].instance: e[1] for e in entries if not isinstance(e, Member)}
+    return members, loads
+
+
+def services(entries: Sequence[Entry]) -> list[ServiceRow]:
+    return traffic.services(*split(entries))
+
+
+def instances(entries: Sequence[Entry], service: str) -> list[InstanceRow]:
+    return traffic.instances(*split(entries), service)
 
 
 def counts(**at: int) -> list[int]:
@@ -125,7 +146,17 @@ def test_figures_decoding_would_refuse_raise_nothing_and_count_as_the_bound() ->
     assert row.signals.p99 == BUCKETS[-1]
     [o1] = instances(members, "orders")
     assert (o1.signals.rate, o1.signals.p50) == (1e9, BUCKETS[0] / 2)
-    msgspec.json.encode(board.board("gw-1", members, wall=0.0))  # the dashboard's frame
+    msgspec.json.encode(board.board("gw-1", *split(members), wall=0.0))  # the dashboard's frame
+
+
+def test_a_report_of_another_incarnation_than_the_callers_is_not_counted() -> None:
+    """A restarted caller's figures start afresh; its last life's report says nothing."""
+    gateway, report = caller("gw-1", 1.0, orders=ServiceTraffic(requests=10))
+    stale = msgspec.structs.replace(report, incarnation=0)
+    [row] = services([member("o1"), (gateway, stale)])
+    assert row.signals.requests == 0
+    [row] = services([member("o1"), (gateway, report)])
+    assert row.signals.requests == 10
 
 
 def test_a_service_without_traffic_is_listed_with_empty_signals() -> None:
