@@ -397,8 +397,8 @@ class NatsBus:
             log.info("%s raised to %d replicas", stream, self.replicas)
         except BusRefused as exc:
             raise BusRefused(
-                f"{stream} has fewer than {self.replicas} replicas and these credentials may "
-                f"not change it ({exc}): run `mesh nats setup` as the admin with "
+                f"cannot check or raise {stream} to {self.replicas} replicas with these "
+                f"credentials ({exc}): run `mesh nats setup` as the admin with "
                 f"MESH_NATS_REPLICAS={self.replicas}"
             ) from exc
         except Exception as exc:
