@@ -40,6 +40,24 @@ def running(binary: str, folder: Path) -> Iterator[NatsCluster]:
         cluster.stop()
 
 
+def roles(cluster: NatsCluster) -> list[int]:
+    """The nodes' indexes, the JetStream metadata leader's first (from the nodes' logs: only
+    the system account may ask). A test that kills another node spends no election on the
+    metadata group, which new consumers (a watch, a replay) wait for."""
+
+    def leads(n: int) -> bool:
+        log = cluster.servers[n].log_path
+        said = (
+            [line for line in log.read_text().splitlines() if "metadata leader" in line]
+            if log
+            else []
+        )
+        return bool(said) and "Self is new JetStream cluster metadata leader" in said[-1]
+
+    first = next((n for n in range(SIZE) if leads(n)), 0)
+    return [first, *(n for n in range(SIZE) if n != first)]
+
+
 async def connect(urls: str) -> Client:
     """A raw client for the test's own look at the cluster (any live node)."""
     return await nats.connect(servers=urls.split(","), connect_timeout=1, max_reconnect_attempts=-1)

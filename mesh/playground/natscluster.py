@@ -76,9 +76,11 @@ class NatsCluster:
         """Start every node; each is up once it takes clients (its JetStream leader comes later:
         see mesh.bus.setup). Any node failing stops those started: no half a cluster."""
         try:
+            for server in self.servers:
+                server.launch()
             for name, server in zip(self.names, self.servers, strict=True):
                 try:
-                    server.start(timeout)
+                    server.wait_ready(timeout)
                 except NatsServerError as exc:
                     raise NatsServerError(f"NATS node {name}: {_one_line(exc)}") from None
         except NatsServerError:
