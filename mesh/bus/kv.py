@@ -28,6 +28,11 @@ _DELETED = ("DEL", "PURGE")
 _GRACE = 1.0
 _READ_TIMEOUT = 10.0
 _INACTIVE = 300.0  # seconds a watch's consumer outlives its client, as nats-py's watch
+# Making a watch's consumer (and remaking it after its node died) is one JetStream request.
+# In the seconds after a node dies the cluster may still place a consumer there and never
+# answer: 2 s, not nats-py's 5, before the watch tries again (a LAN answers in ms).
+_CONSUMER_CREATE = 2.0
+_PLACEMENTS = 3  # attempts at a one-off read's consumer (nats-py's 5 s each), as above
 # Server-placed markers (nats-server 2.11+) say why a key went, instead of KV-Operation.
 _MARKER_DELETES = ("MaxAge", "Purge", "Remove")
 
@@ -175,10 +180,18 @@ class KvStore:
             raise mapped(exc) from exc
 
     async def _watch(self, keys: str, *, history: bool) -> KeyValue.KeyWatcher:
-        try:
-            return await self.kv.watch(keys, include_history=history)
-        except Exception as exc:
-            raise mapped(exc) from exc
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await self.kv.watch(keys, include_history=history)
+            except nats.errors.TimeoutError as exc:
+                if attempts == _PLACEMENTS:
+                    raise mapped(exc) from exc
+                # Placed on a node that just died (see _CONSUMER_CREATE): placed anew.
+                log.debug("bucket %s: no consumer made (attempt %d); again", self.bucket, attempts)
+            except Exception as exc:
+                raise mapped(exc) from exc
 
     async def _drain(self, watcher: KeyValue.KeyWatcher, into: list[KvEntry], until: int) -> None:
         """Collect the replay up to revision `until` (see _last_revision)."""
@@ -211,7 +224,8 @@ class KvStore:
         watch = Watch(handler, until, prefix)
         try:
             # nats-py's KeyValue.watch cannot set the heartbeat: the same ordered consumer.
-            watch.subscription = await self._bus.client.jetstream().subscribe(
+            js = self._bus.client.jetstream(timeout=_CONSUMER_CREATE)
+            watch.subscription = await js.subscribe(
                 f"{prefix}>",
                 stream=f"KV_{self.bucket}",
                 cb=watch.deliver,
