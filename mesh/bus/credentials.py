@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import ssl
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import nats.errors
 
@@ -22,7 +23,7 @@ _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LE
 
 def connect_credentials(s: Settings) -> dict[str, Any]:
     """nats-py's connect options for every credential the settings hold, files checked."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {} if s.nats_user or s.nats_token else url_login(s.nats_url)
     if s.nats_user:
         options["user"] = s.nats_user
         options["password"] = s.nats_password.get_secret_value() if s.nats_password else ""
@@ -50,6 +51,29 @@ def connect_credentials(s: Settings) -> dict[str, Any]:
         # would read the credentials in clear. Servers need `handshake_first: true`.
         options["tls_handshake_first"] = True
     return options
+
+
+def url_login(urls: str) -> dict[str, str]:
+    """The login the URLs carry (`user:password@`, `token@`), as options for every server.
+
+    nats-py logs in to a server with the credentials of its own URL: a server it learned
+    from the cluster (none in MESH_NATS_URL) has none there, and would refuse it. Given as
+    options, they serve whichever node the client moves to.
+    """
+    logins = {
+        (unquote(url.username), None if url.password is None else unquote(url.password))
+        for url in map(urlsplit, (u.strip() for u in urls.split(",") if u.strip()))
+        if url.username is not None
+    }
+    if len(logins) > 1:
+        raise ConfigError(
+            "MESH_NATS_URL: its URLs log in differently; a cluster takes one login "
+            "(or set MESH_NATS_USER and _PASSWORD, or _TOKEN)"
+        )
+    if not logins:
+        return {}
+    user, password = logins.pop()
+    return {"token": user} if password is None else {"user": user, "password": password}
 
 
 def guarded(s: Settings) -> bool:

@@ -11,12 +11,13 @@ from datetime import datetime
 
 import nats.errors
 import nats.js.errors
-from nats.js.api import KeyValueConfig, StorageType
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
-from mesh.bus.core import NatsBus, mapped
+from mesh.bus.core import CONSUMER_HEARTBEAT, NatsBus, mapped, replicas_refused
 from mesh.errors import BusTimeout, Conflict
-from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,14 @@ _DELETED = ("DEL", "PURGE")
 # and after the marker waits this long for values still in flight before it gives up.
 _GRACE = 1.0
 _READ_TIMEOUT = 10.0
+_INACTIVE = 300.0  # seconds a watch's consumer outlives its client, as nats-py's watch
+# Making a watch's consumer (and remaking it after its node died) is one JetStream request.
+# In the seconds after a node dies the cluster may still place a consumer there and never
+# answer: 2 s, not nats-py's 5, before the watch tries again (a LAN answers in ms).
+_CONSUMER_CREATE = 2.0
+_PLACEMENTS = 3  # attempts at a one-off read's consumer (nats-py's 5 s each), as above
+# Server-placed markers (nats-server 2.11+) say why a key went, instead of KV-Operation.
+_MARKER_DELETES = ("MaxAge", "Purge", "Remove")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,23 @@ def _entry(raw: KeyValue.Entry) -> KvEntry:
     )
 
 
+def _delivered(prefix: str, msg: Msg) -> KvEntry:
+    """A watch's message as an entry (what nats-py's own watcher builds, without its queue)."""
+    headers = msg.headers or {}
+    meta = msg.metadata
+    deleted = (
+        headers.get("KV-Operation") in _DELETED
+        or headers.get("Nats-Marker-Reason") in _MARKER_DELETES
+    )
+    return KvEntry(
+        key=msg.subject[len(prefix) :],
+        value=msg.data,
+        revision=meta.sequence.stream,
+        created=meta.timestamp.timestamp(),
+        deleted=deleted,
+    )
+
+
 class KvStore:
     """One bucket; every method maps NATS errors to mesh errors."""
 
@@ -56,8 +82,10 @@ class KvStore:
         self._kv: KeyValue | None = None
 
     async def open(self, *, history: int | None = None) -> None:
-        """Open the bucket; with `history`, create it if missing, keeping that many revisions."""
+        """Open the bucket; with `history`, create it if missing, keeping that many revisions,
+        at the bus's replicas (raised to them if it has fewer)."""
         js = self._bus.client.jetstream()
+        stream = f"KV_{self.bucket}"
         try:
             try:
                 self._kv = await js.key_value(self.bucket)
@@ -65,13 +93,19 @@ class KvStore:
                 if history is None:
                     raise
                 config = KeyValueConfig(
-                    bucket=self.bucket, history=history, storage=StorageType.FILE
+                    bucket=self.bucket,
+                    history=history,
+                    storage=StorageType.FILE,
+                    replicas=self._bus.replicas,
                 )
                 self._kv = await self._bus.unless_refused(
-                    f"$JS.API.STREAM.CREATE.KV_{self.bucket}", js.create_key_value(config)
+                    f"$JS.API.STREAM.CREATE.{stream}", js.create_key_value(config)
                 )
+                return
         except Exception as exc:
-            raise mapped(exc) from exc
+            raise replicas_refused(exc, stream, self._bus.replicas) or mapped(exc) from exc
+        if history is not None and self._bus.replicas > 1:
+            await self._bus.ensure_replicas(stream)
 
     @property
     def kv(self) -> KeyValue:
@@ -146,10 +180,18 @@ class KvStore:
             raise mapped(exc) from exc
 
     async def _watch(self, keys: str, *, history: bool) -> KeyValue.KeyWatcher:
-        try:
-            return await self.kv.watch(keys, include_history=history)
-        except Exception as exc:
-            raise mapped(exc) from exc
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await self.kv.watch(keys, include_history=history)
+            except nats.errors.TimeoutError as exc:
+                if attempts == _PLACEMENTS:
+                    raise mapped(exc) from exc
+                # Placed on a node that just died (see _CONSUMER_CREATE): placed anew.
+                log.debug("bucket %s: no consumer made (attempt %d); again", self.bucket, attempts)
+            except Exception as exc:
+                raise mapped(exc) from exc
 
     async def _drain(self, watcher: KeyValue.KeyWatcher, into: list[KvEntry], until: int) -> None:
         """Collect the replay up to revision `until` (see _last_revision)."""
@@ -178,42 +220,52 @@ class KvStore:
     async def watch(self, handler: Callable[[KvEntry], Awaitable[None]]) -> Watch:
         """Deliver every key's current value, then each change, until stopped."""
         until = await self._last_revision()
-        watcher = await self._watch(">", history=False)
-        return Watch(watcher, handler, until)
+        prefix = f"$KV.{self.bucket}."
+        watch = Watch(handler, until, prefix)
+        try:
+            # nats-py's KeyValue.watch cannot set the heartbeat: the same ordered consumer.
+            js = self._bus.client.jetstream(timeout=_CONSUMER_CREATE)
+            watch.subscription = await js.subscribe(
+                f"{prefix}>",
+                stream=f"KV_{self.bucket}",
+                cb=watch.deliver,
+                ordered_consumer=True,
+                idle_heartbeat=CONSUMER_HEARTBEAT,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                inactive_threshold=_INACTIVE,
+            )
+        except Exception as exc:
+            raise mapped(exc) from exc
+        return watch
 
 
 class Watch:
     """A running watch; `initial` is set once the bucket's current values were delivered."""
 
     def __init__(
-        self,
-        watcher: KeyValue.KeyWatcher,
-        handler: Callable[[KvEntry], Awaitable[None]],
-        until: int,
+        self, handler: Callable[[KvEntry], Awaitable[None]], until: int, prefix: str
     ) -> None:
-        self._watcher = watcher
         self._handler = handler
         self._until = until  # the replay of current values ends with this revision
+        self._prefix = prefix
+        self.subscription: JetStreamContext.PushSubscription | None = None
         self.initial = asyncio.Event()
         if not until:
             self.initial.set()
-        self._task = asyncio.create_task(self._run(), name="kv-watch")
+        else:  # revisions purged meanwhile never come: the replay is over all the same
+            asyncio.get_running_loop().call_later(_READ_TIMEOUT, self.initial.set)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        async for raw in self._watcher:
-            if raw is None:  # nats-py's marker may be early (see _GRACE): a fallback only
-                loop.call_later(_GRACE, self.initial.set)
-                continue
-            try:
-                await self._handler(_entry(raw))
-            except Exception:
-                log.exception("kv watch handler failed for %s", raw.key)
-            if (raw.revision or 0) >= self._until:
-                self.initial.set()
+    async def deliver(self, msg: Msg) -> None:
+        """nats-py calls this for each message in order, one at a time."""
+        entry = _delivered(self._prefix, msg)
+        try:
+            await self._handler(entry)
+        except Exception:
+            log.exception("kv watch handler failed for %s", entry.key)
+        if entry.revision >= self._until or msg.metadata.num_pending == 0:
+            self.initial.set()
 
     async def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            await cancel_and_wait(self._task)
-        with contextlib.suppress(Exception):
-            await self._watcher.stop()  # type: ignore[no-untyped-call]
+        if self.subscription is not None:
+            with contextlib.suppress(Exception):
+                await self.subscription.unsubscribe()

@@ -22,6 +22,15 @@ class Secured:
     undo: Path
 
 
+@dataclass(frozen=True, slots=True)
+class NatsNode:
+    """One node of a `mesh up --cluster` NATS cluster: its server name, client URL and pid."""
+
+    name: str
+    url: str
+    pid: int
+
+
 def mesh_command() -> str:
     """How to run `mesh` from this shell: `mesh` when PATH finds this one, else its path."""
     script = Path(sys.executable).parent / "mesh"
@@ -46,11 +55,16 @@ def text(
     applied: str,
     admin_token: bool = False,
     secure: Secured | None = None,
+    nats_nodes: list[NatsNode] | None = None,
 ) -> str:
-    """The banner; `pids` maps each child's label to its process id."""
+    """The banner; `pids` maps each child's label to its process id; `nats_nodes`, a
+    cluster's nodes (`nats_url` then lists them all)."""
     mesh = mesh_command()
     secured = "  (TLS, a least-privilege NKey user per process)" if secure else ""
-    rows = [("nats", nats_url + secured), ("gateway", f"http://{listen}  (admin http://{admin})")]
+    rows = [(n.name, f"{n.url}  pid {n.pid}") for n in nats_nodes or ()] or [
+        ("nats", nats_url + secured)
+    ]
+    rows.append(("gateway", f"http://{listen}  (admin http://{admin})"))
     if secure is not None:
         everyone = pki.spiffe_id(secure.trust_domain, "*")
         rows.append(("mesh ca", f"signs {everyone}, pid {pids['mesh ca']}"))
@@ -115,10 +129,25 @@ def text(
         f"  # fail over: kill {victim.name}'s service (or its agent, pid "
         f"{pids[f'{victim.name} agent']}); mesh up restarts it",
         f"  kill -9 {pids[victim.name]}",
+        *_cluster_failover(nats_nodes or []),
         "",
-        "Ctrl-C stops everything; so does the death of the gateway or of NATS.",
+        "Ctrl-C stops everything; so does the death of the gateway"
+        + (" (NATS nodes may die: the other nodes carry on)." if nats_nodes else " or of NATS."),
     ]
     return "\n".join(lines)
+
+
+def _cluster_failover(nodes: list[NatsNode]) -> list[str]:
+    """How to watch the mesh outlive a NATS node: kill one, start nothing."""
+    if not nodes:
+        return []
+    victim = nodes[len(nodes) // 2]
+    return [
+        "",
+        "  # a NATS node dies: every process moves to another node, policies and events",
+        f"  # are kept on {min(3, len(nodes))} nodes; curl on meanwhile",
+        f"  kill -9 {victim.pid}   # {victim.name}",
+    ]
 
 
 def _credentials(folder: Path | None, mesh: str) -> list[str]:

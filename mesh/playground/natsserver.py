@@ -146,13 +146,19 @@ class NatsServer:
     def start(self, timeout: float = 10.0) -> None:
         """Launch and return once the server sends INFO (JetStream on, if asked) to a client
         (a TLS-first server: once its log says it is ready)."""
-        self._launch()
+        self.launch()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Return once the launched server takes clients (see start)."""
         deadline = self._clock() + timeout
         while not self._probe():
             self._check_alive_until(deadline)
             time.sleep(_POLL)
 
-    def _launch(self) -> None:
+    def launch(self) -> None:
+        """Start the process without waiting for it (a cluster launches all its nodes at
+        once: a node alone at first elects no JetStream leader for seconds)."""
         if self.running:
             raise NatsServerError(f"nats-server already running at {self.url}")
         if self._store is None:

@@ -27,6 +27,7 @@ from mesh.node.supervisor import Restart, Supervisor
 from mesh.playground import banner, lineup
 from mesh.playground import secure as playground_secure
 from mesh.playground.lineup import Instance
+from mesh.playground.natscluster import NatsCluster
 from mesh.security import natsauth
 from mesh.security.natsauth import Role
 
@@ -35,6 +36,9 @@ STOP_GRACE = 5.0  # seconds a child gets after SIGTERM before SIGKILL
 RESTART = Restart(first=1.0, cap=10.0)
 # The example policies ship beside the packages (a sibling of mesh/, installed or not).
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
+CLUSTER_SIZES = range(3, 6)
+# A cluster keeps the stream and the bucket on 3 of its nodes: any one may die.
+CLUSTER_REPLICAS = 3
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -57,6 +61,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "serve`) and mTLS between services (keys in a private temporary folder)",
     )
     parser.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N (3 to 5) clustered NATS nodes instead of one, the event stream and "
+        "the policy bucket at 3 replicas: the mesh outlives any one node",
+    )
+    parser.add_argument(
         "--policies",
         default=str(EXAMPLES),
         help="policy documents to apply once the mesh is up ('' = none; default: the examples)",
@@ -69,6 +81,14 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--instances: at least 1")
     if args.secure and args.nats_url:
         raise ConfigError("--secure runs its own NATS: leave out --nats-url")
+    if args.cluster:
+        if not CLUSTER_SIZES[0] <= args.cluster <= CLUSTER_SIZES[-1]:
+            raise ConfigError("--cluster: 3 to 5 nodes (fewer than 3 survive no loss)")
+        if args.nats_url:
+            raise ConfigError("--cluster runs its own NATS: leave out --nats-url")
+        if args.secure:
+            # Routes between the nodes would need TLS and credentials of their own.
+            raise ConfigError("--cluster with --secure is not supported yet")
     settings = config.load(nats_url=args.nats_url, preset=args.preset)
     logs.setup(args.log_level or "warning", as_json=False)
     return asyncio.run(_up(args, settings, monotonic))
@@ -103,8 +123,16 @@ async def _run(
     from mesh.playground.natsserver import NatsServer, find_binary
 
     server: NatsServer | None = None
+    cluster: NatsCluster | None = None
+    replicas = CLUSTER_REPLICAS if args.cluster else settings.nats_replicas
     if args.nats_url:
         url = args.nats_url
+    elif args.cluster:
+        cluster = NatsCluster(
+            find_binary(settings.nats_server_bin), args.cluster, presence=True, clock=clock
+        )
+        cluster.start()  # on this thread, as a single server
+        url = cluster.urls
     else:
         config_file = secure.server_config if secure is not None else None
         server = NatsServer(
@@ -117,7 +145,12 @@ async def _run(
         server.start()  # on this thread, which outlives it (see NatsServer)
         url = server.url
     # Children speak only of trouble unless asked: the banner is what a newcomer reads.
-    env = {**os.environ, "MESH_NATS_URL": url, "MESH_LOG_LEVEL": args.log_level or "warning"}
+    env = {
+        **os.environ,
+        "MESH_NATS_URL": url,
+        "MESH_NATS_REPLICAS": str(replicas),
+        "MESH_LOG_LEVEL": args.log_level or "warning",
+    }
 
     def env_of(role: Role) -> dict[str, str]:
         """A NATS client's environment: its own role's credentials, and mTLS, when secure."""
@@ -132,7 +165,8 @@ async def _run(
     if secure is not None:
         presence = secure.roles[natsauth.presence().name].env()
     else:
-        presence = server.accounts.presence_env() if server and server.accounts else {}
+        held = cluster.accounts if cluster is not None else server and server.accounts
+        presence = held.presence_env() if held else {}
     gateway_env = {**env_of(natsauth.gateway(playground_secure.GATEWAY)), **presence}
     gateway = lineup.gateway(args.listen, args.admin, gateway_env)
     services = [instance.service_child(quiet) for instance in instances]
@@ -148,7 +182,11 @@ async def _run(
         # events are stored (a gateway would make them only once up; secure: only the
         # admin may).
         admin_login = secure.roles["admin"].overrides() if secure is not None else {}
-        await setup.set_up(config.load(nats_url=url, **admin_login))
+        # A new cluster elects its JetStream leader first: the wait covers it.
+        wait = args.ready_timeout if cluster is not None else 0.0
+        await setup.set_up(
+            config.load(nats_url=url, nats_replicas=replicas, **admin_login), wait=wait
+        )
         if signer is not None:
             supervisor.start(signer, RESTART)
         supervisor.start(gateway)  # no restart: without it the demo cannot serve
@@ -168,6 +206,7 @@ async def _run(
             listen=args.listen,
             admin=args.admin,
             nats_url=url,
+            nats_nodes=_nodes(cluster),
             applied=applied,
             admin_token=settings.admin_token is not None,
             secure=_secured(secure, settings.trust_domain),
@@ -190,6 +229,8 @@ async def _run(
         await asyncio.to_thread(children.stop, [agents, services, last], grace=STOP_GRACE)
         if server is not None:
             server.stop()
+        if cluster is not None:
+            cluster.stop()
 
 
 async def _wait_ready(
@@ -225,6 +266,16 @@ async def _wait_ready(
             if clock() > deadline:
                 raise MeshError(f"the mesh was not ready within {timeout:g} s")
             await asyncio.sleep(0.2)
+
+
+def _nodes(cluster: NatsCluster | None) -> list[banner.NatsNode]:
+    """The banner's rows for a cluster's nodes (none for a single server)."""
+    if cluster is None:
+        return []
+    return [
+        banner.NatsNode(name, server.url, server.pid or 0)
+        for name, server in zip(cluster.names, cluster.servers, strict=True)
+    ]
 
 
 def _secured(

@@ -13,24 +13,20 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import msgspec
 import nats
 import pytest
+from peers import Peer, record, start
 from waiting import until
 
 from mesh import clock, config, subjects
 from mesh.bus import Delivery, NatsBus, setup
 from mesh.bus.kv import KvStore
 from mesh.config import Settings
-from mesh.engine.engine import Engine
 from mesh.errors import BusError
-from mesh.forwarding.directory import Directory
-from mesh.forwarding.policy_feed import bucket
 from mesh.membership.view import State
-from mesh.messages import Event, Heartbeat, decode, encode
-from mesh.node.forwarding import Forwarding
+from mesh.messages import Event, decode, encode
 from mesh.node.node import Node
 from mesh.observe.events import Printer, follow
 from mesh.playground.natsserver import NatsServer
@@ -39,59 +35,6 @@ from mesh.resilience.outcome import REFUSED
 WINDOW = 0.5  # the stream's duplicate window here: it must exceed the observers' spread
 GREET = b"""{"kind": "Route", "name": "greet", "match": {"path_prefix": "/greet"},
             "to": [{"service": "hello"}]}"""
-
-
-@dataclass
-class Peer:
-    node: Node
-    forwarding: Forwarding
-
-    @property
-    def name(self) -> str:
-        return self.node.name
-
-    def sees(self, instance: str, state: State | None) -> bool:
-        member = self.node.view.members.get(instance)
-        return (member.state if member else None) is state
-
-    async def stop(self) -> None:
-        await self.forwarding.stop()
-        await self.node.stop()
-
-
-def record(settings: Settings, service: str, instance: str, port: int) -> Heartbeat:
-    """The record of a gateway (service `gateway`) or of an agent of `service`."""
-    return Heartbeat(
-        service=service,
-        instance=instance,
-        role="gateway" if service == "gateway" else "agent",
-        host="127.0.0.1",
-        port=port,
-        incarnation=0,
-        seq=0,
-        interval=settings.timing.interval,
-    )
-
-
-async def start(settings: Settings, service: str, instance: str, port: int) -> Peer:
-    """A gateway (service `gateway`) or an agent of `service`, heartbeating and forwarding."""
-    node = Node(settings, record(settings, service, instance, port))
-    role = node.role
-    engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=True)
-    forwarding = Forwarding(
-        node,
-        engine,
-        settings,
-        zone="",
-        fallback=None if role == "gateway" else engine.default_routes,
-        policies=bucket(node.bus),
-        edge=role == "gateway",
-    )
-    await node.start()
-    if role == "agent":  # as if hello called itself: its agents observe one another
-        await node.discovery.want(service)
-    await forwarding.start(wait_policies=2.0)
-    return Peer(node, forwarding)
 
 
 class Log:

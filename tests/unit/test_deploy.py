@@ -24,6 +24,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 NATS_DIR = ROOT / "deploy" / "nats"
 # secure.conf needs generated credentials beside it: tested on its own below.
 CONFIGS = sorted(p for p in NATS_DIR.glob("*.conf") if p.name != "secure.conf")
+CLUSTER = sorted((NATS_DIR / "cluster").glob("*.conf"))  # one file per node
 
 # Settings the configs take from the server's environment; dummies are enough for -t.
 CONFIG_ENV = {
@@ -209,26 +210,28 @@ def config_test(binary: str, config: Path, env: dict[str, str]) -> subprocess.Co
 
 
 def test_the_expected_configs_are_there() -> None:
-    assert {p.name for p in CONFIGS} >= {"nats.conf", "cluster.conf", "permissions.conf"}
+    assert {p.name for p in CONFIGS} >= {"nats.conf", "permissions.conf"}
+    assert [p.name for p in CLUSTER] == ["node-a.conf", "node-b.conf", "node-c.conf"]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", CONFIGS + CLUSTER, ids=lambda p: p.name)
 def test_nats_config_is_valid(nats_binary: str, config: Path) -> None:
     result = config_test(nats_binary, config, CONFIG_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", ["nats.conf", "cluster.conf"])
+@pytest.mark.parametrize("name", ["nats.conf", "cluster/node-a.conf"])
 def test_enabling_the_permissions_include_stays_valid(
     nats_binary: str, tmp_path: Path, name: str
 ) -> None:
     text = (NATS_DIR / name).read_text()
-    assert "# include ./permissions.conf" in text
-    shutil.copy(NATS_DIR / "permissions.conf", tmp_path)  # includes resolve beside the file
-    (tmp_path / name).write_text(
-        text.replace("# include ./permissions.conf", "include ./permissions.conf")
-    )
-    result = config_test(nats_binary, tmp_path / name, CONFIG_ENV)
+    include = re.search(r"# (include \S*permissions.conf)", text)
+    assert include is not None
+    config = tmp_path / name  # beside a copy of deploy/nats: includes resolve as there
+    config.parent.mkdir(exist_ok=True)
+    shutil.copy(NATS_DIR / "permissions.conf", tmp_path)
+    config.write_text(text.replace(include.group(0), include.group(1)))
+    result = config_test(nats_binary, config, CONFIG_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -266,9 +269,14 @@ def test_the_secure_config_is_valid_with_generated_credentials(
     assert {p.stat().st_mode & 0o777 for p in secrets} == {0o600}
 
 
-def test_cluster_routes_name_three_nodes() -> None:
-    routes = re.findall(r"nats-route://([\w-]+):6222", (NATS_DIR / "cluster.conf").read_text())
-    assert len(set(routes)) == 3
+def test_the_cluster_nodes_share_a_cluster_and_routes_and_differ_in_name_and_store() -> None:
+    texts = [path.read_text() for path in CLUSTER]
+    routes = [re.findall(r"nats-route://([\d.]+):6222", text) for text in texts]
+    assert len(set(routes[0])) == 3
+    assert routes[1] == routes[2] == routes[0]
+    assert {re.search(r"\n  name: (\S+)", text).group(1) for text in texts} == {"natsmesh"}  # type: ignore[union-attr]
+    for unique in (r"\nserver_name: (\S+)", r"store_dir: (\S+)"):
+        assert len({re.search(unique, text).group(1) for text in texts}) == 3  # type: ignore[union-attr]
 
 
 # --- deploy/prometheus and deploy/grafana -------------------------------------------------

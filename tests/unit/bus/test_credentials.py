@@ -165,3 +165,15 @@ async def test_a_refused_publish_ends_the_work_waiting_on_its_answer() -> None:
 def test_guarded_means_a_login_over_tls(settings: dict[str, str], expected: bool) -> None:
     """What `mesh ca serve` checks before warning that anyone may ask it for a certificate."""
     assert guarded(Settings(**settings)) is expected  # type: ignore[arg-type]
+
+
+def test_a_login_in_the_urls_serves_every_node_the_client_moves_to() -> None:
+    # nats-py logs in to a server with its own URL's login: one learned from the cluster
+    # has none, so the login goes to nats-py as options, for every server.
+    both = Settings(nats_url="nats://u:p%40ss@a:4222, nats://u:p%40ss@b:4222,nats://c:4222")
+    assert connect_credentials(both) == {"user": "u", "password": "p@ss"}
+    assert connect_credentials(Settings(nats_url="nats://tk@a:4222")) == {"token": "tk"}
+    given = Settings(nats_url="nats://u:p@a:4222", nats_user="v", nats_password="q")  # type: ignore[arg-type]
+    assert connect_credentials(given) == {"user": "v", "password": "q"}  # the setting wins
+    with pytest.raises(ConfigError, match="its URLs log in differently"):
+        connect_credentials(Settings(nats_url="nats://u:p@a:4222,nats://v:q@b:4222"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.playground.banner import Secured, mesh_command, text
+from mesh.playground.banner import NatsNode, Secured, mesh_command, text
 from mesh.playground.lineup import Instance
 
 BIN = Path(sys.executable).parent
@@ -93,3 +93,26 @@ def test_a_secure_banner_says_how_other_terminals_log_in_and_what_mtls_shows(
     assert "nats://127.0.0.1:4333  (TLS, a least-privilege NKey user per process)" in secure
     assert f"set -a; . {tmp_path / 'monitor.env'}; set +a   # read-only" in secure
     assert f"set -a; . {tmp_path / 'admin.env'};" in secure
+
+
+def test_a_cluster_banner_lists_every_node_and_exports_every_url() -> None:
+    instances = [Instance("hello-1", "hello", "v1", 9001, 9101, 9201)]
+    pids = {"hello-1": 11, "hello-1 agent": 12}
+    nodes = [
+        NatsNode(f"mesh-nats-{n}", f"nats://127.0.0.1:{4000 + i}", 100 + i)
+        for i, n in enumerate("abc")
+    ]
+    urls = ",".join(node.url for node in nodes)
+    banner = text(
+        instances,
+        pids,
+        listen="127.0.0.1:8000",
+        admin="127.0.0.1:8001",
+        nats_url=urls,
+        applied="",
+        nats_nodes=nodes,
+    )
+    assert "  mesh-nats-b  nats://127.0.0.1:4001  pid 101\n" in banner
+    assert f"export MESH_NATS_URL={urls}\n" in banner
+    assert "kill -9 101   # mesh-nats-b" in banner
+    assert banner.endswith("(NATS nodes may die: the other nodes carry on).")
