@@ -11,7 +11,7 @@ import collections
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +68,6 @@ def mesh3(shared_mesh3: tuple[Mesh, Procs]) -> Iterator[tuple[Mesh, Procs]]:
         yield mesh, procs
 
 
-@pytest.fixture
-def own_mesh(fresh_nats: NatsServer, tmp_path: Path) -> Iterator[Callable[..., tuple[Mesh, Procs]]]:
-    """`own_mesh(*instances)`: a mesh (and a nats-server) of this test's own, as small as
-    it needs, for tests that kill or restart."""
-    started: list[Mesh] = []
-
-    def start(*instances: str) -> tuple[Mesh, Procs]:
-        mesh, procs = start_mesh(fresh_nats.url, tmp_path, instances)
-        started.append(mesh)
-        return mesh, procs
-
-    yield start
-    for mesh in started:
-        mesh.close()
-
-
 def member(admin_port: int, instance: str) -> dict[str, Any]:
     return next((m for m in members(admin_port) if m["instance"] == instance), {})
 
@@ -137,32 +121,33 @@ def test_a_gateway_started_after_the_agents_has_the_full_view_within_1s(mesh3) -
     print(f"\nlate gateway had the full view after {took * 1000:.0f} ms")
 
 
-def test_sigterm_of_an_agent_removes_its_instance_within_1s(own_mesh) -> None:
-    _, procs = own_mesh("hello-b")
-    gateway, agent, service = procs["gateway"], procs["hello-b-agent"], procs["hello-b"]
-    address = f"127.0.0.1:{service.port}"
-    assert address in routable(gateway.admin_port)
+def test_sigterm_of_an_agent_removes_its_instance_within_1s(mesh3) -> None:
+    mesh, procs = mesh3
+    gateway, service = procs["gateway"], mesh.service("hello-s")
+    agent, address = mesh.agent(service), f"127.0.0.1:{service.port}"
+    wait_for(lambda: address in routable(gateway.admin_port), timeout=20)
     agent.signal(signal.SIGTERM)
     took = wait_for(lambda: address not in routable(gateway.admin_port), timeout=5)
     assert took < 1.0, f"took {took:.3f} s"
     state = {m["instance"]: m["state"] for m in members(gateway.admin_port)}
-    assert state["hello-b-agent"] == "left"
+    assert state["hello-s-agent"] == "left"
     assert agent.wait(5) == 0
     print(f"\nleave removed the instance in {took * 1000:.0f} ms")
 
 
-def test_kill_9_of_an_instance_and_its_agent_removes_it_within_the_down_time(own_mesh) -> None:
-    _, procs = own_mesh("hello-a", "hello-c")
-    gateway = procs["gateway"]
-    address = f"127.0.0.1:{procs['hello-c'].port}"
+def test_kill_9_of_an_instance_and_its_agent_removes_it_within_the_down_time(mesh3) -> None:
+    mesh, procs = mesh3
+    gateway, service = procs["gateway"], mesh.service("hello-k")
+    agent, address = mesh.agent(service), f"127.0.0.1:{service.port}"
+    wait_for(lambda: address in routable(gateway.admin_port), timeout=20)
     killed = time.monotonic()
-    procs["hello-c"].signal(signal.SIGKILL)
-    procs["hello-c-agent"].signal(signal.SIGKILL)
+    service.signal(signal.SIGKILL)
+    agent.signal(signal.SIGKILL)
     unroutable = wait_for(lambda: address not in routable(gateway.admin_port), timeout=10)
-    seen = member(gateway.admin_port, "hello-c-agent")
-    wait_for(lambda: member(gateway.admin_port, "hello-c-agent").get("state") == "down", 10)
+    seen = member(gateway.admin_port, "hello-k-agent")
+    wait_for(lambda: member(gateway.admin_port, "hello-k-agent").get("state") == "down", 10)
     gone = time.monotonic() - killed
-    down = member(gateway.admin_port, "hello-c-agent")
+    down = member(gateway.admin_port, "hello-k-agent")
     # Never early: the gateway's own account of the silence when it acted.
     assert seen["state"] in ("suspect", "down")
     assert seen["heard_ago"] >= SUSPECT, seen
@@ -170,5 +155,5 @@ def test_kill_9_of_an_instance_and_its_agent_removes_it_within_the_down_time(own
     # Never late: the last heartbeat came at most an interval before the kill.
     assert unroutable <= SUSPECT + SLACK, f"still routed after {unroutable:.2f} s"
     assert gone <= DOWN + SLACK, f"down after {gone:.2f} s"
-    assert set(served_by(gateway.port, 10)) == {"hello-a"}
+    assert set(served_by(gateway.port, 10)) == set(INSTANCES)
     print(f"\nkill -9: unroutable after {unroutable:.2f} s, down after {gone:.2f} s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ def _name(path: Path) -> str:
 MODULES = {_name(path): path for path in MESH.rglob("*.py")}
 
 
-def _imports(module: str) -> set[str]:
+@functools.cache  # both graphs below are built from it: each module is parsed once
+def _imports(module: str) -> frozenset[str]:
     """Every mesh module `module` imports, at any depth of its code (TYPE_CHECKING too)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(MODULES[module].read_text())):
@@ -28,7 +30,7 @@ def _imports(module: str) -> set[str]:
             found.add(node.module)
             # `from mesh.node import admin` imports the module mesh.node.admin
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name in MODULES and name != module}
+    return frozenset(name for name in found if name in MODULES and name != module)
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
