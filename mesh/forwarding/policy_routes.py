@@ -126,7 +126,8 @@ class PolicyRouter:
             try:
                 return self._fallback(request, now)
             except NoRoute as exc:
-                raise self._no_route(exc.detail, name, exc.service) from None
+                # `unknown` too: the names a first call follows (mesh.node.forwarding).
+                raise self._no_route(exc.detail, name, exc.service, exc.unknown) from None
         route = matched.route
         target = matched.target
         identity = None
@@ -152,7 +153,9 @@ class PolicyRouter:
             identity.credential if identity else None,
         )
 
-    def _no_route(self, detail: str, name: bytes, service: str = "") -> NoRoute:
+    def _no_route(
+        self, detail: str, name: bytes, service: str = "", unknown: tuple[str, ...] = ()
+    ) -> NoRoute:
         """A 404 naming the routes for the request's host, those with `auth` left out: a
         client learns no more of what a route guards than the default routes tell it
         (mesh.forwarding.routing.DefaultRoutes.hiding). Routes of other hosts stay unnamed."""
@@ -162,6 +165,7 @@ class PolicyRouter:
             service=service,
             routes=tuple(names[:CONSIDERED_SHOWN]),
             more_routes=max(0, len(names) - CONSIDERED_SHOWN),
+            unknown=unknown,
         )
 
     def _check(

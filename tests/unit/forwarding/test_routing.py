@@ -125,6 +125,14 @@ def test_unmatched_requests_fall_back_to_the_default_routes_or_nowhere() -> None
         _router(GREET, fallback=False)(_head(b"/orders/x"), 0.0)
 
 
+def test_a_request_no_route_matches_still_names_what_it_may_have_meant() -> None:
+    # The names a first call follows: lost here, an agent with any Route policy in the
+    # bucket never followed a service it had not called yet.
+    with pytest.raises(NoRoute) as refused:
+        _router(GREET)(_head(b"http://nosuch/x"), 0.0)
+    assert refused.value.unknown == ("nosuch",)
+
+
 KEYED = {
     "name": "keyed",
     "match": {"hosts": ["api.example.com"]},
