@@ -22,11 +22,13 @@ demo: $(STAMP)
 demo-secure: $(STAMP)
 	$(BIN)/mesh up --secure
 
-# The tests start about seventy mesh processes: compiled once here, none of them compiles
-# the packages again (with PYTHONDONTWRITEBYTECODE set, each would).
+# The tests start about 150 mesh processes: compiled once here, none of them compiles
+# the packages again (with PYTHONDONTWRITEBYTECODE set, each would). Two workers: the
+# tests that start processes run one after another on one of them (one xdist group, see
+# tests/conftest.py), the unit tests beside them on the other core.
 test: $(STAMP) test-tools
 	$(BIN)/python -m compileall -q mesh agents gateway policies
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Debian's packages that tests drive for real: a Prometheus server and promtool, a
 # headless Chromium for the dashboard, and iproute2's `ip` for the hosts in network
