@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.console import BenchError, say
 from bench.cpu import background_load
-from bench.loopback import http_get, wait_until
+from bench.loopback import admin_get, http_get, wait_until
 from bench.natsmon import connz
 from bench.processes import Processes, sigterm_as_exit
 from bench.records import layout, victims
@@ -133,10 +133,18 @@ def run_size(
     gateway, gateway_port = start_gateway(procs, "gw0", env)
     observers = [gateway, *(agent for agent, _ in agents)]
     callers = {f"caller-{i}": 1 for i in range(args.agents)}
-    for observer in observers:
+    # Agents hear only what they call: the gateway, which hears everything, holds them all,
+    # and each agent is ready once its admin port answers.
+    wait_until(
+        f"{gateway.label} to hold every agent",
+        lambda: held(alive_at(gateway.admin), callers) == args.agents,
+        timeout=60,
+        processes=procs,
+    )
+    for agent, _ in agents:
         wait_until(
-            f"{observer.label} to hold every agent",
-            lambda o=observer: held(alive_at(o.admin), callers) == args.agents,
+            f"{agent.label} to answer",
+            lambda a=agent: admin_get(a.admin, "/healthz")[0] == 200,
             timeout=60,
             processes=procs,
         )

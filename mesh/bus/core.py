@@ -102,7 +102,13 @@ _STREAM_FIELDS = (
     "max_bytes",
     "duplicate_window",
     "num_replicas",
+    "max_consumers",
 )
+# Consumers a stream admits. nats-server (2.15 here) refuses a stream's 1,001st consumer
+# unless the stream says otherwise, and every mesh node holds one ordered consumer on the
+# policy bucket: left at that, 1,000 nodes would be the mesh's size limit. An idle ordered
+# consumer costs the server a few KB, so the bound is set far above any fleet instead.
+WATCHERS = 100_000
 # JetStream's error codes for more replicas than it has nodes to place them on: a single
 # server (not clustered), or a cluster with fewer JetStream nodes up than asked.
 _TOO_MANY_REPLICAS = frozenset({10074, 10023, 10005})
@@ -377,6 +383,7 @@ class NatsBus:
             max_bytes=max_bytes,
             duplicate_window=duplicate_window,
             num_replicas=self.replicas,
+            max_consumers=WATCHERS,
         )
         js = self._nc.jetstream()
         try:
@@ -418,6 +425,30 @@ class NatsBus:
             ) from exc
         except Exception as exc:
             raise replicas_refused(exc, stream, self.replicas) or mapped(exc) from exc
+
+    async def ensure_watchers(self, stream: str) -> None:
+        """Let `stream` (which exists) admit WATCHERS consumers. Credentials that may not
+        change it (a gateway on a secured NATS) leave it as the admin set it up: a warning,
+        not a refusal to start, as the mesh works below the cap."""
+        js = self._nc.jetstream()
+        try:
+            info = js.stream_info(stream)
+            config = (await self.unless_refused(f"$JS.API.STREAM.INFO.{stream}", info)).config
+            if (config.max_consumers or 0) >= WATCHERS:
+                return
+            config.max_consumers = WATCHERS
+            update = js.update_stream(config)
+            await self.unless_refused(f"$JS.API.STREAM.UPDATE.{stream}", update)
+        except BusRefused as exc:
+            log.warning(
+                "%s admits only the server's default number of consumers (1,000 on recent "
+                "nats-servers), and every node holds one; these credentials cannot raise "
+                "it (%s): run `mesh nats setup` as the admin",
+                stream,
+                exc,
+            )
+        except Exception as exc:
+            raise mapped(exc) from exc
 
     async def replay(
         self, stream: str, subject: str, since: float | None, handler: Handler

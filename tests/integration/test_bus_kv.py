@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from mesh.bus import NatsBus
+from mesh.bus.core import WATCHERS
 from mesh.bus.kv import KvEntry, KvStore
 from mesh.config import load as load_settings
 from mesh.playground.natsserver import NatsServer
@@ -94,3 +95,15 @@ async def _ignore(entry: KvEntry) -> None:
 
 def _missing() -> KvEntry:
     raise AssertionError("the key was written before")
+
+
+async def test_a_bucket_admits_a_consumer_per_node_of_a_large_fleet(store: KvStore) -> None:
+    # nats-server refuses a stream's 1,001st consumer by default, and every node watches the
+    # policy bucket with one: the bench's 1,000-node fleet hit it on its first apply.
+    js = store.kv._js
+    info = await js.stream_info("KV_test_bucket")
+    assert info.config.max_consumers == WATCHERS
+    info.config.max_consumers = 1000  # as a bucket made before this, or by hand
+    await js.update_stream(info.config)
+    await store.open(history=8)
+    assert (await js.stream_info("KV_test_bucket")).config.max_consumers == WATCHERS
