@@ -6,6 +6,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Iterable
+from typing import Literal
 
 import msgspec
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 class _Client(msgspec.Struct, frozen=True):
     id: int
     name: str = ""
+    user: str | None = None  # the login: a user name, or an NKey's public key
+    nkey: str | None = None
 
 
 class _Server(msgspec.Struct, frozen=True):
@@ -36,28 +39,59 @@ class Advisory(msgspec.Struct, frozen=True):
     client: _Client
     reason: str = ""
 
+    @property
+    def login(self) -> str:
+        return self.client.nkey or self.client.user or ""
+
 
 _advisory = msgspec.json.Decoder(Advisory)
 Connection = tuple[str, int]  # (server id, client id): unique across a cluster
+Verdict = Literal["gone", "moved", "impostor"]
+
+
+class _Held(msgspec.Struct):
+    login: str  # whose connection first claimed the name: only its closes count
+    open: set[Connection]
 
 
 class Connections:
-    """Each node name's latest connection, as the advisories told it: the close of one a
-    node has since replaced (it moved to another NATS node) is no departure."""
+    """The open connections under each node name, as the advisories told them.
+
+    A name belongs to the login whose connection claimed it first (a node connects
+    before anyone can learn its incarnation, which only its own heartbeats carry): a
+    connection of another login under that name (another service's credentials,
+    naming a node to have it marked gone) is an impostor, and its close says nothing.
+    A node is gone when its last open connection closes, not when an older one it
+    replaced (moving to another NATS node) does. A name never seen connecting (the
+    watcher started after it) is believed on its close: heartbeats correct a lie.
+    """
 
     def __init__(self) -> None:
-        self._latest: dict[str, Connection] = {}
+        self._names: dict[str, _Held] = {}
 
-    def connected(self, name: str, connection: Connection) -> None:
-        self._latest[name] = connection
-
-    def closed(self, name: str, connection: Connection) -> bool:
-        """Whether this close leaves the node without a connection (as far as we know)."""
-        latest = self._latest.get(name, connection)
-        if latest != connection:
+    def connected(self, name: str, connection: Connection, login: str) -> bool:
+        """False for an impostor's connection."""
+        held = self._names.setdefault(name, _Held(login, set()))
+        if held.login != login:
             return False
-        self._latest.pop(name, None)
+        held.open.add(connection)
         return True
+
+    def closed(self, name: str, connection: Connection, login: str) -> Verdict:
+        held = self._names.get(name)
+        if held is None:
+            return "gone"
+        if held.login != login:
+            return "impostor"
+        held.open.discard(connection)
+        if held.open:
+            return "moved"
+        del self._names[name]
+        return "gone"
+
+    def forget(self) -> None:
+        """Our own connection was away: advisories were missed, so nothing is known."""
+        self._names.clear()
 
 
 def system_settings(settings: Settings) -> Settings:
@@ -92,8 +126,9 @@ class Presence:
         metrics.counter(
             "mesh_presence_advisories",
             "Connection closes the NATS server reported, by what this node made of them: "
-            "gone (published), moved (the node has a newer connection), foreign (no mesh "
-            "node's name), invalid.",
+            "gone (published), moved (the node has another open connection), impostor (a "
+            "connection of another login under a node's name), foreign (no mesh node's "
+            "name), invalid.",
             ("outcome",),
             self._counts,
         )
@@ -109,9 +144,14 @@ class Presence:
             raise BusRefused(_ours(f"the presence login: {exc}")) from None
         for what, handler in (("CONNECT", self._on_connect), ("DISCONNECT", self._on_close)):
             await self._system.subscribe(subjects.connections(self._account, what), handler)
+        self._system.on_state(self._on_system_state)
 
     async def stop(self) -> None:
         await self._system.close()
+
+    def _on_system_state(self, connected: bool) -> None:
+        if connected:  # advisories sent while we were away are lost: what we held is stale
+            self._connections.forget()
 
     def _read(self, delivery: Delivery) -> Advisory | None:
         try:
@@ -123,7 +163,9 @@ class Presence:
     async def _on_connect(self, delivery: Delivery) -> None:
         advisory = self._read(delivery)
         if advisory is not None and named(advisory.client.name) is not None:
-            self._connections.connected(advisory.client.name, _connection(advisory))
+            name, login = advisory.client.name, advisory.login
+            if not self._connections.connected(name, _connection(advisory), login):
+                self.outcomes["impostor"] += 1
 
     async def _on_close(self, delivery: Delivery) -> None:
         advisory = self._read(delivery)
@@ -133,8 +175,11 @@ class Presence:
         if claim is None:
             self.outcomes["foreign"] += 1
             return
-        if not self._connections.closed(advisory.client.name, _connection(advisory)):
-            self.outcomes["moved"] += 1
+        verdict = self._connections.closed(
+            advisory.client.name, _connection(advisory), advisory.login
+        )
+        if verdict != "gone":
+            self.outcomes[verdict] += 1
             return
         gone = Gone(
             service=claim.service,

@@ -38,16 +38,36 @@ def test_names_of_no_mesh_node_claim_nothing(name: str) -> None:
 def test_the_close_of_a_replaced_connection_is_no_departure() -> None:
     """A node moved from NATS node a to b: b's connect may arrive before a's close."""
     seen = Connections()
-    seen.connected("agent:hello:h1:5", ("a", 7))
-    seen.connected("agent:hello:h1:5", ("b", 3))
-    assert not seen.closed("agent:hello:h1:5", ("a", 7))
-    assert seen.closed("agent:hello:h1:5", ("b", 3))
+    seen.connected("agent:hello:h1:5", ("a", 7), "agent-hello")
+    seen.connected("agent:hello:h1:5", ("b", 3), "agent-hello")
+    assert seen.closed("agent:hello:h1:5", ("a", 7), "agent-hello") == "moved"
+    assert seen.closed("agent:hello:h1:5", ("b", 3), "agent-hello") == "gone"
 
 
 @pytest.mark.parametrize("known", [True, False], ids=["connect-seen", "connect-before-watcher"])
 def test_the_close_of_the_latest_connection_is_a_departure(known: bool) -> None:
     seen = Connections()
     if known:
-        seen.connected("agent:hello:h1:5", ("a", 7))
-    assert seen.closed("agent:hello:h1:5", ("a", 7))
-    assert seen.closed("agent:hello:h1:5", ("a", 7))  # nothing left behind to block the next
+        seen.connected("agent:hello:h1:5", ("a", 7), "agent-hello")
+    assert seen.closed("agent:hello:h1:5", ("a", 7), "agent-hello") == "gone"
+    # nothing left behind to block the next
+    assert seen.closed("agent:hello:h1:5", ("a", 7), "agent-hello") == "gone"
+
+
+def test_another_login_under_a_nodes_name_can_neither_say_it_went_nor_hide_its_going() -> None:
+    """Another service's agent learns hello/h1's incarnation from its heartbeats, connects
+    under its name and closes (to make it suspect), or stays (to hide its real close)."""
+    seen = Connections()
+    name = "agent:hello:h1:5"
+    assert seen.connected(name, ("a", 7), "agent-hello")
+    assert not seen.connected(name, ("a", 9), "agent-billing")
+    assert seen.closed(name, ("a", 9), "agent-billing") == "impostor"
+    assert seen.closed(name, ("a", 7), "agent-hello") == "gone"  # the impostor hid nothing
+
+
+def test_after_the_watcher_was_away_a_close_is_believed_again() -> None:
+    seen = Connections()
+    seen.connected("agent:hello:h1:5", ("a", 7), "agent-hello")
+    seen.connected("agent:hello:h1:5", ("b", 3), "agent-hello")
+    seen.forget()  # b's close came while we were away; a's close now is the last
+    assert seen.closed("agent:hello:h1:5", ("a", 7), "agent-hello") == "gone"
