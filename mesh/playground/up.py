@@ -63,7 +63,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     parser.add_argument(
         "--cluster",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="run N (3 to 5) clustered NATS nodes instead of one, the event stream and "
         "the policy bucket at 3 replicas: the mesh outlives any one node",
@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--instances: at least 1")
     if args.secure and args.nats_url:
         raise ConfigError("--secure runs its own NATS: leave out --nats-url")
-    if args.cluster:
+    if args.cluster is not None:
         if not CLUSTER_SIZES[0] <= args.cluster <= CLUSTER_SIZES[-1]:
             raise ConfigError("--cluster: 3 to 5 nodes (fewer than 3 survive no loss)")
         if args.nats_url:

@@ -15,6 +15,7 @@ from mesh.playground.natscluster import NatsCluster, node_config
 @pytest.mark.parametrize(
     ("args", "refusal"),
     [
+        (("--cluster", "0"), "--cluster: 3 to 5 nodes"),
         (("--cluster", "2"), "--cluster: 3 to 5 nodes (fewer than 3 survive no loss)"),
         (("--cluster", "6"), "--cluster: 3 to 5 nodes"),
         (("--cluster", "3", "--secure"), "--cluster with --secure is not supported yet"),
