@@ -116,7 +116,7 @@ class Exchange:
             self.state = state = engine.directory.admit(routed.service)  # concurrency limit
         except errors.ProxyError as exc:
             if not self._follow_first(exc):
-                self.fail(exc)
+                self.fail(self._unheard(exc))
             return
         used = engine.used
         if used is not None:  # a service followed on use: it stays while it is called
@@ -140,6 +140,18 @@ class Exchange:
         self._waiting = task = self.engine.loop.create_task(wait)
         task.add_done_callback(self._followed)
         return True
+
+    def _unheard(self, error: errors.ProxyError) -> errors.ProxyError:
+        """After a first call's wait, a name still unknown may be a service whose records
+        are late as well as no service: the mesh cannot tell which in bounded time, so it
+        answers what a client may retry (503 UH), not that the name does not exist."""
+        if self._waiting is None or not isinstance(error, errors.NoRoute) or not error.unknown:
+            return error
+        names = " or ".join(repr(name) for name in error.unknown)
+        return errors.NoHealthyUpstream(
+            f"no instance of {names} answered yet (followed from this request)",
+            service=error.unknown[0],
+        )
 
     def _followed(self, task: asyncio.Task[None]) -> None:
         if not self.done:
