@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,8 @@ from mesh.messages import Beat, Heartbeat, Leave, LeaveReason, Load, LoadReport,
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+WAKE_GAP = 0.05  # seconds: at most 20 unscheduled heartbeats a second per node
 
 
 def new_incarnation(clock: Clock = system_clock) -> int:
@@ -92,11 +93,21 @@ class Announcer:
         self._full_soon()  # a sync's answer is always the full record
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:  # until leave() cancels it
             self._wake.clear()
+            sent = loop.time()
             await self._publish_heartbeat()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self._record.interval)
+            except TimeoutError:
+                continue
+            # Woken early (a sync, a change, a reconnect): at most one such full record per
+            # WAKE_GAP, whatever arrives meanwhile. Every sync is answered by the next one
+            # (its record is the same), and a flood of syncs (any node may ask; a NATS node's
+            # loss makes every follower ask at once) costs each node WAKE_GAP's rate of
+            # records, not one per request.
+            await asyncio.sleep(max(0.0, sent + WAKE_GAP - loop.time()))
 
     async def _publish_heartbeat(self) -> None:
         if not self._bus.connected:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -13,7 +15,7 @@ from waiting import settle, until
 
 from mesh import subjects
 from mesh.errors import BusUnavailable
-from mesh.membership.announcer import Announcer
+from mesh.membership.announcer import WAKE_GAP, Announcer
 from mesh.messages import Beat, Heartbeat, Leave, Load, LoadReport, Sync, decode, encode
 
 SLOW = 60.0  # an interval no test waits for: every heartbeat seen was sent on a cue
@@ -171,6 +173,25 @@ async def test_a_sync_request_and_a_reconnect_are_answered_at_once(
     v.bus.set_connected(True)
     await until(lambda: v.seqs() == [1, 2, 3])
     assert v.said()[-1].health == "failing"  # type: ignore[union-attr]
+
+
+async def test_a_flood_of_syncs_is_answered_at_most_once_per_wake_gap(
+    voice: Callable[..., Voice],
+) -> None:
+    """Any node may ask, and after a NATS node's loss every follower does at once: each
+    node answers a burst with a record per WAKE_GAP, not one per request."""
+    v = voice()
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    asker = v.hub.bus()
+    started = time.monotonic()
+    for _ in range(200):
+        await asker.publish(subjects.SYNC, encode(Sync(node="flood")))
+        await asyncio.sleep(0)
+    await until(lambda: v.kinds().count("F") >= 2)  # the burst was answered
+    await asyncio.sleep(3 * WAKE_GAP)
+    took = time.monotonic() - started
+    assert v.kinds().count("F") <= 2 + took / WAKE_GAP  # the first, then one per gap
 
 
 async def test_its_own_services_sync_is_answered_and_anothers_is_not(
