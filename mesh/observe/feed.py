@@ -70,7 +70,7 @@ class Feed:
         self._every = every
         self._clock = clock
         self._readers: set[Backlog] = set()
-        self._loads = Loads()
+        self._loads = Loads(metrics.invalid_message)
         self._recent: collections.deque[bytes] = collections.deque(maxlen=RECENT_EVENTS)
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._due = asyncio.Event()

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from mesh import subjects
 from mesh.bus import Bus, Delivery
-from mesh.errors import InvalidMessage
-from mesh.messages import LoadReport, decode
+from mesh.messages import LoadReport, decode_counted
 
 
 class Loads:
     """Reports by instance, folded from `mesh.v1.load.>`; the nodes that route never
     subscribe (their heartbeats carry no figures), only whoever shows them."""
 
-    def __init__(self) -> None:
+    def __init__(self, count_invalid: Callable[[str], None] = lambda family: None) -> None:
+        """`count_invalid`: a node's Metrics.invalid_message (a watcher outside the mesh,
+        `mesh top`, has no counters to show)."""
         self._latest: dict[str, LoadReport] = {}
         self._listening = False
+        self._count_invalid = count_invalid
 
     @property
     def latest(self) -> Mapping[str, LoadReport]:
@@ -25,8 +27,8 @@ class Loads:
     async def listen(self, bus: Bus) -> None:
         """Subscribe (once, however often asked)."""
         if not self._listening:
+            await bus.subscribe(subjects.LOADS, self._fold)  # refused: asked again next time
             self._listening = True
-            await bus.subscribe(subjects.LOADS, self._fold)
 
     def fold(self, report: LoadReport) -> None:
         self._latest[report.instance] = report
@@ -37,9 +39,6 @@ class Loads:
             del self._latest[instance]
 
     async def _fold(self, delivery: Delivery) -> None:
-        try:
-            message = decode(delivery.subject, delivery.data)
-        except InvalidMessage:
-            return  # counted by the nodes that act on messages; watchers only show them
+        message = decode_counted(delivery.subject, delivery.data, self._count_invalid)
         if isinstance(message, LoadReport):
             self.fold(message)
