@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -47,6 +48,7 @@ class Advisory(msgspec.Struct, frozen=True):
 _advisory = msgspec.json.Decoder(Advisory)
 Connection = tuple[str, int]  # (server id, client id): unique across a cluster
 Verdict = Literal["gone", "moved", "impostor"]
+PROBE_WAIT = 2.0  # seconds for the server's word of our own probe connection at start
 
 
 class _Held(msgspec.Struct):
@@ -116,7 +118,9 @@ class Presence:
     def __init__(self, settings: Settings, bus: Bus, *, node: str, metrics: Metrics) -> None:
         self._bus = bus
         self._node = node
+        self._settings = settings
         self._account = settings.presence_account
+        self._probe: tuple[str, asyncio.Event] | None = None
         try:
             self._system = NatsBus(system_settings(settings), name=f"presence:{node}")
         except ConfigError as exc:  # a seed file it cannot read, named as it was given
@@ -145,6 +149,28 @@ class Presence:
         for what, handler in (("CONNECT", self._on_connect), ("DISCONNECT", self._on_close)):
             await self._system.subscribe(subjects.connections(self._account, what), handler)
         self._system.on_state(self._on_system_state)
+        if self._system.connected:  # else NATS is away: the node's own start says so
+            await self._hears_advisories()
+
+    async def _hears_advisories(self) -> None:
+        """Connect once as this node and expect the server's word of it. A login that
+        hears none (not a system-account user, or a server without accounts, which takes
+        any login) would leave presence silently off: a ConfigError instead."""
+        name = f"presence-probe:{self._node}"
+        self._probe = (name, asyncio.Event())
+        probe = NatsBus(self._settings, name=name)
+        try:
+            await probe.start(wait=PROBE_WAIT)
+            await asyncio.wait_for(self._probe[1].wait(), PROBE_WAIT)
+        except (TimeoutError, BusError):
+            raise ConfigError(
+                f"MESH_PRESENCE_*: this login hears no connect advisories of account "
+                f"{self._account} within {PROBE_WAIT:g} s (not a system-account user, or a "
+                "server without accounts?)"
+            ) from None
+        finally:
+            self._probe = None
+            await probe.close()
 
     async def stop(self) -> None:
         await self._system.close()
@@ -162,7 +188,11 @@ class Presence:
 
     async def _on_connect(self, delivery: Delivery) -> None:
         advisory = self._read(delivery)
-        if advisory is not None and named(advisory.client.name) is not None:
+        if advisory is None:
+            return
+        if self._probe is not None and advisory.client.name == self._probe[0]:
+            self._probe[1].set()
+        if named(advisory.client.name) is not None:
             name, login = advisory.client.name, advisory.login
             if not self._connections.connected(name, _connection(advisory), login):
                 self.outcomes["impostor"] += 1

@@ -15,7 +15,7 @@ from mesh_procs import Mesh
 from waiting import until
 
 from mesh import config, subjects
-from mesh.errors import BusRefused
+from mesh.errors import BusRefused, ConfigError
 from mesh.membership.presence import Presence
 from mesh.membership.view import State
 from mesh.messages import Event, Heartbeat, decode, encode
@@ -140,5 +140,21 @@ async def test_a_refused_presence_login_fails_naming_its_settings(
     )
     watcher = Presence(settings, MemoryHub().bus(), node="gw-1", metrics=Metrics())
     with pytest.raises(BusRefused, match=r"presence login.*MESH_PRESENCE_USER"):
+        await watcher.start()
+    await watcher.stop()
+
+
+async def test_a_presence_login_that_hears_no_advisories_fails_at_start(
+    nats_server: NatsServer,
+) -> None:
+    """A server without accounts takes any login, and its global account publishes no
+    advisories: presence would be silently off."""
+    settings = config.Settings(
+        nats_url=nats_server.url,
+        presence_user="presence",
+        presence_password="anything",  # type: ignore[arg-type]
+    )
+    watcher = Presence(settings, MemoryHub().bus(), node="gw-1", metrics=Metrics())
+    with pytest.raises(ConfigError, match=r"MESH_PRESENCE_\*: this login hears no connect"):
         await watcher.start()
     await watcher.stop()
