@@ -15,7 +15,7 @@ from mesh.bus import Bus, NatsBus, until_done
 from mesh.bus.events import EventLog
 from mesh.bus.kv import KvEntry, KvStore
 from mesh.clock import Clock
-from mesh.errors import BusError, MeshError
+from mesh.errors import BusError, BusRefused, BusTimeout, BusUnavailable, MeshError
 from mesh.messages import Event, EventKind
 from mesh.metrics import Metrics
 from mesh.policy.decode import parse
@@ -117,16 +117,29 @@ class PolicyFeed:
                 await self._restart_watch()
                 await self._resync.wait()
                 self._resync.clear()
+            except BusRefused as exc:
+                self._serve_without(exc)
+                await asyncio.sleep(RETRY_OPEN)
+            except (BusTimeout, BusUnavailable) as exc:
+                # Passing (a loaded server, a consumer placed on a node that just died):
+                # asked again; the node's wait for its policies (policy_wait) bounds it,
+                # rather than serving at once without the routes the bucket holds.
+                log.debug("policy bucket not answering yet: %s", exc)
+                await asyncio.sleep(RETRY_OPEN)
             except BusError as exc:
-                log.debug("policy bucket not available yet: %s", exc)
-                # Applies nothing, serves on: a mesh without policies uses its defaults.
-                self.ready.set()
+                self._serve_without(exc)
                 await asyncio.sleep(RETRY_OPEN)
             except Exception:
                 # Whatever went wrong, a node that stops taking policies must say so and
                 # try again: it would otherwise silently serve an old revision forever.
                 log.exception("policy watch failed; retrying")
                 await asyncio.sleep(RETRY_OPEN)
+
+    def _serve_without(self, error: BusError) -> None:
+        """No bucket to read (none made yet, JetStream off, not allowed): applies nothing
+        and serves on; a mesh without policies uses its defaults."""
+        log.debug("policy bucket not available yet: %s", error)
+        self.ready.set()
 
     async def _restart_watch(self) -> None:
         if self._watch is not None:

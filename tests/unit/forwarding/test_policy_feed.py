@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from policy_bucket import MemoryBucket
 from waiting import settle, until
 
 from mesh.bus.events import EventLog
-from mesh.errors import BusUnavailable
+from mesh.errors import BusError, BusTimeout
 from mesh.forwarding import policy_feed
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected
 from mesh.messages import Event, decode
@@ -226,13 +227,29 @@ async def test_without_a_bucket_the_node_serves_its_defaults_and_keeps_trying(
     node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(policy_feed, "RETRY_OPEN", 0.01)
-    node.bucket.refuse = BusUnavailable("no bucket yet")
+    node.bucket.refuse = BusError("BucketNotFoundError: no bucket yet")  # as kv.open says
     await started(node)  # ready: nothing to wait for
     assert node.compiled == []
     await node.bucket.put("route.greet", GREET)  # created meanwhile
     node.bucket.refuse = None
     await until(lambda: "route.greet" in node.feed.documents)
     assert node.bucket.opened == 1
+
+
+async def test_a_bucket_that_does_not_answer_yet_is_waited_for_not_served_without(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded server or a consumer placed on a dying node: the node's own wait for its
+    policies bounds this, not an answer-less first try that serves without the routes."""
+    monkeypatch.setattr(policy_feed, "RETRY_OPEN", 0.01)
+    await node.bucket.put("route.greet", GREET)
+    node.bucket.refuse = BusTimeout("nats: timeout")
+    await node.feed.start()
+    await asyncio.sleep(0.05)  # several tries
+    assert not node.feed.ready.is_set()
+    node.bucket.refuse = None
+    await until(node.feed.ready.is_set)
+    assert "route.greet" in node.feed.documents  # ready only with the bucket's routes
 
 
 async def test_stop_ends_the_watch(node: Node) -> None:
