@@ -56,6 +56,8 @@ class Discovery:
         self.following.add(subjects.following, self._deliver)
         # First calls waiting for a routable member of one of these services.
         self._arriving: list[tuple[frozenset[str], asyncio.Future[None]]] = []
+        self._reserved: set[str] = set()  # names first calls are about to follow
+        self._dropping: set[asyncio.Task[None]] = set()  # kept until done
         # Expiry runs this often; a quarter interval keeps detection within 25% of target.
         self._tick_every = min(0.25, timing.interval / 4)
 
@@ -90,10 +92,25 @@ class Discovery:
             log.info("no longer following %s", service)
             self._commit(membership.without(self.view, service), [])
 
+    def reserve(self, services: Iterable[str]) -> None:
+        """Count these as followed from now, before `first_call` runs: first calls made in
+        one turn of the loop must not all pass a cap that only counts what was followed."""
+        self._reserved.update(services)
+
+    @property
+    def following_count(self) -> int:
+        return len(self.following.interest.followed.keys() | self._reserved)
+
     async def first_call(self, services: Iterable[str], timeout: float) -> None:
-        """Follow `services` and wait, at most `timeout`, until one has a routable member."""
+        """Follow `services` and wait, at most `timeout`, until one has a routable member.
+
+        A name of which no member was heard within twice `timeout` is let go again (not
+        pinned ones): names that requests make up (a Host header) hold no slot of the
+        follow cap for MESH_INTEREST_IDLE, and a real service whose records come later
+        is followed again by its next call."""
         wanted = frozenset(services)
-        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Future[None] = loop.create_future()
         waiter = (wanted, arrived)
         self._arriving.append(waiter)
         try:
@@ -105,6 +122,17 @@ class Discovery:
             pass
         finally:
             self._arriving.remove(waiter)
+            self._reserved.difference_update(wanted)
+        loop.call_later(timeout, self._let_go_unheard, wanted)
+
+    def _let_go_unheard(self, services: frozenset[str]) -> None:
+        interest = self.following.interest
+        for service in services:
+            heard = next(self.view.of_service(service), None) is not None
+            if not heard and interest.follows(service) and service not in interest.pinned:
+                task = asyncio.get_running_loop().create_task(self.drop(service))
+                self._dropping.add(task)
+                task.add_done_callback(self._dropping.discard)
 
     async def start(self) -> None:
         await self.following.start()

@@ -273,9 +273,10 @@ class Forwarding:
         fresh = [n for n in names if subjects.is_valid_name(n) and not discovery.interested(n)]
         if not fresh:
             return None
-        if len(discovery.following.interest.followed) + len(fresh) > MOST_FOLLOWED:
+        if discovery.following_count + len(fresh) > MOST_FOLLOWED:
             self.unfollowed += 1
             return None
+        discovery.reserve(fresh)
         return discovery.first_call(fresh, self._first_wait)
 
     async def _on_evidence(self, delivery: Delivery) -> None:

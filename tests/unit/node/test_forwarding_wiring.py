@@ -478,6 +478,29 @@ async def test_evidence_from_a_service_not_followed_counts_as_one_observer() -> 
         await until(lambda: agent.engine.directory.ejected_counts() == {"hello": 1})
 
 
+async def test_first_calls_in_one_turn_cannot_pass_the_follow_cap_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("mesh.node.forwarding.MOST_FOLLOWED", 2)
+    async with wired(agent=False, defaults=True, everything=False) as gateway:
+        hook = gateway.engine.on_unknown
+        assert hook is not None
+        first = hook(("made-up-1", "made-up-2"))  # not run yet: nothing followed so far
+        assert first is not None
+        assert hook(("made-up-3",)) is None  # the two above count already
+        first.close()
+
+
+async def test_a_name_no_member_answered_for_is_let_go_after_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with wired(agent=False, defaults=True, everything=False) as gateway:
+        discovery = gateway.node.discovery
+        await discovery.first_call(["made-up"], 0.02)  # nobody answers
+        assert discovery.interested("made-up")
+        await until(lambda: not discovery.interested("made-up"), 1)  # no slot held
+
+
 async def test_names_made_up_by_requests_cannot_grow_what_a_node_follows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
