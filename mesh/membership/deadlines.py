@@ -19,7 +19,10 @@ EMPTY: Queue = (None, None)
 
 # Which queue an entry waits in: live members by their (clamped) interval, suspects by
 # theirs, and tombstones (down or left) in one, as every one is forgotten after the same time.
-LIVE, SUSPECT, GONE = "live", "suspect", "gone"
+# Members that presence made suspect (`gone`) wait in CLOSED: they keep their last heard
+# time, pushed out of the order of silence, so that queue is read whole at each tick (it
+# holds only the few instances whose connection closed and that are not down yet).
+LIVE, SUSPECT, GONE, CLOSED = "live", "suspect", "gone", "closed"
 Key = tuple[str, float]
 GONE_KEY: Key = (GONE, 0.0)
 
@@ -30,6 +33,28 @@ def pushed(queues: Mapping[Key, Queue], key: Key, entry: Entry) -> dict[Key, Que
     oldest, newest = out.get(key, EMPTY)
     out[key] = (oldest, (entry, newest))
     return out
+
+
+def entries(queue: Queue) -> list[Entry]:
+    """Every entry of `queue`, oldest first."""
+    oldest, newest = queue
+    found: list[Entry] = []
+    while oldest is not None:
+        found.append(oldest[0])
+        oldest = oldest[1]
+    pushed_since: list[Entry] = []
+    while newest is not None:
+        pushed_since.append(newest[0])
+        newest = newest[1]
+    return found + pushed_since[::-1]
+
+
+def of(entries: list[Entry]) -> Queue:
+    """A queue holding `entries`, oldest first."""
+    oldest: Link = None
+    for entry in reversed(entries):
+        oldest = (entry, oldest)
+    return oldest, None
 
 
 def front(queue: Queue) -> Queue:

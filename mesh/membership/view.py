@@ -159,23 +159,29 @@ def _routing_key(record: Heartbeat) -> tuple[object, ...]:
     )
 
 
-def _due(member: Member) -> tuple[Key, deadlines.Entry]:
+def _due(member: Member, *, closed: bool = False) -> tuple[Key, deadlines.Entry]:
     """Where a member just stored, in any state, waits for expiry: a tombstone until
-    forgotten, a suspect until down, a live one until suspect."""
+    forgotten, a suspect until down (`closed`: made so by presence), a live one until
+    suspect."""
     if member.state in GONE:
         return GONE_KEY, (member.since, member.instance)
-    kind = deadlines.SUSPECT if member.state is State.SUSPECT else deadlines.LIVE
+    if member.state is State.SUSPECT:
+        kind = deadlines.CLOSED if closed else deadlines.SUSPECT
+    else:
+        kind = deadlines.LIVE
     return (kind, clamp_interval(member.record.interval)), (member.heard, member.instance)
 
 
-def _with(view: View, member: Member, *, routing_changed: bool, new: bool = False) -> View:
+def _with(
+    view: View, member: Member, *, routing_changed: bool, new: bool = False, closed: bool = False
+) -> View:
     """`view` holding `member` (`new`: an instance it did not hold); built field by field,
     as this runs for every message received."""
     instance, service = member.instance, member.record.service
     services = view.services
     if new:
         services = services.set(service, services.get(service, _NONE).set(instance, True))
-    key, entry = _due(member)
+    key, entry = _due(member, closed=closed)
     return View(
         view.timing,
         view.members.set(instance, member),
@@ -316,7 +322,7 @@ def _gone(view: View, gone: Gone, now: float) -> tuple[View, list[Effect]]:
     event = _event("instance.suspect", member, cause="connection closed")
     if gone.reason:  # the server's words, for whoever reads why
         event = msgspec.structs.replace(event, detail={**event.detail, "reason": gone.reason})
-    return _with(view, member, routing_changed=True), [event]
+    return _with(view, member, routing_changed=True, closed=True), [event]
 
 
 def tick(view: View, now: float) -> tuple[View, list[Effect]]:
@@ -348,6 +354,9 @@ class _Expiry:
 
     def run(self, key: Key) -> None:
         gone = key[0] == deadlines.GONE
+        if key[0] == deadlines.CLOSED:
+            self._run_whole(key)
+            return
         oldest, newest = deadlines.front(self.queues[key])
         while oldest is not None:
             (at, instance), rest = oldest
@@ -364,6 +373,20 @@ class _Expiry:
             del self.queues[key]
         else:
             self.queues[key] = (oldest, newest)
+
+    def _run_whole(self, key: Key) -> None:
+        """A queue out of deadline order (CLOSED): every entry read, those not due kept."""
+        kept: list[deadlines.Entry] = []
+        for at, instance in deadlines.entries(self.queues[key]):
+            m = self.members.get(instance)
+            if m is not None and m.heard == at and not self._settle(key, at, m):
+                kept.append((at, instance))
+            else:
+                self.moved = True
+        if kept:
+            self.queues[key] = deadlines.of(kept)
+        else:
+            del self.queues[key]
 
     def _settle(self, key: Key, at: float, m: Member) -> bool:
         """Act on a front entry that `m` was stored with; False when it is not due yet
@@ -383,7 +406,8 @@ class _Expiry:
             )
             self.changed.add(service)
             return True
-        expected = (State.SUSPECT,) if kind == deadlines.SUSPECT else (State.ALIVE, State.DRAINING)
+        suspects = kind in (deadlines.SUSPECT, deadlines.CLOSED)
+        expected = (State.SUSPECT,) if suspects else (State.ALIVE, State.DRAINING)
         if m.state not in expected or clamp_interval(m.record.interval) != interval:
             return True  # no longer live, or heard at another interval (a newer entry waits)
         if self.now >= down_at(at, interval, timing):

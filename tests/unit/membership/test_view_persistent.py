@@ -11,7 +11,7 @@ from factories import LAN, beat, heartbeat, leave
 
 from mesh.membership import view as v
 from mesh.membership.view import GONE, Member, State
-from mesh.messages import Message
+from mesh.messages import Gone, Message
 from mesh.timing import Timing, down_at, forget_at, suspect_at
 
 # Tombstones forgotten soon, so that random runs forget members too.
@@ -57,8 +57,10 @@ def random_message(rng: random.Random, seqs: dict[str, int]) -> Message:
             health=rng.choice(("passing", "passing", "failing")),
             draining=rng.random() < 0.05,
         )
-    if roll < 0.9:
+    if roll < 0.82:
         return beat(instance, service, incarnation=incarnation, seq=max(seq, 0))
+    if roll < 0.9:  # presence: NATS saw its connection close
+        return Gone(service=service, instance=instance, incarnation=incarnation, witness="w")
     return leave(
         instance,
         service,
@@ -72,7 +74,9 @@ def kinds_of(effects: list[v.Effect]) -> list[tuple[str, str]]:
     return sorted((e.kind, e.instance) for e in effects if isinstance(e, v.Event))
 
 
-@pytest.mark.parametrize("seed", range(2))
+# 23 and 129 made DOWN late when presence's `gone` shared the suspect queue (out of
+# deadline order); 67 lost entries a whole-queue read must keep.
+@pytest.mark.parametrize("seed", [0, 1, 23, 67, 129])
 def test_random_runs_agree_with_a_plain_dict_and_a_brute_force_expiry(seed: int) -> None:
     """Each message folded into the long-lived persistent view gives the members that the
     same message gives folded into a view made afresh from a plain dict; each tick expires
