@@ -242,16 +242,25 @@ def _heartbeat(
     return _heard(view, old, hb, hb.seq, now)
 
 
+def _held(view: View, service: str, instance: str) -> Member | Dropped:
+    """The member a message of `service`'s `instance` is about, or why it changes nothing:
+    not held, or held for another service (instance ids are mesh-wide identities)."""
+    old: Member | None = view.members.get(instance)
+    if old is None:
+        return Dropped("unknown")
+    if old.record.service != service:
+        return Dropped("conflict")
+    return old
+
+
 def _beat(view: View, beat: Beat, now: float) -> tuple[View, list[Effect]]:
     """A short beat: liveness of the record already held, which it does not repeat. One
     for a record not held (an instance or an incarnation not seen yet) cannot make a
     member (its address is not in it): the record comes with the instance's next full
     heartbeat, every few intervals, or at once in its answer to a sync."""
-    old = view.members.get(beat.instance)
-    if old is None:
-        return view, [Dropped("unknown")]
-    if old.record.service != beat.service:
-        return view, [Dropped("conflict")]
+    old = _held(view, beat.service, beat.instance)
+    if isinstance(old, Dropped):
+        return view, [old]
     if beat.incarnation != old.record.incarnation:
         stale = beat.incarnation < old.record.incarnation or old.state is State.LEFT
         return view, [Dropped("stale" if stale else "incarnation")]
@@ -281,11 +290,9 @@ def _heard(
 
 
 def _leave(view: View, leave: Leave, now: float) -> tuple[View, list[Effect]]:
-    old = view.members.get(leave.instance)
-    if old is None:
-        return view, [Dropped("unknown")]
-    if old.record.service != leave.service:
-        return view, [Dropped("conflict")]
+    old = _held(view, leave.service, leave.instance)
+    if isinstance(old, Dropped):
+        return view, [old]
     if (leave.incarnation, leave.seq) <= (old.record.incarnation, old.seq) or old.state in GONE:
         return view, [Dropped("stale")]
     if leave.incarnation > old.record.incarnation:
@@ -306,11 +313,9 @@ def _gone(view: View, gone: Gone, now: float) -> tuple[View, list[Effect]]:
     """NATS saw the incarnation's connection close: suspect (not routed) at once, until a
     later heartbeat of that incarnation brings it back. Its silence still counts from the
     last heartbeat: down comes on the usual clock, not sooner."""
-    old = view.members.get(gone.instance)
-    if old is None:
-        return view, [Dropped("unknown")]
-    if old.record.service != gone.service:
-        return view, [Dropped("conflict")]
+    old = _held(view, gone.service, gone.instance)
+    if isinstance(old, Dropped):
+        return view, [old]
     if gone.incarnation != old.record.incarnation:
         # Another incarnation's connection: a restart's predecessor closing late, or a
         # connection name that claims what the view does not know.
