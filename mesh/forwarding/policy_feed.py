@@ -117,17 +117,14 @@ class PolicyFeed:
                 await self._restart_watch()
                 await self._resync.wait()
                 self._resync.clear()
-            except BusRefused as exc:
-                self._serve_without(exc)
-                await asyncio.sleep(RETRY_OPEN)
-            except (BusTimeout, BusUnavailable) as exc:
-                # Passing (a loaded server, a consumer placed on a node that just died):
-                # asked again; the node's wait for its policies (policy_wait) bounds it,
-                # rather than serving at once without the routes the bucket holds.
-                log.debug("policy bucket not answering yet: %s", exc)
-                await asyncio.sleep(RETRY_OPEN)
             except BusError as exc:
-                self._serve_without(exc)
+                if _passing(exc):
+                    # A loaded server, a consumer placed on a node that just died: asked
+                    # again; the node's wait for its policies (policy_wait) bounds it,
+                    # rather than serving at once without the routes the bucket holds.
+                    log.debug("policy bucket not answering yet: %s", exc)
+                else:
+                    self._serve_without(exc)
                 await asyncio.sleep(RETRY_OPEN)
             except Exception:
                 # Whatever went wrong, a node that stops taking policies must say so and
@@ -225,3 +222,9 @@ async def ensure_bucket(bus: NatsBus) -> None:
         await bucket(bus).open(history=subjects.POLICY_HISTORY)
 
     await until_done(bus, f"the {subjects.POLICY_BUCKET} bucket", create)
+
+
+def _passing(error: BusError) -> bool:
+    """A timeout or a lost connection: gone by the next try. A refusal (a kind of lost
+    connection) is not, nor a missing bucket or JetStream off."""
+    return isinstance(error, BusTimeout | BusUnavailable) and not isinstance(error, BusRefused)
