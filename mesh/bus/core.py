@@ -405,41 +405,32 @@ class NatsBus:
         except Exception as exc:
             raise replicas_refused(exc, name, self.replicas) or mapped(exc) from exc
 
-    async def ensure_replicas(self, stream: str) -> None:
-        """Raise the replicas of `stream` (which exists) to `replicas` if it has fewer."""
+    async def ensure_capacity(self, stream: str) -> None:
+        """Raise `stream` (which exists) to `replicas` copies and WATCHERS consumers where
+        it has fewer; never lowers either. Replicas are what the operator asked for:
+        credentials that may not raise them are an error naming the admin's step. The
+        consumer cap is not (the mesh works below it): refused, a warning."""
         js = self._nc.jetstream()
+        short_of_replicas = self.replicas > 1  # until the stream says otherwise
         try:
             info = js.stream_info(stream)
             config = (await self.unless_refused(f"$JS.API.STREAM.INFO.{stream}", info)).config
-            if (config.num_replicas or 1) >= self.replicas:
+            short_of_replicas = (config.num_replicas or 1) < self.replicas
+            if not short_of_replicas and (config.max_consumers or 0) >= WATCHERS:
                 return
-            config.num_replicas = self.replicas
+            config.num_replicas = max(config.num_replicas or 1, self.replicas)
+            config.max_consumers = max(config.max_consumers or 0, WATCHERS)
             update = js.update_stream(config)
             await self.unless_refused(f"$JS.API.STREAM.UPDATE.{stream}", update)
-            log.info("%s raised to %d replicas", stream, self.replicas)
+            if short_of_replicas:
+                log.info("%s raised to %d replicas", stream, self.replicas)
         except BusRefused as exc:
-            raise BusRefused(
-                f"cannot check or raise {stream} to {self.replicas} replicas with these "
-                f"credentials ({exc}): run `mesh nats setup` as the admin with "
-                f"MESH_NATS_REPLICAS={self.replicas}"
-            ) from exc
-        except Exception as exc:
-            raise replicas_refused(exc, stream, self.replicas) or mapped(exc) from exc
-
-    async def ensure_watchers(self, stream: str) -> None:
-        """Let `stream` (which exists) admit WATCHERS consumers. Credentials that may not
-        change it (a gateway on a secured NATS) leave it as the admin set it up: a warning,
-        not a refusal to start, as the mesh works below the cap."""
-        js = self._nc.jetstream()
-        try:
-            info = js.stream_info(stream)
-            config = (await self.unless_refused(f"$JS.API.STREAM.INFO.{stream}", info)).config
-            if (config.max_consumers or 0) >= WATCHERS:
-                return
-            config.max_consumers = WATCHERS
-            update = js.update_stream(config)
-            await self.unless_refused(f"$JS.API.STREAM.UPDATE.{stream}", update)
-        except BusRefused as exc:
+            if short_of_replicas:
+                raise BusRefused(
+                    f"cannot check or raise {stream} to {self.replicas} replicas with these "
+                    f"credentials ({exc}): run `mesh nats setup` as the admin with "
+                    f"MESH_NATS_REPLICAS={self.replicas}"
+                ) from exc
             log.warning(
                 "%s admits only the server's default number of consumers (1,000 on recent "
                 "nats-servers), and every node holds one; these credentials cannot raise "
@@ -448,7 +439,7 @@ class NatsBus:
                 exc,
             )
         except Exception as exc:
-            raise mapped(exc) from exc
+            raise replicas_refused(exc, stream, self.replicas) or mapped(exc) from exc
 
     async def replay(
         self, stream: str, subject: str, since: float | None, handler: Handler

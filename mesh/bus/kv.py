@@ -101,14 +101,12 @@ class KvStore:
                 self._kv = await self._bus.unless_refused(
                     f"$JS.API.STREAM.CREATE.{stream}", js.create_key_value(config)
                 )
-                await self._bus.ensure_watchers(stream)  # one consumer per node
+                await self._bus.ensure_capacity(stream)  # one consumer per node
                 return
         except Exception as exc:
             raise replicas_refused(exc, stream, self._bus.replicas) or mapped(exc) from exc
         if history is not None:
-            if self._bus.replicas > 1:
-                await self._bus.ensure_replicas(stream)
-            await self._bus.ensure_watchers(stream)
+            await self._bus.ensure_capacity(stream)
 
     @property
     def kv(self) -> KeyValue:
