@@ -130,18 +130,25 @@ async def test_a_connection_that_claims_what_the_view_does_not_know_changes_noth
     await until(lambda: observer.view.members["h2"].state is State.SUSPECT, timeout=QUICK)
 
 
+async def start_fails(url: str, password: str, error: type[Exception], said: str) -> None:
+    """A watcher logging in as `presence` with `password` fails to start, saying `said`."""
+    settings = config.Settings(
+        nats_url=url,
+        presence_user="presence",
+        presence_password=password,  # type: ignore[arg-type]
+    )
+    watcher = Presence(settings, MemoryHub().bus(), node="gw-1", metrics=Metrics())
+    with pytest.raises(error, match=said):
+        await watcher.start()
+    await watcher.stop()
+
+
 async def test_a_refused_presence_login_fails_naming_its_settings(
     presence_nats: NatsServer,
 ) -> None:
-    settings = config.Settings(
-        nats_url=presence_nats.url,
-        presence_user="presence",
-        presence_password="not-the-password",  # type: ignore[arg-type]
+    await start_fails(
+        presence_nats.url, "not-the-password", BusRefused, r"presence login.*MESH_PRESENCE_USER"
     )
-    watcher = Presence(settings, MemoryHub().bus(), node="gw-1", metrics=Metrics())
-    with pytest.raises(BusRefused, match=r"presence login.*MESH_PRESENCE_USER"):
-        await watcher.start()
-    await watcher.stop()
 
 
 async def test_a_presence_login_that_hears_no_advisories_fails_at_start(
@@ -149,12 +156,6 @@ async def test_a_presence_login_that_hears_no_advisories_fails_at_start(
 ) -> None:
     """A server without accounts takes any login, and its global account publishes no
     advisories: presence would be silently off."""
-    settings = config.Settings(
-        nats_url=nats_server.url,
-        presence_user="presence",
-        presence_password="anything",  # type: ignore[arg-type]
+    await start_fails(
+        nats_server.url, "anything", ConfigError, r"MESH_PRESENCE_\*: this login hears no connect"
     )
-    watcher = Presence(settings, MemoryHub().bus(), node="gw-1", metrics=Metrics())
-    with pytest.raises(ConfigError, match=r"MESH_PRESENCE_\*: this login hears no connect"):
-        await watcher.start()
-    await watcher.stop()
