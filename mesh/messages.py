@@ -180,6 +180,17 @@ class Gone(msgspec.Struct, frozen=True, kw_only=True, tag="gone", tag_field="typ
     witness: Name  # the node whose watcher heard the server say it
 
 
+class Coverage(msgspec.Struct, frozen=True, kw_only=True, tag="coverage", tag_field="type"):
+    """A presence watcher is listening: any node connection that dies, or stays silent
+    for `closes_within` seconds (the NATS servers' ping_interval x (ping_max + 1)), is
+    reported as gone. Sent every `every` seconds while it holds; nodes that hear it may
+    beat more slowly, since their silence no longer has to be timed by every observer."""
+
+    watcher: Name
+    closes_within: Seconds
+    every: Seconds
+
+
 class Sync(msgspec.Struct, frozen=True, kw_only=True, tag="sync", tag_field="type"):
     """Asks every node to publish its heartbeat now (sent after a (re)connect)."""
 
@@ -286,7 +297,17 @@ class TapRecords(msgspec.Struct, frozen=True, kw_only=True, tag="tapped", tag_fi
 
 
 Message = (
-    Heartbeat | Beat | LoadReport | Leave | Gone | Sync | Evidence | Event | TapOpen | TapRecords
+    Heartbeat
+    | Beat
+    | LoadReport
+    | Leave
+    | Gone
+    | Coverage
+    | Sync
+    | Evidence
+    | Event
+    | TapOpen
+    | TapRecords
 )
 
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
@@ -298,6 +319,7 @@ _FAMILY: dict[str, type[Message] | tuple[type[Message], ...]] = {
     "load": LoadReport,
     "leave": Leave,
     "gone": Gone,
+    "coverage": Coverage,
     "evidence": Evidence,
     "sync": Sync,
     "events": Event,

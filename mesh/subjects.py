@@ -15,6 +15,8 @@ LOADS = f"{PREFIX}.load.>"
 LEAVES = f"{PREFIX}.leave.>"
 # mesh.v1.gone.<service>.<instance>: NATS saw the instance's connection close (presence).
 GONE = f"{PREFIX}.gone.>"
+# Presence watchers say here, every second, that they hold (messages.Coverage).
+COVERAGE = f"{PREFIX}.coverage"
 # mesh.v1.evidence.<reporter>.<service>.<instance>: the reporter (the observer's own
 # service) leads, so that NATS permissions can confine an agent to its own reports while
 # it still reports on every service it calls.
@@ -80,6 +82,11 @@ def gone(service: str, instance: str) -> str:
 def connections(account: str, what: str) -> str:
     """Where the system account hears `account`'s clients CONNECT or DISCONNECT."""
     return f"$SYS.ACCOUNT.{check_name(account)}.{what}"
+
+
+# Every NATS server of a cluster answers this with its settings (ping_interval among
+# them), to system-account users.
+SERVER_SETTINGS = "$SYS.REQ.SERVER.PING.VARZ"
 
 
 def sync(service: str) -> str:

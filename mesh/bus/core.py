@@ -352,6 +352,26 @@ class NatsBus:
             raise mapped(exc) from exc
         return bytes(msg.data)
 
+    async def gather(self, subject: str, data: bytes, wait: float) -> list[bytes]:
+        """Every answer to one request that arrives within `wait` seconds: for requests
+        that many answer, as each server of a cluster does the system account's PINGs."""
+        answers: list[bytes] = []
+
+        async def keep(msg: Msg) -> None:
+            answers.append(bytes(msg.data))
+
+        inbox = self._nc.new_inbox()
+        try:
+            sub = await self._nc.subscribe(inbox, cb=keep)
+            try:
+                await self._nc.publish(subject, data, reply=inbox)
+                await asyncio.sleep(wait)
+            finally:
+                await sub.unsubscribe()
+        except Exception as exc:
+            raise mapped(exc) from exc
+        return answers
+
     async def flush(self, timeout: float) -> None:
         if not self.connected:
             raise BusUnavailable("not connected to NATS")

@@ -15,9 +15,11 @@ from mesh import subjects
 from mesh.bus import Bus, Delivery, NatsBus
 from mesh.config import Settings
 from mesh.errors import BusError, BusRefused, ConfigError
+from mesh.membership import pings
 from mesh.membership.connection_names import named
-from mesh.messages import Gone, encode
+from mesh.messages import Coverage, Gone, encode
 from mesh.metrics import Metrics
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,11 @@ _advisory = msgspec.json.Decoder(Advisory)
 Connection = tuple[str, int]  # (server id, client id): unique across a cluster
 Verdict = Literal["gone", "moved", "impostor"]
 PROBE_WAIT = 2.0  # seconds for the server's word of our own probe connection at start
+# Coverage is announced this often (seconds); nodes give it up after coverage.LAPSE misses.
+COVER_EVERY = 1.0
+SETTINGS_WAIT = 0.5  # seconds for the servers' answers about their pings
+SETTINGS_AGE = 60.0  # seconds before they are asked again (an operator may reload one)
+MAX_CLOSES_WITHIN = 3600.0  # seconds: beyond, coverage would mean nothing (and not decode)
 
 
 class _Held(msgspec.Struct):
@@ -126,6 +133,9 @@ class Presence:
         except ConfigError as exc:  # a seed file it cannot read, named as it was given
             raise ConfigError(_ours(str(exc))) from None
         self._connections = Connections()
+        self._announcing: asyncio.Task[None] | None = None
+        self.closes_within: float | None = None  # what the servers' pings promise
+        self.unreadable = False  # the last try to read them failed (warned once)
         self.outcomes: collections.Counter[str] = collections.Counter()
         metrics.counter(
             "mesh_presence_advisories",
@@ -151,6 +161,7 @@ class Presence:
         self._system.on_state(self._on_system_state)
         if self._system.connected:  # else NATS is away: the node's own start says so
             await self._hears_advisories()
+        self._announcing = asyncio.create_task(self._announce_forever(), name="coverage")
 
     async def _hears_advisories(self) -> None:
         """Connect once as this node and expect the server's word of it. A login that
@@ -173,11 +184,43 @@ class Presence:
             await probe.close()
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._announcing)
         await self._system.close()
+
+    async def _announce_forever(self) -> None:
+        """While we hear advisories, say so (messages.Coverage), with the servers' own
+        figure for how soon they close a silent client: nodes decide from it whether
+        their silence is timed well enough without their heartbeats."""
+        asked = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._system.connected:
+                if self.closes_within is None or loop.time() - asked >= SETTINGS_AGE:
+                    asked = loop.time()
+                    await self._read_server_settings()
+                if self.closes_within is not None and self.closes_within <= MAX_CLOSES_WITHIN:
+                    await self._announce(self.closes_within)
+            await asyncio.sleep(COVER_EVERY)
+
+    async def _read_server_settings(self) -> None:
+        answers: list[bytes] = []
+        with contextlib.suppress(BusError):
+            answers = await self._system.gather(subjects.SERVER_SETTINGS, b"", SETTINGS_WAIT)
+        known = pings.closes_within(answers) if answers else None
+        if known is None and not self.unreadable:
+            log.warning("presence: no NATS server's ping settings readable: no coverage")
+        self.unreadable = known is None
+        self.closes_within = known
+
+    async def _announce(self, closes_within: float) -> None:
+        coverage = Coverage(watcher=self._node, closes_within=closes_within, every=COVER_EVERY)
+        with contextlib.suppress(BusError):  # our own NATS is away: nodes beat faster
+            await self._bus.publish(subjects.COVERAGE, encode(coverage))
 
     def _on_system_state(self, connected: bool) -> None:
         if connected:  # advisories sent while we were away are lost: what we held is stale
             self._connections.forget()
+            self.closes_within = None  # and the servers may be others: ask again
 
     def _read(self, delivery: Delivery) -> Advisory | None:
         try:

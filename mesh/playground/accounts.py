@@ -40,6 +40,6 @@ def write(config: Path) -> Accounts:
         (natsauth.admin(), {"user": _ANONYMOUS, "password": secrets.token_urlsafe(24)}),
         (natsauth.presence(), {"user": PRESENCE_USER, "password": password}),
     ]
-    text = natsauth.authorization(logins, no_auth_user=_ANONYMOUS)
+    text = natsauth.authorization(logins, no_auth_user=_ANONYMOUS) + natsauth.PINGS
     pki.write_private(config, text.encode())
     return Accounts(config, SecretStr(password))

@@ -65,6 +65,7 @@ _NODE_HEARS = (
     subjects.HEARTBEATS,
     subjects.LEAVES,
     subjects.GONE,
+    subjects.COVERAGE,
     subjects.EVIDENCE,
     subjects.SYNC,
     subjects.TAP,
@@ -128,6 +129,7 @@ def gateway(name: str) -> Role:
         publish=(
             *_own_voice(name),
             subjects.GONE,  # it holds the presence watcher: NATS's word on any node
+            subjects.COVERAGE,  # ... and says that it holds
             subjects.EVENTS,
             *_ASK_SYNC,
             subjects.ca_sign(name),  # it calls agents' inbound listeners as `name`
@@ -181,13 +183,15 @@ def admin() -> Role:
 
 def presence() -> Role:
     """The presence watcher's login (held by the gateways): in the system account, it
-    hears the server's connects and disconnects of the mesh's clients, and nothing else.
+    hears the server's connects and disconnects of the mesh's clients, and asks the
+    servers how soon they close a silent one; nothing else.
     What it learns it republishes as `gone` over its holder's own login."""
     return Role(
         "presence",
-        publish=(),
-        subscribe=tuple(
-            subjects.connections(subjects.MESH_ACCOUNT, what) for what in ("CONNECT", "DISCONNECT")
+        publish=(subjects.SERVER_SETTINGS,),  # how soon the servers close a silent client
+        subscribe=(
+            *(subjects.connections(subjects.MESH_ACCOUNT, w) for w in ("CONNECT", "DISCONNECT")),
+            _INBOX,  # the servers' answers
         ),
         account=subjects.SYSTEM_ACCOUNT,
     )
@@ -196,6 +200,12 @@ def presence() -> Role:
 def ca() -> Role:
     """The certificate signer: hears requests for every service and answers them."""
     return Role("ca", publish=(), subscribe=(subjects.CA_SIGN,), allow_responses=True)
+
+
+# Server settings for presence: a hung or vanished client is closed within 3 s (1 s
+# pings, 2 unanswered), no later than the lan preset's suspicion, so a watcher's word
+# covers silence as well as closes and agents may beat slowly (see deploy/nats/nats.conf).
+PINGS = 'ping_interval: "1s"\nping_max: 2\n'
 
 
 def authorization(

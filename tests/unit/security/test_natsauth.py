@@ -181,15 +181,24 @@ def test_tap_records_go_out_under_the_senders_name_and_only_the_monitor_reads_th
     assert not may_subscribe(natsauth.ca(), subjects.tapped("ab12cd34", "orders"))
 
 
-def test_presence_hears_the_mesh_accounts_clients_come_and_go_and_says_nothing() -> None:
+def test_presence_hears_the_mesh_accounts_clients_come_and_go_and_asks_only_their_pings() -> None:
     presence = natsauth.presence()
     assert presence.account == subjects.SYSTEM_ACCOUNT
-    assert presence.publish == ()
+    assert presence.publish == (subjects.SERVER_SETTINGS,)  # how soon silence is closed
+    assert not may_publish(presence, "$SYS.REQ.SERVER.PING.CONNZ")  # who is connected
+    assert not may_publish(presence, "$SYS.REQ.ACCOUNT.MESH.CONNZ")
     assert may_subscribe(presence, "$SYS.ACCOUNT.MESH.DISCONNECT")
     assert may_subscribe(presence, "$SYS.ACCOUNT.MESH.CONNECT")
     assert not may_subscribe(presence, "$SYS.ACCOUNT.SYS.DISCONNECT")  # its own account's
     assert not may_subscribe(presence, "$SYS.REQ.SERVER.PING")
     assert not may_subscribe(presence, subjects.heartbeat("orders", "o-1"))
+
+
+def test_only_gateways_say_they_cover_and_every_node_hears_it() -> None:
+    assert may_publish(GATEWAY, subjects.COVERAGE)
+    assert not may_publish(ORDERS, subjects.COVERAGE)
+    assert not may_publish(natsauth.monitor(), subjects.COVERAGE)
+    assert may_subscribe(ORDERS, subjects.COVERAGE)
 
 
 def test_only_gateways_say_gone_and_every_node_hears_it() -> None:
