@@ -122,6 +122,18 @@ class Settings(BaseSettings):
     # that missed both a node's last full record and the answers to its own sync (it
     # joined in between, or lost a message) knows that node only after up to this many
     # intervals; 1 sends the full record every time.
+    # While a presence watcher says it holds (messages.Coverage), a node's death and its
+    # silence are timed by the NATS servers instead of by every observer, so its beats
+    # only have to prove the record is still held: slower beats cost observers less (at
+    # 10,000 instances a gateway hears N / interval beats a second), but a watcher that
+    # stops leaves hung nodes to be found in 3 of these intervals, until they speed up.
+    heartbeat_covered_interval: float = Field(
+        30.0,
+        ge=0,
+        le=60,
+        description="Seconds between heartbeats while a presence watcher covers the node "
+        "(0: never slower than heartbeat_interval).",
+    )
     heartbeat_full_every: int = Field(
         10,
         ge=1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,17 @@ from mesh import subjects
 from mesh.bus import Bus, Delivery
 from mesh.clock import Clock
 from mesh.errors import BusError
-from mesh.messages import Beat, Heartbeat, Leave, LeaveReason, Load, LoadReport, encode
+from mesh.messages import (
+    Beat,
+    Gone,
+    Heartbeat,
+    Leave,
+    LeaveReason,
+    Load,
+    LoadReport,
+    decode_counted,
+    encode,
+)
 from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,8 @@ class Announcer:
         full_every: int = 10,
         clock: Clock = system_clock,
         incarnation: int | None = None,
+        rng: random.Random | None = None,
+        count_invalid: Callable[[str], None] = lambda family: None,
     ) -> None:
         self._bus = bus
         self._clock = clock
@@ -50,6 +63,9 @@ class Announcer:
             incarnation = new_incarnation(clock)
         self._record = msgspec.structs.replace(record, incarnation=incarnation, seq=0)
         self._full_every = full_every
+        self._rng = rng or random.Random()
+        self._count_invalid = count_invalid  # asks we cannot read: Metrics.invalid_message
+        self._paced = self._record.interval  # the interval of the last wait
         self._full_due = True  # the first one is the announcement
         self._since_full = 0  # beats sent since the last full record
         self._wake = asyncio.Event()
@@ -71,6 +87,10 @@ class Announcer:
         await self._bus.subscribe(subjects.SYNC, self._on_sync)
         # Nodes that follow only some services ask those services' nodes alone.
         await self._bus.subscribe(subjects.sync(self._record.service), self._on_sync)
+        # A watcher saying we are gone while we live (a connection replaced, a lost pong):
+        # our full record, at once, outweighs it on every node.
+        gone = subjects.gone(self._record.service, self._record.instance)
+        await self._bus.subscribe(gone, self._on_gone)
         self._bus.on_state(self._on_bus_state)
         self._task = asyncio.create_task(self._run(), name="announcer")
 
@@ -90,7 +110,16 @@ class Announcer:
             self._full_soon()
 
     async def _on_sync(self, delivery: Delivery) -> None:
-        self._full_soon()  # a sync's answer is always the full record
+        """A sync's answer is always the full record; anything else there is counted."""
+        if decode_counted(delivery.subject, delivery.data, self._count_invalid) is not None:
+            self._full_soon()
+
+    async def _on_gone(self, delivery: Delivery) -> None:
+        """Said gone: refuted with the full record, if it is this incarnation (an earlier
+        one's close is true)."""
+        gone = decode_counted(delivery.subject, delivery.data, self._count_invalid)
+        if isinstance(gone, Gone) and gone.incarnation == self._record.incarnation:
+            self._full_soon()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,7 +128,7 @@ class Announcer:
             sent = loop.time()
             await self._publish_heartbeat()
             try:
-                await asyncio.wait_for(self._wake.wait(), self._record.interval)
+                await asyncio.wait_for(self._wake.wait(), self._next_wait())
             except TimeoutError:
                 continue
             # Woken early (a sync, a change, a reconnect): at most one such full record per
@@ -108,6 +137,16 @@ class Announcer:
             # loss makes every follower ask at once) costs each node WAKE_GAP's rate of
             # records, not one per request.
             await asyncio.sleep(max(0.0, sent + WAKE_GAP - loop.time()))
+
+    def _next_wait(self) -> float:
+        """The interval; but the first wait at a new one ends at a random point of it:
+        nodes change pace together (a presence watcher's coverage begins or ends for all
+        at once), and would otherwise beat in step, every observer's load in one burst."""
+        interval = self._record.interval
+        if interval == self._paced:
+            return interval
+        self._paced = interval
+        return self._rng.uniform(0.0, interval)
 
     async def _publish_heartbeat(self) -> None:
         if not self._bus.connected:

@@ -19,6 +19,7 @@ from mesh.config import Settings
 from mesh.errors import BusError, BusRefused
 from mesh.membership.announcer import Announcer, new_incarnation
 from mesh.membership.connection_names import connection_name
+from mesh.membership.coverage import CoverageWatch
 from mesh.membership.discovery import Discovery
 from mesh.membership.presence import Presence
 from mesh.membership.view import View
@@ -68,8 +69,17 @@ class Node:
             idle=settings.interest_idle,
         )
         self.announcer = Announcer(
-            self.bus, record, incarnation=incarnation, full_every=settings.heartbeat_full_every
+            self.bus,
+            record,
+            incarnation=incarnation,
+            full_every=settings.heartbeat_full_every,
+            count_invalid=self.metrics.invalid_message,
         )
+        # Slow beats while a presence watcher times our silence for everyone.
+        self.coverage = CoverageWatch(
+            self.bus, settings.timing, count_invalid=self.metrics.invalid_message
+        )
+        self.coverage.on_change(self._paced)
         self.presence = (
             Presence(settings, self.bus, node=record.instance, metrics=self.metrics)
             if settings.presence
@@ -98,6 +108,10 @@ class Node:
             lambda: [((), float(self.admin_refused))],
         )
 
+    def _paced(self, covered: bool) -> None:
+        slow = self.settings.heartbeat_covered_interval
+        self.announcer.update(interval=self.coverage.interval(slow))
+
     @property
     def view(self) -> View:
         return self.discovery.view
@@ -125,6 +139,7 @@ class Node:
         await self.discovery.start()
         if self.presence is not None:
             await self.presence.start()
+        await self.coverage.start()
         await self.announcer.start()
         if self.bus.connected:
             await self._check_announced()
@@ -182,6 +197,7 @@ class Node:
             log.info("leave published")
         await self.events.close()
         await self.discovery.stop()
+        self.coverage.stop()
         if self.presence is not None:
             await self.presence.stop()
         if self._dashboard is not None:

@@ -21,6 +21,19 @@ def module_nats(nats_binary: str, tmp_path_factory: pytest.TempPathFactory) -> I
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def presence_nats(
+    nats_binary: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NatsServer]:
+    """A nats-server with the mesh's and the system account, as `mesh up` runs it."""
+    server = NatsServer(
+        nats_binary, store_dir=tmp_path_factory.mktemp("nats-presence"), presence=True
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def nats_url(nats_server: NatsServer) -> str:
     """URL of the session-wide nats-server."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -28,19 +28,6 @@ from mesh.playground.natsserver import NatsServer
 # them, suspect after 3 silent intervals.
 SILENT_FOR = 30.0
 QUICK = 1.0  # the bound on presence's detection, generous for a loaded machine
-
-
-@pytest.fixture(scope="module")
-def presence_nats(
-    nats_binary: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NatsServer]:
-    """A nats-server with the mesh's and the system account, as `mesh up` runs it."""
-    server = NatsServer(
-        nats_binary, store_dir=tmp_path_factory.mktemp("nats-presence"), presence=True
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

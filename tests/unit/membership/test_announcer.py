@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 from factories import heartbeat
 from manual_clock import EPOCH, ManualClock
@@ -16,7 +18,7 @@ from waiting import settle, until
 from mesh import subjects
 from mesh.errors import BusUnavailable
 from mesh.membership.announcer import WAKE_GAP, Announcer
-from mesh.messages import Beat, Heartbeat, Leave, Load, LoadReport, Sync, decode, encode
+from mesh.messages import Beat, Gone, Heartbeat, Leave, Load, LoadReport, Sync, decode, encode
 
 SLOW = 60.0  # an interval no test waits for: every heartbeat seen was sent on a cue
 
@@ -58,11 +60,23 @@ async def voice() -> AsyncIterator[Callable[..., Voice]]:
     """`voice(interval=...)`: an announcer of orders/i1 started on a hub of its own."""
     started: list[Announcer] = []
 
-    def make(interval: float = SLOW, full_every: int = 10) -> Voice:
+    def make(
+        interval: float = SLOW,
+        full_every: int = 10,
+        rng: random.Random | None = None,
+        counted: list[str] | None = None,
+    ) -> Voice:
         hub = MemoryHub()
         bus = hub.bus()
         record = heartbeat("i1", incarnation=0, seq=0, interval=interval, health="passing")
-        announcer = Announcer(bus, record, full_every=full_every, clock=ManualClock(now=12.345))
+        announcer = Announcer(
+            bus,
+            record,
+            full_every=full_every,
+            clock=ManualClock(now=12.345),
+            rng=rng,
+            count_invalid=(counted if counted is not None else []).append,
+        )
         started.append(announcer)
         return Voice(hub, bus, announcer)
 
@@ -128,6 +142,64 @@ async def test_a_sync_a_reconnect_and_a_change_each_get_the_full_record(
     v.announcer.update(weight=5)
     await until(lambda: v.seqs() == [1, 2, 3, 4])
     assert v.kinds() == "FFFF"
+
+
+async def test_a_watcher_saying_we_are_gone_is_answered_with_the_full_record(
+    voice: Callable[..., Voice],
+) -> None:
+    """Refuted at once: with slow beats, the next one could be half a minute away."""
+    v = voice(full_every=1000)
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    ours = v.announcer.record.incarnation
+    lie = Gone(service="orders", instance="i1", incarnation=ours, witness="gw")
+    await v.hub.bus().publish(subjects.gone("orders", "i1"), encode(lie))
+    await until(lambda: v.seqs() == [1, 2])
+    earlier = msgspec.structs.replace(lie, incarnation=ours - 1)
+    await v.hub.bus().publish(subjects.gone("orders", "i1"), encode(earlier))
+    await v.hub.bus().publish(subjects.gone("orders", "other"), encode(lie))
+    await settle()
+    assert v.kinds() == "FF"  # an earlier incarnation's close is true; another's not ours
+
+
+async def test_asks_and_gones_it_cannot_read_are_counted_and_answered_with_nothing(
+    voice: Callable[..., Voice],
+) -> None:
+    counted: list[str] = []
+    v = voice(full_every=1000, counted=counted)
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    asker = v.hub.bus()
+    await asker.publish(subjects.SYNC, b"wake up")
+    await asker.publish(
+        subjects.sync("orders"), encode(Leave(service="o", instance="i", incarnation=1, seq=1))
+    )
+    await asker.publish(subjects.gone("orders", "i1"), b"{}")
+    await settle()
+    assert v.seqs() == [1]
+    assert counted == ["sync", "sync", "gone"]
+
+
+class Earliest(random.Random):
+    """Every random phase at the start of its range."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+async def test_a_new_pace_begins_at_a_random_point_of_its_interval(
+    voice: Callable[..., Voice],
+) -> None:
+    """Nodes change pace together; a random first wait keeps them from beating in step.
+    Here the phase is the earliest possible: the beat after the change comes at once,
+    and the one after it a whole interval later."""
+    v = voice(rng=Earliest())
+    await v.announcer.start()
+    await until(lambda: v.seqs() == [1])
+    v.announcer.update(interval=SLOW / 2)  # the change itself goes out in full, at once
+    await until(lambda: v.seqs() == [1, 2, 3])
+    await settle()
+    assert v.seqs() == [1, 2, 3]
 
 
 async def test_load_goes_on_its_own_subject_while_busy_and_once_after(
