@@ -23,6 +23,8 @@ class Row(msgspec.Struct, frozen=True):
     incarnation: int
     seq: int
     heard_ago: float
+    # Seconds between its heartbeats: slower while a presence watcher covers it.
+    interval: float
     meta: dict[str, str]
     inbound_port: int | None = None  # its agent's inbound listener (mTLS), what callers dial
 
@@ -46,6 +48,7 @@ def rows(view: View, now: float) -> list[Row]:
                 incarnation=r.incarnation,
                 seq=m.seq,
                 heard_ago=round(max(now - m.heard, 0.0), 3),
+                interval=r.interval,
                 meta=dict(r.meta),
                 inbound_port=r.inbound_port,
             )
@@ -68,7 +71,18 @@ NOT_ROUTABLE = (
 
 def table(members: list[Row]) -> str:
     """A fixed-width table for terminals."""
-    header = ("SERVICE", "INSTANCE", "ROLE", "ADDRESS", "STATE", "HEALTH", "ZONE", "VERSION", "AGE")
+    header = (
+        "SERVICE",
+        "INSTANCE",
+        "ROLE",
+        "ADDRESS",
+        "STATE",
+        "HEALTH",
+        "ZONE",
+        "VERSION",
+        "AGE",
+        "EVERY",
+    )
     lines = [header] + [
         (
             r.service,
@@ -80,6 +94,7 @@ def table(members: list[Row]) -> str:
             r.zone or "-",
             r.version or "-",
             f"{r.heard_ago:.1f}s",
+            f"{r.interval:g}s",
         )
         for r in members
     ]
