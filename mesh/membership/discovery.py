@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from mesh import clock as system_clock
 from mesh import subjects
@@ -57,7 +58,7 @@ class Discovery:
         # First calls waiting for a routable member of one of these services.
         self._arriving: list[tuple[frozenset[str], asyncio.Future[None]]] = []
         self._reserved: set[str] = set()  # names first calls are about to follow
-        self._dropping: set[asyncio.Task[None]] = set()  # kept until done
+        self._background: set[asyncio.Task[None]] = set()  # drops and syncs, kept until done
         # Expiry runs this often; a quarter interval keeps detection within 25% of target.
         self._tick_every = min(0.25, timing.interval / 4)
 
@@ -130,9 +131,13 @@ class Discovery:
         for service in services:
             heard = next(self.view.of_service(service), None) is not None
             if not heard and interest.follows(service) and service not in interest.pinned:
-                task = asyncio.get_running_loop().create_task(self.drop(service))
-                self._dropping.add(task)
-                task.add_done_callback(self._dropping.discard)
+                self._later(self.drop(service))
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, held until done (the loop keeps only weak ones)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def start(self) -> None:
         await self.following.start()
@@ -177,9 +182,13 @@ class Discovery:
                 self._check_arrivals()
 
     def _check_arrivals(self) -> None:
-        routable = {m.record.service for m in self.view.members.values() if m.routable}
+        """Wake the first calls that now have a routable member: reads only the services
+        they wait for, never the whole fleet (this runs on every change while one waits)."""
+        view = self.view
         for services, arrived in self._arriving:
-            if not arrived.done() and not services.isdisjoint(routable):
+            if not arrived.done() and any(
+                m.routable for service in services for m in view.of_service(service)
+            ):
                 arrived.set_result(None)
 
     def _own_arrival(self, event: Event) -> bool:
@@ -203,7 +212,7 @@ class Discovery:
         now = self._clock.monotonic()
         if connected:
             self.view = membership.thaw(self.view, now)
-            asyncio.get_running_loop().create_task(self.following.sync())
+            self._later(self.following.sync())
         else:
             # Expiries already due are settled first; only later silence is excused.
             view, effects = membership.tick(self.view, now)
