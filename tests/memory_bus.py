@@ -32,6 +32,9 @@ class MemoryHub:
         ]
         for handler in handlers:
             await handler(delivery)
+        # As from NATS, the next message comes in a later turn of the loop: what the
+        # handlers left for the end of this turn (loop.call_soon) has run by then.
+        await asyncio.sleep(0)
         return len(handlers)
 
 

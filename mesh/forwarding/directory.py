@@ -67,10 +67,10 @@ class Directory:
     def update(self, view: View, now: float = 0.0) -> set[tuple[str, int]]:
         """Adopt `view`; returns the addresses no longer routable anywhere (to close pools).
 
-        The view's next version, derived from the one adopted last, names the services
-        its step changed: only those are rebuilt. Any other view is adopted whole.
+        A view derived from the one adopted last names the services changed since that
+        version: only those are rebuilt. Any other view is adopted whole.
         """
-        if view.lineage is self._lineage and view.version == self.version + 1:
+        if view.lineage is self._lineage and view.changed_since == self.version:
             services: Set[str] = view.changed
         else:
             services = view.services.keys() | self._known | self._members.keys()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import replace
 from typing import Any
 
 from mesh import clock as system_clock
@@ -52,6 +53,9 @@ class Discovery:
         self._events = events
         self.view = membership.View(timing)
         self._listeners: list[Listener] = []
+        # Changes not told to the listeners yet: the version they count from and the
+        # services they touched (None: a step not derived from the last, so everything).
+        self._untold: tuple[int, set[str] | None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.following = Following(bus, node=node, everything=everything, idle=idle)
         self.following.add(subjects.following, self._deliver)
@@ -167,6 +171,8 @@ class Discovery:
 
     def _commit(self, view: membership.View, effects: list[membership.Effect]) -> None:
         changed = view.version != self.view.version
+        if changed:
+            self._note_change(view)
         self.view = view
         for effect in effects:
             if isinstance(effect, Event):
@@ -175,11 +181,34 @@ class Discovery:
                     self._events.emit(effect)
             else:
                 self._metrics.dropped(effect.reason)
-        if changed:
-            for listener in self._listeners:
-                listener(view)
-            if self._arriving:
-                self._check_arrivals()
+        if changed and self._arriving:
+            self._check_arrivals()
+
+    def _note_change(self, view: membership.View) -> None:
+        """Listeners hear of changes once per turn of the loop: a burst (a sync's answers,
+        a new gateway's first second) read in one turn costs one rebuild of each service
+        it touched, not one per message."""
+        if self._untold is None:
+            self._untold = (self.view.version, set())
+            asyncio.get_running_loop().call_soon(self._tell)
+        since, services = self._untold
+        if services is not None and view.changed_since == self.view.version:
+            services.update(view.changed)
+        else:
+            self._untold = (since, None)
+
+    def _tell(self) -> None:
+        if self._untold is None:
+            return
+        since, services = self._untold
+        self._untold = None
+        view = self.view
+        if services is not None:
+            view = replace(view, changed=frozenset(services), changed_since=since)
+        else:
+            view = replace(view, changed_since=-1)
+        for listener in self._listeners:
+            listener(view)
 
     def _check_arrivals(self) -> None:
         """Wake the first calls that now have a routable member: reads only the services

@@ -70,9 +70,11 @@ class View:
     members: PMap[str, Member] = field(default_factory=PMap)
     frozen_at: float | None = None  # set while our own NATS connection is down
     version: int = 0  # bumped on every change that can alter routing
-    # The services whose routing the step to `version` changed: a reader that saw the
-    # version before rebuilds only these (mesh.forwarding.directory).
+    # The services whose routing changed since version `changed_since` (the step before,
+    # unless a shell merged several steps): a reader that adopted that version rebuilds
+    # only these (mesh.forwarding.directory); any other reader rebuilds everything.
     changed: frozenset[str] = frozenset()
+    changed_since: int = -1
     # Each service's instances (the ids in `members`), so that one service is read alone.
     services: PMap[str, PMap[str, bool]] = field(default_factory=PMap)
     # When each member is next due for expiry (see `tick`): bookkeeping, not what the view
@@ -188,6 +190,7 @@ def _with(
         view.frozen_at,
         view.version + 1 if routing_changed else view.version,
         frozenset((service,)) if routing_changed else view.changed,
+        view.version if routing_changed else view.changed_since,
         services,
         deadlines.pushed(view.queues, key, entry),
         view.lineage,
@@ -441,6 +444,7 @@ class _Expiry:
             queues=self.queues,
             version=view.version + 1,
             changed=frozenset(self.changed),
+            changed_since=view.version,
         )
         return view, self.effects
 
@@ -484,4 +488,5 @@ def without(view: View, service: str) -> View:
         services=view.services.delete(service),
         version=view.version + 1,
         changed=frozenset((service,)),
+        changed_since=view.version,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -69,6 +70,31 @@ def test_each_step_adopted_alone_ends_as_a_directory_built_afresh(seed: int) -> 
         fresh.update(after, now)
         assert seen(directory, now) == seen(fresh, now)
         view = after
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_steps_adopted_in_bursts_end_as_a_directory_built_afresh(seed: int) -> None:
+    """Discovery tells its listeners once per turn of the loop: a view several steps on,
+    naming every service changed since the version adopted last, rebuilds just those."""
+    rng = random.Random(seed)
+    view, now, seqs = v.View(LAN), 0.0, dict[str, int]()
+    directory = Directory()
+    directory.update(view, now)
+    told, untold = view, set[str]()
+    for _ in range(200):
+        now += rng.choice((0.0, 0.5, 1.5, 4.0))
+        after = step(rng, view, now, seqs)
+        if after.version != view.version:
+            assert after.changed_since == view.version
+            untold |= after.changed
+        view = after
+        if rng.random() < 0.3:
+            burst = replace(view, changed=frozenset(untold), changed_since=told.version)
+            assert directory.update(burst, now) == routed(told) - routed(view)
+            fresh = Directory()
+            fresh.update(view, now)
+            assert seen(directory, now) == seen(fresh, now)
+            told, untold = view, set()
 
 
 def test_only_the_services_a_step_changed_are_refreshed(monkeypatch: pytest.MonkeyPatch) -> None:

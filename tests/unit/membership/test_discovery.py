@@ -15,6 +15,7 @@ from memory_bus import MemoryBus, MemoryHub
 from waiting import until
 
 from mesh import subjects
+from mesh.bus import Delivery
 from mesh.bus.events import EventLog
 from mesh.membership.discovery import Discovery
 from mesh.membership.view import State, View
@@ -93,6 +94,29 @@ async def test_heartbeats_join_the_view_and_only_routing_changes_reach_listeners
     up, failing = observer.events()
     assert (up.kind, failing.kind) == ("instance.up", "health.failing")
     assert (up.node, up.at) == ("obs", EPOCH + observer.clock.now)  # stamped by the log
+
+
+async def test_changes_read_in_one_turn_of_the_loop_reach_listeners_once(
+    observer: Observer,
+) -> None:
+    """A burst (a sync's answers) costs each listener one look, naming every service the
+    burst touched since the version it saw last, so that the directory rebuilds those."""
+    await observer.discovery.start()
+    await observer.send(heartbeat("a1", service="alpha"))
+    [seen] = observer.changes
+    burst = [heartbeat("b1", service="beta"), heartbeat("c1", service="gamma")]
+    burst += [heartbeat("b2", service="beta"), leave("a1", service="alpha")]
+    for message in burst:  # as nats-py hands over what one read brought: no turn between
+        subject = (subjects.leave if isinstance(message, Leave) else subjects.heartbeat)(
+            message.service, message.instance
+        )
+        await observer.discovery._deliver(Delivery(subject, encode(message), "", None))
+    assert len(observer.changes) == 1  # nothing told yet
+    await asyncio.sleep(0)
+    [_, told] = observer.changes
+    assert told.version == seen.version + 4
+    assert (told.changed, told.changed_since) == ({"alpha", "beta", "gamma"}, seen.version)
+    assert told.members.keys() == {"a1", "b1", "b2", "c1"}  # a1 a tombstone
 
 
 async def test_a_young_incarnation_first_seen_late_is_told_by_the_wall_clock(
