@@ -76,6 +76,7 @@ class Feed:
         self._due = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
         self._replay: asyncio.Task[None] | None = None
+        self._since = 0.0  # events stored before this (wall seconds) are not shown
         self._stopped = False
         self._failure_logged_at: float | None = None
         self.dropped = 0
@@ -109,13 +110,17 @@ class Feed:
     async def start(self) -> None:
         # The stored stream, then each new event as it is stored: one copy of each
         # happening, however many nodes observed it, and those from before this node.
-        since = self._clock.wall() - REPLAY_SECONDS
+        self._since = self._clock.wall() - REPLAY_SECONDS
         self._replay = asyncio.create_task(
             until_done(
                 self._bus,
                 "the dashboard's event replay",
                 lambda: self._bus.replay(
-                    subjects.EVENTS_STREAM, subjects.EVENTS, since, self._on_event
+                    subjects.EVENTS_STREAM,
+                    subjects.EVENTS,
+                    self._since,
+                    self._on_event,
+                    most=RECENT_EVENTS,
                 ),
             ),
             name="dashboard-events",
@@ -200,7 +205,7 @@ class Feed:
             event = decode(delivery.subject, delivery.data)
         except InvalidMessage:
             return  # counted by the nodes that act on events; the dashboard only shows them
-        if not isinstance(event, Event) or event.id in self._seen:
+        if not isinstance(event, Event) or event.id in self._seen or event.at < self._since:
             return
         self._seen[event.id] = None
         if len(self._seen) > SEEN_IDS:
