@@ -18,13 +18,12 @@ evidence and tap subscriptions (Forwarding). What it leaves out, and why:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from agents.inbound import unguarded
 from bench.arrivals import Arrivals
-from bench.marks import note, note_reads, socket_fd, transport_of
+from bench.marks import note_reads, note_writes, socket_fd, transport_of
 from mesh import clock
 from mesh.bus.kv import KvEntry
 from mesh.config import Settings
@@ -121,16 +120,7 @@ class FleetNode:
         transport = transport_of(self.node.bus.client)
         self._arrivals.watch(self.name, socket_fd(transport))
         note_reads(transport._io_reader, self.reads)
-        for name in ("write", "writelines"):
-            setattr(transport, name, self._noting_writes(getattr(transport, name)))
-
-    def _noting_writes(self, write: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        def noted(payload: Any) -> Any:
-            data = payload if isinstance(payload, bytes | bytearray) else b"".join(payload)
-            note(self.writes, bytes(data), clock.wall())
-            return write(payload)
-
-        return noted
+        note_writes(transport, self.writes)
 
     def dump(self) -> dict[str, Any]:
         return {

@@ -76,6 +76,20 @@ def note_reads(reader: Any, seen: MutableMapping[str, float]) -> None:
     reader.feed_data = noted
 
 
+def note_writes(transport: Any, seen: MutableMapping[str, float]) -> None:
+    """Note in `seen` when each mark was first written to `transport` (nats-py's: what it
+    writes goes to the socket at once, or to asyncio's buffer when the socket is full)."""
+    for name in ("write", "writelines"):
+        write = getattr(transport, name)
+
+        def noted(payload: Any, write: Any = write) -> Any:
+            data = payload if isinstance(payload, bytes | bytearray) else b"".join(payload)
+            note(seen, bytes(data), clock.wall())
+            return write(payload)
+
+        setattr(transport, name, noted)
+
+
 def transport_of(client: Any) -> Any:
     """nats-py's transport of a connected client, checked to be the one this bench knows
     (as of nats-py 2.x: a StreamWriter in `_io_writer`)."""
