@@ -1,32 +1,40 @@
-"""When data reached each of a fleet's sockets, stamped by a small process of its own.
+"""When each message reached a NATS socket, stamped by a small process of its own.
 
     python -m bench.arrivals <control fd> <output file>     (started by Arrivals)
 
-The fleet hands it a duplicate of each node's NATS socket (SCM_RIGHTS over a socketpair).
-It watches them with an edge-triggered epoll and reads nothing, so the fleet's event loop
-still reads every byte; an arrival is stamped when the kernel has it, not when a busy loop
-(or a thread waiting for the GIL behind it) gets to it. On `dump` it writes every socket's
-arrival times (JSON: name -> wall seconds) to the output file and exits.
+A process hands it a duplicate of each NATS socket it wants watched (SCM_RIGHTS over a
+socketpair). On each arrival (an edge-triggered epoll) it peeks at the unread bytes and
+stamps every mark (bench/marks.py) it sees for the first time: the time is taken after
+the peek, so it is never before the message arrived. It reads nothing, so the socket's
+owner still reads every byte; and it runs at a real-time priority where the system
+allows it, so a stamp does not wait for a busy loop, for the GIL, or for the CPU that
+the processes it watches compete for. A message its owner read before the stamper
+looked is not stamped here: the owner notes its own reads (`noting_reads`), and the
+earlier sighting is taken. On `dump` it writes its stamps (JSON: name -> mark -> wall
+seconds, and its scheduling) to the output file and exits.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import select
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from bench.marks import note
 from mesh import clock
 
 _DUMP = b"dump"
-_MOST = 4096  # arrivals kept per socket: enough for any run (heartbeats do not come here)
+_PEEK = 65536  # unread bytes looked at per arrival: a revision or an ack is far smaller
 
 
 class Arrivals:
-    """The fleet's side: start the stamper, hand it sockets, collect the stamps."""
+    """The watched process's side: start the stamper, hand it sockets, collect the stamps."""
 
     def __init__(self, output: Path) -> None:
         self._output = output
@@ -40,43 +48,57 @@ class Arrivals:
     def watch(self, name: str, fd: int) -> None:
         socket.send_fds(self._ours, [name.encode()], [fd])
 
-    def collect(self, timeout: float = 5.0) -> dict[str, list[float]]:
+    def collect(self, timeout: float = 5.0) -> dict[str, Any]:
+        """{"scheduling": ..., "marks": {name: {mark: wall seconds}}}."""
         self._ours.send(_DUMP)
         self._child.wait(timeout)
         self._ours.close()
-        stamps: dict[str, list[float]] = json.loads(self._output.read_text())
+        stamps: dict[str, Any] = json.loads(self._output.read_text())
         return stamps
 
 
-def stamp(control: socket.socket, output: Path) -> None:
+def real_time() -> str:
+    """Run this process ahead of every ordinary one, where allowed; say which it got."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (OSError, AttributeError):
+        return "normal (no permission for SCHED_FIFO: stamps may wait for a core)"
+    return "SCHED_FIFO"
+
+
+def stamp(control: socket.socket, output: Path, scheduling: str = "normal") -> None:
     """The stamper's loop: register what comes on `control`, stamp what arrives."""
     epoll = select.epoll()
     epoll.register(control.fileno(), select.EPOLLIN)
     names: dict[int, str] = {}
-    held: list[socket.socket] = []  # the duplicates stay open as long as we watch them
-    times: dict[str, list[float]] = {}
+    held: dict[int, socket.socket] = {}  # the duplicates stay open as long as we watch them
+    seen: dict[str, dict[str, float]] = {}
     while True:
         events = epoll.poll()
-        now = clock.wall()
         for fd, _ in events:  # stamps first: a dump in the same batch comes after them
-            if fd in names and len(times[names[fd]]) < _MOST:
-                times[names[fd]].append(now)
+            if fd in names:
+                try:
+                    data = held[fd].recv(_PEEK, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                except OSError:  # read already (BlockingIOError) or closed: nothing to see
+                    continue
+                note(seen[names[fd]], data, clock.wall())
         if not any(fd == control.fileno() for fd, _ in events):
             continue
         message, fds, _, _ = socket.recv_fds(control, 256, 1)
         if message == _DUMP or not message:
-            output.write_text(json.dumps(times))
+            output.write_text(json.dumps({"scheduling": scheduling, "marks": seen}))
             return
-        held.append(socket.socket(fileno=fds[0]))
+        held[fds[0]] = socket.socket(fileno=fds[0])
         names[fds[0]] = message.decode()
-        times.setdefault(names[fds[0]], [])  # a reconnected node: the same list
+        seen.setdefault(names[fds[0]], {})  # a reconnected node: the same marks
         # Data already waiting is reported at once: stamped on the next poll.
         epoll.register(fds[0], select.EPOLLIN | select.EPOLLET)
 
 
 if __name__ == "__main__":
-    # A stop signal reaches the fleet's whole process group: the stamper waits for the
-    # fleet's dump (or its end) instead, else the stamps are lost.
+    # A stop signal reaches the watched process's whole group: the stamper waits for its
+    # dump (or its end) instead, else the stamps are lost.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stamp(socket.socket(fileno=int(sys.argv[1])), Path(sys.argv[2]))
+    got = real_time()
+    stamp(socket.socket(fileno=int(sys.argv[1])), Path(sys.argv[2]), got)

@@ -5,8 +5,9 @@
 Each is a real mesh node with its own NATS connection (bench/fleet_node.py says what it
 leaves out of `mesh agent`); they share the event loop. The nodes start a few at a time;
 a node not up within --start-within ends the process with one line naming it. On SIGTERM
-the policy stamps of every node and its socket's arrivals (bench/arrivals.py) go to
---stamps, then all leave. The process runs at --nice; the stamper does not.
+every node's policy stamps, what its reads and writes carried, and its socket's
+arrivals (bench/arrivals.py) go to --stamps, then all leave. The process runs at
+--nice; the stamper at a real-time priority where allowed.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def main() -> int:
         sys.stdout.flush()
         await stop.wait()
         stamps = {node.name: node.dump() for node in nodes}
-        args.stamps.write_text(json.dumps({"stamps": stamps, "arrivals": arrivals.collect()}))
+        args.stamps.write_text(json.dumps({"nodes": stamps, "arrivals": arrivals.collect()}))
         await asyncio.wait(
             [asyncio.ensure_future(node.stop()) for node in nodes], timeout=STOP_WITHIN
         )

@@ -18,12 +18,12 @@ evidence and tap subscriptions (Forwarding). What it leaves out, and why:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from agents.inbound import unguarded
 from bench.arrivals import Arrivals
+from bench.marks import note_reads, note_writes, socket_fd, transport_of
 from mesh import clock
 from mesh.bus.kv import KvEntry
 from mesh.config import Settings
@@ -42,11 +42,9 @@ class Stamp:
     key: str
     revision: int
     stored: float  # the NATS server stored the revision
-    arrived: float | None  # the kernel had it on this node's socket (bench/arrivals.py)
     started: float  # the feed's handler began
     swapped: float  # decoded, compiled, swapped in, acknowledgement queued
     cpu: float  # the handler's CPU seconds (this thread's): the node's own work
-    written: float | None = None  # the acknowledgement went to the socket (None: not seen)
 
 
 class StampedRevisions:
@@ -64,8 +62,8 @@ class StampedRevisions:
             started, cpu = clock.wall(), time.thread_time()
             await handler(entry)  # runs to its end without yielding: the work alone
             cpu = time.thread_time() - cpu
-            self._node.handled(
-                Stamp(entry.key, entry.revision, entry.created, None, started, clock.wall(), cpu)
+            self._node.stamps.append(
+                Stamp(entry.key, entry.revision, entry.created, started, clock.wall(), cpu)
             )
 
         return await self._source.watch(stamped)
@@ -91,7 +89,10 @@ class FleetNode:
         self._settings = settings
         self._arrivals = arrivals
         self.stamps: list[Stamp] = []
-        self._unwritten: Stamp | None = None  # handled; its acknowledgement not yet written
+        # mark (bench/marks.py) -> when this node's own reads first had it, and when a
+        # write first sent it (its acknowledgements' event ids)
+        self.reads: dict[str, float] = {}
+        self.writes: dict[str, float] = {}
         engine = Engine(settings, Directory(node=name), self.node.metrics, strip_mesh_headers=False)
         self.forwarding = Forwarding(
             self.node,
@@ -115,30 +116,18 @@ class FleetNode:
         await self.forwarding.start(wait_policies=self._settings.policy_wait)
 
     def _stamp_socket(self) -> None:
-        """Arrivals on this node's socket, and its writes (nats-py's transport, as of 2.16)."""
-        transport: Any = getattr(self.node.bus.client, "_transport", None)
-        writer = getattr(transport, "_io_writer", None)
-        if writer is None:
-            raise RuntimeError("nats-py's transport has changed: cannot stamp its socket")
-        self._arrivals.watch(self.name, writer.get_extra_info("socket").fileno())
-        for name in ("write", "writelines"):
-            setattr(transport, name, self._noting_writes(getattr(transport, name)))
+        """Arrivals on this node's socket, its reads and its writes (nats-py's transport)."""
+        transport = transport_of(self.node.bus.client)
+        self._arrivals.watch(self.name, socket_fd(transport))
+        note_reads(transport._io_reader, self.reads)
+        note_writes(transport, self.writes)
 
-    def _noting_writes(self, write: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        def noted(payload: Any) -> Any:
-            if self._unwritten is not None:  # the first write after a swap carries its ack
-                self._unwritten.written = clock.wall()
-                self._unwritten = None
-            return write(payload)
-
-        return noted
-
-    def handled(self, stamp: Stamp) -> None:
-        self.stamps.append(stamp)
-        self._unwritten = stamp
-
-    def dump(self) -> list[dict[str, Any]]:
-        return [asdict(stamp) for stamp in self.stamps]
+    def dump(self) -> dict[str, Any]:
+        return {
+            "stamps": [asdict(stamp) for stamp in self.stamps],
+            "reads": self.reads,
+            "writes": self.writes,
+        }
 
     async def stop(self) -> None:
         await self.forwarding.stop()

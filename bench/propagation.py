@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -27,8 +26,9 @@ from typing import Any
 from bench.console import BenchError, say
 from bench.cpu import process_cpu
 from bench.processes import Processes, sigterm_as_exit
-from bench.propagation_run import Apply, CpuProbe, Expected, apply_all, used, wait_for_nodes
-from bench.propagation_split import PARTS, arrival, find_stamp, split, summary
+from bench.propagation_run import CpuProbe, Expected, apply_all, used, wait_for_nodes
+from bench.propagation_split import PARTS, summary
+from bench.propagation_stamps import Heard, answers, read_stamps
 from bench.results import environment, write_results
 from bench.tables import millis, table
 from mesh.bus import NatsBus
@@ -66,6 +66,8 @@ async def measure(
     nodes = await wait_for_nodes(settings, expected, args.start_within, procs.check)
     bus = NatsBus(settings, name="bench-propagation")
     await bus.start(wait=10)
+    # The collector's socket is stamped as a fleet node's is: its own wait is not the system's.
+    heard = Heard.watching(bus, procs.logdir / "collector.arrivals.json")
     try:
         before, ours = cpu(), time.process_time()
         await asyncio.sleep(REST)
@@ -75,8 +77,9 @@ async def measure(
         }
         load = load_average()
         applies = await apply_all(bus, settings, nodes, args.applies, args.ack_within, cpu)
-        return nodes, applies, [load, load_average()], at_rest
+        return nodes, applies, [load, load_average()], at_rest, heard
     finally:
+        heard.collect()
         await bus.close()
 
 
@@ -100,42 +103,6 @@ def start_children(procs: Processes, env: dict[str, str], args: argparse.Namespa
         fleets[label] = [f"{label}-{i}" for i in range(count)]
         left, index = left - count, index + 1
     return Expected(fleets, args.gateways)
-
-
-def read_stamps(logdir: Path, fleets: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Every fleet node's stamps, each with its arrival (bench/arrivals.py) filled in."""
-    stamps: dict[str, list[dict[str, Any]]] = {}
-    for fleet in fleets:
-        path = logdir / f"{fleet}.stamps.json"
-        if not path.exists():
-            raise BenchError(f"{fleet} left no stamps (killed before it could write {path})")
-        written = json.loads(path.read_text())
-        for node, node_stamps in written["stamps"].items():
-            times = written["arrivals"].get(node, [])
-            for s in node_stamps:
-                s["arrived"] = arrival(times, s["stored"], s["started"])
-            stamps[node] = node_stamps
-    return stamps
-
-
-def answers(
-    applies: list[Apply], stamps: dict[str, list[dict[str, Any]]]
-) -> tuple[list[Any], dict[str, int]]:
-    """Each apply's split per node, and how many fleet answers missed a stamp: none at all,
-    an arrival or an ack write not seen (each counted as the system's time)."""
-    out, unseen = [], {"stamp": 0, "arrival": 0, "write": 0}
-    for apply in applies:
-        key, revision = next(iter(apply.revisions.items()))
-        parts = {}
-        for node, received in apply.received.items():
-            stamp = find_stamp(stamps[node], key, revision) if node in stamps else None
-            if node in stamps:
-                unseen["stamp"] += stamp is None
-                unseen["arrival"] += stamp is not None and stamp["arrived"] is None
-                unseen["write"] += stamp is not None and stamp["written"] is None
-            parts[node] = split(apply.written, received, stamp)
-        out.append(parts)
-    return out, unseen
 
 
 def main() -> int:
@@ -166,7 +133,7 @@ def main() -> int:
                 say(f"waiting for {args.gateways} gateways and {args.agents} agents")
                 cpu = cpu_probe(server, procs)
                 try:
-                    nodes, applies, load, at_rest = asyncio.run(
+                    nodes, applies, load, at_rest, heard = asyncio.run(
                         measure(server.url, expected, args, procs, cpu)
                     )
                 except BenchError as exc:  # what the gateways said is the likeliest why
@@ -176,10 +143,10 @@ def main() -> int:
                     raise BenchError("\n".join([str(exc), *tails])) from None
                 procs.check()
                 procs.stop_all()
-                stamps = read_stamps(Path(tmp), list(expected.fleets))
+                stamps, scheduling = read_stamps(Path(tmp), list(expected.fleets))
         finally:
             server.stop()
-    split_answers, unseen = answers(applies, stamps)
+    split_answers, seen = answers(applies, stamps, heard)
     result = summary(split_answers)
     result["cpu_ms_per_apply"] = {
         group: 1000 * sum(a.cpu[group] for a in applies) / len(applies) for group in at_rest
@@ -187,7 +154,8 @@ def main() -> int:
     result["cpu_ms_per_second_at_rest"] = {group: 1000 * v for group, v in at_rest.items()}
     if args.raw:
         result["answers"] = split_answers
-    report(args, nodes, result, unseen, load)
+    result["stampers"] = [f"collector: {heard.scheduling}", *scheduling]
+    report(args, nodes, result, seen, load)
     return 0
 
 
@@ -195,7 +163,7 @@ def report(
     args: argparse.Namespace,
     nodes: dict[str, str],
     result: dict[str, Any],
-    unseen: dict[str, int],
+    seen: dict[str, dict[str, int]],
     load: list[float],
 ) -> None:
     def row(label: str, spread: dict[str, float]) -> list[str]:
@@ -214,7 +182,8 @@ def report(
             [
                 row("measured", result["last"]),
                 row("system (one agent per host)", result["system_last"]),
-                row("co-location (measured - system)", result["colocation"]),
+                row("co-location (on the collector's socket - system)", result["colocation"]),
+                row("the collector's own wait", result["collect"]),
             ],
         )
     )
@@ -229,8 +198,12 @@ def report(
     cpu_rows = [[g, millis(per_apply[g]), millis(at_rest[g])] for g in per_apply]
     print()
     print(table(["CPU", "ms per apply", "ms/s at rest"], cpu_rows))
-    if any(unseen.values()):
-        print(f"fleet answers not stamped (their wait counted as the system's): {unseen}")
+    print(
+        f"\nfirst seen on the nodes' sockets {seen['arrival']}, on the collector's {seen['heard']}"
+    )
+    print(f"stampers: {'; '.join(result['stampers'])}")
+    if seen["missing"] or seen["arrival"].get("none") or seen["heard"].get("none"):
+        print(f"steps nobody saw (their wait counted as the system's): {seen}")
     met = result["system_last"]["p99"] <= TARGET_MS
     print(f"\ntarget system p99 <= {TARGET_MS:g} ms: {'met' if met else 'NOT met'}")
     settings = dict(vars(args))
@@ -240,7 +213,7 @@ def report(
         "load_average": load,
         "nodes": len(nodes),
         "roles": roles,
-        "unseen": unseen,
+        "seen": seen,
         **result,
     }
     path = write_results("propagation", payload)

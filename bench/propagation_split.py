@@ -1,21 +1,23 @@
 """Where a policy's confirmation time goes: what the system costs, what co-location adds.
 
-One node's answer to one apply, from the write to the benchmark hearing its ack:
+One node's answer to one apply, from the write to the benchmark's collector handling it:
 
-    total  = store + fanout + queued + work_wall + ack
+    total  = store + fanout + queued + work_wall + ack + collect
     system = store + fanout + work_cpu + ack         (one agent per host would see this)
 
 - store: the write until the NATS server stored the revision;
-- fanout: stored until the kernel had it on this node's socket;
+- fanout: stored until the revision was on this node's socket;
 - queued: waiting behind the other nodes of the same process, before the handler ran and
   before the acknowledgement was written to the socket (co-location's cost);
 - work_wall / work_cpu: decode, compile, swap, queue the ack; the CPU seconds are the
   node's own work, the wall time adds the other processes sharing the two cores;
-- ack: the acknowledgement from this node's socket to the benchmark's collector.
+- ack: the acknowledgement from this node's socket onto the collector's socket;
+- collect: the collector's own wait, from its socket to its handler (one process hearing
+  a thousand answers; not the system's, and not co-location's either).
 
-A step nobody saw (an arrival or a write not stamped) counts as the system's, so the
-split never flatters it. A node with no stamps (a gateway, a process of its own) is all
-system.
+Arrivals on a socket are the earliest sighting of the message there (bench/arrivals.py,
+bench/marks.py). A step nobody saw counts as the system's, so the split never flatters
+it. A node with no stamps (a gateway, a process of its own) is all system but `collect`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from bench.tables import percentile
 
-PARTS = ("store", "fanout", "queued", "work_wall", "work_cpu", "ack", "total", "system")
+PARTS = ("store", "fanout", "queued", "work_wall", "work_cpu", "ack", "collect", "total", "system")
 
 
 def find_stamp(
@@ -34,17 +36,22 @@ def find_stamp(
     return next((s for s in stamps if s["key"] == key and s["revision"] == revision), None)
 
 
-def arrival(times: Sequence[float], stored: float, started: float) -> float | None:
-    """The revision's arrival on a node's socket: the last one between its storing and its
-    handler starting (later data was something else); None if none was stamped then."""
-    return max((t for t in times if stored <= t <= started), default=None)
+def split(
+    written: float, received: float, heard: float | None, stamp: Mapping[str, Any] | None
+) -> dict[str, float]:
+    """One node's answer in milliseconds (wall seconds in: one machine, one clock).
 
-
-def split(written: float, received: float, stamp: Mapping[str, Any] | None) -> dict[str, float]:
-    """One node's answer in milliseconds (wall seconds in: one machine, one clock)."""
+    `heard`: the answer on the collector's socket; `stamp`: the node's own (find_stamp's,
+    with `arrived` and `written` filled in, either None where not seen)."""
     total = received - written
+    heard = received if heard is None else heard
+    collect = received - heard
     if stamp is None:
-        return {"total": total * 1000, "system": total * 1000}
+        return {
+            "collect": collect * 1000,
+            "total": total * 1000,
+            "system": (heard - written) * 1000,
+        }
     started, swapped = stamp["started"], stamp["swapped"]
     arrived = started if stamp["arrived"] is None else stamp["arrived"]
     sent = swapped if stamp["written"] is None else stamp["written"]
@@ -54,7 +61,8 @@ def split(written: float, received: float, stamp: Mapping[str, Any] | None) -> d
         "queued": (started - arrived) + (sent - swapped),
         "work_wall": swapped - started,
         "work_cpu": stamp["cpu"],
-        "ack": received - sent,
+        "ack": heard - sent,
+        "collect": collect,
         "total": total,
     }
     parts["system"] = parts["store"] + parts["fanout"] + parts["work_cpu"] + parts["ack"]
@@ -62,15 +70,22 @@ def split(written: float, received: float, stamp: Mapping[str, Any] | None) -> d
 
 
 def per_apply(answers: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
-    """The last acknowledgement as measured and as one agent per host would see it."""
+    """The last acknowledgement as measured, as heard on the collector's socket, and as one
+    agent per host would see it: last = system + co-location + the collector's wait."""
+
+    def on_socket(node: str) -> float:
+        return answers[node]["total"] - answers[node]["collect"]
+
     last = max(answers, key=lambda node: answers[node]["total"])
+    heard = max(answers, key=on_socket)
     system = max(answers, key=lambda node: answers[node]["system"])
     return {
         "last_ms": answers[last]["total"],
         "last_node": last,
         "system_last_ms": answers[system]["system"],
         "system_last_node": system,
-        "colocation_ms": answers[last]["total"] - answers[system]["system"],
+        "colocation_ms": on_socket(heard) - answers[system]["system"],
+        "collect_ms": answers[last]["total"] - on_socket(heard),
     }
 
 
@@ -91,6 +106,7 @@ def summary(answers: Sequence[Mapping[str, Mapping[str, float]]]) -> dict[str, A
         "last": spread(a["last_ms"] for a in applies),
         "system_last": spread(a["system_last_ms"] for a in applies),
         "colocation": spread(a["colocation_ms"] for a in applies),
+        "collect": spread(a["collect_ms"] for a in applies),
         "parts": {name: spread(p[name] for p in every if name in p) for name in PARTS},
         "applies": applies,
     }
