@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.arrivals import real_time
 from bench.console import BenchError, say
 from bench.cpu import process_cpu
 from bench.processes import Processes, sigterm_as_exit
@@ -68,6 +69,14 @@ async def measure(
     await bus.start(wait=10)
     # The collector's socket is stamped as a fleet node's is: its own wait is not the system's.
     heard = Heard.watching(bus, procs.logdir / "collector.arrivals.json")
+    # The collector (a `mesh policy apply --wait`) on a host of its own, like NATS: behind
+    # the fleets, its reads would lag and the server's writes to it wait in buffers.
+    heard.loop_scheduling = real_time(0, 1) if args.nats_first else "normal"
+    # So do the gateways: not stamped, their whole time counts as the system's.
+    heard.gateways_scheduling = "normal"
+    if args.nats_first:
+        gateways = [c for c in procs.children if c.label.startswith("gateway")]
+        heard.gateways_scheduling = ", ".join(real_time(c.pid or 0, 1) for c in gateways)
     try:
         before, ours = cpu(), time.process_time()
         await asyncio.sleep(REST)
@@ -83,14 +92,18 @@ async def measure(
         await bus.close()
 
 
-def start_children(procs: Processes, env: dict[str, str], args: argparse.Namespace) -> Expected:
+def start_children(
+    procs: Processes, env: dict[str, str], args: argparse.Namespace, watcher: dict[str, str]
+) -> Expected:
     port = free_port()
     procs.start("svc", [*MESH, "demo-service", "--service", "svc", "--port", str(port)], env=env)
     for g in range(args.gateways):
         listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         gateway = ["gateway", "--workers", "1", "--name", f"gw{g}"]
         procs.start(
-            f"gateway-{g}", [*MESH, *gateway, "--listen", listen, "--admin", admin], env=env
+            f"gateway-{g}",
+            [*MESH, *gateway, "--listen", listen, "--admin", admin],
+            env={**env, **(watcher if g == 0 else {})},
         )
     fleets: dict[str, list[str]] = {}
     left, index = args.agents, 0
@@ -119,17 +132,36 @@ def main() -> int:
         type=float,
         help="every node's heartbeat interval, s (MESH_HEARTBEAT_INTERVAL; default the preset's)",
     )
+    parser.add_argument(
+        "--nats-first",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run nats-server, the gateways and the collector at SCHED_FIFO, ahead of the "
+        "fleets, as on hosts of their own (on)",
+    )
+    parser.add_argument(
+        "--presence",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="NATS with presence accounts and a watcher on the first gateway, as `mesh up` "
+        "runs it: nodes beat every MESH_HEARTBEAT_COVERED_INTERVAL (on)",
+    )
     args = parser.parse_args()
     args.start_within = args.start_within or 30 + 0.1 * args.agents
     with sigterm_as_exit(), tempfile.TemporaryDirectory() as tmp:
-        server = NatsServer(find_binary(load_settings().nats_server_bin))
+        server = NatsServer(find_binary(load_settings().nats_server_bin), presence=args.presence)
         server.start()
+        # NATS runs on hosts of its own in a deployment: here it goes ahead of the 1,000
+        # co-located nodes, or their CPU would count as its fan-out and ack times.
+        server_scheduling = real_time(server.pid or 0, 1) if args.nats_first else "normal"
+        # The first gateway watches presence, as under `mesh up`: nodes then beat slowly.
+        watcher = server.accounts.presence_env() if server.accounts else {}
         env = {"MESH_NATS_URL": server.url, "MESH_LOG_LEVEL": "warning"}
         if args.heartbeat is not None:
             env["MESH_HEARTBEAT_INTERVAL"] = f"{args.heartbeat:g}"
         try:
             with Processes(Path(tmp)) as procs:
-                expected = start_children(procs, env, args)
+                expected = start_children(procs, env, args, watcher)
                 say(f"waiting for {args.gateways} gateways and {args.agents} agents")
                 cpu = cpu_probe(server, procs)
                 try:
@@ -155,6 +187,10 @@ def main() -> int:
     if args.raw:
         result["answers"] = split_answers
     result["stampers"] = [f"collector: {heard.scheduling}", *scheduling]
+    result["collector_scheduling"] = heard.loop_scheduling
+    result["gateways_scheduling"] = heard.gateways_scheduling
+    result["nats_server_scheduling"] = server_scheduling
+    result["collector_receive_buffer"] = heard.receive_buffer
     report(args, nodes, result, seen, load)
     return 0
 
@@ -201,7 +237,12 @@ def report(
     print(
         f"\nfirst seen on the nodes' sockets {seen['arrival']}, on the collector's {seen['heard']}"
     )
-    print(f"stampers: {'; '.join(result['stampers'])}")
+    stampers = "; ".join(result["stampers"])
+    print(f"stampers: {stampers}; nats-server: {result['nats_server_scheduling']}")
+    print(
+        f"collector: {result['collector_scheduling']}, receive buffer "
+        f"{result['collector_receive_buffer']:,} bytes; gateways: {result['gateways_scheduling']}"
+    )
     if seen["missing"] or seen["arrival"].get("none") or seen["heard"].get("none"):
         print(f"steps nobody saw (their wait counted as the system's): {seen}")
     met = result["system_last"]["p99"] <= TARGET_MS
