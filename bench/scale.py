@@ -105,6 +105,7 @@ def start_simulators(
         *("--per-service", str(args.per_service), "--callee-instances", str(args.callee_instances)),
         *("--callees", ",".join(f"{s}={p}" for s, p in callees.items())),
         *("--victims", str(args.victims), "--ramp", str(args.ramp)),
+        *(["--presence"] if args.presence else []),
     ]
     command = [sys.executable, "-m", "bench.simulator", *fleet]
     sims = [
@@ -125,12 +126,14 @@ def run_size(
     procs: Processes, server: NatsServer, monitor: int, size: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     env = {"MESH_LOG_LEVEL": "warning", "MESH_NATS_URL": server.url}
+    # The first gateway watches presence, as under `mesh up`: nodes then beat slowly.
+    watcher = {**env, **server.accounts.presence_env()} if server.accounts else env
     callee_ports = {service: free_port() for service in CALLEES}
     for service, port in callee_ports.items():
         command = [*MESH, "demo-service", "--service", service, "--port", str(port)]
         procs.start(service, command, env=env)
     agents = [start_agent(procs, i, env) for i in range(args.agents)]
-    gateway, gateway_port = start_gateway(procs, "gw0", env)
+    gateway, gateway_port = start_gateway(procs, "gw0", watcher)
     observers = [gateway, *(agent for agent, _ in agents)]
     callers = {f"caller-{i}": 1 for i in range(args.agents)}
     # Agents hear only what they call: the gateway, which hears everything, holds them all,
@@ -231,11 +234,20 @@ def main() -> int:
     add("--callee-instances", type=int, default=30, help="records per called service (30)")
     add("--victims", type=int, default=100, help="records silenced at once (100)")
     add("--ramp", type=float, default=1.0, help="seconds over which the fleet starts (1)")
-    add("--window", type=float, default=10.0, help="seconds of each CPU/traffic window (10)")
+    # At least one covered heartbeat interval (MESH_HEARTBEAT_COVERED_INTERVAL), so that each
+    # node beats about once in a window, whatever its phase.
+    add("--window", type=float, default=30.0, help="seconds of each CPU/traffic window (30)")
     add("--settle", type=float, default=3.0, help="seconds before each window (3)")
     add("--rate", type=float, default=20.0, help="requests/s through the gateway (20)")
     add("--full-timeout", type=float, default=60.0, help="most seconds for a full view (60)")
     add("--kill-timeout", type=float, default=30.0, help="most seconds for the loss (30)")
+    add(
+        "--presence",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="NATS with presence accounts and a watcher on the first gateway, as `mesh up` "
+        "runs it: nodes beat slowly, victims die by their connection (on)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.instances.split(",") if s]
     runs = []
@@ -245,7 +257,7 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 monitor = free_port()
                 binary = find_binary(load_settings().nats_server_bin)
-                server = NatsServer(binary, extra_args=["-m", str(monitor)])
+                server = NatsServer(binary, extra_args=["-m", str(monitor)], presence=args.presence)
                 server.start()
                 try:
                     with Processes(Path(tmp)) as procs:
