@@ -205,8 +205,8 @@ class Feed:
             event = decode(delivery.subject, delivery.data)
         except InvalidMessage:
             return  # counted by the nodes that act on events; the dashboard only shows them
-        if not isinstance(event, Event) or event.id in self._seen or event.at < self._since:
-            return
+        if not isinstance(event, Event) or event.id in self._seen or 0 < event.at < self._since:
+            return  # (an event of no stated time, at 0, is shown)
         self._seen[event.id] = None
         if len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
