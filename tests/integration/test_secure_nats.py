@@ -29,6 +29,7 @@ from mesh.forwarding.routing import no_route
 from mesh.membership import view as membership
 from mesh.membership.announcer import Announcer
 from mesh.membership.census import Watch
+from mesh.membership.coverage import CoverageWatch
 from mesh.membership.discovery import Discovery
 from mesh.membership.presence import Presence
 from mesh.messages import (
@@ -669,5 +670,13 @@ async def test_the_gateways_presence_login_hears_a_close_and_only_gateways_say_g
     assert isinstance(gone, Gone)
     assert (gone.incarnation, gone.witness) == (3, "gw-1")
     assert len(heard) == 1  # the agent's own try never went out
+    # It may read the servers' ping settings, and say that it covers: an agent hears it.
+    await until(lambda: watcher.closes_within == 3.0)
+    covered = CoverageWatch(
+        await bus_of("agent-billing"), PRESETS["lan"], count_invalid=lambda _: None
+    )
+    await covered.start()
+    await until(lambda: covered.covered, timeout=3.0)
+    covered.stop()
     await watcher.stop()
     await discovery.stop()
