@@ -385,6 +385,25 @@ async def _board_after(content: aiohttp.StreamReader, wall: float, timeout: floa
                 return
 
 
+async def test_a_node_nobody_watches_hears_no_events_and_a_reader_gets_the_latest(
+    module_nats: NatsServer,
+) -> None:
+    """At 1,000 nodes a policy apply is 1,000 acknowledgements: a node pays for folding
+    the mesh's events only once someone reads its dashboard, and then sees the latest
+    stored ones at once (the last RECENT_EVENTS, not an hour of them)."""
+    async with feed_served(module_nats.url, readers=2) as served:
+        await _publish_events(served.bus, 60, "unwatched")
+        await asyncio.sleep(0.3)
+        assert served.feed.readers == 0
+        assert not served.feed._recent  # nothing heard, nothing kept
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{served.port}/mesh/stream"
+            async with session.get(url) as reader:
+                seen = await _frames_until(reader.content, b'"unwatched-59"', 3.0)
+        assert b'"unwatched-10"' in seen  # the latest 50 of 60, and no older one
+        assert b'"unwatched-9"' not in seen
+
+
 async def test_a_board_that_fails_to_build_is_counted_logged_and_the_pushes_go_on(
     module_nats: NatsServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
