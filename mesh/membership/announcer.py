@@ -128,7 +128,9 @@ class Announcer:
             sent = loop.time()
             await self._publish_heartbeat()
             try:
-                await asyncio.wait_for(self._wake.wait(), self._next_wait())
+                # Not wait_for: it wraps the wait in a task of its own, every beat.
+                async with asyncio.timeout(self._next_wait()):
+                    await self._wake.wait()
             except TimeoutError:
                 continue
             # Woken early (a sync, a change, a reconnect): at most one such full record per
