@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.cpu import process_cpu
 from bench.natsmon import Connz, connz, traffic_of
 from bench.simulator import CONNECTION as SIMULATOR
 from bench.usage import cpu_shares, resident_bytes
@@ -74,9 +75,11 @@ def until_held(
     server's monitoring port and until its admin port first answers; the most it held."""
     want = sum(fleet.values())
     most, connected, answered = 0, math.nan, math.nan
+    cpu_at_connection = math.nan  # the observer's CPU seconds then: its fill's own cost
     while time.monotonic() < since + timeout:
         if math.isnan(connected) and any(n.startswith(observer.connection) for n in connz(monitor)):
             connected = time.monotonic() - since
+            cpu_at_connection = process_cpu(observer.child.pid or 0)
         try:
             count = held(alive_at(observer.admin), fleet)
         except OSError:  # not listening yet, or too busy to answer in time
@@ -89,7 +92,18 @@ def until_held(
             break
         time.sleep(POLL)
     full = time.monotonic() - since if most >= want else math.nan
-    return {"full_s": full, "connected_s": connected, "admin_s": answered, "held": most, "of": want}
+    fill_cpu = process_cpu(observer.child.pid or 0) - cpu_at_connection
+    return {
+        "full_s": full,
+        "connected_s": connected,
+        "admin_s": answered,
+        "held": most,
+        "of": want,
+        # CPU seconds the observer spent from its NATS connection to its full view: what
+        # the fill costs it, without the wait for cores that the fleet's simulators and
+        # the other gateway (both hearing every answer) take on this shared machine.
+        "fill_cpu_s": fill_cpu if most >= want else math.nan,
+    }
 
 
 def silence(

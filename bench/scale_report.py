@@ -85,6 +85,7 @@ def summarise(run: Mapping[str, Any]) -> dict[str, Any]:
         "new_gateway_fill_s": run["second_gateway"]["full_s"]
         - run["second_gateway"]["connected_s"],
         "new_gateway_held": run["second_gateway"]["held"],
+        "new_gateway_fill_cpu_s": run["second_gateway"].get("fill_cpu_s", math.nan),
         "killed": run["killed"],
         "out_of_every_view_s": latest(out.values()),
         "out_of_gateway_view_s": out.get("gw0", math.nan),
@@ -129,6 +130,7 @@ def tables(summaries: list[dict[str, Any]]) -> str:
             _seconds(s["new_gateway_connected_s"]),
             _seconds(s["new_gateway_full_view_s"]),
             _seconds(s["new_gateway_fill_s"]),
+            _seconds(s["new_gateway_fill_cpu_s"]),
             f"{s['killed']}: {_seconds(s['out_of_gateway_view_s'])} / "
             f"{_seconds(s['out_of_every_view_s'])}",
             millis(s["p50_ms"]),
@@ -164,6 +166,7 @@ def tables(summaries: list[dict[str, Any]]) -> str:
                     "new gw on NATS s",
                     "new gw full s",
                     "new gw fill s",
+                    "its CPU s",
                     "killed: out of gw / every view s",
                     "p50 ms",
                     "p99 ms",
