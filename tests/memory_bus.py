@@ -69,6 +69,13 @@ class MemoryBus:
             raise BusUnavailable("memory bus disconnected")
         await self._hub.route(Delivery(subject, data, "", headers))
 
+    async def publish_stored(
+        self, subject: str, data: bytes, *, msg_id: str, stream: str, timeout: float
+    ) -> bool:
+        """Published; no stream keeps anything here."""
+        await self.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+        return False
+
     async def subscribe(self, subject: str, handler: Handler) -> None:
         self.subscriptions.append((subject, handler))
 

@@ -73,6 +73,14 @@ class Bus(Protocol):
 
     async def request(self, subject: str, data: bytes, timeout: float) -> bytes: ...
 
+    async def publish_stored(
+        self, subject: str, data: bytes, *, msg_id: str, stream: str, timeout: float
+    ) -> bool:
+        """Publish, and wait until `stream` stored it (deduplicated by `msg_id`): True.
+        False when `stream` does not exist (the message went out, stored by nobody).
+        BusError when it exists and did not store it (no leader, in an election): the
+        caller publishes again later, and the duplicate window keeps one copy."""
+
     async def flush(self, timeout: float) -> None: ...
 
     async def wait_connected(self) -> None:
@@ -351,6 +359,32 @@ class NatsBus:
         except Exception as exc:
             raise mapped(exc) from exc
         return bytes(msg.data)
+
+    async def publish_stored(
+        self, subject: str, data: bytes, *, msg_id: str, stream: str, timeout: float
+    ) -> bool:
+        js = self._nc.jetstream()
+        try:
+            await js.publish(subject, data, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
+            return True
+        except (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError):
+            # No stream took it: there is none, or its group is electing a leader.
+            if await self._stream_missing(stream, timeout):
+                return False
+            raise NoResponders(f"{stream} did not store the message (electing a leader?)") from None
+        except Exception as exc:
+            raise mapped(exc) from exc
+
+    async def _stream_missing(self, stream: str, timeout: float) -> bool:
+        """True only when NATS says `stream` does not exist (or JetStream is off); any
+        other answer (none in time, not allowed to ask) may be an election."""
+        try:
+            await asyncio.wait_for(self._nc.jetstream().stream_info(stream), timeout)
+        except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError):
+            return True
+        except Exception:
+            return False
+        return False
 
     async def gather(self, subject: str, data: bytes, wait: float) -> list[bytes]:
         """Every answer to one request that arrives within `wait` seconds: for requests

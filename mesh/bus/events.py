@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 # Events waiting for NATS; an outage longer than this many events loses the oldest.
 QUEUE_LIMIT = 4096
+# Seconds JetStream has to say it stored an event; then it is published again in
+# RETRY_STORE seconds (the duplicate window keeps one copy). A stream whose leader died
+# elects another in some 4 to 9 s, and stores nothing meanwhile.
+STORE_WAIT = 2.0
+RETRY_STORE = 0.5
 
 
 class EventLog:
@@ -78,16 +83,22 @@ class EventLog:
             await self._publish_queued()
 
     async def _publish_queued(self) -> None:
+        """In order, each event until MESH_EVENTS stored it (or there is no such stream:
+        it went out live, and nobody keeps events). One that was delivered live but not
+        stored (an election) goes out again: live readers see an id twice and fold it."""
         while self._queue and self._bus.connected:
             event = self._queue[0]
             try:
-                await self._bus.publish(
+                await self._bus.publish_stored(
                     subjects.event(event.kind, event.service),
                     encode(event),
-                    headers={"Nats-Msg-Id": event.id},
+                    msg_id=event.id,
+                    stream=subjects.EVENTS_STREAM,
+                    timeout=STORE_WAIT,
                 )
             except BusError as exc:
-                log.debug("event %s waits for NATS: %s", event.id, exc)
+                log.debug("event %s waits to be stored: %s", event.id, exc)
+                asyncio.get_running_loop().call_later(RETRY_STORE, self._ready.set)
                 return
             self._queue.popleft()
 

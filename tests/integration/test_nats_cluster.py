@@ -30,9 +30,12 @@ from waiting import until
 
 from mesh import subjects
 from mesh.bus import NatsBus
+from mesh.bus.events import EventLog
 from mesh.bus.kv import KvEntry, KvStore
 from mesh.config import load
 from mesh.errors import BusError
+from mesh.messages import Event
+from mesh.metrics import Metrics
 from mesh.playground.natscluster import NatsCluster
 from mesh.playground.natsserver import NatsServer
 
@@ -326,3 +329,36 @@ async def test_a_watch_whose_consumer_dies_with_its_node_resumes_losing_and_repe
             await watch.stop()
         await bus.close()
         victim.restart()  # for whatever runs next on this cluster: 3 nodes (catching up)
+
+
+async def test_events_emitted_while_the_event_stream_elects_a_leader_are_all_stored(
+    cluster: NatsCluster,
+) -> None:
+    """MESH_EVENTS stores nothing while its group elects a new leader (4 to 9 s after the
+    old one's node died): an event delivered live then is published again until JetStream
+    says it stored it, and the duplicate window keeps one copy of each."""
+    order = nats_cluster.roles(cluster)
+    survivors = ",".join(cluster.servers[n].url for n in (order[0], order[2]))
+    victim = cluster.servers[order[1]]
+    client = await nats_cluster.connect(cluster.urls)
+    bus = NatsBus(load(nats_url=survivors), name="election-events")
+    await bus.start(wait=5.0)
+    log = EventLog(bus, "election", Metrics())
+    log.start()
+    try:
+        await nats_cluster.lead(client, subjects.EVENTS_STREAM, cluster.names[order[1]])
+        victim.kill()
+        ids = [f"election-{n}" for n in range(20)]
+        for event_id in ids:
+            log.emit(Event(id=event_id, kind="instance.down", service="hello", instance="e1"))
+            await asyncio.sleep(0.25)  # 5 s of events: the election's whole length, often
+        await until(lambda: not log._queue, timeout=20)
+        stored = await nats_cluster.stored_ids(client, subjects.EVENTS_STREAM)
+        assert set(ids) <= set(stored), sorted(set(ids) - set(stored))
+        assert len([i for i in stored if i.startswith("election-")]) == len(ids)  # once each
+    finally:
+        await log.close(timeout=1.0)
+        await bus.close()
+        victim.restart()
+        await nats_cluster.current(client, subjects.EVENTS_STREAM, 15)
+        await client.close()
