@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mesh import clock as system_clock
@@ -16,37 +16,40 @@ from mesh.timing import Timing
 
 log = logging.getLogger(__name__)
 
-# Announcements a watcher may miss before its coverage is over: one lost message or a
-# busy second must not send every node of the mesh back to fast beats.
+# Watchers announce every COVER_EVERY seconds; one holds for LAPSE of them: one lost
+# message or a busy second must not send every node of the mesh back to fast beats.
+COVER_EVERY = 1.0
 LAPSE = 3
 
 
 @dataclass(frozen=True, slots=True)
 class Cover:
-    """The latest word of a watcher: it holds until `until` (monotonic seconds)."""
+    """The latest word of one watcher: it holds until `until` (monotonic seconds)."""
 
     until: float
     closes_within: float
 
 
 def heard(message: Coverage, now: float) -> Cover:
-    return Cover(until=now + message.every * LAPSE, closes_within=message.closes_within)
+    """A watcher's word holds for LAPSE of its announcements, and never longer than LAPSE
+    of ours: a message claiming hour-long announcements (a bug, or a forgery by any
+    login that may publish there) must not keep a fleet on slow beats for hours."""
+    return Cover(now + min(message.every, COVER_EVERY) * LAPSE, message.closes_within)
 
 
-def covered(cover: Cover | None, timing: Timing, now: float) -> bool:
-    """A watcher holds now, and the servers close a silent connection no later than our
-    own silence would make us suspect: with slow beats, a hang is found as soon as before."""
-    return (
-        cover is not None
-        and now < cover.until
-        and cover.closes_within <= timing.interval * timing.suspect_intervals
-    )
+def covered(covers: Mapping[str, Cover], timing: Timing, now: float) -> bool:
+    """Some watcher holds now, and every watcher that holds says the servers close a
+    silent connection no later than our own silence would make us suspect (watchers
+    that disagree, one having read the servers before a reload, count as the slowest:
+    a node does not flap between paces with them)."""
+    holding = [c.closes_within for c in covers.values() if now < c.until]
+    return bool(holding) and max(holding) <= timing.interval * timing.suspect_intervals
 
 
-def beat_interval(cover: Cover | None, timing: Timing, slow: float, now: float) -> float:
+def beat_interval(covers: Mapping[str, Cover], timing: Timing, slow: float, now: float) -> float:
     """Seconds until our next heartbeat: `slow` while covered (never faster than the
     timing's own interval; 0 turns slow beats off), the timing's interval otherwise."""
-    if slow > 0 and covered(cover, timing, now):
+    if slow > 0 and covered(covers, timing, now):
         return max(slow, timing.interval)
     return timing.interval
 
@@ -67,7 +70,7 @@ class CoverageWatch:
         self._timing = timing
         self._count_invalid = count_invalid
         self._clock = clock
-        self.cover: Cover | None = None
+        self.covers: dict[str, Cover] = {}  # by watcher
         self._covered = False
         self._lapse: asyncio.TimerHandle | None = None
         self._listeners: list[Callable[[bool], None]] = []
@@ -81,7 +84,7 @@ class CoverageWatch:
 
     def interval(self, slow: float) -> float:
         """Seconds between our heartbeats now (beat_interval)."""
-        return beat_interval(self.cover, self._timing, slow, self._clock.monotonic())
+        return beat_interval(self.covers, self._timing, slow, self._clock.monotonic())
 
     async def start(self) -> None:
         await self._bus.subscribe(subjects.COVERAGE, self._on_coverage)
@@ -95,16 +98,25 @@ class CoverageWatch:
         if not isinstance(message, Coverage):
             return
         now = self._clock.monotonic()
-        self.cover = heard(message, now)
-        if self._lapse is not None:
-            self._lapse.cancel()
-        self._lapse = asyncio.get_running_loop().call_later(self.cover.until - now, self._recheck)
+        self.covers = {w: c for w, c in self.covers.items() if now < c.until}
+        self.covers[message.watcher] = heard(message, now)
         self._recheck()
 
     def _recheck(self) -> None:
-        now = covered(self.cover, self._timing, self._clock.monotonic())
-        if now != self._covered:
-            self._covered = now
-            log.info("presence coverage %s", "begins" if now else "ended")
+        """Decide again, and wake again when the latest word runs out. A timer may fire
+        a little early (uvloop's tick is a millisecond): then it is simply armed again."""
+        now = self._clock.monotonic()
+        if self._lapse is not None:
+            self._lapse.cancel()
+            self._lapse = None
+        if self.covers:
+            ends = max(c.until for c in self.covers.values())
+            if ends > now:
+                loop = asyncio.get_running_loop()
+                self._lapse = loop.call_later(ends - now + 0.001, self._recheck)
+        state = covered(self.covers, self._timing, now)
+        if state != self._covered:
+            self._covered = state
+            log.info("presence coverage %s", "begins" if state else "ended")
             for listener in self._listeners:
-                listener(now)
+                listener(state)

@@ -17,6 +17,7 @@ from mesh.config import Settings
 from mesh.errors import BusError, BusRefused, ConfigError
 from mesh.membership import pings
 from mesh.membership.connection_names import named
+from mesh.membership.coverage import COVER_EVERY
 from mesh.messages import Coverage, Gone, encode
 from mesh.metrics import Metrics
 from mesh.tasks import cancel_and_wait
@@ -51,8 +52,6 @@ _advisory = msgspec.json.Decoder(Advisory)
 Connection = tuple[str, int]  # (server id, client id): unique across a cluster
 Verdict = Literal["gone", "moved", "impostor"]
 PROBE_WAIT = 2.0  # seconds for the server's word of our own probe connection at start
-# Coverage is announced this often (seconds); nodes give it up after coverage.LAPSE misses.
-COVER_EVERY = 1.0
 SETTINGS_WAIT = 0.5  # seconds for the servers' answers about their pings
 SETTINGS_AGE = 60.0  # seconds before they are asked again (an operator may reload one)
 MAX_CLOSES_WITHIN = 3600.0  # seconds: beyond, coverage would mean nothing (and not decode)
