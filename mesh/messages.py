@@ -182,7 +182,7 @@ class Gone(msgspec.Struct, frozen=True, kw_only=True, tag="gone", tag_field="typ
 
 class Coverage(msgspec.Struct, frozen=True, kw_only=True, tag="coverage", tag_field="type"):
     """A presence watcher is listening: any node connection that dies, or stays silent
-    for `closes_within` seconds (the NATS servers' ping_interval x (ping_max + 1)), is
+    for `closes_within` seconds (the NATS servers' ping_interval x (ping_max + 2)), is
     reported as gone. Sent every `every` seconds while it holds; nodes that hear it may
     beat more slowly, since their silence no longer has to be timed by every observer."""
 

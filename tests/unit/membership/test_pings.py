@@ -17,9 +17,15 @@ def varz(interval_s: float, ping_max: int) -> bytes:
 @pytest.mark.parametrize(
     ("answers", "expected", "why"),
     [
-        ([varz(1, 2)], 3.0, "pinged every second, closed at the third unanswered"),
-        ([varz(120, 2)], 360.0, "NATS's defaults"),
-        ([varz(1, 2), varz(20, 3)], 80.0, "a cluster: its slowest server decides"),
+        (
+            [varz(0.75, 2)],
+            3.0,
+            "a ping every 0.75 s, closed at the second unanswered, after"
+            " up to one skipped while the client was busy",
+        ),
+        ([varz(1, 2)], 4.0, "1 s pings: 4 s, past the lan preset's 3 s"),
+        ([varz(120, 2)], 480.0, "NATS's defaults"),
+        ([varz(0.75, 2), varz(20, 3)], 100.0, "a cluster: its slowest server decides"),
         ([], None, "nobody answered"),
         ([varz(1, 2), b"{not json"], None, "one server unreadable: unknown"),
         ([json.dumps({"data": {"ping_max": 2}}).encode()], None, "no interval"),
