@@ -455,15 +455,23 @@ def freeze(view: View, now: float) -> View:
 
 
 def thaw(view: View, now: float) -> View:
-    """Reconnected: every live member gets a full suspect period from now to be heard."""
+    """Reconnected: every live member gets a full suspect period from now to be heard, at
+    our own pace at most. A member beating slowly under presence may have died while we
+    were away, its `gone` missed: the shell's sync on reconnecting makes every live member
+    answer at once, so only the dead stay silent, and they are suspect as soon as silence
+    would make them so without presence."""
     if view.frozen_at is None:
         return view
     members = view.members
     queues = {GONE_KEY: view.queues[GONE_KEY]} if GONE_KEY in view.queues else {}
+    ours, silent = view.timing.interval, view.timing.suspect_intervals
     for m in sorted(view.members.values(), key=lambda m: m.heard):
         if m.state in GONE:
             continue
-        m = replace(m, heard=max(m.heard, now))
+        # Heard "earlier" by the difference of paces: suspect after our own suspicion
+        # time unless heard again (any message, a short beat too, puts it right).
+        slow = clamp_interval(m.record.interval)
+        m = replace(m, heard=now - max(slow - ours, 0.0) * silent)
         members = members.set(m.instance, m)
         kind = deadlines.SUSPECT if m.state is State.SUSPECT else deadlines.LIVE
         queues = deadlines.pushed(

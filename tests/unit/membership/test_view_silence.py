@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from factories import heartbeat, kinds, leave
+from factories import beat, heartbeat, kinds, leave
 from view_factories import announced, events, member, ticks
 
 from mesh.membership import view as v
@@ -161,3 +161,18 @@ def test_tombstones_are_forgotten_after_a_thaw_on_their_own_schedule() -> None:
     view = v.thaw(v.freeze(view, 1.0), 100.0)
     after, _ = v.tick(view, 100.0)
     assert "i1" not in after.members
+
+
+def test_thaw_expects_members_beating_slowly_under_presence_at_our_own_pace() -> None:
+    """Away from NATS, a `gone` may have been missed: after the thaw a member advertising
+    30 s beats is suspect after our own 3 s unless heard again; any message, a short beat
+    too, puts it back on its own pace (no flapping between its beats)."""
+    view = announced(heartbeat("i1", seq=1, interval=30.0), heartbeat("i2", seq=1, interval=30.0))
+    view = v.freeze(view, 10.0)
+    view = v.thaw(view, 20.0)
+    view, _ = v.apply(view, beat("i2", seq=2), 20.5)  # answered the reconnect's sync
+    view, effects = v.tick(view, 23.1)
+    assert (member(view, "i1").state, member(view, "i2").state) == (State.SUSPECT, State.ALIVE)
+    assert kinds(effects) == ["instance.suspect"]
+    view, _ = v.tick(view, 20.5 + 89.0)  # i2's own 3 x 30 s, not ours
+    assert member(view, "i2").state is State.ALIVE
