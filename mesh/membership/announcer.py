@@ -75,9 +75,13 @@ class Announcer:
         self.full_sent = 0
         self.announced = asyncio.Event()  # NATS took a heartbeat of ours (for the first time)
         # The load figures to report, given the monotonic time; None: this node routes
-        # nothing. Sent beside each heartbeat while there are figures, and once after.
+        # nothing. Sent beside each heartbeat while there are figures, and once after;
+        # and every base interval between heartbeats slowed down under presence, since
+        # watchers (`mesh top`, dashboards) want figures a second old.
         self.load_source: Callable[[float], Load] | None = None
         self._load_reported = False
+        self._load_every = self._record.interval
+        self._reporter: asyncio.Task[None] | None = None
 
     @property
     def record(self) -> Heartbeat:
@@ -93,6 +97,7 @@ class Announcer:
         await self._bus.subscribe(gone, self._on_gone)
         self._bus.on_state(self._on_bus_state)
         self._task = asyncio.create_task(self._run(), name="announcer")
+        self._reporter = asyncio.create_task(self._report_forever(), name="load-reports")
 
     def update(self, **changes: Any) -> None:
         """Change the record; a change that matters is announced at once."""
@@ -185,7 +190,16 @@ class Announcer:
             self._since_full = 0
         else:
             self._since_full += 1
-        await self._report_load(record)
+        await self._report_load(record)  # beside every heartbeat, a sync's answer too
+
+    async def _report_forever(self) -> None:
+        """Between heartbeats slower than the base interval (under presence), the figures
+        still go every base interval."""
+        while True:  # until leave() cancels it
+            await asyncio.sleep(self._load_every)
+            slow = self._record.interval > self._load_every
+            if slow and self._bus.connected and self.announced.is_set():
+                await self._report_load(self._record)
 
     async def _report_load(self, record: Heartbeat) -> None:
         """The traffic figures, while there are any, and once more when they end (so that
@@ -217,6 +231,7 @@ class Announcer:
         if self._goodbye is not None:
             return self._goodbye
         await cancel_and_wait(self._task)
+        await cancel_and_wait(self._reporter)
         record = self._record
         message = Leave(
             service=record.service,

@@ -202,28 +202,29 @@ async def test_a_new_pace_begins_at_a_random_point_of_its_interval(
     assert v.seqs() == [1, 2, 3]
 
 
-async def test_load_goes_on_its_own_subject_while_busy_and_once_after(
+async def test_load_goes_on_its_own_subject_at_the_base_pace_and_once_after(
     voice: Callable[..., Voice],
 ) -> None:
-    """Heartbeats carry no figures; a report goes beside each one while there are
-    figures, then one saying none, then nothing (an idle node costs watchers nothing)."""
-    v = voice()
-    figures = iter([Load(window=1.0), Load(window=1.0, omitted=3), Load(window=2.0), Load()])
+    """Heartbeats carry no figures; a report goes beside each one, and every base
+    interval between heartbeats slowed down (under presence), while there are figures;
+    then one saying none, then nothing (an idle node costs watchers nothing)."""
+    v = voice(interval=0.05)
     asked: list[float] = []
+    busy_until = 6  # calls with figures
 
     def source(now: float) -> Load:
         asked.append(now)
-        return next(figures)
+        return Load(window=1.0, omitted=3) if len(asked) <= busy_until else Load(window=2.0)
 
     v.announcer.load_source = source
     await v.announcer.start()
-    for cue in (1, 2, 3):
-        await until(lambda cue=cue: len(asked) == cue)  # type: ignore[misc]
-        await v.hub.bus().publish(subjects.SYNC, encode(Sync(node="top")))
-    await until(lambda: len(asked) == 4)
-    await settle()
+    await until(lambda: v.seqs() == [1])
+    v.announcer.update(interval=SLOW)  # heartbeats slow down; reports do not
+    await until(lambda: len(asked) >= busy_until + 3, timeout=2.0)
     reports = v.reports()
-    assert [(r.load.window, r.load.omitted) for r in reports] == [(1.0, 3), (2.0, 0)]
+    assert [r.load.omitted for r in reports] == [3] * busy_until + [0]  # then nothing
+    assert reports[-1].load.window == 2.0
+    assert v.seqs() == [1, 2]  # the announcement and the pace change's full record
     first = v.said()[0]
     assert isinstance(first, Heartbeat)
     assert all(r.incarnation == first.incarnation for r in reports)
