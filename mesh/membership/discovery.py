@@ -54,8 +54,8 @@ class Discovery:
         self.view = membership.View(timing)
         self._listeners: list[Listener] = []
         # Changes not told to the listeners yet: the version they count from and the
-        # services they touched (None: a step not derived from the last, so everything).
-        self._untold: tuple[int, set[str] | None] | None = None
+        # services they touched.
+        self._untold: tuple[int, set[str]] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.following = Following(bus, node=node, everything=everything, idle=idle)
         self.following.add(subjects.following, self._deliver)
@@ -187,26 +187,19 @@ class Discovery:
     def _note_change(self, view: membership.View) -> None:
         """Listeners hear of changes once per turn of the loop: a burst (a sync's answers,
         a new gateway's first second) read in one turn costs one rebuild of each service
-        it touched, not one per message."""
+        it touched, not one per message. Every step here derives from the view held."""
+        assert view.changed_since == self.view.version, "a view not derived from ours"
         if self._untold is None:
             self._untold = (self.view.version, set())
             asyncio.get_running_loop().call_soon(self._tell)
-        since, services = self._untold
-        if services is not None and view.changed_since == self.view.version:
-            services.update(view.changed)
-        else:
-            self._untold = (since, None)
+        self._untold[1].update(view.changed)
 
     def _tell(self) -> None:
         if self._untold is None:
             return
         since, services = self._untold
         self._untold = None
-        view = self.view
-        if services is not None:
-            view = replace(view, changed=frozenset(services), changed_since=since)
-        else:
-            view = replace(view, changed_since=-1)
+        view = replace(self.view, changed=frozenset(services), changed_since=since)
         for listener in self._listeners:
             listener(view)
 

@@ -25,6 +25,7 @@ def run(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
         # collector's walks. And young objects are collected every GEN0 allocations, not
         # every 700: a view filling with 10,000 members (a new gateway's first second)
         # allocates millions of containers, and spent some 15% of it in collections.
+        gc.collect()  # the imports' garbage is not kept for good
         gc.freeze()
         gc.set_threshold(GEN0, *gc.get_threshold()[1:])
         stop = asyncio.Event()
