@@ -97,7 +97,8 @@ class Announcer:
         await self._bus.subscribe(gone, self._on_gone)
         self._bus.on_state(self._on_bus_state)
         self._task = asyncio.create_task(self._run(), name="announcer")
-        self._reporter = asyncio.create_task(self._report_forever(), name="load-reports")
+        if self.load_source is not None:  # set before start by the nodes that route
+            self._reporter = asyncio.create_task(self._report_forever(), name="load-reports")
 
     def update(self, **changes: Any) -> None:
         """Change the record; a change that matters is announced at once."""
