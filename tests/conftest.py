@@ -12,6 +12,7 @@ from helpers import check_address
 from hypothesis import HealthCheck, settings
 
 from mesh.config import load
+from mesh.node import ports
 from mesh.playground.natsserver import NatsServer, find_binary
 
 # No system CA bundle for this process and every process it starts (all inherit it). Each
@@ -19,6 +20,19 @@ from mesh.playground.natsserver import NatsServer, find_binary
 # contexts then: 0.14 s of CPU per process, of about 1.1 s, for some 150 processes per run.
 # The tests' TLS trusts only the CAs the tests make, so no outcome depends on the bundle.
 os.environ["SSL_CERT_FILE"] = os.devnull
+
+# Two xdist workers pick free ports at random from the same range: a port given to a
+# child that has not bound it yet looked free to the other worker, which took it (once in
+# CI: an agent's admin port, "address already in use"). Each worker draws from a slice of
+# its own; processes the tests start draw from the whole range, as in use.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _top = ports._ephemeral_start()
+    if _top > ports._LOWEST + 1000 * _workers:
+        _share = (_top - ports._LOWEST) // _workers
+        _low = ports._LOWEST + int(_WORKER[2:]) * _share
+        ports._LOWEST, ports._ephemeral_start = _low, lambda: _low + _share
 
 # Hypothesis profiles. The fuzz tests (marker `fuzz`) take their example count from the
 # profile: `default` in `make test`, 100 each, about a second per target; `fuzz` in
