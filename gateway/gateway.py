@@ -91,6 +91,8 @@ async def run(
         await asyncio.wait_for(asyncio.shield(setup), settings.policy_wait)
     # The current policies apply before the first request is served.
     await forwarding.start(wait_policies=max(0.0, ready_by - asyncio.get_running_loop().time()))
+    # And the members its sync asked for: every service it follows is known when it serves.
+    await node.discovery.settled(quiet=SETTLE_QUIET, most=SETTLE_MOST)
     await listeners.serve()
     dashboard = Feed(
         node.bus,
@@ -124,6 +126,13 @@ async def run(
     await forwarding.stop()
     await node.stop()
     return 0
+
+
+# Before serving, the view must have been still this long (seconds; the nodes answer a
+# sync within 50 ms), or the gateway serves what it holds after SETTLE_MOST: a fleet of
+# 10,000 answers for about 2 s on a busy machine, and a start must not wait on it longer.
+SETTLE_QUIET = 0.1
+SETTLE_MOST = 1.0
 
 
 async def _set_up(node: Node, settings: Settings) -> None:

@@ -152,6 +152,20 @@ class Discovery:
             await self.following.sync()
         self._ticker = asyncio.create_task(self._tick_forever(), name="discovery-tick")
 
+    async def settled(self, quiet: float, most: float) -> None:
+        """Return once the view has not changed for `quiet` seconds (the answers to the
+        start's sync are in), or after `most` seconds, or at once without NATS: a gateway
+        that served before would answer 404 for a service whose records were on the way."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + most
+        version, since = self.view.version, loop.time()
+        while self._bus.connected and loop.time() < deadline:
+            await asyncio.sleep(quiet / 4)
+            if self.view.version != version:
+                version, since = self.view.version, loop.time()
+            elif loop.time() - since >= quiet:
+                return
+
     async def stop(self) -> None:
         await cancel_and_wait(self._ticker)
 

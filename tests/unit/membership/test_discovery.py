@@ -261,3 +261,28 @@ async def test_stop_ends_the_ticking(observer: Observer) -> None:
     observer.clock.now += 10.0
     await two_ticks()
     assert observer.state() is State.ALIVE
+
+
+async def test_settled_returns_once_the_view_has_been_still_for_a_while(
+    observer: Observer,
+) -> None:
+    """A gateway serves once the answers to its start's sync are in, not before."""
+    await observer.discovery.start()
+    loop = asyncio.get_running_loop()
+
+    async def answers() -> None:
+        for n in range(5):  # one every 40 ms: never 100 ms of quiet until the last
+            await observer.send(heartbeat(f"a{n}"))
+            await asyncio.sleep(0.04)
+
+    began = loop.time()
+    feeding = asyncio.create_task(answers())
+    await observer.discovery.settled(quiet=0.1, most=2.0)
+    took = loop.time() - began
+    await feeding
+    assert len(observer.discovery.view.members) == 5
+    assert 0.25 <= took < 1.0
+    observer.bus.set_connected(False)
+    began = loop.time()
+    await observer.discovery.settled(quiet=0.1, most=2.0)  # away: nothing will come
+    assert loop.time() - began < 0.05
