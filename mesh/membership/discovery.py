@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[membership.View], None]
 _ARRIVALS = frozenset({"instance.up", "instance.restarted"})
+# Seconds between two asks for one service's records that its beats said were missed.
+ASK_AGAIN_EVERY = 5.0
 
 
 class Discovery:
@@ -63,6 +65,15 @@ class Discovery:
         self._arriving: list[tuple[frozenset[str], asyncio.Future[None]]] = []
         self._reserved: set[str] = set()  # names first calls are about to follow
         self._background: set[asyncio.Task[None]] = set()  # drops and syncs, kept until done
+        self._asked: dict[str, float] = {}  # service -> when its records were asked again
+        self.asked_again = 0
+        metrics.counter(
+            "mesh_records_asked_again",
+            "Services whose nodes were asked for their records again because a short beat "
+            "said this node missed one (a record never held, or a gap in seq).",
+            (),
+            lambda: [((), float(self.asked_again))],
+        )
         # Expiry runs this often; a quarter interval keeps detection within 25% of target.
         self._tick_every = min(0.25, timing.interval / 4)
 
@@ -193,6 +204,8 @@ class Discovery:
                 log.info("%s %s/%s", effect.kind, effect.service, effect.instance)
                 if self._events is not None and not self._own_arrival(effect):
                     self._events.emit(effect)
+            elif isinstance(effect, membership.Missed):
+                self._ask_again(effect.service)
             else:
                 self._metrics.dropped(effect.reason)
         if changed and self._arriving:
@@ -216,6 +229,16 @@ class Discovery:
         view = replace(self.view, changed=frozenset(services), changed_since=since)
         for listener in self._listeners:
             listener(view)
+
+    def _ask_again(self, service: str) -> None:
+        """Ask `service`'s nodes for their records, at most once per ASK_AGAIN_EVERY: a
+        fleet's beats that arrive before the answers to a start's sync all say so."""
+        now = self._clock.monotonic()
+        if now - self._asked.get(service, -ASK_AGAIN_EVERY) < ASK_AGAIN_EVERY:
+            return
+        self._asked[service] = now
+        self.asked_again += 1
+        self._later(self.following.ask(service))
 
     def _check_arrivals(self) -> None:
         """Wake the first calls that now have a routable member: reads only the services

@@ -91,6 +91,10 @@ class Following:
             for service in list(self.interest.followed):
                 await self._ask(subjects.sync(service))
 
+    async def ask(self, service: str) -> None:
+        """Ask `service`'s nodes for their records now (a record this node missed)."""
+        await self._ask(subjects.sync(service))
+
     def _begin(self, service: str) -> None:
         task = asyncio.get_running_loop().create_task(self._subscribe(service))
         self._pending[service] = task

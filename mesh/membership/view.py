@@ -57,7 +57,17 @@ class Dropped:
     reason: str
 
 
-Effect = Event | Dropped
+@dataclass(frozen=True, slots=True)
+class Missed:
+    """A short beat says this view lacks what the service's nodes sent: a record it never
+    held, or messages between the last one and this (a gap in seq: a changed record may
+    have been among them). The shell asks that service's nodes for their records, rather
+    than wait for the next periodic full record (10 beats: 5 minutes at 30 s)."""
+
+    service: str
+
+
+Effect = Event | Dropped | Missed
 _NONE: PMap[str, bool] = PMap()
 
 
@@ -263,13 +273,17 @@ def _beat(view: View, beat: Beat, now: float) -> tuple[View, list[Effect]]:
     heartbeat, every few intervals, or at once in its answer to a sync."""
     old = _held(view, beat.service, beat.instance)
     if isinstance(old, Dropped):
-        return view, [old]
+        return view, [old] if old.reason == "conflict" else [old, Missed(beat.service)]
     if beat.incarnation != old.record.incarnation:
-        stale = beat.incarnation < old.record.incarnation or old.state is State.LEFT
-        return view, [Dropped("stale" if stale else "incarnation")]
+        if beat.incarnation < old.record.incarnation or old.state is State.LEFT:
+            return view, [Dropped("stale")]
+        return view, [Dropped("incarnation"), Missed(beat.service)]
     if beat.seq <= old.seq or old.state is State.LEFT:
         return view, [Dropped("stale")]
-    return _heard(view, old, old.record, beat.seq, now)
+    view, effects = _heard(view, old, old.record, beat.seq, now)
+    if beat.seq > old.seq + 1:
+        effects.append(Missed(beat.service))
+    return view, effects
 
 
 def _heard(

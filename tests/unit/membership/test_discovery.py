@@ -12,12 +12,12 @@ import pytest
 from factories import beat, heartbeat, leave
 from manual_clock import EPOCH, ManualClock
 from memory_bus import MemoryBus, MemoryHub
-from waiting import until
+from waiting import settle, until
 
 from mesh import subjects
 from mesh.bus import Delivery
 from mesh.bus.events import EventLog
-from mesh.membership.discovery import Discovery
+from mesh.membership.discovery import ASK_AGAIN_EVERY, Discovery
 from mesh.membership.view import State, View
 from mesh.messages import Beat, Event, Heartbeat, Leave, Sync, decode, encode
 from mesh.metrics import Metrics
@@ -286,3 +286,21 @@ async def test_settled_returns_once_the_view_has_been_still_for_a_while(
     began = loop.time()
     await observer.discovery.settled(quiet=0.1, most=2.0)  # away: nothing will come
     assert loop.time() - began < 0.05
+
+
+async def test_a_beat_of_a_record_never_held_asks_its_service_once_in_a_while(
+    observer: Observer,
+) -> None:
+    """Under presence the next full record is minutes away: a beat that says a record was
+    missed makes this node ask that service's nodes at once, at most every few seconds."""
+    await observer.discovery.start()
+    asked = subjects.sync("orders")
+    await observer.send(beat("i9", seq=5))  # a record this view never held
+    await until(lambda: [d for d in observer.hub.published if d.subject == asked])
+    await observer.send(beat("i9", seq=6))
+    await settle()
+    assert len([d for d in observer.hub.published if d.subject == asked]) == 1
+    assert observer.discovery.asked_again == 1
+    observer.clock.now += ASK_AGAIN_EVERY
+    await observer.send(beat("i9", seq=7))
+    await until(lambda: len([d for d in observer.hub.published if d.subject == asked]) == 2)

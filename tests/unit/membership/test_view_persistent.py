@@ -163,10 +163,19 @@ def test_a_beat_keeps_the_record_it_does_not_repeat() -> None:
     """Liveness only: heard and seq move on, the record is the very object held."""
     view, _ = v.apply(v.View(LAN), heartbeat("i1", seq=1, zone="z"), 0.0)
     record = view.members["i1"].record
-    after, effects = v.apply(view, beat("i1", seq=4), 2.0)
+    after, effects = v.apply(view, beat("i1", seq=2), 2.0)
     m = after.members["i1"]
-    assert (m.record is record, m.heard, m.seq, m.since) == (True, 2.0, 4, 0.0)
+    assert (m.record is record, m.heard, m.seq, m.since) == (True, 2.0, 2, 0.0)
     assert (effects, after.version) == ([], view.version)  # routing unchanged
+
+
+def test_a_beat_after_a_gap_in_seq_says_what_it_missed_may_matter() -> None:
+    """Seq 2 and 3 never came (a slow-consumer cut): one of them may have been a changed
+    record, which the next periodic full record would bring only minutes later."""
+    view, _ = v.apply(v.View(LAN), heartbeat("i1", seq=1), 0.0)
+    after, effects = v.apply(view, beat("i1", seq=4), 2.0)
+    assert after.members["i1"].seq == 4
+    assert effects == [v.Missed("orders")]
 
 
 def test_a_beat_brings_a_silent_member_back_as_its_heartbeat_would() -> None:
@@ -182,18 +191,20 @@ def test_a_beat_brings_a_silent_member_back_as_its_heartbeat_would() -> None:
 
 
 @pytest.mark.parametrize(
-    ("message", "reason"),
+    ("message", "effects"),
     [
-        (beat("nobody", seq=2), "unknown"),  # no record, no address: not a member
-        (beat("i1", incarnation=2, seq=1), "incarnation"),  # a restart not announced yet
-        (beat("i1", incarnation=0, seq=9), "stale"),  # an incarnation already replaced
-        (beat("i1", seq=1), "stale"),
-        (beat("i1", "billing", seq=2), "conflict"),
+        # No record, no address: not a member; its nodes are asked for theirs.
+        (beat("nobody", seq=2), [v.Dropped("unknown"), v.Missed("orders")]),
+        # A restart not announced yet: asked for too.
+        (beat("i1", incarnation=2, seq=1), [v.Dropped("incarnation"), v.Missed("orders")]),
+        (beat("i1", incarnation=0, seq=9), [v.Dropped("stale")]),  # already replaced
+        (beat("i1", seq=1), [v.Dropped("stale")]),
+        (beat("i1", "billing", seq=2), [v.Dropped("conflict")]),  # another's id: no asking
     ],
 )
-def test_a_beat_of_a_record_not_held_changes_nothing(message: Any, reason: str) -> None:
+def test_a_beat_of_a_record_not_held_changes_nothing(message: Any, effects: list[Any]) -> None:
     view, _ = v.apply(v.View(LAN), heartbeat("i1", seq=1), 0.0)
-    assert v.apply(view, message, 1.0) == (view, [v.Dropped(reason)])
+    assert v.apply(view, message, 1.0) == (view, effects)
 
 
 def test_a_beat_after_a_goodbye_is_stale() -> None:
