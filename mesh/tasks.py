@@ -1,9 +1,10 @@
-"""Ending a background asyncio task: cancel it and wait until it has really ended."""
+"""Background asyncio tasks: held until they end, and ended by cancelling and waiting."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from typing import Any
 
 # Python 3.11's wait_for returns its result when cancelled just as its future completes
@@ -26,3 +27,11 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         task.result()
+
+
+def hold(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` in the background, its task kept in `tasks` until it ends (the loop
+    itself keeps only a weak reference: an unheld task may be collected mid-way)."""
+    task = asyncio.get_running_loop().create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)

@@ -7,6 +7,8 @@ import socket
 import ssl
 from collections.abc import Callable
 
+from mesh.tasks import hold
+
 
 class Acceptor:
     """What asyncio.Server is to Listener, for the gateway's workers on their supervisor's socket.
@@ -63,9 +65,7 @@ class Acceptor:
                 continue
             if conn.family in (socket.AF_INET, socket.AF_INET6):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = self._loop.create_task(self._open(conn))
-            self._opening.add(task)
-            task.add_done_callback(self._opening.discard)
+            hold(self._opening, self._open(conn))
             # sock_accept returns at once while connections are pending: without this
             # turn of the loop, this worker would take them all.
             await asyncio.sleep(0)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
 
 from mesh import clock as system_clock
 from mesh import subjects
@@ -17,7 +16,7 @@ from mesh.membership import view as membership
 from mesh.membership.following import Following, Subjects
 from mesh.messages import Event, decode_counted
 from mesh.metrics import Metrics
-from mesh.tasks import cancel_and_wait
+from mesh.tasks import cancel_and_wait, hold
 from mesh.timing import Timing
 
 log = logging.getLogger(__name__)
@@ -146,13 +145,7 @@ class Discovery:
         for service in services:
             heard = next(self.view.of_service(service), None) is not None
             if not heard and interest.follows(service) and service not in interest.pinned:
-                self._later(self.drop(service))
-
-    def _later(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` in the background, held until done (the loop keeps only weak ones)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+                hold(self._background, self.drop(service))
 
     async def start(self) -> None:
         await self.following.start()
@@ -238,7 +231,7 @@ class Discovery:
             return
         self._asked[service] = now
         self.asked_again += 1
-        self._later(self.following.ask(service))
+        hold(self._background, self.following.ask(service))
 
     def _check_arrivals(self) -> None:
         """Wake the first calls that now have a routable member: reads only the services
@@ -271,7 +264,7 @@ class Discovery:
         now = self._clock.monotonic()
         if connected:
             self.view = membership.thaw(self.view, now)
-            self._later(self.following.sync())
+            hold(self._background, self.following.sync())
         else:
             # Expiries already due are settled first; only later silence is excused.
             view, effects = membership.tick(self.view, now)

@@ -34,6 +34,7 @@ from mesh.observe.tap_source import TapSource
 from mesh.policy.compile import Compiled, compile_revision
 from mesh.policy.model import Document
 from mesh.resilience.outlier import Ejected, Restored
+from mesh.tasks import hold
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class Forwarding:
             raise PolicyRejected(str(exc)) from exc
         self.directory.set_policies(compiled)
         self.engine.router = router
-        self._spawn(self.node.discovery.pin(self._preloaded(compiled)))
+        hold(self._tasks, self.node.discovery.pin(self._preloaded(compiled)))
 
     def _preloaded(self, compiled: Compiled) -> frozenset[str]:
         """What this node follows before any call: its own Service document's `preload`,
@@ -309,12 +310,7 @@ class Forwarding:
         member = self.node.discovery.view.members.get(evidence.instance)
         if member is not None:  # the seq heard now, which our own ejection is named after
             evidence = msgspec.structs.replace(evidence, seq=member.seq)
-        self._spawn(self._send_evidence(evidence))
-
-    def _spawn(self, work: Coroutine[None, None, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        hold(self._tasks, self._send_evidence(evidence))
 
     async def _send_evidence(self, evidence: Evidence) -> None:
         reporter = self.node.service
