@@ -155,7 +155,7 @@ def main() -> int:
         # co-located nodes, or their CPU would count as its fan-out and ack times.
         server_scheduling = real_time(server.pid or 0, 1) if args.nats_first else "normal"
         # The first gateway watches presence, as under `mesh up`: nodes then beat slowly.
-        watcher = server.accounts.presence_env() if server.accounts else {}
+        watcher = server.presence_env()
         env = {"MESH_NATS_URL": server.url, "MESH_LOG_LEVEL": "warning"}
         if args.heartbeat is not None:
             env["MESH_HEARTBEAT_INTERVAL"] = f"{args.heartbeat:g}"

@@ -127,7 +127,7 @@ def run_size(
 ) -> dict[str, Any]:
     env = {"MESH_LOG_LEVEL": "warning", "MESH_NATS_URL": server.url}
     # The first gateway watches presence, as under `mesh up`: nodes then beat slowly.
-    watcher = {**env, **server.accounts.presence_env()} if server.accounts else env
+    watcher = {**env, **server.presence_env()}
     callee_ports = {service: free_port() for service in CALLEES}
     for service, port in callee_ports.items():
         command = [*MESH, "demo-service", "--service", service, "--port", str(port)]

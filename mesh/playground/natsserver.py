@@ -116,6 +116,11 @@ class NatsServer:
         host = f"[{self._dial_host}]" if ":" in self._dial_host else self._dial_host
         return f"nats://{host}:{self.port}"
 
+    def presence_env(self) -> dict[str, str]:
+        """The settings that make a mesh process a presence watcher on this server ({}
+        when it has no presence accounts)."""
+        return self.accounts.presence_env() if self.accounts else {}
+
     @property
     def store_dir(self) -> Path | None:
         return self._store

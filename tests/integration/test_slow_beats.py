@@ -25,7 +25,7 @@ SLOW = 20.0  # seconds between covered beats here: 60 s before silence alone wou
 
 
 def settings_for(server: NatsServer, *, presence: bool) -> config.Settings:
-    env = server.accounts.presence_env() if presence and server.accounts else {}
+    env = server.presence_env() if presence else {}
     return config.Settings(
         nats_url=server.url,
         preset="lan",  # 3 s to suspect: the servers' 1 s pings, 2 unanswered, cover it
