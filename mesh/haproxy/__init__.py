@@ -1,0 +1,1 @@
+"""The HAProxy data plane: a gateway drives a local HAProxy from the live view and policies."""

@@ -1,0 +1,81 @@
+"""What the gateway and its HAProxy agree on: backend and server names, and the log line."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+Subset = tuple[tuple[str, str], ...]  # instance metadata a route requires, sorted
+
+# HAProxy's runtime states for a server: `ready` takes requests, `drain` finishes what it
+# has and takes none new, `maint` takes nothing (an ejected or failing instance).
+ServerState = Literal["ready", "drain", "maint"]
+
+# HAProxy weights run 0..256; the mesh's 1..10,000 are scaled to them per backend.
+MOST_WEIGHT = 256
+
+
+def backend_name(service: str, subset: Subset = ()) -> str:
+    """`hello`, or `hello~1f2e3d4c` for the instances of hello carrying `subset`.
+
+    Service names are [A-Za-z0-9_-], which HAProxy takes as they are; a subset is hashed,
+    its labels being free text.
+    """
+    if not subset:
+        return service
+    digest = hashlib.sha256(repr(subset).encode()).hexdigest()[:8]
+    return f"{service}~{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One HAProxy backend: the instances of `service` that carry `subset`."""
+
+    service: str
+    subset: Subset = ()
+
+    @property
+    def name(self) -> str:
+        return backend_name(self.service, self.subset)
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One instance as a server of a backend; its name is the instance's (a mesh name)."""
+
+    name: str
+    host: str
+    port: int
+    weight: int  # 0..MOST_WEIGHT
+    state: ServerState
+
+
+def scaled_weights(weights: dict[str, int]) -> dict[str, int]:
+    """Mesh weights (1..10,000) as HAProxy's (1..256), keeping their ratios as well as
+    256 steps can: the heaviest gets 256 when any exceeds it, none drops to 0."""
+    heaviest = max(weights.values(), default=0)
+    if heaviest <= MOST_WEIGHT:
+        return dict(weights)
+    return {name: max(1, round(w * MOST_WEIGHT / heaviest)) for name, w in weights.items()}
+
+
+# The request log line HAProxy sends the gateway (`log ... format raw`), fields joined by
+# a tab, which HAProxy escapes inside values: request id, backend, server, status,
+# termination state, retries (`+` when redispatched), connect, response and total times
+# (ms, -1 when not reached), the route's name (set per matched route), method, path.
+LOG_FIELDS = (
+    "%ID",
+    "%b",
+    "%s",
+    "%ST",
+    "%tsc",
+    "%rc",
+    "%Tc",
+    "%Tr",
+    "%Ta",
+    "%[var(txn.route)]",
+    "%HM",
+    "%HPO",
+)
+LOG_FORMAT = "\\t".join(LOG_FIELDS)
