@@ -145,6 +145,11 @@ class Directory:
 
     # --- the hot path ---
 
+    @property
+    def compiled(self) -> Compiled:
+        """The revision in force."""
+        return self._compiled
+
     def policy(self, service: str) -> ServicePolicy:
         """The current revision's policy for calls to `service`."""
         return self._compiled.policy(service)

@@ -36,7 +36,10 @@ class PolicyRejected(MeshError):
     """A revision that does not compile here; the node keeps the last good one."""
 
 
-Compiler = Callable[[Mapping[str, Document]], None]
+# Compiles a revision (PolicyRejected if it cannot) and swaps it in; a data plane that
+# must load it first returns what to await, which swaps it in once that plane serves it
+# (or raises PolicyRejected, leaving the old revision in place).
+Compiler = Callable[[Mapping[str, Document]], Awaitable[None] | None]
 EntryHandler = Callable[[KvEntry], Awaitable[None]]
 
 
@@ -158,7 +161,9 @@ class PolicyFeed:
                 return
             candidate[entry.key] = document
         try:
-            self._compile(candidate)
+            live = self._compile(candidate)
+            if live is not None:
+                await live  # acknowledged below only once the data plane serves it
         except PolicyRejected as exc:
             self._acknowledge("policy.rejected", entry, str(exc))
             return

@@ -26,9 +26,9 @@ class ServiceState:
 
     __slots__ = (
         "_balancers",
+        "_by_id",
         "_candidates",
         "_everyone",
-        "_ids",
         "budget",
         "ejections",
         "hash_on",
@@ -51,7 +51,7 @@ class ServiceState:
         self.publisher = Publisher(resilience.evidence, name, node or "node")
         self.jury = Jury(resilience.evidence)
         self._everyone: tuple[Endpoint, ...] = ()
-        self._ids: frozenset[str] = frozenset()
+        self._by_id: dict[str, Endpoint] = {}
         self._candidates: Sequence[Endpoint] = ()
         self._balancers: dict[Subset, tuple[Balancer, Sequence[Endpoint]]] = {}
         self.panicking = False
@@ -59,7 +59,16 @@ class ServiceState:
         self.hash_on = balance.hash_on if balance.algorithm == "consistent_hash" else None
 
     def has(self, instance: str) -> bool:
-        return instance in self._ids
+        return instance in self._by_id
+
+    @property
+    def everyone(self) -> tuple[Endpoint, ...]:
+        """Every alive, not draining instance, healthy or not (the panic threshold's base)."""
+        return self._everyone
+
+    def endpoint(self, instance: str) -> Endpoint | None:
+        """One of `everyone`, by its instance id."""
+        return self._by_id.get(instance)
 
     @property
     def total(self) -> int:
@@ -67,13 +76,14 @@ class ServiceState:
 
     def refresh(self, everyone: tuple[Endpoint, ...], routable: frozenset[str], now: float) -> None:
         """New members or ejections: recompute who may be picked and feed the balancers."""
-        gone = self._ids - {e.instance for e in everyone}
+        by_id = {e.instance: e for e in everyone}
+        gone = self._by_id.keys() - by_id.keys()
         for instance in gone:
             self.ejections.forget(instance)
             self.publisher.forget(instance)
             self.jury.forget(instance)
         self._everyone = everyone
-        self._ids = frozenset(e.instance for e in everyone)
+        self._by_id = by_id
         healthy = [
             e
             for e in everyone
@@ -134,7 +144,7 @@ class ServiceState:
             and not self.publisher.failing
         ):
             return _NO_EFFECTS, None  # the usual case: all is well and stays so
-        if instance not in self._ids:
+        if instance not in self._by_id:
             return _NO_EFFECTS, None  # it left meanwhile
         effects = self.ejections.observe(instance, outcome, now, self.total)
         return effects, self.publisher.should_publish(instance, outcome, now)

@@ -38,6 +38,12 @@ class InstanceCounters:
         attempts = self.attempts
         attempts[label] = attempts.get(label, 0) + 1
 
+    def seen_ended(self, outcome: Outcome, seconds: float, *, failed: bool) -> None:
+        """An attempt learnt of only once it ended (from a data plane's log)."""
+        self.attempt(outcome)
+        self.active += 1
+        self.ended_after(seconds, failed=failed)
+
     def ended_after(self, seconds: float, *, failed: bool) -> None:
         """An attempt ended (`active` went up when it started)."""
         self.active -= 1

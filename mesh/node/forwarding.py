@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Protocol
 
 import msgspec
@@ -23,7 +23,7 @@ from mesh.forwarding.ejection_events import EjectionEvents
 from mesh.forwarding.load_window import LoadWindow
 from mesh.forwarding.policy_feed import PolicyFeed, PolicyRejected, Revisions
 from mesh.forwarding.policy_routes import PolicyRouter, guarded
-from mesh.forwarding.routing import DefaultRoutes, no_route
+from mesh.forwarding.routing import DefaultRoutes, Router, no_route
 from mesh.membership.discovery import Discovery
 from mesh.membership.view import State, View
 from mesh.messages import Evidence, decode_counted, encode
@@ -64,6 +64,18 @@ class Host(Protocol):
     upstreams: Callable[[], object] | None  # the forwarding path's state, for /mesh/upstreams
 
 
+class DataPlane(Protocol):
+    """A forwarding engine outside this process (mesh.haproxy.plane), driven from here."""
+
+    async def go_live(self, compiled: Compiled) -> None:
+        """Serve `compiled` before it is acknowledged; PolicyRejected if it cannot."""
+        ...
+
+    def changed(self) -> None:
+        """The directory changed (members, ejections, policies): bring the plane in line."""
+        ...
+
+
 class Forwarding:
     """Keeps an engine's directory and router in step with the mesh.
 
@@ -75,6 +87,9 @@ class Forwarding:
     decide, so it keeps them. `policies` is where revisions come from.
     `vet` may refuse a compiled revision this node cannot honour (ValueError saying why).
     `explains`: it answers `mesh explain` (an agent without an outbound proxy routes nothing).
+    `plane`: a data plane that serves in the engine's stead (the engine then only keeps
+    the directory and the router, for `mesh explain`); a revision is swapped in only
+    once that plane serves it.
     """
 
     def __init__(
@@ -90,8 +105,10 @@ class Forwarding:
         clock: Clock = system_clock,
         vet: Callable[[Compiled], None] | None = None,
         explains: bool = True,
+        plane: DataPlane | None = None,
     ) -> None:
         self.node = node
+        self._plane = plane
         self._vet = vet
         self._explains = explains
         self._clock = clock
@@ -109,7 +126,7 @@ class Forwarding:
         self._first_wait = settings.interest_wait
         self.unfollowed = 0  # first calls not followed: MOST_FOLLOWED already were
         discovery.follow(lambda service: [subjects.evidence_about(service)], self._on_evidence)
-        self._swap({})  # the settings-made policies, until the bucket's arrive
+        self._commit(*self._prepare({}))  # the settings-made policies, until the bucket's arrive
         directory.on_evidence = self._publish_evidence
         self._ejections = EjectionEvents()
         directory.on_ejection = self._ejection_event
@@ -238,9 +255,24 @@ class Forwarding:
         gone = self.directory.update(view, self._clock.monotonic())
         self.engine.view_changed(gone, lambda instance: _silent(view, instance))
         self._ejections.retain(view)
+        if self._plane is not None:
+            self._plane.changed()
 
-    def _swap(self, documents: Mapping[str, Document]) -> None:
-        """Compile a whole revision and swap it in; requests in flight keep the old one."""
+    def _swap(self, documents: Mapping[str, Document]) -> Awaitable[None] | None:
+        """Compile a whole revision and swap it in; requests in flight keep the old one.
+        With a data plane of its own, what to await: the swap once that plane serves it."""
+        compiled, router = self._prepare(documents)
+        if self._plane is None:
+            self._commit(compiled, router)
+            return None
+        return self._go_live(self._plane, compiled, router)
+
+    async def _go_live(self, plane: DataPlane, compiled: Compiled, router: Router) -> None:
+        await plane.go_live(compiled)
+        self._commit(compiled, router)
+
+    def _prepare(self, documents: Mapping[str, Document]) -> tuple[Compiled, Router]:
+        """A revision compiled, vetted and routed; PolicyRejected saying why it cannot be."""
         try:
             compiled = compile_revision(documents, default=self._default, zone=self._zone)
             if self._vet is not None:
@@ -255,9 +287,14 @@ class Forwarding:
             )
         except ValueError as exc:
             raise PolicyRejected(str(exc)) from exc
+        return compiled, router
+
+    def _commit(self, compiled: Compiled, router: Router) -> None:
         self.directory.set_policies(compiled)
         self.engine.router = router
         hold(self._tasks, self.node.discovery.pin(self._preloaded(compiled)))
+        if self._plane is not None:
+            self._plane.changed()
 
     def _preloaded(self, compiled: Compiled) -> frozenset[str]:
         """What this node follows before any call: its own Service document's `preload`,
@@ -327,6 +364,8 @@ class Forwarding:
         reason = event.detail.get("reason", "")
         log.log(level, "%s %s/%s %s", event.kind, service, effect.instance, reason)
         self.node.events.emit(event)
+        if self._plane is not None:
+            self._plane.changed()
 
     def _ejected(self) -> list[tuple[tuple[str, ...], float]]:
         return [((service,), float(n)) for service, n in self.directory.ejected_counts().items()]

@@ -1,0 +1,129 @@
+"""HAProxy's log lines read as the mesh's vocabulary: a finished request, or a server gone down."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mesh.haproxy.layout import LOG_FIELDS
+from mesh.resilience import outcome
+from mesh.resilience.outcome import Outcome
+
+NO_SERVER = "<NOSRV>"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request HAProxy finished (layout.LOG_FORMAT), its times in seconds."""
+
+    request_id: str
+    backend: str
+    server: str  # NO_SERVER when HAProxy answered itself
+    status: int  # -1: no response was sent (the client left first)
+    termination: str  # HAProxy's 4-character termination state, `----` when all went well
+    retries: int
+    redispatched: bool
+    connect: float  # -1.0: no connection was made
+    response: float  # -1.0: no response head came back
+    total: float
+    route: str  # "" when no route matched
+    method: str
+    path: str
+
+    @property
+    def service(self) -> str:
+        """The service of the backend (`hello~1f2e3d4c` is hello's subset); "" for none."""
+        if self.server == NO_SERVER and self.status == 404:
+            return ""
+        return self.backend.partition("~")[0]
+
+    @property
+    def flags(self) -> str:
+        """The Python engine's `x-mesh-flags` for what HAProxy did (mesh.engine.replies)."""
+        by, at = self.termination[:1], self.termination[1:2]
+        if self.status == -1 or (by == "C" and at in ("D", "H")):
+            return "DC"  # the client went away: Envoy's downstream disconnect
+        if self.server == NO_SERVER:
+            return {404: "NR", 503: "UH", 400: "DPE", 408: "DT"}.get(self.status, "-")
+        failed = _FAILURE_FLAGS.get(self.termination[:2])
+        if failed is None:
+            return "-"
+        return "URX" if self.retries and failed == "UF" else failed
+
+    def outcome(self) -> Outcome | None:
+        """What the last attempt on `server` came to, as the outlier detectors take it;
+        None when no server was tried or the client ended it first."""
+        if self.server == NO_SERVER:
+            return None
+        kind = _FAILURE_OUTCOMES.get(self.termination[:2])
+        if kind is not None:
+            return kind
+        if self.response >= 0 and self.status >= 100:
+            return outcome.response(self.status)
+        return None
+
+
+# Termination states (first: who ended it, second: at which stage) that are the server's
+# failure, as the Python engine's flags and outcomes name them.
+_FAILURE_FLAGS = {"SC": "UF", "sC": "UF", "sH": "UT", "SH": "UC", "PH": "UPE", "SD": "UC"}
+_FAILURE_OUTCOMES = {
+    "SC": outcome.REFUSED,
+    "sC": outcome.CONNECT_FAILURE,
+    "sH": outcome.TIMEOUT,
+    "SH": outcome.RESET,
+    "PH": outcome.RESET,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDown:
+    """HAProxy took a server out on its own (`observe`): a refused connection, say."""
+
+    backend: str
+    server: str
+    reason: str
+
+
+# "Server hello/hello-a is DOWN, reason: Health analyze, info: "Detected 1 consecutive
+# errors, last one was: L4 unsuccessful connection". 1 active and ..."
+_DOWN = re.compile(r"Server ([^/\s]+)/(\S+) is DOWN, reason: ([^,]*)(?:, info: \"([^\"]*)\")?")
+
+
+def parse(line: str) -> Request | ServerDown | None:
+    """A log line as a Request or a ServerDown; None for the others HAProxy sends
+    (a server back up, a reload's notices) and for lines that are not ours (malformed)."""
+    fields = line.rstrip("\n").split("\t", len(LOG_FIELDS) - 1)
+    if len(fields) == len(LOG_FIELDS):
+        return _request(fields)
+    down = _DOWN.search(line)
+    if down is not None and down.group(3) == "Health analyze":
+        return ServerDown(down.group(1), down.group(2), down.group(4) or down.group(3))
+    return None
+
+
+def _request(fields: list[str]) -> Request | None:
+    rid, backend, server, status, termination, retries = fields[:6]
+    connect, response, total, route, method, path = fields[6:]
+    try:
+        return Request(
+            request_id=rid,
+            backend=backend,
+            server=server,
+            status=int(status),
+            termination=termination,
+            retries=int(retries.lstrip("+")),
+            redispatched=retries.startswith("+"),
+            connect=_seconds(connect),
+            response=_seconds(response),
+            total=_seconds(total),
+            route="" if route == "-" else route,
+            method=method,
+            path=path,
+        )
+    except ValueError:
+        return None
+
+
+def _seconds(milliseconds: str) -> float:
+    value = int(milliseconds)
+    return -1.0 if value < 0 else value / 1000

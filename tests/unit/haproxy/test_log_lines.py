@@ -1,0 +1,109 @@
+"""mesh.haproxy.log_lines: HAProxy's log lines as requests, flags, outcomes and servers down."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.haproxy.log_lines import NO_SERVER, Request, ServerDown, parse
+from mesh.resilience import outcome
+from mesh.resilience.outcome import Outcome
+
+
+def line(
+    server: str = "hello-a",
+    status: int = 200,
+    termination: str = "----",
+    retries: str = "0",
+    response: int = 3,
+    backend: str = "hello",
+    route: str = "path",
+) -> str:
+    fields = ["rid1", backend, server, str(status), termination, retries, "1", str(response)]
+    return "\t".join([*fields, "4", route, "GET", "/x\ty"])  # a tab in the path stays in it
+
+
+def request(text: str) -> Request:
+    parsed = parse(text)
+    assert isinstance(parsed, Request)
+    return parsed
+
+
+def test_a_request_line_has_every_field() -> None:
+    assert request(line()) == Request(
+        request_id="rid1",
+        backend="hello",
+        server="hello-a",
+        status=200,
+        termination="----",
+        retries=0,
+        redispatched=False,
+        connect=0.001,
+        response=0.003,
+        total=0.004,
+        route="path",
+        method="GET",
+        path="/x\ty",
+    )
+
+
+def test_the_service_of_a_subset_backend_and_of_no_route() -> None:
+    assert request(line(backend="hello~1f2e3d4c")).service == "hello"
+    assert request(line(server=NO_SERVER, status=404, backend="edge", route="-")).service == ""
+    assert request(line(route="-")).route == ""
+
+
+@pytest.mark.parametrize(
+    ("server", "status", "termination", "retries", "flags", "result"),
+    [
+        ("hello-a", 200, "----", "0", "-", outcome.response(200)),
+        ("hello-a", 503, "----", "0", "-", outcome.response(503)),  # the upstream's own
+        (NO_SERVER, 404, "LR--", "0", "NR", None),
+        (NO_SERVER, 503, "SC--", "0", "UH", None),
+        ("hello-a", 503, "SC--", "0", "UF", outcome.REFUSED),
+        ("hello-a", 503, "SC--", "+2", "URX", outcome.REFUSED),
+        ("hello-a", 503, "sC--", "0", "UF", outcome.CONNECT_FAILURE),
+        ("hello-a", 504, "sH--", "0", "UT", outcome.TIMEOUT),
+        ("hello-a", 502, "SH--", "0", "UC", outcome.RESET),
+        ("hello-a", 502, "PH--", "0", "UPE", outcome.RESET),
+        ("hello-a", -1, "CD--", "0", "DC", outcome.response(200)),
+        ("hello-a", 200, "CD--", "0", "DC", outcome.response(200)),
+    ],
+)
+def test_flags_and_outcomes_as_the_python_engine_names_them(
+    server: str, status: int, termination: str, retries: str, flags: str, result: Outcome | None
+) -> None:
+    text = line(server=server, status=status, termination=termination, retries=retries)
+    if status == -1:  # the client left before a response: none came back either
+        text = line(server=server, status=-1, termination=termination, response=-1)
+        result = None
+    parsed = request(text)
+    assert parsed.flags == flags
+    assert parsed.outcome() == result
+
+
+def test_a_server_haproxy_took_out_on_its_own() -> None:
+    text = (
+        'Server hello/hello-a is DOWN, reason: Health analyze, info: "Detected 1 consecutive'
+        ' errors, last one was: L4 unsuccessful connection". 1 active and 0 backup servers'
+        " left. 0 sessions active, 0 requeued, 0 remaining in queue."
+    )
+    assert parse(text) == ServerDown(
+        "hello",
+        "hello-a",
+        "Detected 1 consecutive errors, last one was: L4 unsuccessful connection",
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Server hello/hello-a is DOWN for maintenance.",  # our own `state maint`
+        "Server hello/hello-a is UP/READY (leaving forced maintenance).",
+        "Proxy fe started.",
+        "",
+        line(status=999).replace("999", "x"),  # not a number
+        "\t".join(["a"] * 5),  # a few tabs, not a request line
+    ],
+)
+def test_lines_that_are_not_ours_to_act_on(text: str) -> None:
+    assert parse(text) is None
