@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mesh.forwarding.directory import Directory
-from mesh.haproxy.layout import Backend, Server, scaled_weights
+from mesh.haproxy.layout import Backend, Server, ServerState, scaled_weights
 
 Servers = Mapping[str, Mapping[str, Server]]  # backend name -> server name -> server
 
@@ -31,8 +31,7 @@ def desired(directory: Directory, backends: Iterable[Backend]) -> dict[str, dict
             weights = scaled_weights({e.instance: e.weight for e in members})
             for e in members:
                 host, port = e.address
-                ready = e.instance in chosen
-                state_of = "ready" if ready else "maint"
+                state_of: ServerState = "ready" if e.instance in chosen else "maint"
                 servers[e.instance] = Server(e.instance, host, port, weights[e.instance], state_of)
         out[backend.name] = servers
     return out
