@@ -121,6 +121,7 @@ def _probe(plane: PlaneConfig) -> str:
         "frontend probe",
         [
             f"bind {address(*plane.probe)}",
+            "no log",  # the gateway reads the log for traffic; probes are not traffic
             f"http-request return status 200 content-type text/plain string {plane.revision}",
         ],
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +84,36 @@ def config(
     revision: Compiled, on: PlaneConfig | None = None, servers: Mapping[str, Sequence[Server]] = {}
 ) -> str:
     return render(revision, on or plane(), servers)
+
+
+@contextlib.contextmanager
+def running(config: Path, probe: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A master-worker HAProxy on `config`, once its probe answers; stopped after."""
+    binary = haproxy_binary()
+    if binary is None:
+        pytest.skip("haproxy is not installed (Debian package haproxy)")
+    master = config.with_name("master.sock")
+    command = [binary, "-W", "-q", "-f", str(config), "-S", str(master)]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
+        try:
+            deadline = time.monotonic() + 5
+            while not _answers(probe):
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "haproxy did not start within 5 s"
+                time.sleep(0.02)
+            yield process
+        finally:
+            process.terminate()
+            process.wait(5)
+
+
+def _answers(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        connection.request("GET", "/")
+        connection.getresponse().read()
+    except OSError:
+        return False
+    finally:
+        connection.close()
+    return True

@@ -5,15 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import compiled, plane, route
+from conftest import compiled, plane, route, running
 
 from mesh.haproxy.layout import Server
 from mesh.haproxy.render import render
@@ -60,11 +58,6 @@ def get(port: int, target: str, **headers: str) -> tuple[int, dict[str, str], An
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    from conftest import haproxy_binary
-
-    binary = haproxy_binary()
-    if binary is None:
-        pytest.skip("haproxy is not installed (Debian package haproxy)")
     hello, world = echo("hello"), echo("world")
     where = tmp_path_factory.mktemp("haproxy")
     port, probe = free_port(), free_port()
@@ -100,30 +93,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     }
     config = where / "haproxy.cfg"
     config.write_text(render(revision, on, servers))
-    process = subprocess.Popen(
-        [binary, "-W", "-q", "-f", str(config), "-S", str(where / "master.sock")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", probe, timeout=1)
-                connection.request("GET", "/")
-                assert connection.getresponse().read() == b"r1"
-                connection.close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                assert time.monotonic() < deadline, "haproxy did not start"
-                time.sleep(0.02)
-        yield port
+        with running(config, probe):
+            yield port
     finally:
-        process.terminate()
-        process.wait(5)
-        hello.shutdown()
-        world.shutdown()
+        for server in (hello, world):
+            server.shutdown()
+            server.server_close()
 
 
 def test_routes_in_order_with_their_rewrites(gateway: int) -> None:
