@@ -103,7 +103,6 @@ def _defaults(plane: PlaneConfig) -> str:
         [
             "mode http",
             "log global",
-            f'log-format "{LOG_FORMAT}"',
             "option forwardfor",
             "option http-keep-alive",
             f"timeout http-request {ms(plane.client_header_timeout)}",
@@ -129,6 +128,7 @@ def _probe(plane: PlaneConfig) -> str:
 
 def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
     lines = [f"bind {address(host, port)}" for host, port in plane.listen]
+    lines.append(f'log-format "{LOG_FORMAT}"')
     lines += _edge(plane)
     if compiled.routes is not None:
         lines += routes_cfg.matching(compiled.routes)
