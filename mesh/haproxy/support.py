@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from mesh.haproxy.backends_cfg import RETRY_STATUSES
 from mesh.haproxy.regex_cfg import pcre
 from mesh.policy.auth import NoAuth
@@ -9,6 +11,9 @@ from mesh.policy.compile import Compiled, ServicePolicy
 from mesh.policy.route import Route
 
 NOT_YET = "not supported yet on the haproxy data plane"
+# Header and cookie names go unquoted into sample fetches, where '#', quotes, '$' and
+# the like mean something to HAProxy's parser; these characters mean nothing there.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def unsupported(compiled: Compiled) -> list[str]:
@@ -37,6 +42,9 @@ def _route(route: Route) -> list[str]:
     rewrite = route.rewrite
     if rewrite is not None and "\\" in (rewrite.replace_prefix or ""):
         reasons.append(f"{where}: a '\\' in rewrite.replace_prefix is {NOT_YET}")
+    for header in route.match.headers:
+        if not _PLAIN_NAME.fullmatch(header.name):
+            reasons.append(f"{where}: header name {header.name!r} is {NOT_YET}")
     regexes = [("match.path_regex", route.match.path_regex)]
     regexes += [(f"header {h.name} regex", h.regex) for h in route.match.headers]
     for field, regex in regexes:
@@ -50,13 +58,18 @@ def _route(route: Route) -> list[str]:
 
 
 def _service(where: str, policy: ServicePolicy) -> list[str]:
+    reasons = []
+    key = policy.balance.hash_on
+    hashed = policy.balance.algorithm == "consistent_hash" and key.kind != "client_address"
+    if hashed and not _PLAIN_NAME.fullmatch(key.name):
+        reasons.append(f"{where}: hashing on {key.kind} {key.name!r} is {NOT_YET}")
     statuses = sorted(
         condition
         for condition in policy.resilience.retry.on
         if isinstance(condition, int) and condition not in RETRY_STATUSES
     )
-    if not statuses:
-        return []
-    codes = ", ".join(map(str, statuses))
-    known = ", ".join(map(str, sorted(RETRY_STATUSES)))
-    return [f"{where}: retries on status {codes} (HAProxy knows {known}) are {NOT_YET}"]
+    if statuses:
+        codes = ", ".join(map(str, statuses))
+        known = ", ".join(map(str, sorted(RETRY_STATUSES)))
+        reasons.append(f"{where}: retries on status {codes} (HAProxy knows {known}) are {NOT_YET}")
+    return reasons

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import compiled, route
 
+from mesh.balance.config import BalanceConfig
+from mesh.balance.keys import HashSource
 from mesh.haproxy.support import NOT_YET, unsupported
 from mesh.policy.compile import ServicePolicy
 from mesh.resilience.config import ResilienceConfig
@@ -32,9 +34,13 @@ def test_each_unsupported_feature_is_named() -> None:
         route(name="quick", timeouts={"connect": 0.1}),
         route(name="posix", match={"path_regex": "/[[:alpha:]]"}),
         route(name="slash", match={"path_prefix": "/a"}, rewrite={"replace_prefix": "/b\\c"}),
+        route(name="hash", match={"headers": [{"name": "x#y", "present": True}]}),
         services={
             "hello": ServicePolicy(
-                resilience=ResilienceConfig(retry=RetryPolicy(on=frozenset({507})))
+                balance=BalanceConfig(
+                    algorithm="consistent_hash", hash_on=HashSource("cookie", "a$b")
+                ),
+                resilience=ResilienceConfig(retry=RetryPolicy(on=frozenset({507}))),
             )
         },
     )
@@ -46,6 +52,8 @@ def test_each_unsupported_feature_is_named() -> None:
         "route quick",
         "route posix",
         "route slash",
+        "route hash",
+        "service hello",
         "service hello",
     ]
     assert "retries on status 507" in reasons[-1]
