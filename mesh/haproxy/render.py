@@ -1,0 +1,195 @@
+"""The HAProxy configuration of a gateway: pure, from a compiled policy revision and the view."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from mesh.haproxy import backends_cfg, routes_cfg
+from mesh.haproxy.default_routes_cfg import ABSOLUTE, default_routes, no_route
+from mesh.haproxy.layout import LOG_FORMAT, Backend, Server, backend_name
+from mesh.haproxy.replies_cfg import AFTER_RESPONSE, CLIENT_ERRORS, body, http_errors, reply
+from mesh.haproxy.words import address, ms, quote
+from mesh.policy.compile import Compiled
+
+_REVISION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Hop-by-hop headers HAProxy itself does not remove (it handles connection, keep-alive,
+# upgrade and transfer-encoding); the engine drops these too (mesh.engine.headers).
+_HOP_BY_HOP = ("proxy-connection", "proxy-authorization", "te", "trailer", "http2-settings")
+# W3C trace context (mesh.engine.headers._TRACEPARENT): others are replaced by a new one.
+_TRACEPARENT = "^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
+_DOT_SEGMENT = "(^|/)[.][.]?(/|$)"
+_HEX32 = "%[uuid,regsub(-,,g)]"
+
+
+@dataclass(frozen=True, slots=True)
+class PlaneConfig:
+    """What the configuration needs besides policy: addresses, sockets, the view's names.
+
+    `revision` is what the probe listener answers, so a request proves which
+    configuration serves. `known` are the services the default routes may reach, less
+    `hidden` (those a route's auth guards, see DefaultRoutes.hiding). The client settings
+    mirror mesh.config's of the same names.
+    """
+
+    listen: tuple[tuple[str, int], ...]
+    stats_socket: str
+    log_socket: str
+    probe: tuple[str, int]
+    revision: str
+    default_routes: bool = True
+    known: frozenset[str] = frozenset()
+    hidden: frozenset[str] = frozenset()
+    client_header_timeout: float = 10.0
+    client_idle_timeout: float = 60.0
+    normalize_path: bool = True
+    max_body_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if not _REVISION.fullmatch(self.revision):
+            raise ValueError(f"revision {self.revision!r}: use [A-Za-z0-9._:-], 1 to 128")
+
+    @property
+    def reachable(self) -> list[str]:
+        """The services the default routes send to, when they are on."""
+        return sorted(self.known - self.hidden) if self.default_routes else []
+
+
+def backends(compiled: Compiled, plane: PlaneConfig) -> tuple[Backend, ...]:
+    """Every backend the configuration names: route destinations, then default routes'."""
+    found: dict[str, Backend] = {}
+    if compiled.routes is not None:
+        for route in compiled.routes.routes:
+            for destination in route.to:
+                if destination.weight:
+                    subset = tuple(sorted(destination.subset.items()))
+                    found.setdefault(
+                        backend_name(destination.service, subset),
+                        Backend(destination.service, subset),
+                    )
+    for service in plane.reachable:
+        found.setdefault(service, Backend(service))
+    return tuple(found.values())
+
+
+def render(compiled: Compiled, plane: PlaneConfig, servers: Mapping[str, Sequence[Server]]) -> str:
+    """The whole configuration; `servers` by backend name (layout.backend_name)."""
+    sections = [_global(plane), _defaults(plane), _frontend(compiled, plane), _probe(plane)]
+    sections.extend(
+        backends_cfg.section(compiled, backend, servers.get(backend.name, ()))
+        for backend in backends(compiled, plane)
+    )
+    return "\n".join(sections)
+
+
+def _section(head: str, lines: Sequence[str]) -> str:
+    return "\n    ".join([head, *lines]) + "\n"
+
+
+def _global(plane: PlaneConfig) -> str:
+    return _section(
+        "global",
+        [
+            f"stats socket {plane.stats_socket} level admin expose-fd listeners",
+            f"log {plane.log_socket} len 8192 format raw local0",
+        ],
+    )
+
+
+def _defaults(plane: PlaneConfig) -> str:
+    return _section(
+        "defaults",
+        [
+            "mode http",
+            "log global",
+            "option forwardfor",
+            "option http-keep-alive",
+            f"timeout http-request {ms(plane.client_header_timeout)}",
+            f"timeout client {ms(plane.client_idle_timeout)}",
+            f"timeout http-keep-alive {ms(plane.client_idle_timeout)}",
+            "timeout connect 1s",
+            "timeout server 15s",
+            *http_errors(CLIENT_ERRORS),
+        ],
+    )
+
+
+def _probe(plane: PlaneConfig) -> str:
+    return _section(
+        "frontend probe",
+        [
+            f"bind {address(*plane.probe)}",
+            "no log",  # the gateway reads the log for traffic; probes are not traffic
+            f"http-request return status 200 content-type text/plain string {plane.revision}",
+        ],
+    )
+
+
+def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
+    lines = [f"bind {address(host, port)}" for host, port in plane.listen]
+    lines.append(f'log-format "{LOG_FORMAT}"')
+    lines += _edge(plane)
+    if compiled.routes is not None:
+        lines += routes_cfg.matching(compiled.routes)
+    lines += default_routes(plane.reachable)
+    lines.append(AFTER_RESPONSE)
+    lines.append(no_route(plane.default_routes))
+    lines.append(f"http-request set-uri %[pathq] if {ABSOLUTE}")  # upstreams get origin-form
+    if compiled.routes is not None:
+        for route in compiled.routes.routes:
+            lines += routes_cfg.rewriting(route) + routes_cfg.drawing(route)
+        for route in compiled.routes.routes:
+            lines += routes_cfg.choosing(route)
+    if plane.reachable:
+        lines.append("use_backend %[var(txn.service)] if { var(txn.service) -m found }")
+    return _section("frontend mesh", lines)
+
+
+def _edge(plane: PlaneConfig) -> list[str]:
+    """The engine's header conventions at the edge (mesh.engine.headers), before routing."""
+    lines = [
+        # The client's x-request-id (its first), else a new one: the log's %ID and replies.
+        'unique-id-format "%[var(txn.request_id)]"',
+        "http-request set-var(txn.request_id) req.fhdr(x-request-id,1) "
+        "if { req.fhdr(x-request-id,1) -m len gt 0 }",
+        "http-request set-var(txn.request_id) uuid,regsub(-,,g) "
+        "unless { var(txn.request_id) -m found }",
+        "http-request set-header x-request-id %[unique-id]",
+        "http-request del-header x-mesh- -m beg",
+        *(f"http-request del-header {name}" for name in _HOP_BY_HOP),
+    ]
+    if plane.normalize_path:
+        lines += _normalized()
+    if plane.max_body_bytes:
+        too_large = body("BodyTooLarge", "DPE", "request body over the limit")
+        lines.append(
+            f"http-request return status 413 {reply('DPE', too_large)} "
+            f"if {{ req.hdr_val(content-length) gt {plane.max_body_bytes} }}"
+        )
+    lines += [
+        "http-request set-header traceparent %[req.fhdr(traceparent,1)] "
+        "if { req.fhdr_cnt(traceparent) gt 1 }",
+        "http-request del-header traceparent "
+        f"unless {{ req.fhdr(traceparent) -m reg {quote(_TRACEPARENT)} }}",
+        f'http-request set-header traceparent "00-{_HEX32}-%[uuid,regsub(-,,g),bytes(0,16)]-01" '
+        "unless { req.fhdr(traceparent) -m found }",
+        "http-request set-header x-forwarded-proto http "
+        "unless { req.hdr(x-forwarded-proto) -m found }",
+        "http-request set-header x-forwarded-host %[req.fhdr(host)] "
+        "if !{ req.hdr(x-forwarded-host) -m found } { req.fhdr(host) -m found }",
+        'http-request add-header via "%[req.ver] natsmesh"',
+        # The host routes compare: lower case, no port, no final dot (routing.hostname).
+        "http-request set-var(txn.host) req.fhdr(host),lower,regsub(:[0-9]*$,),regsub([.]$,)",
+    ]
+    return lines
+
+
+def _normalized() -> list[str]:
+    """Paths as the engine normalises them, where HAProxy can (see docs/haproxy.md)."""
+    bad = body("BadRequest", "DPE", "path not accepted (dot segment or encoded separator)")
+    return [
+        "http-request set-path %[path,regsub(/+,/,g)] if { path -m sub // }",
+        f"http-request return status 400 {reply('DPE', bad)} "
+        f"if {{ path -m reg {quote(_DOT_SEGMENT)} }} || {{ path -m sub -i %2f %5c }}",
+    ]
