@@ -17,7 +17,7 @@ MOST_WEIGHT = 256
 
 
 def backend_name(service: str, subset: Subset = ()) -> str:
-    """`hello`, or `hello~1f2e3d4c` for the instances of hello carrying `subset`.
+    """`hello`, or `hello.1f2e3d4c` for the instances of hello carrying `subset`.
 
     Service names are [A-Za-z0-9_-], which HAProxy takes as they are; a subset is hashed,
     its labels being free text.
@@ -25,7 +25,7 @@ def backend_name(service: str, subset: Subset = ()) -> str:
     if not subset:
         return service
     digest = hashlib.sha256(repr(subset).encode()).hexdigest()[:8]
-    return f"{service}~{digest}"
+    return f"{service}.{digest}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,10 +32,10 @@ class Request:
 
     @property
     def service(self) -> str:
-        """The service of the backend (`hello~1f2e3d4c` is hello's subset); "" for none."""
+        """The service of the backend (`hello.1f2e3d4c` is hello's subset); "" for none."""
         if self.server == NO_SERVER and self.status == 404:
             return ""
-        return self.backend.partition("~")[0]
+        return self.backend.partition(".")[0]
 
     @property
     def flags(self) -> str:

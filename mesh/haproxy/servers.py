@@ -6,15 +6,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mesh.forwarding.directory import Directory
+from mesh.haproxy.backends_cfg import SERVER_DEFAULTS
 from mesh.haproxy.layout import Backend, Server, ServerState, scaled_weights
+from mesh.haproxy.words import address
 
 Servers = Mapping[str, Mapping[str, Server]]  # backend name -> server name -> server
-
-# Every server, in the rendered configuration and added at runtime alike: HAProxy takes it
-# out on its first refused connection and logs that (the gateway makes it mesh-wide
-# evidence). The check is there only because `observe` needs one; an hour apart, it
-# costs nothing, and the mesh, not the check, puts a server back.
-SERVER_OPTIONS = "check inter 1h observe layer4 error-limit 1 on-error mark-down"
 
 
 def desired(directory: Directory, backends: Iterable[Backend]) -> dict[str, dict[str, Server]]:
@@ -73,9 +69,11 @@ def changes(applied: Servers, wanted: Servers) -> list[Change]:
 
 
 def _add(backend: str, server: Server) -> tuple[str, ...]:
-    where = f"{backend}/{server.name}"
+    """A server added at runtime takes no `default-server` line: it gets the same options
+    as the configuration's servers here (HAProxy's own take-out on a refused connection)."""
+    where, at = f"{backend}/{server.name}", address(server.host, server.port)
     commands = [
-        f"add server {where} {server.host}:{server.port} weight {server.weight} {SERVER_OPTIONS}",
+        f"add server {where} {at} weight {server.weight} {SERVER_DEFAULTS}",
         f"enable health {where}",
     ]
     if server.state != "maint":  # a server added at runtime starts in maintenance

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Check, compiled, config, plane, route
+from haproxy_config import Check, compiled, config, plane, route
 
 from mesh.balance.config import BalanceConfig
 from mesh.balance.keys import HashSource
@@ -12,10 +12,6 @@ from mesh.haproxy.render import backends
 from mesh.policy.compile import ServicePolicy
 from mesh.resilience.config import ResilienceConfig
 from mesh.resilience.retry import RetryPolicy
-
-SUBSET_NAMES = pytest.mark.xfail(
-    strict=True, reason="layout.backend_name's '~' is not allowed in an HAProxy backend name"
-)
 
 
 def lines(text: str) -> list[str]:
@@ -158,7 +154,6 @@ def test_weighted_split_between_services(checked: Check) -> None:
     assert "backend none" not in text
 
 
-@SUBSET_NAMES
 def test_subsets_have_their_own_backend(checked: Check) -> None:
     revision = compiled(route(name="s", to=[{"service": "hello", "subset": {"version": "v2"}}]))
     assert Backend("hello", (("version", "v2"),)) in backends(revision, plane())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import compiled, route
+from haproxy_config import compiled, route
 
 from mesh.balance.config import BalanceConfig
 from mesh.balance.keys import HashSource

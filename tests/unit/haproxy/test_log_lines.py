@@ -47,7 +47,7 @@ def test_a_request_line_has_every_field() -> None:
 
 
 def test_the_service_of_a_subset_backend_and_of_no_route() -> None:
-    assert request(line(backend="hello~1f2e3d4c")).service == "hello"
+    assert request(line(backend="hello.1f2e3d4c")).service == "hello"
     assert request(line(server=NO_SERVER, status=404, backend="edge", route="-")).service == ""
     assert request(line(route="-")).route == ""
 

@@ -6,8 +6,9 @@ import pytest
 from factories import evidence, heartbeat, new_view
 
 from mesh.forwarding.directory import Directory
+from mesh.haproxy.backends_cfg import SERVER_DEFAULTS
 from mesh.haproxy.layout import Backend, Server, scaled_weights
-from mesh.haproxy.servers import SERVER_OPTIONS, changes, desired
+from mesh.haproxy.servers import changes, desired
 from mesh.membership import view as v
 from mesh.membership.view import View
 from mesh.resilience import outcome
@@ -43,7 +44,7 @@ def test_every_alive_instance_is_a_server_ready_when_routable() -> None:
 def test_a_subset_backend_holds_only_the_instances_carrying_it() -> None:
     directory = directory_of(fleet({"meta": {"version": "v1"}}, {"meta": {"version": "v2"}}))
     assert set(desired(directory, [HELLO, V2])[V2.name]) == {"h1"}
-    assert V2.name.startswith("hello~")
+    assert V2.name.startswith("hello.")
 
 
 def test_an_ejected_instance_is_in_maintenance() -> None:
@@ -84,7 +85,7 @@ READY = Server("a", "127.0.0.1", 9000, 1, "ready")
             None,
             READY,
             (
-                f"add server hello/a 127.0.0.1:9000 weight 1 {SERVER_OPTIONS}",
+                f"add server hello/a 127.0.0.1:9000 weight 1 {SERVER_DEFAULTS}",
                 "enable health hello/a",
                 "set server hello/a state ready",
             ),
@@ -93,7 +94,7 @@ READY = Server("a", "127.0.0.1", 9000, 1, "ready")
             None,
             Server("a", "127.0.0.1", 9000, 1, "maint"),
             (
-                f"add server hello/a 127.0.0.1:9000 weight 1 {SERVER_OPTIONS}",
+                f"add server hello/a 127.0.0.1:9000 weight 1 {SERVER_DEFAULTS}",
                 "enable health hello/a",
             ),
         ),

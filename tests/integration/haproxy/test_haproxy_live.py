@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import compiled, plane, route, running
+from haproxy_config import compiled, plane, route, running
 
 from mesh.haproxy.layout import Server
 from mesh.haproxy.render import render
