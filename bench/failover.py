@@ -156,7 +156,12 @@ class SuspectTap:
 
 
 def out_of_view(node: Node, instance: str) -> bool:
-    """True once `node` would not route to `instance` (unroutable or ejected)."""
+    """True once `node` would not route to `instance` (unroutable or ejected); for a
+    gateway with the HAProxy data plane, once HAProxy itself has it out of service."""
+    _, body = admin_get(node.admin, "/mesh/upstreams", timeout=1)
+    haproxy = json.loads(body).get("hello", {}).get("haproxy")
+    if haproxy is not None:
+        return bool(haproxy.get(instance, "gone") != "ready")
     status, body = admin_get(node.admin, "/mesh/members", timeout=1)
     if status != 200:  # not serving yet (a starting agent): nothing to tell, ask again
         raise ValueError(f"{node.label}'s admin port answered {status}")
@@ -286,6 +291,12 @@ def main() -> int:
         "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {SCENARIOS}"
     )
     parser.add_argument(
+        "--data-plane",
+        choices=("python", "haproxy"),
+        default="python",
+        help="the gateway's forwarding engine (python); haproxy: out of its HAProxy counts",
+    )
+    parser.add_argument(
         "--no-presence",
         action="store_true",
         help="no presence watcher: heartbeat silence alone finds a dead process (before)",
@@ -349,6 +360,8 @@ def run_all(
             f"127.0.0.1:{gw_port}",
             "--admin",
             f"127.0.0.1:{gw_admin}",
+            "--data-plane",
+            args.data_plane,
         ],
         env={**ENV, **watcher},  # the presence login: a secret, by the environment
     )

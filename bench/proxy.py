@@ -26,6 +26,7 @@ from bench.processes import Processes, sigterm_as_exit
 from bench.proxy_summary import (
     BASELINE,
     BUSY_ELSEWHERE,
+    HAPROXY_PLANE,
     TAPPED,
     Run,
     cells_table,
@@ -38,7 +39,7 @@ from bench.targets import Target
 from bench.tools import ensure_tools
 from bench.wrk import run_wrk
 
-PROXIES = ("natsmesh", "nginx", "haproxy", "passthrough", "direct")
+PROXIES = ("natsmesh", "natsmesh-haproxy", "nginx", "haproxy", "passthrough", "direct")
 SIZES = tuple(targets.PATHS)
 QUIET = 0.1  # a core busier than this before the start means someone else is using it
 
@@ -130,10 +131,16 @@ def start_targets(
         )
     if "passthrough" in names:
         started["passthrough"] = targets.start_passthrough(procs, upstream.port, cores.proxy)
-    if "natsmesh" in names:
+    if "natsmesh" in names or HAPROXY_PLANE in names:
         nats = targets.start_nats(servers, cores)
         targets.start_agent(procs, nats.url, upstream.port, cores)
+    if "natsmesh" in names:
         started["natsmesh"] = targets.start_gateway(procs, nats.url, cores, workers)
+    if HAPROXY_PLANE in names:
+        started[HAPROXY_PLANE] = targets.start_haproxy_gateway(
+            procs, nats.url, cores, tools["haproxy"]
+        )
+    if "natsmesh" in names:
         if baseline is not None:
             tree = targets.export_tree(baseline, workdir)
             started[BASELINE] = targets.start_gateway(

@@ -11,11 +11,13 @@ from typing import Any
 from bench.tables import median, millis, number, ratio, table
 
 SUBJECT = "natsmesh"
+HAPROXY_PLANE = "natsmesh-haproxy"  # the gateway with MESH_GATEWAY_DATA_PLANE=haproxy
+SUBJECTS = (SUBJECT, HAPROXY_PLANE)  # each compared with the others
 BASELINE = "baseline"  # natsmesh's gateway at another git revision (--baseline)
 TAPPED = "natsmesh+tap"  # the same gateway measured with one `mesh tap` open (--tap)
 # Ratios reported: natsmesh against each of these, when both ran.
-REQS_AGAINST = ("nginx", "haproxy", "passthrough", BASELINE, TAPPED)
-P99_AGAINST = ("nginx", "haproxy", BASELINE, TAPPED)
+REQS_AGAINST = ("nginx", "haproxy", "passthrough", SUBJECT, BASELINE, TAPPED)
+P99_AGAINST = ("nginx", "haproxy", SUBJECT, BASELINE, TAPPED)
 # A core this busy during a run was the limit (a little short of 100%: ticks are coarse).
 SATURATED = 0.9
 # Processes outside the benchmark using more CPU than this (vCPU) make a run suspect.
@@ -120,8 +122,10 @@ def summarise(runs: Sequence[Run]) -> list[Cell]:
 
 @dataclass(frozen=True, slots=True)
 class Ratios:
-    """natsmesh against the others in one cell: above 1 means natsmesh has more of it."""
+    """A natsmesh gateway (`subject`) against the others in one cell: above 1 means the
+    gateway has more of it."""
 
+    subject: str
     size: str
     connections: int
     rps: dict[str, float]  # other proxy -> natsmesh req/s / its req/s
@@ -132,12 +136,17 @@ def ratios(cells: Sequence[Cell]) -> list[Ratios]:
     by_key = {(c.size, c.connections, c.proxy): c for c in cells}
     out = []
     for cell in cells:
-        if cell.proxy != SUBJECT:
+        if cell.proxy not in SUBJECTS:
             continue
         key = (cell.size, cell.connections)
-        others = {name: by_key[(*key, name)] for name in REQS_AGAINST if (*key, name) in by_key}
+        others = {
+            name: by_key[(*key, name)]
+            for name in REQS_AGAINST
+            if (*key, name) in by_key and name != cell.proxy
+        }
         out.append(
             Ratios(
+                subject=cell.proxy,
                 size=cell.size,
                 connections=cell.connections,
                 rps={name: ratio(cell.rps, other.rps) for name, other in others.items()},
@@ -211,11 +220,12 @@ def ratios_table(rows: Sequence[Ratios]) -> str:
     """Columns for the targets that ran."""
     reqs = [name for name in REQS_AGAINST if any(name in r.rps for r in rows)]
     p99 = [name for name in P99_AGAINST if any(name in r.p99 for r in rows)]
-    header = ["size", "conns"]
+    header = ["target", "size", "conns"]
     header += [f"req/s vs {name}" for name in reqs]
     header += [f"p99 vs {name}" for name in p99]
     body = [
         [
+            r.subject,
             r.size,
             str(r.connections),
             *(_times(r.rps.get(name, math.nan)) for name in reqs),
@@ -223,4 +233,4 @@ def ratios_table(rows: Sequence[Ratios]) -> str:
         ]
         for r in rows
     ]
-    return table(header, body, left=2)
+    return table(header, body, left=3)

@@ -23,6 +23,7 @@ from bench.console import BenchError, say
 from bench.cores import Cores, pin_threads, pinned
 from bench.loopback import admin_get, http_get, wait_until
 from bench.processes import REPO, Processes
+from bench.proxy_summary import HAPROXY_PLANE
 from mesh.node.children import stop
 from mesh.node.ports import free_port
 from mesh.playground.natsserver import NatsServer, find_binary
@@ -316,6 +317,50 @@ def start_gateway(
     label = f"{what} ({workers} worker{'s' if workers > 1 else ''})"
     say(f"{label} on :{port} (admin :{admin}), NATS {nats_url}")
     return Target(name, label, port, child.pid, cpus, admin=admin)
+
+
+def start_haproxy_gateway(procs: Processes, nats_url: str, cores: Cores, haproxy: str) -> Target:
+    """The gateway with the HAProxy data plane: HAProxy's threads on the proxy core like
+    every other proxy, the gateway's Python process (view, policies, HAProxy's log read
+    back as metrics) on the load core with the mesh's other helpers; the CPU column
+    counts both."""
+    port, admin = free_port(), free_port()
+    gateway = [
+        *_MESH,
+        "gateway",
+        "--data-plane",
+        "haproxy",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--admin",
+        f"127.0.0.1:{admin}",
+        "--name",
+        HAPROXY_PLANE,
+    ]
+    env = {**_env(nats_url), "MESH_HAPROXY_BIN": haproxy}
+    child = procs.start(HAPROXY_PLANE, pinned(gateway, cores.load), env=env)
+    wait_until("the haproxy data plane to serve", lambda: _ready(port), timeout=30, processes=procs)
+    # HAProxy (its master and worker, every thread) is a child of the gateway, started on
+    # the gateway's core: moved to the proxy core, where it alone forwards.
+    for pid in _descendants(child.pid):
+        pin_threads(pid, cores.proxy)
+    _verify(port, "the haproxy data plane gateway")
+    label = "natsmesh gateway, HAProxy data plane"
+    say(f"{label} on :{port} (admin :{admin}), NATS {nats_url}")
+    return Target(HAPROXY_PLANE, label, port, child.pid, cores.proxy, admin=admin)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc's children lists."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            children = (task / "children").read_text().split()
+            found.extend(int(child) for child in children)
+            frontier.extend(int(child) for child in children)
+    return found
 
 
 def with_tap(gateway: Target, procs: Processes, nats_url: str, cpus: str, name: str) -> Target:

@@ -169,6 +169,7 @@ def test_tables_align_and_show_every_target() -> None:
     assert "40,000" in lines[3]
     ratio_text = ratios_table(ratios(cells))
     assert ratio_text.splitlines()[0].split() == [
+        "target",
         "size",
         "conns",
         "req/s",
@@ -181,6 +182,20 @@ def test_tables_align_and_show_every_target() -> None:
     assert "0.25x" in ratio_text  # req/s against nginx
     assert "4.00x" in ratio_text  # p99 against nginx
     assert "haproxy" not in ratio_text  # it did not run
+
+
+def test_each_data_plane_is_compared_with_the_others_and_with_each_other() -> None:
+    runs = [
+        _run("natsmesh", 0, 10_000, 4.0),
+        _run("natsmesh-haproxy", 0, 38_000, 1.2),
+        _run("nginx", 0, 40_000, 1.0),
+    ]
+    python, haproxy = ratios(summarise(runs))
+    assert (python.subject, haproxy.subject) == ("natsmesh", "natsmesh-haproxy")
+    assert python.rps == pytest.approx({"nginx": 0.25})
+    assert haproxy.rps == pytest.approx({"nginx": 0.95, "natsmesh": 3.8})
+    assert haproxy.p99 == pytest.approx({"nginx": 1.2, "natsmesh": 0.3})
+    assert ratios_table([python, haproxy]).splitlines()[3].split()[0] == "natsmesh-haproxy"
 
 
 def test_a_baseline_revision_is_compared_like_another_proxy() -> None:
