@@ -31,11 +31,12 @@ test: $(STAMP) test-tools
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Debian's packages that tests drive for real: a Prometheus server and promtool, a
-# headless Chromium for the dashboard, and iproute2's `ip` for the hosts in network
+# headless Chromium for the dashboard, HAProxy for the gateway's native data plane, and
+# iproute2's `ip` for the hosts in network
 # namespaces. Installed once, when missing (a fresh machine is root with apt); the tests
 # that need them fail, not skip, when they are absent, except the namespace tests, which
 # skip where namespaces cannot be made (not root, a container without the privilege).
-TEST_TOOLS := prometheus:prometheus promtool:prometheus chromium:chromium ip:iproute2
+TEST_TOOLS := prometheus:prometheus promtool:prometheus chromium:chromium ip:iproute2 haproxy:haproxy
 test-tools:
 	@missing=$$(for pair in $(TEST_TOOLS); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done | sort -u); \
 	if [ -n "$$missing" ]; then \

@@ -28,6 +28,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--workers", type=int, help="worker processes sharing the ports (number of CPUs)"
     )
     parser.add_argument("--name", help="name the gateway announces (gateway)")
+    parser.add_argument(
+        "--data-plane",
+        choices=("python", "haproxy"),
+        help="forwarding engine: python (built in) or haproxy (a local HAProxy 2.6+)",
+    )
     # Set by the supervisor for its workers: name the node by index, and serve on the
     # listening sockets it inherited (descriptors, comma-separated, as gateway.edge says).
     parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
@@ -45,12 +50,15 @@ def main(args: argparse.Namespace) -> int:
         gateway_admin=args.admin,
         gateway_workers=args.workers,
         gateway_name=args.name,
+        gateway_data_plane=args.data_plane,
         log_level=args.log_level,
         preset=args.preset,
     )
     logs.setup(settings.log_level, as_json=settings.log_json)
 
     workers = settings.gateway_workers or os.cpu_count() or 1
+    if settings.gateway_data_plane == "haproxy" and not settings.gateway_workers:
+        workers = 1  # HAProxy's threads use the cores; more workers are refused
 
     async def gateway(stop: asyncio.Event) -> int:
         if args.worker_index is None and workers > 1:

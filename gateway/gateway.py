@@ -8,6 +8,7 @@ import logging
 import secrets
 
 from gateway.edge import EdgeListeners, addresses
+from gateway.haproxy_edge import HaproxyEdge
 from mesh import subjects
 from mesh.addresses import parse_hostport
 from mesh.bus.events import ensure_stream
@@ -15,7 +16,7 @@ from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import bucket, ensure_bucket
-from mesh.messages import Heartbeat
+from mesh.messages import Event, Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
 from mesh.observe.feed import Feed
@@ -54,6 +55,15 @@ async def run(
     # The edge: clients must not speak for the mesh, so their x-mesh-* headers go.
     engine = Engine(settings, Directory(node=node.name), node.metrics, strip_mesh_headers=True)
     fallback = engine.default_routes if settings.gateway_default_routes else None
+    listeners: EdgeListeners | HaproxyEdge
+    if settings.gateway_data_plane == "haproxy":
+
+        def restarted(how: str, restarts: int) -> None:
+            node.events.emit(restart_event(node.name, name, how, restarts))
+
+        listeners = HaproxyEdge(settings, engine, node.metrics, on_restart=restarted)
+    else:
+        listeners = EdgeListeners(settings, engine, node.metrics, inherited)
     forwarding = Forwarding(
         node,
         engine,
@@ -62,9 +72,11 @@ async def run(
         fallback=fallback,
         policies=bucket(node.bus),
         edge=True,
+        plane=listeners.plane if isinstance(listeners, HaproxyEdge) else None,
     )
     node.announcer.load_source = forwarding.load
-    listeners = EdgeListeners(settings, engine, node.metrics, inherited)
+    if isinstance(listeners, HaproxyEdge):
+        listeners.describe_upstreams(node)
     # Every port first: a taken one ends the gateway before it joins the mesh.
     await listeners.start()
     # With mTLS on, the gateway calls agents' inbound listeners as `gateway_name`.
@@ -133,6 +145,17 @@ async def run(
 # 10,000 answers for about 2 s on a busy machine, and a start must not wait on it longer.
 SETTLE_QUIET = 0.1
 SETTLE_MOST = 1.0
+
+
+def restart_event(node: str, gateway: str, how: str, restarts: int) -> Event:
+    """A gateway started its HAProxy again (docs/events.md)."""
+    return Event(
+        id=f"dataplane.restarted:{node}:{restarts}",
+        kind="dataplane.restarted",
+        service=gateway,
+        instance=node,
+        detail={"how": how[:128], "restarts": str(restarts)},
+    )
 
 
 async def _set_up(node: Node, settings: Settings) -> None:

@@ -207,6 +207,20 @@ class Settings(BaseSettings):
         0, ge=0, le=256, description="Gateway worker processes; 0 = one per CPU."
     )
 
+    # `python` needs nothing installed and offers every policy feature; `haproxy` forwards
+    # at a native proxy's speed, but serves only what it can render (docs/haproxy.md) and
+    # needs Debian's haproxy package (2.6 or newer).
+    gateway_data_plane: Literal["python", "haproxy"] = Field(
+        "python",
+        description="The gateway's forwarding engine: python (built in) or haproxy (a local "
+        "HAProxy driven from the view and policies, see docs/haproxy.md).",
+    )
+    haproxy_bin: str | None = Field(
+        None,
+        description="HAProxy binary of gateway_data_plane haproxy; default: haproxy on PATH, "
+        "then /usr/sbin/haproxy.",
+    )
+
     # --- gateway TLS and admin surfaces ---
     gateway_tls_cert: str | None = Field(
         None, description="PEM certificate (chain) of the HTTPS listener; reloaded on change."

@@ -51,6 +51,7 @@ EventKind = Literal[
     "health.passing",
     "policy.applied",
     "policy.rejected",
+    "dataplane.restarted",
 ]
 
 

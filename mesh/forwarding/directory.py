@@ -157,6 +157,11 @@ class Directory:
     def knows(self, service: str) -> bool:
         return service in self._known
 
+    @property
+    def known(self) -> frozenset[str]:
+        """The services with an agent in the view."""
+        return frozenset(self._known)
+
     def state(self, service: str) -> ServiceState | None:
         state = self._states.get(service)
         if state is None:

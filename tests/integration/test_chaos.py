@@ -24,6 +24,8 @@ from mesh.playground.natsserver import NatsServer
 from mesh.timing import PRESETS
 
 INSTANCES = ("hello-a", "hello-b", "hello-c")
+# The contract holds whichever engine forwards at the gateway (docs/haproxy.md).
+DATA_PLANES = ("python", "haproxy")
 RATE = 100.0  # per path: 200 requests/s in all
 LOCAL = PRESETS["local"]
 SUSPECT = LOCAL.interval * LOCAL.suspect_intervals  # silence before a member is not routed
@@ -68,9 +70,13 @@ class Chaos:
         urllib.request.urlopen(request, timeout=5).read()
 
 
-@pytest.fixture
-def chaos(fresh_nats: NatsServer, tmp_path: Path) -> Iterator[Chaos]:
-    mesh = Mesh(fresh_nats.url, tmp_path, env={"MESH_PRESET": "local"})
+@pytest.fixture(params=DATA_PLANES)
+def chaos(
+    fresh_nats: NatsServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Chaos]:
+    """The gateway forwards with the data plane of the parameter; the agent with Python."""
+    env = {"MESH_PRESET": "local", "MESH_GATEWAY_DATA_PLANE": request.param}
+    mesh = Mesh(fresh_nats.url, tmp_path, env=env)
     try:
         services = {name: mesh.service(name) for name in INSTANCES}
         agents = {name: mesh.agent(services[name]) for name in INSTANCES}

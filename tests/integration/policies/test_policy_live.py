@@ -42,12 +42,19 @@ to:
 Live = tuple[Mesh, Proc, dict[str, Proc]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=("python", "haproxy"))
 def mesh_of_module(
-    module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory
+    module_nats: NatsServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Live]:
-    """hello v1 x2 and v2 x1 with agents, and a gateway that sees them: one for the module."""
-    mesh = Mesh(module_nats.url, tmp_path_factory.mktemp("procs"))
+    """hello v1 x2 and v2 x1 with agents, and a gateway that sees them, forwarding with
+    the data plane of the parameter: one for the module per data plane."""
+    mesh = Mesh(
+        module_nats.url,
+        tmp_path_factory.mktemp("procs"),
+        env={"MESH_GATEWAY_DATA_PLANE": request.param},  # every gateway of the module
+    )
     try:
         agents = {}
         for name, version in (("hello-v1a", "v1"), ("hello-v1b", "v1"), ("hello-v2", "v2")):

@@ -1,0 +1,118 @@
+"""The gateway's edge served by a local HAProxy (MESH_GATEWAY_DATA_PLANE=haproxy)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from mesh.addresses import bind, parse_hostport
+from mesh.clock import monotonic
+from mesh.config import Settings
+from mesh.errors import ConfigError
+from mesh.engine.engine import Engine
+from mesh.haproxy.plane import HaproxyPlane
+from mesh.haproxy.process import HaproxyProcess, find_binary
+from mesh.haproxy.render import PlaneConfig
+from mesh.metrics import Metrics
+from mesh.node.node import Node
+from mesh.node.ports import binding, free_port
+from mesh.policy.compile import Compiled
+
+NOT_YET = "not supported yet on the haproxy data plane"
+
+
+def refusals(settings: Settings) -> list[str]:
+    """What the settings ask that the HAProxy data plane does not do (yet)."""
+    asked = {
+        "MESH_GATEWAY_LISTEN_TLS (HTTPS)": bool(settings.gateway_listen_tls),
+        "MESH_MTLS (calls to agents over mTLS)": settings.mtls != "off",
+        "MESH_GATEWAY_WORKERS above 1 (HAProxy has threads of its own)": (
+            settings.gateway_workers > 1
+        ),
+        "MESH_ACCESS_LOG": bool(settings.access_log),
+    }
+    return [f"{what}: {NOT_YET}" for what, on in asked.items() if on]
+
+
+class HaproxyEdge:
+    """HAProxy listening where the gateway's own listeners would, fed by its directory.
+
+    Like the Python edge it takes its ports first (a taken one ends the gateway before it
+    joins the mesh) and serves only once `serve` is called: HAProxy starts then, with the
+    policies and members the gateway holds by that time in its first configuration.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        metrics: Metrics,
+        *,
+        on_restart: Callable[[str, int], None],
+    ) -> None:
+        problems = refusals(settings)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        self._settings = settings
+        self._engine = engine  # not serving: it keeps the directory and router for explain
+        self._directory = directory = engine.directory
+        self._binary = find_binary(settings.haproxy_bin)
+        self._workdir = Path(tempfile.mkdtemp(prefix="natsmesh-haproxy-"))
+        host, port = parse_hostport(settings.gateway_listen)
+        self.announced = (host, port)
+        self._probe = ("127.0.0.1", free_port())
+        self.process = HaproxyProcess(self._binary, self._workdir)
+        self.plane = HaproxyPlane(
+            directory,
+            metrics,
+            self._config,
+            self.process,
+            self._workdir,
+            on_restart=on_restart,
+        )
+
+    def describe_upstreams(self, node: Node) -> None:
+        """The node's `/mesh/upstreams` says what HAProxy has of each service, too."""
+        directory, plane = self._directory, self.plane
+        node.upstreams = lambda: plane.describe(directory.describe(monotonic()))
+
+    async def start(self) -> None:
+        """The listen port must be free now (HAProxy binds it when it starts, in `serve`);
+        port 0 is resolved to a free port here."""
+        host, port = self.announced
+        with binding(self._settings.gateway_listen, "listen address"):
+            sock = bind(host, port)
+        self.announced = sock.getsockname()[:2]
+        sock.close()
+
+    async def serve(self) -> None:
+        await self.plane.start()
+        self._engine.start_sweeping()  # the directory's ejections run out on its sweeps
+
+    def describe(self) -> str:
+        return f"http {self.announced[0]}:{self.announced[1]} (haproxy {self._binary})"
+
+    async def stop(self, deadline: float) -> int:
+        """HAProxy finishes what it has (up to `deadline`), then ends; none are counted cut."""
+        await self.plane.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        await self._engine.drain(0)  # its sweeps: it had no connection of its own
+        return 0
+
+    def _config(self, compiled: Compiled, revision: str) -> PlaneConfig:
+        settings = self._settings
+        return PlaneConfig(
+            listen=(self.announced,),
+            stats_socket=str(self._workdir / "stats.sock"),
+            log_socket=str(self._workdir / "log.sock"),
+            probe=self._probe,
+            revision=revision,
+            default_routes=settings.gateway_default_routes,
+            known=self._directory.known,
+            client_header_timeout=settings.client_header_timeout,
+            client_idle_timeout=settings.client_idle_timeout,
+            normalize_path=settings.normalize_path,
+            max_body_bytes=settings.max_body_bytes,
+        )

@@ -1,0 +1,264 @@
+"""The HAProxy data plane's shell: the gateway's directory and policies, carried to HAProxy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from mesh import clock as system_clock
+from mesh.clock import Clock
+from mesh.forwarding.directory import Directory
+from mesh.forwarding.policy_feed import PolicyRejected
+from mesh.haproxy.layout import Backend
+from mesh.haproxy.log_lines import Request, ServerDown
+from mesh.haproxy.log_sink import LogSink
+from mesh.haproxy.probe import serving
+from mesh.haproxy.process import HaproxyProcess
+from mesh.haproxy.render import PlaneConfig, backends, render
+from mesh.haproxy.runtime_api import RuntimeApi, RuntimeApiError, parse_servers_state
+from mesh.haproxy.servers import Servers, changes, desired
+from mesh.haproxy.support import unsupported
+from mesh.errors import HaproxyError
+from mesh.metrics import Metrics
+from mesh.policy.compile import Compiled
+from mesh.resilience import outcome
+
+log = logging.getLogger(__name__)
+
+# How long a reloaded HAProxy gets to answer the new revision on its probe port, which
+# is what the policy's acknowledgement waits for.
+LIVE_WITHIN = 5.0
+# Between rounds that retry what HAProxy refused (a server still holding connections
+# cannot be deleted yet) and check HAProxy's servers against what was sent.
+ROUND = 1.0
+
+
+class HaproxyPlane:
+    """Serves the gateway's traffic through HAProxy; implements mesh.node.forwarding.DataPlane.
+
+    Members and ejections reach HAProxy through its runtime API within a loop turn of
+    the directory changing; a new revision (or a service the default routes newly
+    reach) through a reload, which `go_live` waits for until a request proves it serves.
+    What HAProxy sees comes back through its log: requests become the mesh's metrics and
+    the outlier detectors' outcomes, and a server it took out becomes evidence.
+    """
+
+    def __init__(
+        self,
+        directory: Directory,
+        metrics: Metrics,
+        config: Callable[[Compiled, str], PlaneConfig],
+        process: HaproxyProcess,
+        workdir: Path,
+        *,
+        on_restart: Callable[[str, int], None],
+        clock: Clock = system_clock,
+    ) -> None:
+        self._directory = directory
+        self._metrics = metrics
+        self._config = config  # the compiled revision and its tag -> what render needs
+        self._process = process
+        self._clock = clock
+        self._on_restart = on_restart
+        self._api = RuntimeApi(str(workdir / "stats.sock"), timeout=2.0)
+        self._sink = LogSink(str(workdir / "log.sock"), self._heard)
+        self._lock = asyncio.Lock()  # one reload or batch of commands at a time
+        self._compiled = directory.compiled
+        self._revision = ""
+        self._backends: tuple[Backend, ...] = ()
+        self._servers: Servers = {}
+        self._pending = False
+        self._started = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rounds: asyncio.Task[None] | None = None
+        self.commands_failed = 0
+        self.syncs = 0
+        metrics.counter(
+            "mesh_dataplane_restarts",
+            "Times the gateway started its HAProxy again after it ended unasked.",
+            (),
+            lambda: [((), float(process.restarts))],
+        )
+        metrics.counter(
+            "mesh_dataplane_commands_failed",
+            "Runtime commands HAProxy refused (asked again on the next round).",
+            (),
+            lambda: [((), float(self.commands_failed))],
+        )
+        metrics.counter(
+            "mesh_dataplane_log_lines_unparsed",
+            "Lines from HAProxy's log that were neither a request nor a server going down.",
+            (),
+            lambda: [((), float(self._sink.unparsed))],
+        )
+
+    # --- start and stop ---
+
+    async def start(self) -> None:
+        """HAProxy serving the current directory; raises (one line) when it cannot start."""
+        await self._sink.open()
+        text = self._rendered(self._compiled, self._new_revision())
+        self._process.on_crash = self._crashed
+        self._process.config = lambda: self._rendered(self._compiled, self._new_revision())
+        await self._process.start(text)
+        if not await serving(self._config(self._compiled, self._revision).probe, self._revision, LIVE_WITHIN):
+            raise HaproxyError(f"haproxy did not answer its probe within {LIVE_WITHIN:g} s")
+        self._started = True
+        self._rounds = asyncio.get_running_loop().create_task(self._every_round(), name="haproxy")
+
+    async def stop(self) -> None:
+        if self._rounds is not None:
+            self._rounds.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rounds
+        for task in list(self._tasks):
+            task.cancel()
+        await self._process.stop()
+        self._sink.close()
+
+    # --- from the gateway (mesh.node.forwarding.DataPlane) ---
+
+    def changed(self) -> None:
+        """The directory changed: one sync at the end of this loop turn, however many calls."""
+        if self._started and not self._pending:  # before, `start` renders them all
+            self._pending = True
+            asyncio.get_running_loop().call_soon(self._spawn_sync)
+
+    async def go_live(self, compiled: Compiled) -> None:
+        reasons = unsupported(compiled)
+        if reasons:
+            raise PolicyRejected("; ".join(reasons))
+        if not self._started:
+            # Before the gateway serves: HAProxy starts with it, proven live by `start`.
+            self._compiled = compiled
+            return
+        async with self._lock:
+            revision = self._new_revision()
+            text = self._rendered(compiled, revision)
+            try:
+                await self._process.reload(text)
+            except Exception as exc:  # the old configuration still serves
+                raise PolicyRejected(f"haproxy did not load it: {exc}") from exc
+            self._compiled = compiled
+            if not await serving(self._config(compiled, revision).probe, revision, LIVE_WITHIN):
+                raise PolicyRejected(f"haproxy did not serve it within {LIVE_WITHIN:g} s")
+
+    def describe(self, upstreams: dict[str, object]) -> dict[str, object]:
+        """`/mesh/upstreams` with, per service, its servers as HAProxy confirmed them
+        (`ready`, `drain`, `maint`): an instance missing there gets no request."""
+        for service, entry in upstreams.items():
+            servers = self._servers.get(service, {})
+            if isinstance(entry, dict):
+                entry["haproxy"] = {name: server.state for name, server in servers.items()}
+        return upstreams
+
+    # --- keeping HAProxy's servers in line ---
+
+    def _rendered(self, compiled: Compiled, revision: str) -> str:
+        """The whole configuration, every current server in it (a reload loses the others)."""
+        self._revision = revision
+        plane = self._config(compiled, revision)
+        self._backends = backends(compiled, plane)
+        wanted = desired(self._directory, self._backends)
+        self._servers = wanted
+        return render(compiled, plane, {name: tuple(s.values()) for name, s in wanted.items()})
+
+    def _new_revision(self) -> str:
+        return secrets.token_hex(6)
+
+    def _spawn_sync(self) -> None:
+        self._pending = False
+        task = asyncio.get_running_loop().create_task(self._sync())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sync(self) -> None:
+        async with self._lock:
+            plane = self._config(self._compiled, self._revision)
+            if backends(self._compiled, plane) != self._backends:
+                # A service the default routes newly reach, or one gone: only a reload
+                # makes or removes a backend.
+                await self._reload_for_backends()
+                return
+            wanted = desired(self._directory, self._backends)
+            todo = changes(self._servers, wanted)
+            if not todo:
+                return
+            self.syncs += 1
+            applied = {name: dict(servers) for name, servers in self._servers.items()}
+            try:
+                answers = await self._api.run([c for change in todo for c in change.commands])
+            except RuntimeApiError as exc:
+                log.warning("haproxy runtime API: %s", exc)
+                self.commands_failed += 1
+                return
+            index = 0
+            for change in todo:
+                mine = answers[index : index + len(change.commands)]
+                index += len(change.commands)
+                failed = [answer for answer in mine if not answer.ok]
+                if failed:
+                    self.commands_failed += len(failed)
+                    log.debug("haproxy refused %s: %s", change.commands, failed[0].text)
+                    continue  # the next round reads HAProxy's own state and asks again
+                servers = applied.setdefault(change.backend, {})
+                if change.after is None:
+                    servers.pop(change.server, None)
+                else:
+                    servers[change.server] = change.after
+            self._servers = applied
+
+    async def _reload_for_backends(self) -> None:
+        revision = self._new_revision()
+        try:
+            await self._process.reload(self._rendered(self._compiled, revision))
+        except Exception as exc:
+            log.warning("haproxy reload for new backends failed: %s", exc)
+
+    async def _every_round(self) -> None:
+        """Ask again what HAProxy refused, from what it says it has."""
+        while True:
+            await asyncio.sleep(ROUND)
+            with contextlib.suppress(RuntimeApiError):
+                await self._reread()
+            self.changed()
+
+    async def _reread(self) -> None:
+        async with self._lock:
+            text = (await self._api.run(["show servers state"]))[0].text
+            self._servers = parse_servers_state(text, self._backends)
+
+    def _crashed(self, how: str) -> None:
+        log.error("haproxy %s: starting it again", how)
+        self._on_restart(how, self._process.restarts)
+
+    # --- what HAProxy saw ---
+
+    def _heard(self, line: Request | ServerDown) -> None:
+        now = self._clock.monotonic()
+        directory = self._directory
+        if isinstance(line, ServerDown):
+            service = line.backend.partition(".")[0]
+            state = directory.state(service)
+            endpoint = state.endpoint(line.server) if state is not None else None
+            if state is not None and endpoint is not None:
+                directory.observe(state, endpoint, outcome.REFUSED, now)
+            self.changed()  # the mesh, not HAProxy's check, decides whether it stays out
+            return
+        service = line.service
+        seconds = max(line.total, 0.0)
+        self._metrics.request_done(service, line.route, line.status, line.flags, seconds)
+        result = line.outcome()
+        if result is None:
+            return
+        state = directory.state(service)
+        endpoint = state.endpoint(line.server) if state is not None else None
+        if state is None or endpoint is None:
+            return  # it left meanwhile
+        failed = result.kind is not outcome.Kind.RESPONSE or result.status >= 500
+        directory.counters.of(service, line.server).seen_ended(result, seconds, failed=failed)
+        directory.observe(state, endpoint, result, now)
