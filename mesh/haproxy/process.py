@@ -20,7 +20,7 @@ from mesh.clock import monotonic
 from mesh.errors import HaproxyError, RuntimeApiError
 from mesh.haproxy.binary import alerts, check_config
 from mesh.haproxy.runtime_api import RuntimeApi
-from mesh.haproxy.show_answers import processes
+from mesh.haproxy.show_answers import Processes, processes
 from mesh.node.children import _die_with_parent, how_it_ended
 
 log = logging.getLogger(__name__)
@@ -91,22 +91,29 @@ class HaproxyProcess:
             before = processes((await self.master.run(["show proc"]))[0])
             said = self._said
             await self.master.send("reload")
-            deadline = monotonic() + self.start_timeout
-            while monotonic() < deadline:
-                await self._raise_if_exited("during a reload")
-                since = self._said_since(said)
-                if any("Loading failure" in line for line in since):
-                    raise HaproxyError(f"haproxy could not reload: {self._cause(since)}")
-                with contextlib.suppress(RuntimeApiError):
-                    now = processes((await self.master.run(["show proc"]))[0])
-                    if now.failed_reloads > before.failed_reloads:
-                        cause = self._cause(self._said_since(said))
-                        raise HaproxyError(f"haproxy could not reload: {cause}")
-                    if now.reloads > before.reloads and await self._answers(now.workers):
-                        self._settled = self._said
-                        return
-                await asyncio.sleep(_POLL)
-            raise HaproxyError(f"haproxy did not reload within {self.start_timeout:g} s")
+            try:
+                await self._until_reloaded(before, said)
+            finally:
+                self._settled = self._said
+
+    async def _until_reloaded(self, before: Processes, said: int) -> None:
+        # The master re-executes itself: its socket refuses until it has loaded the
+        # config, or failed to (then the old workers go on, and it counts the failure).
+        deadline = monotonic() + self.start_timeout
+        while monotonic() < deadline:
+            await self._raise_if_exited("during a reload")
+            now = await self._shown()
+            if now is not None and now.failed_reloads > before.failed_reloads:
+                cause = self._cause(self._said_since(said))
+                raise HaproxyError(f"haproxy could not reload: {cause}")
+            if (
+                now is not None
+                and now.reloads > before.reloads
+                and await self._answers_from(now.workers)
+            ):
+                return
+            await asyncio.sleep(_POLL)
+        raise HaproxyError(f"haproxy did not reload within {self.start_timeout:g} s")
 
     async def stop(self) -> None:
         """Soft stop (SIGUSR1: in-flight requests finish) within stop_grace, then SIGTERM,
@@ -149,7 +156,7 @@ class HaproxyProcess:
         tasks.hold(self._tasks, self._follow(master.stdout))
         try:
             deadline = monotonic() + self.start_timeout
-            while not await self._answers(()):
+            while (now := await self._shown()) is None or not await self._answers_from(now.workers):
                 if monotonic() > deadline:
                     raise HaproxyError(f"haproxy did not answer within {self.start_timeout:g} s")
                 await self._raise_if_exited("at start")
@@ -173,14 +180,21 @@ class HaproxyProcess:
     def _config_path(self) -> Path:
         return self.workdir / "haproxy.cfg"
 
-    async def _answers(self, workers: tuple[int, ...]) -> bool:
-        """Whether the stats socket answers, from one of `workers` when any is named."""
+    async def _shown(self) -> Processes | None:
+        """`show proc` from the master, or None while it does not answer (re-executing)."""
+        try:
+            return processes((await self.master.run(["show proc"]))[0])
+        except RuntimeApiError:
+            return None
+
+    async def _answers_from(self, workers: tuple[int, ...]) -> bool:
+        """Whether the stats socket answers, from one of `workers`."""
         try:
             info = (await self.stats.run(["show info"]))[0]
         except RuntimeApiError:
             return False
         pid = _PID.search(info)
-        return not workers or (pid is not None and int(pid[1]) in workers)
+        return pid is not None and int(pid[1]) in workers
 
     async def _raise_if_exited(self, when: str) -> None:
         master = self._master
