@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -174,7 +175,7 @@ async def main():
     text = sys.argv[2]
     haproxy = HaproxyProcess(sys.argv[1], config=lambda: text, on_crash=print)
     await haproxy.start(text)
-    print(haproxy.pid, flush=True)
+    print(haproxy.pid, haproxy.workdir, flush=True)
     await asyncio.sleep(60)
 asyncio.run(main())
 """
@@ -188,13 +189,15 @@ async def test_haproxy_dies_with_a_killed_gateway(upstream_port: int) -> None:
     )
     try:
         assert gateway.stdout is not None
-        master = int(await asyncio.wait_for(gateway.stdout.readline(), 10))
+        pid, workdir = (await asyncio.wait_for(gateway.stdout.readline(), 10)).decode().split()
+        master = int(pid)
         workers = set(map(int, children(master)))
         assert workers
     finally:
         gateway.kill()
         await gateway.wait()
     assert await gone({master, *workers})
+    shutil.rmtree(workdir)  # a SIGKILLed gateway cannot remove it
 
 
 def children(pid: int) -> list[str]:
