@@ -20,7 +20,17 @@ _SUCCESS = {
     "add server": "New server registered.",
     "del server": "Server deleted.",
 }
-_SILENT = ("set server", "enable server", "disable server", "enable health", "disable health")
+_SILENT = (
+    "set server",
+    "set weight",
+    "enable server",
+    "disable server",
+    "enable health",
+    "disable health",
+    "shutdown sessions",
+)
+# ...except an address change, which says what changed, or that nothing had to.
+_ADDRESS_SET = ("IP changed from", "no need to change the addr")
 # Reading commands answer data, or one of these sentences when they cannot.
 _READ_FAILURES = ("Unknown command", "No such ", "Can't find ", "Require ", "Permission denied")
 
@@ -30,6 +40,8 @@ def failure(command: str, answer: str) -> str | None:
     for prefix, expected in _SUCCESS.items():
         if command.startswith(prefix):
             return None if answer == expected else answer or "(no answer)"
+    if command.startswith("set server") and " addr " in command:
+        return None if answer.startswith(_ADDRESS_SET) else answer or "(no answer)"
     if command.startswith(_SILENT):
         return None if answer == "" else answer
     return answer if answer.startswith(_READ_FAILURES) else None

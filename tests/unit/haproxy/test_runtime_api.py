@@ -28,6 +28,20 @@ from mesh.haproxy.runtime_api import RuntimeApi, check, failure
         ("set server be/a state drain", "", False),
         ("set server be/a weight 3", "No such server.", True),
         ("enable health be/a", "", False),
+        ("shutdown sessions server be/a", "", False),
+        (
+            "set server be/a addr 127.0.0.2 port 7002",
+            "IP changed from '127.0.0.1' to '127.0.0.2', port changed from '7001' to '7002' "
+            "by 'stats socket command'",
+            False,
+        ),
+        (
+            "set server be/a addr 127.0.0.2 port 7002",
+            "no need to change the addr, no need to change the port by 'stats socket command'",
+            False,
+        ),
+        ("set server be/a addr 127.0.0.2", "No such server.", True),
+        ("set server be/a weight 300", "Absolute weight can only be between 0 and 256", True),
         ("show servers state be", "1\n# be_id be_name", False),
         ("show servers state nope", "Can't find backend.", True),
         ("show prox", "Unknown command, but maybe one of the following ones is...", True),
