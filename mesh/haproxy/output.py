@@ -39,11 +39,14 @@ class Output:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ended.wait(), within)
 
+    def since(self, said: int) -> list[str]:
+        """The lines HAProxy said after its `said`-th (as many as are kept)."""
+        return list(self._lines)[-(self.said - said) :] if self.said > said else []
+
     def cause(self, since: int = 0) -> str:
         """The cause HAProxy gave after its `since`-th line, as one line: an address it
         cannot listen on, else its ALERT lines."""
-        lines = list(self._lines)[-(self.said - since) :] if self.said > since else []
-        text = "\n".join(lines)
+        text = "\n".join(self.since(since))
         if bound := _CANNOT_BIND.search(text):
             return f"cannot listen on {bound[2]}: {bound[1].lower()}"
         return alerts(text) or "(it said nothing)"

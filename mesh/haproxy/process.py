@@ -74,9 +74,7 @@ class HaproxyProcess:
         async with self._lock:
             run = self._running()
             await self._write_checked(config_text)
-            before = await run.shown()
-            if before is None:
-                raise HaproxyError("haproxy's master socket does not answer: cannot reload")
+            before = await self._shown(run)
             said = run.output.said
             await self.master.send("reload")
             try:
@@ -99,12 +97,25 @@ class HaproxyProcess:
             raise HaproxyError("haproxy is not running")
         return self._run
 
+    async def _shown(self, run: Run) -> Processes:
+        """`show proc`, waiting for a master that re-executes (after a failed reload it
+        says so at once, and answers again a second or two later)."""
+        deadline = monotonic() + self.start_timeout
+        while (shown := await run.shown()) is None:
+            await run.raise_if_exited("before a reload")
+            if monotonic() > deadline:
+                raise HaproxyError("haproxy's master socket does not answer: cannot reload")
+            await asyncio.sleep(POLL)
+        return shown
+
     async def _until_reloaded(self, run: Run, before: Processes, said: int) -> None:
         # The master re-executes itself: its socket refuses until it has loaded the
         # config, or failed to (then the old workers go on, and it counts the failure).
         deadline = monotonic() + self.start_timeout
         while monotonic() < deadline:
             await run.raise_if_exited("during a reload")
+            if any("Loading failure" in line for line in run.output.since(said)):
+                raise HaproxyError(f"haproxy could not reload: {run.output.cause(said)}")
             now = await run.shown()
             if now is not None and now.failed_reloads > before.failed_reloads:
                 raise HaproxyError(f"haproxy could not reload: {run.output.cause(said)}")
