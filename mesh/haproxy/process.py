@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from mesh.haproxy.run import POLL, Run
 from mesh.haproxy.runtime_api import RuntimeApi
 from mesh.haproxy.show_answers import Processes
 from mesh.node.children import how_it_ended
+
+log = logging.getLogger(__name__)
 
 FIRST_BACKOFF = 0.1
 MOST_BACKOFF = 5.0
@@ -153,7 +156,7 @@ class HaproxyProcess:
                 return
             await run.output.ended()
             await run.stop(grace=0.0)  # workers it left, and its output's reader
-            self._on_crash(f"haproxy {how_it_ended(code)}: {run.output.cause(self._settled)}")
+            self._report(f"haproxy {how_it_ended(code)}: {run.output.cause(self._settled)}")
             if monotonic() - started > STEADY:
                 delay = FIRST_BACKOFF
             while True:
@@ -162,8 +165,17 @@ class HaproxyProcess:
                 try:
                     async with self._lock:
                         await self._launch(self._config())
-                except HaproxyError as error:
-                    self._on_crash(f"haproxy could not restart: {error}")
+                except Exception as error:  # the renderer's too: keep trying, and say so
+                    if not isinstance(error, HaproxyError):
+                        log.exception("haproxy could not restart")
+                    self._report(f"haproxy could not restart: {error}")
                     continue
                 self.restarts += 1
                 break
+
+    def _report(self, how: str) -> None:
+        log.warning("%s", how)
+        try:
+            self._on_crash(how)
+        except Exception:  # a failing report must not end the restarts
+            log.exception("on_crash failed")

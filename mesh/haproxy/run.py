@@ -33,6 +33,7 @@ class Run:
         self.output = Output()
         self._process: asyncio.subprocess.Process | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     @property
     def process(self) -> asyncio.subprocess.Process:
@@ -94,7 +95,11 @@ class Run:
 
     async def stop(self, grace: float) -> None:
         """Soft stop (SIGUSR1: in-flight requests finish) within `grace`, then SIGTERM,
-        then SIGKILL to the whole group (workers a dead master left behind)."""
+        then SIGKILL to the whole group (workers a dead master left behind). Once only:
+        the group's id is the master's pid, which the system may give out again."""
+        if self._stopped:
+            return
+        self._stopped = True
         process = self.process
         for sig, wait in ((signal.SIGUSR1, grace), (signal.SIGTERM, 1.0)):
             if process.returncode is None and wait > 0:

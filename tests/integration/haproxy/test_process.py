@@ -157,6 +157,29 @@ async def test_a_killed_haproxy_is_reported_and_restarted(running: Running, vict
     assert await gone({shown.master, *shown.workers})
 
 
+async def test_a_restart_that_fails_is_reported_and_tried_again(running: Running) -> None:
+    master = running.haproxy.pid
+    assert master is not None
+    with socket.socket() as taken:  # the current config's next start cannot bind
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        running.text = running.text.replace(f"127.0.0.1:{running.port}", address)
+        os.kill(master, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while len(running.crashes) < 2:
+            assert time.monotonic() < deadline, f"reported: {running.crashes}"
+            await asyncio.sleep(0.02)
+    assert running.crashes[1] == (
+        f"haproxy could not restart: haproxy cannot listen on {address}: address already in use"
+    )
+    while running.haproxy.restarts == 0:  # the port is free now: the next try starts it
+        assert time.monotonic() < deadline, f"not restarted; reported: {running.crashes}"
+        await asyncio.sleep(0.02)
+    running.port = int(address.rsplit(":", 1)[1])
+    assert await running.get() == 200
+
+
 async def test_a_taken_port_at_start_is_one_line(upstream_port: int) -> None:
     run = Running(upstream_port)
     with socket.socket() as taken:
