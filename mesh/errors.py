@@ -67,6 +67,18 @@ class NatsServerError(MeshError):
     """The embedded nats-server binary is missing or did not start."""
 
 
+# --- the HAProxy data plane ---------------------------------------------------------------
+
+
+class HaproxyError(MeshError):
+    """The HAProxy data plane's binary is missing or unfit, or HAProxy refused a config,
+    a start or a reload; the message is one line naming the cause."""
+
+
+class RuntimeApiError(HaproxyError):
+    """HAProxy's runtime API (its CLI socket) could not be reached, or refused a command."""
+
+
 # --- identities: the mesh CA and the certificates it signs ------------------------------
 
 
