@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from mesh.addresses import bind, parse_hostport
 from mesh.clock import monotonic
 from mesh.config import Settings
-from mesh.errors import ConfigError
 from mesh.engine.engine import Engine
+from mesh.errors import ConfigError
+from mesh.haproxy.binary import find_binary
 from mesh.haproxy.plane import HaproxyPlane
-from mesh.haproxy.process import HaproxyProcess, find_binary
 from mesh.haproxy.render import PlaneConfig
 from mesh.metrics import Metrics
 from mesh.node.node import Node
@@ -59,18 +56,11 @@ class HaproxyEdge:
         self._engine = engine  # not serving: it keeps the directory and router for explain
         self._directory = directory = engine.directory
         self._binary = find_binary(settings.haproxy_bin)
-        self._workdir = Path(tempfile.mkdtemp(prefix="natsmesh-haproxy-"))
         host, port = parse_hostport(settings.gateway_listen)
         self.announced = (host, port)
         self._probe = ("127.0.0.1", free_port())
-        self.process = HaproxyProcess(self._binary, self._workdir)
         self.plane = HaproxyPlane(
-            directory,
-            metrics,
-            self._config,
-            self.process,
-            self._workdir,
-            on_restart=on_restart,
+            directory, metrics, self._config, self._binary, on_restart=on_restart
         )
 
     def describe_upstreams(self, node: Node) -> None:
@@ -97,7 +87,6 @@ class HaproxyEdge:
     async def stop(self, deadline: float) -> int:
         """HAProxy finishes what it has (up to `deadline`), then ends; none are counted cut."""
         await self.plane.stop()
-        shutil.rmtree(self._workdir, ignore_errors=True)
         await self._engine.drain(0)  # its sweeps: it had no connection of its own
         return 0
 
@@ -105,8 +94,7 @@ class HaproxyEdge:
         settings = self._settings
         return PlaneConfig(
             listen=(self.announced,),
-            stats_socket=str(self._workdir / "stats.sock"),
-            log_socket=str(self._workdir / "log.sock"),
+            log_socket=self.plane.log_socket,
             probe=self._probe,
             revision=revision,
             default_routes=settings.gateway_default_routes,

@@ -46,7 +46,6 @@ def compiled(*routes: Route, services: Mapping[str, ServicePolicy] | None = None
 def plane(**fields: Any) -> PlaneConfig:
     values: dict[str, Any] = {
         "listen": (("127.0.0.1", 18000),),
-        "stats_socket": "/tmp/natsmesh-test-stats.sock",
         "log_socket": "/tmp/natsmesh-test-log.sock",
         "probe": ("127.0.0.1", 18001),
         "revision": "r1",

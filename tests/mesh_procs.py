@@ -199,12 +199,21 @@ class Client:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
+        reused = self._conn is not None
         if self._conn is None:
             self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         try:
             self._conn.request(method, path, body=body, headers=headers or {})
             response = self._conn.getresponse()
             data = response.read()
+        except (ConnectionError, http.client.RemoteDisconnected):
+            self.close()
+            if not reused:
+                raise
+            # An idle keep-alive connection the server closed as this request went out (a
+            # proxy reloading, a pool's idle timeout): sent again on a new one, as HTTP/1.1
+            # clients do (RFC 9112 section 9.3.1; these tests send nothing unsafe twice).
+            return self.request(method, path, body, headers)
         except (OSError, http.client.HTTPException):
             self.close()
             raise

@@ -7,22 +7,22 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from pathlib import Path
 
 from mesh import clock as system_clock
 from mesh.clock import Clock
+from mesh.errors import HaproxyError, RuntimeApiError
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import PolicyRejected
-from mesh.haproxy.layout import Backend
+from mesh.haproxy.layout import Backend, Server
 from mesh.haproxy.log_lines import Request, ServerDown
 from mesh.haproxy.log_sink import LogSink
 from mesh.haproxy.probe import serving
 from mesh.haproxy.process import HaproxyProcess
 from mesh.haproxy.render import PlaneConfig, backends, render
-from mesh.haproxy.runtime_api import RuntimeApi, RuntimeApiError, parse_servers_state
+from mesh.haproxy.runtime_api import failure
 from mesh.haproxy.servers import Servers, changes, desired
+from mesh.haproxy.show_answers import servers_state
 from mesh.haproxy.support import unsupported
-from mesh.errors import HaproxyError
 from mesh.metrics import Metrics
 from mesh.policy.compile import Compiled
 from mesh.resilience import outcome
@@ -52,8 +52,7 @@ class HaproxyPlane:
         directory: Directory,
         metrics: Metrics,
         config: Callable[[Compiled, str], PlaneConfig],
-        process: HaproxyProcess,
-        workdir: Path,
+        binary: str,
         *,
         on_restart: Callable[[str, int], None],
         clock: Clock = system_clock,
@@ -61,11 +60,14 @@ class HaproxyPlane:
         self._directory = directory
         self._metrics = metrics
         self._config = config  # the compiled revision and its tag -> what render needs
-        self._process = process
+        self._process = process = HaproxyProcess(
+            binary, config=self._restarting, on_crash=self._crashed
+        )
         self._clock = clock
         self._on_restart = on_restart
-        self._api = RuntimeApi(str(workdir / "stats.sock"), timeout=2.0)
-        self._sink = LogSink(str(workdir / "log.sock"), self._heard)
+        self._api = process.stats
+        self.log_socket = str(process.workdir / "log.sock")  # HAProxy's private folder
+        self._sink = LogSink(self.log_socket, self._heard)
         self._lock = asyncio.Lock()  # one reload or batch of commands at a time
         self._compiled = directory.compiled
         self._revision = ""
@@ -101,11 +103,9 @@ class HaproxyPlane:
     async def start(self) -> None:
         """HAProxy serving the current directory; raises (one line) when it cannot start."""
         await self._sink.open()
-        text = self._rendered(self._compiled, self._new_revision())
-        self._process.on_crash = self._crashed
-        self._process.config = lambda: self._rendered(self._compiled, self._new_revision())
-        await self._process.start(text)
-        if not await serving(self._config(self._compiled, self._revision).probe, self._revision, LIVE_WITHIN):
+        revision = self._new_revision()
+        await self._process.start(self._rendered(self._compiled, revision))
+        if not await serving(self._config(self._compiled, revision).probe, revision, LIVE_WITHIN):
             raise HaproxyError(f"haproxy did not answer its probe within {LIVE_WITHIN:g} s")
         self._started = True
         self._rounds = asyncio.get_running_loop().create_task(self._every_round(), name="haproxy")
@@ -167,6 +167,10 @@ class HaproxyPlane:
         self._servers = wanted
         return render(compiled, plane, {name: tuple(s.values()) for name, s in wanted.items()})
 
+    def _restarting(self) -> str:
+        """The configuration a crashed HAProxy starts again with: every current server."""
+        return self._rendered(self._compiled, self._new_revision())
+
     def _new_revision(self) -> str:
         return secrets.token_hex(6)
 
@@ -200,10 +204,14 @@ class HaproxyPlane:
             for change in todo:
                 mine = answers[index : index + len(change.commands)]
                 index += len(change.commands)
-                failed = [answer for answer in mine if not answer.ok]
+                failed = [
+                    (command, reason)
+                    for command, answer in zip(change.commands, mine, strict=True)
+                    if (reason := failure(command, answer)) is not None
+                ]
                 if failed:
                     self.commands_failed += len(failed)
-                    log.debug("haproxy refused %s: %s", change.commands, failed[0].text)
+                    log.debug("haproxy refused %r: %s", *failed[0])
                     continue  # the next round reads HAProxy's own state and asks again
                 servers = applied.setdefault(change.backend, {})
                 if change.after is None:
@@ -228,9 +236,23 @@ class HaproxyPlane:
             self.changed()
 
     async def _reread(self) -> None:
+        """What HAProxy has, as Servers: one it took down itself (`observe`) counts as in
+        `maint`, so that the next sync brings it back if the mesh wants it."""
         async with self._lock:
-            text = (await self._api.run(["show servers state"]))[0].text
-            self._servers = parse_servers_state(text, self._backends)
+            rows = servers_state((await self._api.run(["show servers state"]))[0])
+            self._servers = {
+                backend.name: {
+                    name: Server(
+                        name,
+                        row.address,
+                        row.port,
+                        row.weight,
+                        row.state if row.op_state == "running" else "maint",
+                    )
+                    for name, row in rows.get(backend.name, {}).items()
+                }
+                for backend in self._backends
+            }
 
     def _crashed(self, how: str) -> None:
         log.error("haproxy %s: starting it again", how)

@@ -34,7 +34,6 @@ class PlaneConfig:
     """
 
     listen: tuple[tuple[str, int], ...]
-    stats_socket: str
     log_socket: str
     probe: tuple[str, int]
     revision: str
@@ -54,6 +53,9 @@ class PlaneConfig:
     def reachable(self) -> list[str]:
         """The services the default routes send to, when they are on."""
         return sorted(self.known - self.hidden) if self.default_routes else []
+
+
+OLD_WORKER_DEADLINE = 30.0  # seconds
 
 
 def backends(compiled: Compiled, plane: PlaneConfig) -> tuple[Backend, ...]:
@@ -91,8 +93,10 @@ def _global(plane: PlaneConfig) -> str:
     return _section(
         "global",
         [
-            f"stats socket {plane.stats_socket} level admin expose-fd listeners",
             f"log {plane.log_socket} len 8192 format raw local0",
+            # A reload's old worker finishes its requests, but no longer than this: long
+            # streams must not keep old configurations (and their servers) alive for ever.
+            f"hard-stop-after {ms(OLD_WORKER_DEADLINE)}",
         ],
     )
 

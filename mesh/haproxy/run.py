@@ -16,7 +16,7 @@ from mesh.errors import HaproxyError, RuntimeApiError
 from mesh.haproxy.output import Output
 from mesh.haproxy.runtime_api import RuntimeApi
 from mesh.haproxy.show_answers import Processes, processes
-from mesh.node.children import _die_with_parent, how_it_ended
+from mesh.node.children import die_with_parent, how_it_ended
 
 POLL = 0.02
 _PID = re.compile(r"^Pid: (\d+)$", re.MULTILINE)
@@ -51,7 +51,7 @@ class Run:
             stderr=subprocess.STDOUT,
             # Its own group: a Ctrl-C reaches the gateway alone, which stops it in order.
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
         assert process.stdout is not None
         tasks.hold(self._tasks, self.output.follow(process.stdout))

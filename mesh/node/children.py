@@ -20,7 +20,7 @@ CANNOT_START = 78
 _PR_SET_DEATHSIG = 1
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A preexec hook making Linux SIGTERM the child when the thread that started it exits.
 
     PR_SET_DEATHSIG follows the creating *thread*: start children from the main thread or
@@ -96,7 +96,7 @@ class Child:
                 start_new_session=self.own_session,
                 pass_fds=self.pass_fds,
                 # Safe enough with threads: the hook only calls a function resolved pre-fork.
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
 
     @property

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 from load import Load
-from mesh.haproxy.process import find_binary
 from mesh_cli import policy
 from mesh_procs import Client, Mesh, Proc, outbound_serving, routable, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.errors import MeshError
+from mesh.haproxy.binary import find_binary
 from mesh.playground.natsserver import NatsServer
 
 try:
@@ -31,7 +31,8 @@ try:
 except MeshError as missing:  # pragma: no cover - `make test` installs it
     pytest.skip(str(missing), allow_module_level=True)
 
-INSTANCES = ("hello-a", "hello-b", "hello-c")
+# Each test that fails or kills one has its own: c refuses, b answers 503, d is killed.
+INSTANCES = ("hello-a", "hello-b", "hello-c", "hello-d")
 
 GREET = """\
 kind: Route
@@ -64,13 +65,20 @@ def plane(module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> 
     mesh = Mesh(module_nats.url, tmp_path_factory.mktemp("procs"), env={"MESH_PRESET": "local"})
     try:
         services = {name: mesh.service(name) for name in INSTANCES}
-        agents = {name: mesh.agent(services[name]) for name in INSTANCES}
+        agents = {}
+        for name in INSTANCES:
+            # hello-c's agent checks its service once a minute: only traffic finds it dead.
+            slow = {"MESH_HEALTH_INTERVAL": "60"} if name == "hello-c" else {}
+            mesh.env.update(slow)
+            agents[name] = mesh.agent(services[name])
+            for key in slow:
+                del mesh.env[key]
         caller = mesh.agent(mesh.service("shop-1", service="shop"), "shop")
         gateway = mesh.gateway("gateway", "--data-plane", "haproxy")
         wait_for(lambda: outbound_serving(caller), timeout=30)
         Client(caller.port).request("GET", "http://hello/")  # it follows hello from now
         for node in (gateway, caller):
-            wait_for(lambda node=node: len(routable(node.admin_port)) == 3, timeout=30)
+            wait_for(lambda node=node: len(routable(node.admin_port)) == len(INSTANCES), timeout=30)
         wait_for(lambda: Client(gateway.port).request("GET", "/hello/")[0] == 200, timeout=10)
         yield Plane(mesh, gateway, caller, services, agents)
     finally:
@@ -165,6 +173,23 @@ def test_a_revision_haproxy_cannot_serve_is_rejected_by_that_gateway_alone(
         policy(module_nats.url, "delete", "route.limited", "--wait")
 
 
+def test_a_refusal_haproxy_sees_is_evidence_for_every_other_node(plane: Plane) -> None:
+    """hello-c's process dies while its agent lives on: the gateway's HAProxy is the first
+    to find nothing listening, and shop's agent ejects it on the gateway's word."""
+    before = metric(plane.caller.admin_port, "mesh_upstream_ejections_total", service="hello")
+    plane.services["hello-c"].signal(signal.SIGKILL)
+    client = Client(plane.gateway.port)
+    for _ in range(12):  # a few land on hello-c: refused, retried elsewhere
+        assert client.request("GET", "/hello/x")[0] == 200
+    wait_for(
+        lambda: (
+            metric(plane.caller.admin_port, "mesh_upstream_ejections_total", service="hello")
+            > before
+        ),
+        timeout=3,
+    )
+
+
 def test_evidence_from_another_node_takes_the_instance_out_of_haproxy(plane: Plane) -> None:
     """hello-b fails only the calls of shop's agent (the Python data plane); the HAProxy
     gateway, which sent it nothing, stops sending it anything on that agent's word."""
@@ -186,32 +211,15 @@ def test_evidence_from_another_node_takes_the_instance_out_of_haproxy(plane: Pla
         ).read()
 
 
-def test_a_refusal_haproxy_sees_is_evidence_for_every_other_node(plane: Plane) -> None:
-    """hello-c's process dies while its agent lives on: the gateway's HAProxy is the first
-    to find nothing listening, and shop's agent ejects it on the gateway's word."""
-    before = metric(plane.caller.admin_port, "mesh_upstream_ejections_total", service="hello")
-    plane.services["hello-c"].signal(signal.SIGKILL)
-    client = Client(plane.gateway.port)
-    for _ in range(12):  # a few land on hello-c: refused, retried elsewhere
-        assert client.request("GET", "/hello/x")[0] == 200
-    wait_for(
-        lambda: (
-            metric(plane.caller.admin_port, "mesh_upstream_ejections_total", service="hello")
-            > before
-        ),
-        timeout=3,
-    )
-
-
 def test_kill_9_under_load_fails_nothing(plane: Plane) -> None:
     load = Load(f"http://127.0.0.1:{plane.gateway.port}/hello/chaos", rate=100, duration=3.0)
     load.start()
     time.sleep(1.0)
-    plane.services["hello-a"].signal(signal.SIGKILL)
-    plane.agents["hello-a"].signal(signal.SIGKILL)
+    plane.services["hello-d"].signal(signal.SIGKILL)
+    plane.agents["hello-d"].signal(signal.SIGKILL)
     tally = load.join()
     assert tally.failures == [], tally.failures[:5]
-    late = [i for t, i, _ in tally.timeline if t > 1.5 and i == "hello-a"]
+    late = [i for t, i, _ in tally.timeline if t > 1.5 and i == "hello-d"]
     assert late == []
 
 

@@ -69,7 +69,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     on = plane(
         listen=(("127.0.0.1", port),),
         probe=("127.0.0.1", probe),
-        stats_socket=str(where / "stats.sock"),
         log_socket=str(where / "log.sock"),
         known=frozenset(services),
     )

@@ -267,7 +267,6 @@ def test_client_settings_and_sockets(checked: Check) -> None:
         "timeout http-request 2500ms",
         "timeout client 30000ms",
         "bind ipv6@::1:18000",
-        "stats socket /tmp/natsmesh-test-stats.sock level admin expose-fd listeners",
         "log /tmp/natsmesh-test-log.sock len 8192 format raw local0",
     ):
         assert line in lines(text)
