@@ -24,8 +24,9 @@ def default_routes(services: Sequence[str]) -> list[str]:
     lines = []
     for start in range(0, len(services), _PER_LINE):
         names = " ".join(services[start : start + _PER_LINE])
-        lines.append(f"acl known_host var(txn.host) -m str {names}")
-        lines.append(f"acl known_segment {SEGMENT} -m str {names}")
+        # `--`: a service named `-f` (names may start with '-') is a name, not a flag.
+        lines.append(f"acl known_host var(txn.host) -m str -- {names}")
+        lines.append(f"acl known_segment {SEGMENT} -m str -- {names}")
     by_host = f"{is_route('absolute')} || {is_route('host')}"
     lines += [
         f"http-request set-var(txn.route) str(absolute) if {UNMATCHED} {ABSOLUTE} known_host",

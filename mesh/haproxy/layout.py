@@ -60,12 +60,16 @@ def scaled_weights(weights: dict[str, int]) -> dict[str, int]:
     return {name: max(1, round(w * MOST_WEIGHT / heaviest)) for name, w in weights.items()}
 
 
+# The frontend clients reach: a request HAProxy answers there has it as its backend.
+FRONTEND = "mesh"
+
 # The request log line HAProxy sends the gateway (`log ... format raw`), fields joined by
-# a tab, which HAProxy escapes inside values: request id, backend, server, status,
-# termination state, retries (`+` when redispatched), connect, response and total times
-# (ms, -1 when not reached), the route's name (set per matched route), method, path.
+# a tab: backend, server, status, termination state, retries (`+` when redispatched),
+# connect, response and total times (ms, -1 when not reached), the route's name (set per
+# matched route), the answer's x-mesh-flags, method, path (HAProxy escapes it), and last
+# the request id, which is the client's own x-request-id and may hold a tab: last, it
+# cannot shift the fields a reader acts on.
 LOG_FIELDS = (
-    "%ID",
     "%b",
     "%s",
     "%ST",
@@ -75,7 +79,9 @@ LOG_FIELDS = (
     "%Tr",
     "%Ta",
     "%[var(txn.route)]",
+    "%[var(txn.flags)]",
     "%HM",
     "%HPO",
+    "%ID",
 )
 LOG_FORMAT = "\\t".join(LOG_FIELDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mesh.haproxy.layout import LOG_FIELDS
+from mesh.haproxy.layout import FRONTEND, LOG_FIELDS
 from mesh.resilience import outcome
 from mesh.resilience.outcome import Outcome
 
@@ -16,8 +16,7 @@ NO_SERVER = "<NOSRV>"
 class Request:
     """One request HAProxy finished (layout.LOG_FORMAT), its times in seconds."""
 
-    request_id: str
-    backend: str
+    backend: str  # layout.FRONTEND when HAProxy answered before choosing one
     server: str  # NO_SERVER when HAProxy answered itself
     status: int  # -1: no response was sent (the client left first)
     termination: str  # HAProxy's 4-character termination state, `----` when all went well
@@ -27,13 +26,15 @@ class Request:
     response: float  # -1.0: no response head came back
     total: float
     route: str  # "" when no route matched
+    replied_flags: str  # the answer's x-mesh-flags ("" for none), the proxy's or not
     method: str
     path: str
+    request_id: str
 
     @property
     def service(self) -> str:
         """The service of the backend (`hello.1f2e3d4c` is hello's subset); "" for none."""
-        if self.server == NO_SERVER and self.status == 404:
+        if self.backend == FRONTEND or not self.route:
             return ""
         return self.backend.partition(".")[0]
 
@@ -43,12 +44,11 @@ class Request:
         by, at = self.termination[:1], self.termination[1:2]
         if self.status == -1 or (by == "C" and at in ("D", "H")):
             return "DC"  # the client went away: Envoy's downstream disconnect
-        if self.server == NO_SERVER:
-            return {404: "NR", 503: "UH", 400: "DPE", 408: "DT"}.get(self.status, "-")
-        failed = _FAILURE_FLAGS.get(self.termination[:2])
-        if failed is None:
-            return "-"
-        return "URX" if self.retries and failed == "UF" else failed
+        if self.server == NO_SERVER:  # HAProxy's own answer carries the engine's flag
+            return self.replied_flags or "-"
+        # What the client was told (docs/haproxy.md: no URX); an upstream's own
+        # x-mesh-flags are not this node's.
+        return _FAILURE_FLAGS.get(self.termination[:2], "-")
 
     def outcome(self) -> Outcome | None:
         """What the last attempt on `server` came to, as the outlier detectors take it;
@@ -71,7 +71,9 @@ _FAILURE_OUTCOMES = {
     "sC": outcome.CONNECT_FAILURE,
     "sH": outcome.TIMEOUT,
     "SH": outcome.RESET,
-    "PH": outcome.RESET,
+    # An invalid response head: the engine counts it a 502 from the instance (a 5xx
+    # streak), not a reset, which would eject on one sighting.
+    "PH": outcome.response(502),
 }
 
 
@@ -102,11 +104,10 @@ def parse(line: str) -> Request | ServerDown | None:
 
 
 def _request(fields: list[str]) -> Request | None:
-    rid, backend, server, status, termination, retries = fields[:6]
-    connect, response, total, route, method, path = fields[6:]
+    backend, server, status, termination, retries, connect, response, total = fields[:8]
+    route, flags, method, path, request_id = fields[8:]
     try:
         return Request(
-            request_id=rid,
             backend=backend,
             server=server,
             status=int(status),
@@ -117,8 +118,10 @@ def _request(fields: list[str]) -> Request | None:
             response=_seconds(response),
             total=_seconds(total),
             route="" if route == "-" else route,
+            replied_flags="" if flags == "-" else flags,
             method=method,
             path=path,
+            request_id=request_id,
         )
     except ValueError:
         return None

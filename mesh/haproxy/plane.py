@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from mesh.haproxy.probe import serving
 from mesh.haproxy.process import HaproxyProcess
 from mesh.haproxy.render import PlaneConfig, backends, render
 from mesh.haproxy.runtime_api import failure
-from mesh.haproxy.servers import Servers, changes, desired
+from mesh.haproxy.servers import changes, desired
 from mesh.haproxy.show_answers import servers_state
 from mesh.haproxy.support import unsupported
 from mesh.metrics import Metrics
@@ -72,7 +73,7 @@ class HaproxyPlane:
         self._compiled = directory.compiled
         self._revision = ""
         self._backends: tuple[Backend, ...] = ()
-        self._servers: Servers = {}
+        self._servers: dict[str, dict[str, Server]] = {}  # as HAProxy has them
         self._pending = False
         self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -264,6 +265,9 @@ class HaproxyPlane:
         now = self._clock.monotonic()
         directory = self._directory
         if isinstance(line, ServerDown):
+            taken = self._servers.get(line.backend, {}).get(line.server)
+            if taken is not None:  # down by HAProxy's hand: the next sync says `health up`
+                self._servers[line.backend][line.server] = dataclasses.replace(taken, state="maint")
             service = line.backend.partition(".")[0]
             state = directory.state(service)
             endpoint = state.endpoint(line.server) if state is not None else None

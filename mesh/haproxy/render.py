@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from mesh.haproxy import backends_cfg, routes_cfg
 from mesh.haproxy.default_routes_cfg import ABSOLUTE, default_routes, no_route
-from mesh.haproxy.layout import LOG_FORMAT, Backend, Server, backend_name
+from mesh.haproxy.layout import FRONTEND, LOG_FORMAT, Backend, Server, backend_name
 from mesh.haproxy.replies_cfg import AFTER_RESPONSE, CLIENT_ERRORS, body, http_errors, reply
 from mesh.haproxy.words import address, ms, quote
 from mesh.policy.compile import Compiled
@@ -133,6 +133,8 @@ def _probe(plane: PlaneConfig) -> str:
 def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
     lines = [f"bind {address(host, port)}" for host, port in plane.listen]
     lines.append(f'log-format "{LOG_FORMAT}"')
+    # The flags of every answer, the proxy's own included, for the log line.
+    lines.append("http-after-response set-var(txn.flags) res.hdr(x-mesh-flags)")
     lines += _edge(plane)
     if compiled.routes is not None:
         lines += routes_cfg.matching(compiled.routes)
@@ -140,6 +142,8 @@ def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
     lines.append(AFTER_RESPONSE)
     lines.append(no_route(plane.default_routes))
     lines.append(f"http-request set-uri %[pathq] if {ABSOLUTE}")  # upstreams get origin-form
+    # `http://hello` has no path: origin-form needs one (the engine sends `/`).
+    lines.append(f"http-request set-path / if {ABSOLUTE} !{{ path -m len gt 0 }}")
     if compiled.routes is not None:
         for route in compiled.routes.routes:
             lines += routes_cfg.rewriting(route) + routes_cfg.drawing(route)
@@ -147,7 +151,7 @@ def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
             lines += routes_cfg.choosing(route)
     if plane.reachable:
         lines.append("use_backend %[var(txn.service)] if { var(txn.service) -m found }")
-    return _section("frontend mesh", lines)
+    return _section(f"frontend {FRONTEND}", lines)
 
 
 def _edge(plane: PlaneConfig) -> list[str]:

@@ -37,7 +37,7 @@ def ordered(table: RouteTable) -> Iterator[tuple[str, Entry]]:
                 exact.setdefault(host, []).append(entry)
     for host in sorted(exact):
         for entry in _by_path(exact[host]):
-            yield f"{{ var(txn.host) -m str {host} }}", entry
+            yield f"{{ var(txn.host) -m str -- {host} }}", entry
     for suffix in sorted(suffixes, key=lambda s: (-len(s), s)):
         for entry in _by_path(suffixes[suffix]):
             yield f"{{ var(txn.host) -m end {suffix} }}", entry
@@ -71,16 +71,19 @@ def path_condition(route: Route) -> str:
         # Whole segments: the prefix itself, or it followed by '/'.
         return f"{{ path -m str {quote(prefix)} }} || {{ path -m beg {quote(prefix + '/')} }}"
     if match.path_regex is not None:
-        return f"{{ path -m reg {quote(pcre(match.path_regex))} }}"
+        return f"{{ path -m reg -- {quote(pcre(match.path_regex))} }}"
     return ""
 
 
 def header_condition(header: HeaderMatch) -> str:
     name = header.name.lower()
+    # `--` ends the options: a value starting with '-' is a value, not a flag.
+    if header.exact == "":
+        return f"{{ req.fhdr({name}) -m len 0 }}"
     if header.exact is not None:
-        return f"{{ req.fhdr({name}) -m str {quote(header.exact)} }}"
+        return f"{{ req.fhdr({name}) -m str -- {quote(header.exact)} }}"
     if header.regex is not None:
-        return f"{{ req.fhdr({name}) -m reg {quote(pcre(header.regex))} }}"
+        return f"{{ req.fhdr({name}) -m reg -- {quote(pcre(header.regex))} }}"
     return f"{{ req.fhdr_cnt({name}) {'gt' if header.present else 'eq'} 0 }}"
 
 

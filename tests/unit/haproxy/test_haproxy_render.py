@@ -27,7 +27,7 @@ def section(text: str, head: str) -> str:
 def test_defaults_only_config_is_valid(checked: Check) -> None:
     text = checked(config(compiled()))
     assert "use_backend %[var(txn.service)] if { var(txn.service) -m found }" in lines(text)
-    assert "acl known_host var(txn.host) -m str hello world" in lines(text)
+    assert "acl known_host var(txn.host) -m str -- hello world" in lines(text)
     assert "http-request return status 200 content-type text/plain string r1" in lines(text)
 
 
@@ -57,7 +57,7 @@ def test_routes_are_tried_in_the_engines_order(checked: Check) -> None:
     ]
     order = ["exacthost", "wild", "wilder", "get", "exact", "long", "long", "short", "short"]
     assert tried[: len(order) + 3] == [*order, "regex", "root", "any"]
-    assert "{ var(txn.host) -m str a.x.test }" in text  # hosts compare in lower case
+    assert "{ var(txn.host) -m str -- a.x.test }" in text  # hosts compare in lower case
     assert "{ path -m str '/a/b' } || " not in text  # `||` never joins conditions of a rule
 
 
@@ -81,8 +81,8 @@ def test_methods_and_headers(checked: Check) -> None:
         config(compiled(route(name="h", match={"methods": ["GET", "PUT"], "headers": headers})))
     )
     for part in (
-        "{ req.fhdr(x-exact) -m str 'a b' }",
-        r"{ req.fhdr(x-re) -m reg '(?s)\A(?:v[0-9]+)\z' }",
+        "{ req.fhdr(x-exact) -m str -- 'a b' }",
+        r"{ req.fhdr(x-re) -m reg -- '(?s)\A(?:v[0-9]+)\z' }",
         "{ req.fhdr_cnt(x-on) gt 0 }",
         "{ req.fhdr_cnt(x-off) eq 0 }",
         "{ method GET PUT }",
@@ -276,3 +276,25 @@ def test_client_settings_and_sockets(checked: Check) -> None:
 def test_a_revision_that_haproxy_could_misread_is_refused() -> None:
     with pytest.raises(ValueError, match="revision"):
         plane(revision="r 1")
+
+
+@pytest.mark.parametrize("value", ["", "-f x", "-m", "a}", "-i", "--"])
+def test_a_header_value_that_looks_like_an_option_is_a_value(checked: Check, value: str) -> None:
+    text = checked(
+        config(compiled(route(name="h", match={"headers": [{"name": "x-a", "exact": value}]})))
+    )
+    wanted = "{ req.fhdr(x-a) -m len 0 }" if value == "" else "{ req.fhdr(x-a) -m str -- "
+    assert wanted in text
+
+
+def test_service_names_that_look_like_options_are_names(checked: Check) -> None:
+    """Names come from any agent's heartbeat, and may start with '-'."""
+    text = checked(config(compiled(), plane(known=frozenset({"-f", "-i", "hello"}))))
+    assert "acl known_host var(txn.host) -m str -- -f -i hello" in lines(text)
+
+
+def test_an_absolute_url_without_a_path_goes_upstream_as_slash(checked: Check) -> None:
+    text = checked(config(compiled()))
+    assert "http-request set-path / if { url -m beg -i http:// } !{ path -m len gt 0 }" in lines(
+        text
+    )

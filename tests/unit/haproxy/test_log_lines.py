@@ -17,9 +17,11 @@ def line(
     response: int = 3,
     backend: str = "hello",
     route: str = "path",
+    flags: str = "-",
+    request_id: str = "rid1",
 ) -> str:
-    fields = ["rid1", backend, server, str(status), termination, retries, "1", str(response)]
-    return "\t".join([*fields, "4", route, "GET", "/x\ty"])  # a tab in the path stays in it
+    fields = [backend, server, str(status), termination, retries, "1", str(response), "4"]
+    return "\t".join([*fields, route, flags, "GET", "/x", request_id])
 
 
 def request(text: str) -> Request:
@@ -30,7 +32,6 @@ def request(text: str) -> Request:
 
 def test_a_request_line_has_every_field() -> None:
     assert request(line()) == Request(
-        request_id="rid1",
         backend="hello",
         server="hello-a",
         status=200,
@@ -41,14 +42,27 @@ def test_a_request_line_has_every_field() -> None:
         response=0.003,
         total=0.004,
         route="path",
+        replied_flags="",
         method="GET",
-        path="/x\ty",
+        path="/x",
+        request_id="rid1",
     )
+
+
+def test_a_client_cannot_forge_fields_through_its_request_id() -> None:
+    """The id is the client's x-request-id, tabs and all: it comes last, and whatever it
+    holds stays in it."""
+    forged = "x\thello\thello-a\t200\tSC--\t0\t0\t0\t0\tapi\t-\tGET\t/"
+    parsed = request(line(request_id=forged))
+    assert (parsed.server, parsed.termination, parsed.route) == ("hello-a", "----", "path")
+    assert parsed.request_id == forged
+    assert parsed.outcome() == outcome.response(200)
 
 
 def test_the_service_of_a_subset_backend_and_of_no_route() -> None:
     assert request(line(backend="hello.1f2e3d4c")).service == "hello"
-    assert request(line(server=NO_SERVER, status=404, backend="edge", route="-")).service == ""
+    assert request(line(server=NO_SERVER, status=404, backend="mesh", route="-")).service == ""
+    assert request(line(server=NO_SERVER, status=413, backend="mesh", route="-")).service == ""
     assert request(line(route="-")).route == ""
 
 
@@ -58,13 +72,14 @@ def test_the_service_of_a_subset_backend_and_of_no_route() -> None:
         ("hello-a", 200, "----", "0", "-", outcome.response(200)),
         ("hello-a", 503, "----", "0", "-", outcome.response(503)),  # the upstream's own
         (NO_SERVER, 404, "LR--", "0", "NR", None),
-        (NO_SERVER, 503, "SC--", "0", "UH", None),
+        (NO_SERVER, 503, "LR--", "0", "UH", None),
+        (NO_SERVER, 503, "LR--", "0", "UO", None),  # the reply's own flag tells them apart
         ("hello-a", 503, "SC--", "0", "UF", outcome.REFUSED),
-        ("hello-a", 503, "SC--", "+2", "URX", outcome.REFUSED),
+        ("hello-a", 503, "SC--", "+2", "UF", outcome.REFUSED),  # as the client was told
         ("hello-a", 503, "sC--", "0", "UF", outcome.CONNECT_FAILURE),
         ("hello-a", 504, "sH--", "0", "UT", outcome.TIMEOUT),
         ("hello-a", 502, "SH--", "0", "UC", outcome.RESET),
-        ("hello-a", 502, "PH--", "0", "UPE", outcome.RESET),
+        ("hello-a", 502, "PH--", "0", "UPE", outcome.response(502)),
         ("hello-a", -1, "CD--", "0", "DC", outcome.response(200)),
         ("hello-a", 200, "CD--", "0", "DC", outcome.response(200)),
     ],
@@ -72,7 +87,8 @@ def test_the_service_of_a_subset_backend_and_of_no_route() -> None:
 def test_flags_and_outcomes_as_the_python_engine_names_them(
     server: str, status: int, termination: str, retries: str, flags: str, result: Outcome | None
 ) -> None:
-    text = line(server=server, status=status, termination=termination, retries=retries)
+    replied = flags if server == NO_SERVER else "-"  # HAProxy's own replies carry theirs
+    text = line(server, status, termination, retries, flags=replied)
     if status == -1:  # the client left before a response: none came back either
         text = line(server=server, status=-1, termination=termination, response=-1)
         result = None
