@@ -16,7 +16,8 @@ from mesh.config import Settings
 from mesh.engine.engine import Engine
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import bucket, ensure_bucket
-from mesh.messages import Event, Heartbeat
+from mesh.haproxy.plane import restart_event
+from mesh.messages import Heartbeat
 from mesh.node.forwarding import Forwarding
 from mesh.node.node import Node
 from mesh.observe.feed import Feed
@@ -145,17 +146,6 @@ async def run(
 # 10,000 answers for about 2 s on a busy machine, and a start must not wait on it longer.
 SETTLE_QUIET = 0.1
 SETTLE_MOST = 1.0
-
-
-def restart_event(node: str, gateway: str, how: str, restarts: int) -> Event:
-    """A gateway started its HAProxy again (docs/events.md)."""
-    return Event(
-        id=f"dataplane.restarted:{node}:{restarts}",
-        kind="dataplane.restarted",
-        service=gateway,
-        instance=node,
-        detail={"how": how[:128], "restarts": str(restarts)},
-    )
 
 
 async def _set_up(node: Node, settings: Settings) -> None:

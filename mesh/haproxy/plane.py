@@ -24,6 +24,7 @@ from mesh.haproxy.runtime_api import failure
 from mesh.haproxy.servers import changes, desired
 from mesh.haproxy.show_answers import servers_state
 from mesh.haproxy.support import unsupported
+from mesh.messages import Event
 from mesh.metrics import Metrics
 from mesh.policy.compile import Compiled
 from mesh.resilience import outcome
@@ -288,3 +289,14 @@ class HaproxyPlane:
         failed = result.kind is not outcome.Kind.RESPONSE or result.status >= 500
         directory.counters.of(service, line.server).seen_ended(result, seconds, failed=failed)
         directory.observe(state, endpoint, result, now)
+
+
+def restart_event(node: str, gateway: str, how: str, restarts: int) -> Event:
+    """A gateway started its HAProxy again (docs/events.md)."""
+    return Event(
+        id=f"dataplane.restarted:{node}:{restarts}",
+        kind="dataplane.restarted",
+        service=gateway,
+        instance=node,
+        detail={"how": how[:128], "restarts": str(restarts)},
+    )
