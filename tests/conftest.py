@@ -59,6 +59,8 @@ _PROCESS_TIERS = ("integration", "e2e")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if item.get_closest_marker("beside_units") is not None:
+            continue  # a HAProxy of its own against loopback servers of its own
         if any(part in _PROCESS_TIERS for part in item.path.parts):
             item.add_marker(pytest.mark.xdist_group("processes"))
 

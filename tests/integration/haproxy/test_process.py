@@ -22,7 +22,8 @@ from mesh.haproxy.process import HaproxyProcess
 from mesh.haproxy.show_answers import processes
 from mesh.node.ports import free_port
 
-pytestmark = needs_haproxy
+# A HAProxy of its own in front of loopback servers of its own: beside the unit tests.
+pytestmark = [needs_haproxy, pytest.mark.beside_units]
 REPO = Path(__file__).resolve().parents[3]
 
 
