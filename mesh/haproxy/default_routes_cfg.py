@@ -34,8 +34,8 @@ def default_routes(services: Sequence[str]) -> list[str]:
         f"http-request set-var(txn.route) str(path) if {UNMATCHED} !{ABSOLUTE} known_segment",
         f"http-request set-var(txn.service) var(txn.host) if {by_host}",
         f"http-request set-var(txn.service) {SEGMENT} if {is_route('path')}",
-        f"http-request replace-path '^/[^/]*$' '/' if {is_route('path')}",
-        f"http-request replace-path '^/[^/]*(/.*)$' '\\1' if {is_route('path')}",
+        # Whatever follows the first segment (fields from the third, all of them).
+        f"http-request set-path /%[path,field(3,/,0)] if {is_route('path')}",
     ]
     return lines
 
