@@ -461,6 +461,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "gateway and an agent (evidence path). first/every: polled admin pages; suspect: "
         "the nodes' own instance.suspect events (nan: none, e.g. ejected first). Presence "
         + ("off." if args.no_presence else "on (the gateway holds the watcher).")
+        + f" The gateway's data plane: {args.data_plane}."
     )
     path = write_results(
         "failover",
@@ -469,6 +470,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             "runs": args.runs,
             "rate": args.rate,
             "presence": not args.no_presence,
+            "data_plane": args.data_plane,
             "summary": summary,
             "results": results,
         },
