@@ -60,7 +60,12 @@ class HaproxyEdge:
         self.announced = (host, port)
         self._probe = ("127.0.0.1", free_port())
         self.plane = HaproxyPlane(
-            directory, metrics, self._config, self._binary, on_restart=on_restart
+            directory,
+            metrics,
+            self._config,
+            self._binary,
+            on_restart=on_restart,
+            log_sample=settings.haproxy_log_sample,
         )
 
     def describe_upstreams(self, node: Node) -> None:
@@ -103,4 +108,5 @@ class HaproxyEdge:
             client_idle_timeout=settings.client_idle_timeout,
             normalize_path=settings.normalize_path,
             max_body_bytes=settings.max_body_bytes,
+            log_sample=settings.haproxy_log_sample,
         )

@@ -215,6 +215,20 @@ class Settings(BaseSettings):
         description="The gateway's forwarding engine: python (built in) or haproxy (a local "
         "HAProxy driven from the view and policies, see docs/haproxy.md).",
     )
+    # Every request HAProxy logs is a datagram the gateway's Python reads: at tens of
+    # thousands a second that costs a core. Failures (5xx, no answer) and the proxy's own
+    # answers are always logged, as the outlier detectors need them; of the instances'
+    # other answers one in N is, counted N times in
+    # the metrics. 1 logs all (exact counts and latencies, most CPU); a higher N costs
+    # less and makes counts and histograms estimates, and lets successes interleaved
+    # with failures go unseen (a 5xx streak may look longer than it was).
+    haproxy_log_sample: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="HAProxy data plane: log 1 in N of the instances' answers below 500 "
+        "(counted N times in the metrics); all other requests are logged.",
+    )
     haproxy_bin: str | None = Field(
         None,
         description="HAProxy binary of gateway_data_plane haproxy; default: haproxy on PATH, "

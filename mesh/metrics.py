@@ -40,18 +40,19 @@ class Metrics:
         self._counters: list[tuple[str, str, tuple[str, ...], GaugeSource]] = []
 
     def request_done(
-        self, service: str, route: str, status: int, flags: str, seconds: float
+        self, service: str, route: str, status: int, flags: str, seconds: float, count: int = 1
     ) -> None:
+        """`count`: how many requests this one stands for (a data plane's sampled log)."""
         key = (service, route, status, flags)
         requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
+        requests[key] = requests.get(key, 0) + count
         hkey = (service, route)
         buckets = self.durations.get(hkey)
         if buckets is None:
             buckets = self.durations[hkey] = [0] * (len(BUCKETS) + 1)
             self.duration_sums[hkey] = 0.0
-        buckets[bisect_left(BUCKETS, seconds)] += 1
-        self.duration_sums[hkey] += seconds
+        buckets[bisect_left(BUCKETS, seconds)] += count
+        self.duration_sums[hkey] += seconds * count
 
     def resend(self, service: str, reason: str) -> None:
         key = (service, reason)

@@ -38,11 +38,15 @@ class InstanceCounters:
         attempts = self.attempts
         attempts[label] = attempts.get(label, 0) + 1
 
-    def seen_ended(self, outcome: Outcome, seconds: float, *, failed: bool) -> None:
-        """An attempt learnt of only once it ended (from a data plane's log)."""
-        self.attempt(outcome)
-        self.active += 1
-        self.ended_after(seconds, failed=failed)
+    def seen_ended(self, outcome: Outcome, seconds: float, *, failed: bool, count: int) -> None:
+        """Attempts learnt of only once they ended, `count` of them like this one (a data
+        plane's log, which may sample)."""
+        kind = outcome.kind
+        label = _CLASSES[outcome.status // 100] if kind is _RESPONSE else _KINDS[kind]
+        self.attempts[label] = self.attempts.get(label, 0) + count
+        self.ended += count
+        self.failed += count if failed else 0
+        self.latency[bisect_left(BUCKETS, seconds)] += count
 
     def ended_after(self, seconds: float, *, failed: bool) -> None:
         """An attempt ended (`active` went up when it started)."""

@@ -15,7 +15,7 @@ from mesh.errors import HaproxyError, RuntimeApiError
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import PolicyRejected
 from mesh.haproxy.layout import Backend, Server
-from mesh.haproxy.log_lines import Request, ServerDown
+from mesh.haproxy.log_lines import NO_SERVER, Request, ServerDown
 from mesh.haproxy.log_sink import LogSink
 from mesh.haproxy.probe import serving
 from mesh.haproxy.process import HaproxyProcess
@@ -57,9 +57,11 @@ class HaproxyPlane:
         binary: str,
         *,
         on_restart: Callable[[str, int], None],
+        log_sample: int = 1,
         clock: Clock = system_clock,
     ) -> None:
         self._directory = directory
+        self._sample = log_sample  # as PlaneConfig.log_sample renders it
         self._metrics = metrics
         self._config = config  # the compiled revision and its tag -> what render needs
         self._process = process = HaproxyProcess(
@@ -278,7 +280,10 @@ class HaproxyPlane:
             return
         service = line.service
         seconds = max(line.total, 0.0)
-        self._metrics.request_done(service, line.route, line.status, line.flags, seconds)
+        # An instance's answer below 500 was logged one time in log_sample (render.py).
+        sampled = line.server != NO_SERVER and 100 <= line.status < 500
+        count = self._sample if sampled else 1
+        self._metrics.request_done(service, line.route, line.status, line.flags, seconds, count)
         result = line.outcome()
         if result is None:
             return
@@ -287,7 +292,8 @@ class HaproxyPlane:
         if state is None or endpoint is None:
             return  # it left meanwhile
         failed = result.kind is not outcome.Kind.RESPONSE or result.status >= 500
-        directory.counters.of(service, line.server).seen_ended(result, seconds, failed=failed)
+        counters = directory.counters.of(service, line.server)
+        counters.seen_ended(result, seconds, failed=failed, count=count)
         directory.observe(state, endpoint, result, now)
 
 

@@ -45,6 +45,7 @@ class PlaneConfig:
     client_idle_timeout: float = 60.0
     normalize_path: bool = True
     max_body_bytes: int = 0
+    log_sample: int = 1  # 1 in N instances' answers below 500 logged; all the others
 
     def __post_init__(self) -> None:
         if not _REVISION.fullmatch(self.revision):
@@ -136,6 +137,11 @@ def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
     lines.append(f'log-format "{LOG_FORMAT}"')
     # The flags of every answer, the proxy's own included, for the log line.
     lines.append("http-after-response set-var(txn.flags) res.hdr(x-mesh-flags)")
+    if plane.log_sample > 1:  # the gateway counts each such line log_sample times
+        lines.append(  # an instance's answers only: the proxy's own are all logged
+            "http-response set-log-level silent "
+            f"if {{ status lt 500 }} {{ rand({plane.log_sample}) gt 0 }}"
+        )
     lines += _edge(plane)
     if compiled.routes is not None:
         lines += routes_cfg.matching(compiled.routes)

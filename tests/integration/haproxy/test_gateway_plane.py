@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ class Plane:
 
 @pytest.fixture(scope="module")
 def plane(module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    mesh = Mesh(module_nats.url, tmp_path_factory.mktemp("procs"), env={"MESH_PRESET": "local"})
+    env = {"MESH_PRESET": "local", "MESH_HAPROXY_LOG_SAMPLE": "1"}  # exact counts here
+    mesh = Mesh(module_nats.url, tmp_path_factory.mktemp("procs"), env=env)
     try:
         services = {name: mesh.service(name) for name in INSTANCES}
         agents = {}
@@ -135,6 +137,23 @@ def test_haproxys_requests_are_the_gateways_metrics(plane: Plane) -> None:
     )
     assert metric(port, "mesh_upstream_instance_attempts_total", service="hello") >= 20
     assert metric(port, "mesh_request_duration_seconds_count", service="hello") >= 20
+
+
+def test_sampled_logs_count_each_line_for_the_requests_it_stands_for(plane: Plane) -> None:
+    """With 1 in 10 answers logged, 300 requests are counted about 300 times: the lines
+    are Binomial(300, 0.1), 30 +- 5.2, so 12..60 lines (120..600) fails one run in millions."""
+    with plane.mesh.borrowed() as mesh:
+        mesh.env["MESH_HAPROXY_LOG_SAMPLE"] = "10"
+        sampled = mesh.gateway("sampled-gateway")
+        wait_for(lambda: len(routable(sampled.admin_port)) == len(INSTANCES), timeout=20)
+        wait_for(lambda: Client(sampled.port).request("GET", "/hello/")[0] == 200, timeout=10)
+        port = sampled.admin_port
+        before = metric(port, "mesh_requests_total", service="hello", code="200")
+        served_by(sampled.port, 300)
+        time.sleep(0.3)  # the last lines on their way
+        counted = metric(port, "mesh_requests_total", service="hello", code="200") - before
+        assert 120 <= counted <= 600
+        assert counted % 10 == 0
 
 
 def test_a_policy_is_acknowledged_by_the_haproxy_gateway_only_once_it_serves_it(

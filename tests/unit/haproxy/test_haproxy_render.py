@@ -298,3 +298,10 @@ def test_an_absolute_url_without_a_path_goes_upstream_as_slash(checked: Check) -
     assert "http-request set-path / if { url -m beg -i http:// } !{ path -m len gt 0 }" in lines(
         text
     )
+
+
+def test_instances_answers_below_500_are_logged_one_in_n(checked: Check) -> None:
+    text = checked(config(compiled(), plane(log_sample=10)))
+    wanted = "http-response set-log-level silent if { status lt 500 } { rand(10) gt 0 }"
+    assert wanted in lines(text)
+    assert not any("set-log-level" in line for line in lines(config(compiled())))
