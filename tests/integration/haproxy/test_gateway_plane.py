@@ -3,6 +3,7 @@ policies acknowledged once live, metrics, HAProxy's restart, and starts that can
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +191,29 @@ def test_a_revision_haproxy_cannot_serve_is_rejected_by_that_gateway_alone(
         assert Client(plane.gateway.port).request("GET", "/limited/x")[0] == 404
     finally:
         policy(module_nats.url, "delete", "route.limited", "--wait")
+
+
+def test_a_slow_instance_gets_a_small_share_under_concurrent_load(plane: Plane) -> None:
+    """least_request is HAProxy's random(2) on connections: an instance 300 ms slow holds
+    its connections, so the pick of two goes to the other (the engine's contract)."""
+    a = plane.services["hello-a"]
+    demo(a, "/_demo/delay?ms=300")
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            seen = [
+                i
+                for batch in pool.map(lambda _: served_by(plane.gateway.port, 40), range(8))
+                for i in batch
+            ]
+    finally:
+        demo(a, "/_demo/reset")
+    share = seen.count("hello-a") / len(seen)
+    assert share < 0.25, collections.Counter(seen)  # a third each without steering; 0.13 seen
+
+
+def demo(service: Proc, order: str) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{service.port}{order}", method="POST")
+    urllib.request.urlopen(request, timeout=5).read()
 
 
 def test_a_refusal_haproxy_sees_is_evidence_for_every_other_node(plane: Plane) -> None:
