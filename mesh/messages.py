@@ -288,13 +288,15 @@ class TapOpen(msgspec.Struct, frozen=True, kw_only=True, tag="tap", tag_field="t
 
 class TapRecords(msgspec.Struct, frozen=True, kw_only=True, tag="tapped", tag_field="type"):
     """A node's batch of records for one tap, and how many its cap dropped since the last;
-    or, `refused`, word that the node keeps as many taps open as it may and not this one."""
+    or, `refused`, word that the node keeps as many taps open as it may and not this one
+    (or, `why`, that it cannot tap requests at all)."""
 
     tap: Name
     node: Name
     records: list[RequestRecord] = []
     dropped: Count = 0
     refused: bool = False
+    why: Label = ""  # with `refused`: "" means its taps are all taken
 
 
 Message = (

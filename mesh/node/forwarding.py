@@ -180,6 +180,8 @@ class Forwarding:
             metrics,
             per_second=settings.tap_max_records,
             most_open=settings.tap_max_open,
+            # HAProxy forwards, not the engine: no request passes here to be tapped.
+            cannot="its haproxy data plane cannot be tapped yet" if plane else "",
             clock=clock,
         )
         self.taps.serve(engine)

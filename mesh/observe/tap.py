@@ -138,12 +138,11 @@ class Tap:
         if batch.refused:
             if batch.node not in self.refused_by:  # it says so at each renewal
                 self.refused_by.add(batch.node)
-                print(
-                    f"# {batch.node}: refused this tap, it keeps as many open as it may"
-                    f" (MESH_TAP_MAX_OPEN); asked again every {RENEW_EVERY:g}s",
-                    file=sys.stderr,
-                    flush=True,
+                why = batch.why or (
+                    "it keeps as many open as it may (MESH_TAP_MAX_OPEN); "
+                    f"asked again every {RENEW_EVERY:g}s"
                 )
+                print(f"# {batch.node}: refused this tap, {why}", file=sys.stderr, flush=True)
             return
         self.refused_by.discard(batch.node)  # a slot came free at a renewal
         if batch.dropped:

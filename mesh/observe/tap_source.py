@@ -52,9 +52,11 @@ class TapSource:
         *,
         per_second: int,
         most_open: int,
+        cannot: str = "",
         clock: Clock = system_clock,
     ) -> None:
         self._bus = bus
+        self._cannot = cannot  # why this node sees no request to tap; "": it does
         self._node = node
         self._subject: Callable[[str], str] = lambda tap: subjects.tapped(tap, service)
         self._metrics = metrics
@@ -138,16 +140,20 @@ class TapSource:
             now = self._clock.monotonic()
             self._cap.tick(now)  # the flushing rounds tick it only while a tap is open
             self._told.tick(now)
-            if self.table.announced(message, now):
+            if self._cannot:
+                self.refused += 1
+                if self._told.take():
+                    await self._refuse(message.id, self._cannot)
+            elif self.table.announced(message, now):
                 self._engage()
             else:
                 self.refused += 1
                 if self._told.take():
                     await self._refuse(message.id)
 
-    async def _refuse(self, tap: str) -> None:
+    async def _refuse(self, tap: str, why: str = "") -> None:
         """Tell a tap this node does not send it records (its command says so)."""
-        notice = TapRecords(tap=tap, node=self._node, refused=True)
+        notice = TapRecords(tap=tap, node=self._node, refused=True, why=why)
         with contextlib.suppress(BusError):  # counted already; it asks again anyway
             await self._bus.publish(self._subject(tap), encode(notice))
 

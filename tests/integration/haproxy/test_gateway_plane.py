@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mesh_cli import policy
+from mesh_cli import mesh_command, policy
 from mesh_procs import Client, Mesh, Proc, outbound_serving, routable, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -174,6 +174,15 @@ def test_a_policy_is_acknowledged_by_the_haproxy_gateway_only_once_it_serves_it(
         assert json.loads(body)["path"] == "/hello/x?y=1"
     finally:
         policy(module_nats.url, "delete", "route.greet", "--wait")
+
+
+def test_a_tap_is_refused_by_the_haproxy_gateway_saying_why(
+    plane: Plane, module_nats: NatsServer
+) -> None:
+    ran = mesh_command("tap", "--nats-url", module_nats.url, "--json", "--duration", "1s")
+    assert ran.returncode == 0, ran.stderr
+    assert "refused this tap, its haproxy data plane cannot be tapped yet" in ran.stderr
+    assert "refused by 1 nodes" in ran.stderr  # the gateway; the agents serve it
 
 
 def test_a_revision_haproxy_cannot_serve_is_rejected_by_that_gateway_alone(
