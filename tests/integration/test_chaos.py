@@ -24,8 +24,11 @@ from mesh.playground.natsserver import NatsServer
 from mesh.timing import PRESETS
 
 INSTANCES = ("hello-a", "hello-b", "hello-c")
-# The contract holds whichever engine forwards at the gateway (docs/haproxy.md).
-DATA_PLANES = ("python", "haproxy")
+# The contract holds whichever engine forwards at the gateway (docs/haproxy.md). With NATS
+# down (test d) a HAProxy gateway forwards from the servers it has, and its view catches
+# up by the same code as the Python engine's: that one runs with the Python engine only,
+# which keeps the suite within its time.
+BOTH_PLANES = pytest.mark.parametrize("chaos", ["python", "haproxy"], indirect=True)
 RATE = 100.0  # per path: 200 requests/s in all
 LOCAL = PRESETS["local"]
 SUSPECT = LOCAL.interval * LOCAL.suspect_intervals  # silence before a member is not routed
@@ -70,12 +73,13 @@ class Chaos:
         urllib.request.urlopen(request, timeout=5).read()
 
 
-@pytest.fixture(params=DATA_PLANES)
+@pytest.fixture
 def chaos(
     fresh_nats: NatsServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Chaos]:
     """The gateway forwards with the data plane of the parameter; the agent with Python."""
-    env = {"MESH_PRESET": "local", "MESH_GATEWAY_DATA_PLANE": request.param}
+    plane = getattr(request, "param", "python")
+    env = {"MESH_PRESET": "local", "MESH_GATEWAY_DATA_PLANE": plane}
     mesh = Mesh(fresh_nats.url, tmp_path, env=env)
     try:
         services = {name: mesh.service(name) for name in INSTANCES}
@@ -102,6 +106,7 @@ def ejections(admin_port: int, service: str = "hello") -> float:
     return 0.0
 
 
+@BOTH_PLANES
 def test_a_kill_9_of_an_instance_mid_load_fails_no_idempotent_request(chaos: Chaos) -> None:
     loads = chaos.loads(3.5)
     for load in loads:
@@ -118,6 +123,7 @@ def test_a_kill_9_of_an_instance_mid_load_fails_no_idempotent_request(chaos: Cha
     print(f"\nkill -9 under load: {gateway.sent + agent.sent} requests, 0 failed")
 
 
+@BOTH_PLANES
 def test_b_an_instance_answering_503_is_ejected_everywhere_within_1s(chaos: Chaos) -> None:
     loads = chaos.loads(3.5)
     for load in loads:
@@ -143,6 +149,7 @@ def test_b_an_instance_answering_503_is_ejected_everywhere_within_1s(chaos: Chao
     )
 
 
+@BOTH_PLANES
 def test_c_a_rolling_restart_with_graceful_leave_fails_nothing_posts_included(
     chaos: Chaos,
 ) -> None:
