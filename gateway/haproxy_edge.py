@@ -12,12 +12,11 @@ from mesh.errors import ConfigError
 from mesh.haproxy.binary import find_binary
 from mesh.haproxy.plane import HaproxyPlane
 from mesh.haproxy.render import PlaneConfig
+from mesh.haproxy.support import NOT_YET
 from mesh.metrics import Metrics
 from mesh.node.node import Node
 from mesh.node.ports import binding, free_port
 from mesh.policy.compile import Compiled
-
-NOT_YET = "not supported yet on the haproxy data plane"
 
 
 def refusals(settings: Settings) -> list[str]:
@@ -60,12 +59,7 @@ class HaproxyEdge:
         self.announced = (host, port)
         self._probe = ("127.0.0.1", free_port())
         self.plane = HaproxyPlane(
-            directory,
-            metrics,
-            self._config,
-            self._binary,
-            on_restart=on_restart,
-            log_sample=settings.haproxy_log_sample,
+            directory, metrics, self._config, self._binary, on_restart=on_restart
         )
 
     def describe_upstreams(self, node: Node) -> None:

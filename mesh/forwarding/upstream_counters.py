@@ -32,18 +32,16 @@ class InstanceCounters:
         self.failed = 0  # of them: 5xx, no answer, cut by a deadline or a retry
         self.latency = [0] * (len(BUCKETS) + 1)  # ended attempts' durations, per bucket
 
-    def attempt(self, outcome: Outcome) -> None:
+    def attempt(self, outcome: Outcome, count: int = 1) -> None:
         kind = outcome.kind
         label = _CLASSES[outcome.status // 100] if kind is _RESPONSE else _KINDS[kind]
         attempts = self.attempts
-        attempts[label] = attempts.get(label, 0) + 1
+        attempts[label] = attempts.get(label, 0) + count
 
     def seen_ended(self, outcome: Outcome, seconds: float, *, failed: bool, count: int) -> None:
         """Attempts learnt of only once they ended, `count` of them like this one (a data
         plane's log, which may sample)."""
-        kind = outcome.kind
-        label = _CLASSES[outcome.status // 100] if kind is _RESPONSE else _KINDS[kind]
-        self.attempts[label] = self.attempts.get(label, 0) + count
+        self.attempt(outcome, count)
         self.ended += count
         self.failed += count if failed else 0
         self.latency[bisect_left(BUCKETS, seconds)] += count

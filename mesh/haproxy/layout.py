@@ -28,6 +28,11 @@ def backend_name(service: str, subset: Subset = ()) -> str:
     return f"{service}.{digest}"
 
 
+def service_of(backend: str) -> str:
+    """The service a backend_name names (`hello.1f2e3d4c` is one of hello's subsets)."""
+    return backend.partition(".")[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Backend:
     """One HAProxy backend: the instances of `service` that carry `subset`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mesh.haproxy.layout import FRONTEND, LOG_FIELDS
+from mesh.haproxy.layout import FRONTEND, LOG_FIELDS, service_of
 from mesh.resilience import outcome
 from mesh.resilience.outcome import Outcome
 
@@ -36,7 +36,7 @@ class Request:
         """The service of the backend (`hello.1f2e3d4c` is hello's subset); "" for none."""
         if self.backend == FRONTEND or not self.route:
             return ""
-        return self.backend.partition(".")[0]
+        return service_of(self.backend)
 
     @property
     def flags(self) -> str:

@@ -10,11 +10,13 @@ import secrets
 from collections.abc import Callable
 
 from mesh import clock as system_clock
+from mesh.balance.endpoint import Endpoint
 from mesh.clock import Clock
 from mesh.errors import HaproxyError, RuntimeApiError
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import PolicyRejected
-from mesh.haproxy.layout import Backend, Server
+from mesh.forwarding.service_state import ServiceState
+from mesh.haproxy.layout import Backend, Server, service_of
 from mesh.haproxy.log_lines import NO_SERVER, Request, ServerDown
 from mesh.haproxy.log_sink import LogSink
 from mesh.haproxy.probe import serving
@@ -57,11 +59,10 @@ class HaproxyPlane:
         binary: str,
         *,
         on_restart: Callable[[str, int], None],
-        log_sample: int = 1,
         clock: Clock = system_clock,
     ) -> None:
         self._directory = directory
-        self._sample = log_sample  # as PlaneConfig.log_sample renders it
+        self._sample = 1  # PlaneConfig.log_sample of the configuration rendered last
         self._metrics = metrics
         self._config = config  # the compiled revision and its tag -> what render needs
         self._process = process = HaproxyProcess(
@@ -82,7 +83,6 @@ class HaproxyPlane:
         self._tasks: set[asyncio.Task[None]] = set()
         self._rounds: asyncio.Task[None] | None = None
         self.commands_failed = 0
-        self.syncs = 0
         metrics.counter(
             "mesh_dataplane_restarts",
             "Times the gateway started its HAProxy again after it ended unasked.",
@@ -166,6 +166,7 @@ class HaproxyPlane:
         """The whole configuration, every current server in it (a reload loses the others)."""
         self._revision = revision
         plane = self._config(compiled, revision)
+        self._sample = plane.log_sample
         self._backends = backends(compiled, plane)
         wanted = desired(self._directory, self._backends)
         self._servers = wanted
@@ -196,7 +197,6 @@ class HaproxyPlane:
             todo = changes(self._servers, wanted)
             if not todo:
                 return
-            self.syncs += 1
             applied = {name: dict(servers) for name, servers in self._servers.items()}
             try:
                 answers = await self._api.run([c for change in todo for c in change.commands])
@@ -271,9 +271,7 @@ class HaproxyPlane:
             taken = self._servers.get(line.backend, {}).get(line.server)
             if taken is not None:  # down by HAProxy's hand: the next sync says `health up`
                 self._servers[line.backend][line.server] = dataclasses.replace(taken, state="maint")
-            service = line.backend.partition(".")[0]
-            state = directory.state(service)
-            endpoint = state.endpoint(line.server) if state is not None else None
+            state, endpoint = self._instance(service_of(line.backend), line.server)
             if state is not None and endpoint is not None:
                 directory.observe(state, endpoint, outcome.REFUSED, now)
             self.changed()  # the mesh, not HAProxy's check, decides whether it stays out
@@ -287,14 +285,18 @@ class HaproxyPlane:
         result = line.outcome()
         if result is None:
             return
-        state = directory.state(service)
-        endpoint = state.endpoint(line.server) if state is not None else None
+        state, endpoint = self._instance(service, line.server)
         if state is None or endpoint is None:
             return  # it left meanwhile
         failed = result.kind is not outcome.Kind.RESPONSE or result.status >= 500
         counters = directory.counters.of(service, line.server)
         counters.seen_ended(result, seconds, failed=failed, count=count)
         directory.observe(state, endpoint, result, now)
+
+    def _instance(self, service: str, instance: str) -> tuple[ServiceState | None, Endpoint | None]:
+        """The directory's state of `service` and its endpoint `instance`, as far as known."""
+        state = self._directory.state(service)
+        return state, state.endpoint(instance) if state is not None else None
 
 
 def restart_event(node: str, gateway: str, how: str, restarts: int) -> Event:
