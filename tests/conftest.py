@@ -24,15 +24,16 @@ os.environ["SSL_CERT_FILE"] = os.devnull
 # Two xdist workers pick free ports at random from the same range: a port given to a
 # child that has not bound it yet looked free to the other worker, which took it (once in
 # CI: an agent's admin port, "address already in use"). Each worker draws from a slice of
-# its own; processes the tests start draw from the whole range, as in use.
+# its own below ports._LOWEST, and the processes the tests start (`mesh up` choosing its
+# children's ports) draw from ports._LOWEST up, as in use: neither can take a port the
+# other has chosen and not bound yet, whichever worker runs which tests.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_TESTS_LOWEST = 10000  # below the children's range, above the well-known services'
 if _WORKER.startswith("gw"):
     _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    _top = ports._ephemeral_start()
-    if _top > ports._LOWEST + 1000 * _workers:
-        _share = (_top - ports._LOWEST) // _workers
-        _low = ports._LOWEST + int(_WORKER[2:]) * _share
-        ports._LOWEST, ports._ephemeral_start = _low, lambda: _low + _share
+    _share = (ports._LOWEST - _TESTS_LOWEST) // _workers
+    _low = _TESTS_LOWEST + int(_WORKER[2:]) * _share
+    ports._LOWEST, ports._ephemeral_start = _low, lambda: _low + _share
 
 # Hypothesis profiles. The fuzz tests (marker `fuzz`) take their example count from the
 # profile: `default` in `make test`, 100 each, about a second per target; `fuzz` in
