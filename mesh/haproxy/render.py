@@ -19,9 +19,12 @@ _REVISION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _HOP_BY_HOP = ("proxy-connection", "proxy-authorization", "te", "trailer", "http2-settings")
 # W3C trace context (mesh.engine.headers._TRACEPARENT): others are replaced by a new one.
 _TRACEPARENT = "^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
-# A new trace's ids from two UUIDv4s' hex fields (no regex): 32 and 16 hex digits.
-_TRACE_ID = "".join(f"%[var(txn.trace),field({n},-)]" for n in range(1, 6))
-_SPAN_ID = "".join(f"%[var(txn.span),field({n},-)]" for n in range(1, 4))
+# A new trace's ids, 128 and 64 random bits as the engine's: 8 hex digits from each 32-bit
+# `rand` (`hex` prints 8 bytes, the first 4 zero). One rule, no variables: the former
+# two UUIDs cut into fields cost HAProxy as much as a tenth of all it does per request.
+_RANDOM_HEX8 = "%[rand,hex,bytes(8),lower]"
+_TRACE_ID = _RANDOM_HEX8 * 4
+_SPAN_ID = _RANDOM_HEX8 * 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,11 +189,10 @@ def _edge(plane: PlaneConfig) -> list[str]:
     lines += [
         "http-request set-header traceparent %[req.fhdr(traceparent,1)] "
         "if { req.fhdr_cnt(traceparent) gt 1 }",
-        "http-request del-header traceparent "
-        f"unless {{ req.fhdr(traceparent) -m reg {quote(_TRACEPARENT)} }}",
-        "http-request set-var(txn.trace) uuid unless { req.fhdr(traceparent) -m found }",
-        "http-request set-var(txn.span) uuid unless { req.fhdr(traceparent) -m found }",
-        f'http-request set-header traceparent "00-{_TRACE_ID}-{_SPAN_ID}-01" '
+        # The regex only where there is a header to check.
+        "http-request del-header traceparent if { req.fhdr(traceparent) -m found } "
+        f"!{{ req.fhdr(traceparent) -m reg {quote(_TRACEPARENT)} }}",
+        f"http-request set-header traceparent 00-{_TRACE_ID}-{_SPAN_ID}-01 "
         "unless { req.fhdr(traceparent) -m found }",
         "http-request set-header x-forwarded-proto http "
         "unless { req.hdr(x-forwarded-proto) -m found }",

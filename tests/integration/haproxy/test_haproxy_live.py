@@ -158,3 +158,30 @@ def test_no_usable_server_is_503_uh(gateway: int) -> None:
         "service": "down",
         "request_id": headers["x-request-id"],
     }
+
+
+def _traceparent(gateway: int, **headers: str) -> str:
+    seen = get(gateway, "/world/t", Host="127.0.0.1", **headers)[2]
+    return str({name.lower(): value for name, value in seen["headers"]}["traceparent"])
+
+
+def test_a_valid_traceparent_is_kept_an_invalid_one_replaced(gateway: int) -> None:
+    valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert _traceparent(gateway, traceparent=valid) == valid
+    all_zero = "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+    replaced = _traceparent(gateway, traceparent=all_zero)
+    assert re.fullmatch(TRACEPARENT, replaced)
+    assert replaced != all_zero
+
+
+def test_new_traces_take_every_bit_at_random(gateway: int) -> None:
+    """128 and 64 random bits: each 8-digit piece of the ids differs between requests
+    and uses its first digit (a 32-bit `rand` printed as 16 digits starts with zeros)."""
+    ids = [_traceparent(gateway).split("-") for _ in range(64)]
+    pieces = [
+        [trace[n : n + 8] for n in range(0, 32, 8)] + [span[:8], span[8:]]
+        for _, trace, span, _ in ids
+    ]
+    for column in zip(*pieces, strict=True):
+        assert len(set(column)) == len(column)
+        assert len({piece[0] for piece in column}) > 4
