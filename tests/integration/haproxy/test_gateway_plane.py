@@ -158,6 +158,45 @@ def test_sampled_logs_count_each_line_for_the_requests_it_stands_for(plane: Plan
         assert counted % 10 == 0
 
 
+def test_sampled_logs_eject_an_instance_failing_every_answer_not_one_failing_one_in_ten(
+    plane: Plane,
+) -> None:
+    """A gateway logging 1 in 10 successes, two 5xx in a row ejecting: tally-a fails every
+    tenth answer, never two in a row, and stays in; tally-b fails every one and is ejected.
+    Before answers were numbered, successes the log left out made tally-a's 15 to 60
+    failures look consecutive: each pair had a 0.9^9 chance to, so it stayed in one run
+    in a thousand at most."""
+    with plane.mesh.borrowed() as mesh:
+        tally = {name: mesh.service(name, service="tally") for name in ("tally-a", "tally-b")}
+        for proc in tally.values():
+            mesh.agent(proc, "tally")
+        mesh.env.update({"MESH_HAPROXY_LOG_SAMPLE": "10", "MESH_OUTLIER_CONSECUTIVE_5XX": "2"})
+        gateway = mesh.gateway("tally-gateway", "--data-plane", "haproxy")
+        wait_for(lambda: len(routable(gateway.admin_port, "tally")) == 2, timeout=20)
+        client = Client(gateway.port)
+        wait_for(lambda: client.request("GET", "/tally/")[0] == 200, timeout=10)
+
+        def ejections(instance: str) -> float:
+            labels = {"service": "tally", "mesh_instance": f"{instance}-agent"}
+            return metric(gateway.admin_port, "mesh_upstream_ejections_total", **labels)
+
+        demo(tally["tally-a"], "/_demo/fail?status=500&every=10")
+        statuses = collections.Counter(client.request("GET", "/tally/x")[0] for _ in range(600))
+        time.sleep(0.3)  # the last lines on their way
+        assert ejections("tally-a") == 0
+        assert 15 <= statuses[500] <= 60, statuses  # a's tenths of its share (random(2))
+        demo(tally["tally-b"], "/_demo/fail?status=500")
+        for _ in range(20):  # b's first two answers eject it
+            for _ in range(5):
+                client.request("GET", "/tally/x")
+            if ejections("tally-b"):
+                break
+            time.sleep(0.05)
+        assert ejections("tally-b") == 1
+        assert ejections("tally-a") == 0
+        client.close()
+
+
 def test_a_policy_is_acknowledged_by_the_haproxy_gateway_only_once_it_serves_it(
     plane: Plane, module_nats: NatsServer, tmp_path: Path
 ) -> None:
