@@ -14,7 +14,7 @@ NO_SERVER = "<NOSRV>"
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request HAProxy finished (layout.LOG_FORMAT), its times in seconds."""
+    """One request HAProxy finished (layout.log_format), its times in seconds."""
 
     backend: str  # layout.FRONTEND when HAProxy answered before choosing one
     server: str  # NO_SERVER when HAProxy answered itself
