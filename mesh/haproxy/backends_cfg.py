@@ -37,10 +37,11 @@ BALANCE = {
 SERVER_DEFAULTS = "check inter 1h observe layer4 error-limit 1 on-error mark-down"
 
 
-# With sampled logs, every answer of a server gets the next number of that server (the
-# instance's, across the backends it is in) before the frontend decides whether to log
-# it: a gap between two logged numbers shows the gateway answers it did not see, which
-# ends a 5xx streak (mesh.haproxy.answer_order). Two rules on each server's answer.
+# With sampled logs, every answer of a server gets the next number of its name (one count
+# for the instance across the backends, subsets, it is in) before the frontend decides
+# whether to log it: a gap between two logged numbers shows answers the gateway did not
+# see, which end a 5xx streak (mesh.haproxy.answer_order). Same-named instances of two
+# services would share a count, which only adds gaps. Two rules on each server's answer.
 NUMBERED = (
     f"http-response track-sc0 srv_name table {ANSWERS_TABLE}",
     "http-response set-var(txn.answer) sc_inc_gpc0(0)",
