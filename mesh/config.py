@@ -220,8 +220,8 @@ class Settings(BaseSettings):
     # answers are always logged, as the outlier detectors need them; of the instances'
     # other answers one in N is, counted N times in
     # the metrics. 1 logs all (exact counts and latencies, most CPU); a higher N costs
-    # less and makes counts and histograms estimates, and lets successes interleaved
-    # with failures go unseen (a 5xx streak may look longer than it was).
+    # less and makes counts and histograms estimates. Failure streaks stay exact either
+    # way: HAProxy numbers each server's answers when sampling (mesh.haproxy.answer_order).
     haproxy_log_sample: int = Field(
         10,
         ge=1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mesh.haproxy.layout import Backend, Server
+from mesh.haproxy.layout import ANSWERS_TABLE, Backend, Server
 from mesh.haproxy.replies_cfg import SERVER_ERRORS, body, http_errors, reply, text
 from mesh.haproxy.routes_cfg import IDEMPOTENT, is_route
 from mesh.haproxy.words import address, ms
@@ -37,6 +37,17 @@ BALANCE = {
 SERVER_DEFAULTS = "check inter 1h observe layer4 error-limit 1 on-error mark-down"
 
 
+# With sampled logs, every answer of a server gets the next number of its name (one count
+# for the instance across the backends, subsets, it is in) before the frontend decides
+# whether to log it: a gap between two logged numbers shows answers the gateway did not
+# see, which end a 5xx streak (mesh.haproxy.answer_order). Same-named instances of two
+# services would share a count, which only adds gaps. Two rules on each server's answer.
+NUMBERED = (
+    f"http-response track-sc0 srv_name table {ANSWERS_TABLE}",
+    "http-response set-var(txn.answer) sc_inc_gpc0(0)",
+)
+
+
 def retry_on(on: frozenset[Condition]) -> str:
     words: list[str] = []
     for condition in sorted(on, key=str):
@@ -66,8 +77,10 @@ def server_line(server: Server) -> str:
     return line + " disabled" if server.state == "maint" else line
 
 
-def section(compiled: Compiled, backend: Backend, servers: Sequence[Server]) -> str:
-    """The `backend` section of one (service, subset)."""
+def section(
+    compiled: Compiled, backend: Backend, servers: Sequence[Server], *, numbered: bool = False
+) -> str:
+    """The `backend` section of one (service, subset); `numbered`: its answers (NUMBERED)."""
     policy = compiled.policy(backend.service)
     resilience = policy.resilience
     retry = resilience.retry
@@ -88,6 +101,7 @@ def section(compiled: Compiled, backend: Backend, servers: Sequence[Server]) -> 
         f"http-request return status 503 {_no_server(backend)} if {{ nbsrv eq 0 }}",
         *http_errors(SERVER_ERRORS, backend.service),
         f"default-server {SERVER_DEFAULTS}{_slow_start(policy)}",
+        *(NUMBERED if numbered else ()),
         *(server_line(server) for server in servers),
     ]
     return "\n    ".join([f"backend {backend.name}", *lines]) + "\n"

@@ -68,12 +68,20 @@ def scaled_weights(weights: dict[str, int]) -> dict[str, int]:
 # The frontend clients reach: a request HAProxy answers there has it as its backend.
 FRONTEND = "mesh"
 
+# Where a sampling HAProxy numbers each server's answers (render.py): a stick table keyed
+# by the server's name, the instance's. Services are [A-Za-z0-9_-], so no backend of a
+# service can take this name.
+ANSWERS_TABLE = "mesh:answers"
+# A server's answer numbers on a line: the number this answer got, and for a line without
+# an answer (a timeout, say) how many the server had given when the line was written.
+ANSWER_FIELDS = ("%[var(txn.answer)]", f"%[srv_name,table_gpc0({ANSWERS_TABLE})]")
+
 # The request log line HAProxy sends the gateway (`log ... format raw`), fields joined by
 # a tab: backend, server, status, termination state, retries (`+` when redispatched),
-# connect, response and total times (ms, -1 when not reached), the route's name (set per
-# matched route), the answer's x-mesh-flags, method, path (HAProxy escapes it), and last
-# the request id, which is the client's own x-request-id and may hold a tab: last, it
-# cannot shift the fields a reader acts on.
+# connect, response and total times (ms, -1 when not reached), the worker's pid and the
+# ANSWER_FIELDS, the route's name (set per matched route), the answer's x-mesh-flags,
+# method, path (HAProxy escapes it), and last the request id, which is the client's own
+# x-request-id and may hold a tab: last, it cannot shift the fields a reader acts on.
 LOG_FIELDS = (
     "%b",
     "%s",
@@ -83,10 +91,18 @@ LOG_FIELDS = (
     "%Tc",
     "%Tr",
     "%Ta",
+    "%pid",
+    *ANSWER_FIELDS,
     "%[var(txn.route)]",
     "%[var(txn.flags)]",
     "%HM",
     "%HPO",
     "%ID",
 )
-LOG_FORMAT = "\\t".join(LOG_FIELDS)
+
+
+def log_format(numbered: bool) -> str:
+    """The log-format line's value; `numbered`: with the answer numbers of a sampling
+    HAProxy, else `-` in their place (nothing is looked up for them)."""
+    fields = (f if numbered or f not in ANSWER_FIELDS else "-" for f in LOG_FIELDS)
+    return "\\t".join(fields)

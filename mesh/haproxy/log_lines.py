@@ -14,7 +14,7 @@ NO_SERVER = "<NOSRV>"
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request HAProxy finished (layout.LOG_FORMAT), its times in seconds."""
+    """One request HAProxy finished (layout.log_format), its times in seconds."""
 
     backend: str  # layout.FRONTEND when HAProxy answered before choosing one
     server: str  # NO_SERVER when HAProxy answered itself
@@ -25,6 +25,9 @@ class Request:
     connect: float  # -1.0: no connection was made
     response: float  # -1.0: no response head came back
     total: float
+    worker: int  # the HAProxy worker's pid: a reload's old and new workers number apart
+    answer: int | None  # the server's number for this answer (sampling only, render.py)
+    answered: int | None  # the server's answers by the time of this line (sampling only)
     route: str  # "" when no route matched
     replied_flags: str  # the answer's x-mesh-flags ("" for none), the proxy's or not
     method: str
@@ -105,7 +108,7 @@ def parse(line: str) -> Request | ServerDown | None:
 
 def _request(fields: list[str]) -> Request | None:
     backend, server, status, termination, retries, connect, response, total = fields[:8]
-    route, flags, method, path, request_id = fields[8:]
+    worker, answer, answered, route, flags, method, path, request_id = fields[8:]
     try:
         return Request(
             backend=backend,
@@ -117,6 +120,9 @@ def _request(fields: list[str]) -> Request | None:
             connect=_seconds(connect),
             response=_seconds(response),
             total=_seconds(total),
+            worker=int(worker),
+            answer=_number(answer),
+            answered=_number(answered),
             route="" if route == "-" else route,
             replied_flags="" if flags == "-" else flags,
             method=method,
@@ -125,6 +131,10 @@ def _request(fields: list[str]) -> Request | None:
         )
     except ValueError:
         return None
+
+
+def _number(field: str) -> int | None:
+    return None if field in ("-", "") else int(field)
 
 
 def _seconds(milliseconds: str) -> float:

@@ -16,6 +16,7 @@ from mesh.errors import HaproxyError, RuntimeApiError
 from mesh.forwarding.directory import Directory
 from mesh.forwarding.policy_feed import PolicyRejected
 from mesh.forwarding.service_state import ServiceState
+from mesh.haproxy.answer_order import AnswerOrder
 from mesh.haproxy.layout import Backend, Server, service_of
 from mesh.haproxy.log_lines import NO_SERVER, Request, ServerDown
 from mesh.haproxy.log_sink import LogSink
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 # How long a reloaded HAProxy gets to answer the new revision on its probe port, which
 # is what the policy's acknowledgement waits for.
 LIVE_WITHIN = 5.0
+# What a gap in a server's answer numbers stands for: answers below 500 the sampled log
+# left out, at least one, which end any streak of failures.
+_UNSEEN = outcome.response(200)
 # Between rounds that retry what HAProxy refused (a server still holding connections
 # cannot be deleted yet) and check HAProxy's servers against what was sent.
 ROUND = 1.0
@@ -73,6 +77,7 @@ class HaproxyPlane:
         self._api = process.stats
         self.log_socket = str(process.workdir / "log.sock")  # HAProxy's private folder
         self._sink = LogSink(self.log_socket, self._heard)
+        self._order = AnswerOrder()  # of each server's answers, when the log is sampled
         self._lock = asyncio.Lock()  # one reload or batch of commands at a time
         self._compiled = directory.compiled
         self._revision = ""
@@ -244,6 +249,9 @@ class HaproxyPlane:
         `maint`, so that the next sync brings it back if the mesh wants it."""
         async with self._lock:
             rows = servers_state((await self._api.run(["show servers state"]))[0])
+            self._order.retain(
+                {(b.service, name) for b in self._backends for name in rows.get(b.name, {})}
+            )
             self._servers = {
                 backend.name: {
                     name: Server(
@@ -291,6 +299,10 @@ class HaproxyPlane:
         failed = result.kind is not outcome.Kind.RESPONSE or result.status >= 500
         counters = directory.counters.of(service, line.server)
         counters.seen_ended(result, seconds, failed=failed, count=count)
+        # Sampled, a failure continues its server's streak only if no answer went unseen
+        # since that server's last failure (each is logged; a logged success ends it).
+        if failed and self._sample > 1 and not self._order.follows(service, line):
+            directory.observe(state, endpoint, _UNSEEN, now)
         directory.observe(state, endpoint, result, now)
 
     def _instance(self, service: str, instance: str) -> tuple[ServiceState | None, Endpoint | None]:

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 from mesh.haproxy import backends_cfg, routes_cfg
 from mesh.haproxy.default_routes_cfg import ABSOLUTE, default_routes, no_route
-from mesh.haproxy.layout import FRONTEND, LOG_FORMAT, Backend, Server, backend_name
+from mesh.haproxy.layout import (
+    ANSWERS_TABLE,
+    FRONTEND,
+    Backend,
+    Server,
+    backend_name,
+    log_format,
+)
 from mesh.haproxy.replies_cfg import AFTER_RESPONSE, CLIENT_ERRORS, body, http_errors, reply
 from mesh.haproxy.words import address, ms, quote
 from mesh.policy.compile import Compiled
@@ -83,11 +90,19 @@ def backends(compiled: Compiled, plane: PlaneConfig) -> tuple[Backend, ...]:
 def render(compiled: Compiled, plane: PlaneConfig, servers: Mapping[str, Sequence[Server]]) -> str:
     """The whole configuration; `servers` by backend name (layout.backend_name)."""
     sections = [_global(plane), _defaults(plane), _frontend(compiled, plane), _probe(plane)]
+    numbered = plane.log_sample > 1
+    if numbered:
+        sections.append(_section(f"backend {ANSWERS_TABLE}", [ANSWERS_STORE]))
     sections.extend(
-        backends_cfg.section(compiled, backend, servers.get(backend.name, ()))
+        backends_cfg.section(compiled, backend, servers.get(backend.name, ()), numbered=numbered)
         for backend in backends(compiled, plane)
     )
     return "\n".join(sections)
+
+
+# A number per instance (the key is the server's name, at most 128 characters): an entry
+# pushed out when full, or lost with a reload, only breaks a streak the gateway counts.
+ANSWERS_STORE = "stick-table type string len 128 size 20k store gpc0"
 
 
 def _section(head: str, lines: Sequence[str]) -> str:
@@ -137,11 +152,11 @@ def _probe(plane: PlaneConfig) -> str:
 
 def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
     lines = [f"bind {address(host, port)}" for host, port in plane.listen]
-    lines.append(f'log-format "{LOG_FORMAT}"')
+    lines.append(f'log-format "{log_format(numbered=plane.log_sample > 1)}"')
     # The flags of every answer, the proxy's own included, for the log line.
     lines.append("http-after-response set-var(txn.flags) res.hdr(x-mesh-flags)")
     if plane.log_sample > 1:  # the gateway counts each such line log_sample times
-        lines.append(  # an instance's answers only: the proxy's own are all logged
+        lines.append(  # an instance's answers only (numbered first, backends_cfg.NUMBERED)
             "http-response set-log-level silent "
             f"if {{ status lt 500 }} {{ rand({plane.log_sample}) gt 0 }}"
         )

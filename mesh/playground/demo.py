@@ -1,10 +1,11 @@
 """`mesh demo-service`: a small aiohttp app that says which instance answered.
 
 It also takes orders for chaos tests and demos: `POST /_demo/fail?status=503` makes
-every answer fail, `POST /_demo/delay?ms=300` slows every answer, `POST /_demo/reset`
-undoes both. `/healthz` follows the failure switch when `?health=1` is given. With
-`--calls other --via http://127.0.0.1:15001` every answer includes one from `other`,
-called by name through the agent's outbound proxy.
+every answer fail (with `&every=10`, every tenth answer from then on), `POST
+/_demo/delay?ms=300` slows every answer, `POST /_demo/reset` undoes both. `/healthz`
+follows the failure switch when `?health=1` is given. With `--calls other --via
+http://127.0.0.1:15001` every answer includes one from `other`, called by name through
+the agent's outbound proxy.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class DemoState:
         self.calls = calls  # a service this one calls on every request, through `via`
         self.via = via  # its agent's outbound proxy, e.g. http://127.0.0.1:15001
         self.fail_status = 0
+        self.fail_every = 1  # of the answers, this one in `fail_every` fails
+        self.answers = 0
         self.fail_health = False
         self.delay = 0.0
 
@@ -70,7 +73,8 @@ def app(state: DemoState) -> web.Application:
             payload["peer"] = peer
         if state.calls:
             payload["upstream"] = await _call(request.app["client"], state, request.path_qs)
-        if state.fail_status:
+        state.answers += 1
+        if state.fail_status and state.answers % state.fail_every == 0:
             return web.json_response(payload, status=state.fail_status)
         return web.json_response(payload, headers={"x-instance": state.instance})
 
@@ -81,6 +85,8 @@ def app(state: DemoState) -> web.Application:
 
     async def fail(request: web.Request) -> web.Response:
         state.fail_status = int(request.query.get("status", "503"))
+        state.fail_every = max(1, int(request.query.get("every", "1")))
+        state.answers = 0
         state.fail_health = request.query.get("health") == "1"
         return web.json_response({"fail_status": state.fail_status})
 
@@ -89,7 +95,7 @@ def app(state: DemoState) -> web.Application:
         return web.json_response({"delay_ms": state.delay * 1000})
 
     async def reset(request: web.Request) -> web.Response:
-        state.fail_status, state.fail_health, state.delay = 0, False, 0.0
+        state.fail_status, state.fail_every, state.fail_health, state.delay = 0, 1, False, 0.0
         return web.json_response({"reset": True})
 
     async def client(app: web.Application) -> AsyncIterator[None]:

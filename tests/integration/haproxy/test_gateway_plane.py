@@ -35,6 +35,10 @@ except MeshError as missing:  # pragma: no cover - `make test` installs it
 # Each test that fails one has its own: c refuses, b answers 503. (A kill -9 under load:
 # tests/integration/test_chaos.py, on both data planes.)
 INSTANCES = ("hello-a", "hello-b", "hello-c")
+# A service only the sampled gateway's streak test fails, so no other test sees it ejected.
+TALLY = ("tally-a", "tally-b")
+# The sampled gateway: 1 in 10 successes logged, and two 5xx in a row eject.
+SAMPLED = {"MESH_HAPROXY_LOG_SAMPLE": "10", "MESH_OUTLIER_CONSECUTIVE_5XX": "2"}
 
 GREET = """\
 kind: Route
@@ -60,6 +64,8 @@ class Plane:
     caller: Proc  # shop's agent: a Python data plane calling hello beside the gateway
     services: dict[str, Proc]
     agents: dict[str, Proc]
+    sampled: Proc  # a second HAProxy gateway, with SAMPLED
+    tally: dict[str, Proc]  # tally's instances, only ever sent to by `sampled`
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +83,22 @@ def plane(module_nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> 
             for key in slow:
                 del mesh.env[key]
         caller = mesh.agent(mesh.service("shop-1", service="shop"), "shop")
+        tally = {name: mesh.service(name, service="tally") for name in TALLY}
+        for proc in tally.values():
+            mesh.agent(proc, "tally")
         gateway = mesh.gateway("gateway", "--data-plane", "haproxy")
+        mesh.env.update(SAMPLED)
+        sampled = mesh.gateway("sampled-gateway", "--data-plane", "haproxy")
+        for key in SAMPLED:
+            del mesh.env[key]
         wait_for(lambda: outbound_serving(caller), timeout=30)
         Client(caller.port).request("GET", "http://hello/")  # it follows hello from now
         for node in (gateway, caller):
             wait_for(lambda node=node: len(routable(node.admin_port)) == len(INSTANCES), timeout=30)
-        wait_for(lambda: Client(gateway.port).request("GET", "/hello/")[0] == 200, timeout=10)
-        yield Plane(mesh, gateway, caller, services, agents)
+        wait_for(lambda: len(routable(sampled.admin_port, "tally")) == len(TALLY), timeout=30)
+        for node in (gateway, sampled):
+            wait_for(lambda node=node: Client(node.port).request("GET", "/hello/")[0] == 200, 10)
+        yield Plane(mesh, gateway, caller, services, agents, sampled, tally)
     finally:
         mesh.close()
 
@@ -144,18 +159,49 @@ def test_haproxys_requests_are_the_gateways_metrics(plane: Plane) -> None:
 def test_sampled_logs_count_each_line_for_the_requests_it_stands_for(plane: Plane) -> None:
     """With 1 in 10 answers logged, 300 requests are counted about 300 times: the lines
     are Binomial(300, 0.1), 30 +- 5.2, so 12..60 lines (120..600) fails one run in millions."""
-    with plane.mesh.borrowed() as mesh:
-        mesh.env["MESH_HAPROXY_LOG_SAMPLE"] = "10"
-        sampled = mesh.gateway("sampled-gateway")
-        wait_for(lambda: len(routable(sampled.admin_port)) == len(INSTANCES), timeout=20)
-        wait_for(lambda: Client(sampled.port).request("GET", "/hello/")[0] == 200, timeout=10)
-        port = sampled.admin_port
-        before = metric(port, "mesh_requests_total", service="hello", code="200")
-        served_by(sampled.port, 300)
+    port = plane.sampled.admin_port
+    wait_for(lambda: len(routable(port)) == len(INSTANCES), timeout=10)
+    before = metric(port, "mesh_requests_total", service="hello", code="200")
+    served_by(plane.sampled.port, 300)
+    time.sleep(0.3)  # the last lines on their way
+    counted = metric(port, "mesh_requests_total", service="hello", code="200") - before
+    assert 120 <= counted <= 600
+    assert counted % 10 == 0
+
+
+def test_sampled_logs_eject_an_instance_failing_every_answer_not_one_failing_one_in_ten(
+    plane: Plane,
+) -> None:
+    """Through the sampled gateway: tally-a fails every tenth answer, never two in a row,
+    and stays in; tally-b fails every one and is ejected. Before answers were numbered,
+    successes the log left out made tally-a's 15 to 60 failures look consecutive: each
+    pair had a 0.9^9 chance to, so it stayed in one run in a thousand at most."""
+    sampled, tally = plane.sampled, plane.tally
+    client = Client(sampled.port)
+
+    def ejections(instance: str) -> float:
+        labels = {"service": "tally", "mesh_instance": f"{instance}-agent"}
+        return metric(sampled.admin_port, "mesh_upstream_ejections_total", **labels)
+
+    demo(tally["tally-a"], "/_demo/fail?status=500&every=10")
+    try:
+        statuses = collections.Counter(client.request("GET", "/tally/x")[0] for _ in range(600))
         time.sleep(0.3)  # the last lines on their way
-        counted = metric(port, "mesh_requests_total", service="hello", code="200") - before
-        assert 120 <= counted <= 600
-        assert counted % 10 == 0
+        assert ejections("tally-a") == 0
+        assert 15 <= statuses[500] <= 60, statuses  # a's tenths of its share (random(2))
+        demo(tally["tally-b"], "/_demo/fail?status=500")
+        for _ in range(20):  # b's first two answers eject it
+            for _ in range(5):
+                client.request("GET", "/tally/x")
+            if ejections("tally-b"):
+                break
+            time.sleep(0.05)
+        assert ejections("tally-b") == 1
+        assert ejections("tally-a") == 0
+    finally:
+        client.close()
+        for proc in tally.values():
+            demo(proc, "/_demo/reset")
 
 
 def test_a_policy_is_acknowledged_by_the_haproxy_gateway_only_once_it_serves_it(
@@ -182,10 +228,10 @@ def test_a_tap_is_refused_by_the_haproxy_gateway_saying_why(
     ran = mesh_command("tap", "--nats-url", module_nats.url, "--json", "--duration", "1s")
     assert ran.returncode == 0, ran.stderr
     assert "refused this tap, its haproxy data plane cannot be tapped yet" in ran.stderr
-    assert "refused by 1 nodes" in ran.stderr  # the gateway; the agents serve it
+    assert "refused by 2 nodes" in ran.stderr  # the HAProxy gateways; the agents serve it
 
 
-def test_a_revision_haproxy_cannot_serve_is_rejected_by_that_gateway_alone(
+def test_a_revision_haproxy_cannot_serve_is_rejected_by_the_haproxy_gateways_alone(
     plane: Plane, module_nats: NatsServer, tmp_path: Path
 ) -> None:
     (tmp_path / "limited.yaml").write_text(LIMITED)
@@ -193,8 +239,8 @@ def test_a_revision_haproxy_cannot_serve_is_rejected_by_that_gateway_alone(
         result = policy(module_nats.url, "apply", "-f", str(tmp_path / "limited.yaml"), "--wait")
         assert result.returncode != 0
         rejected = [line for line in result.stdout.splitlines() if "rejected" in line]
-        assert len(rejected) == 1, result.stdout
-        assert "gateway" in rejected[0]
+        assert len(rejected) == 2, result.stdout  # the gateway and the sampled one
+        assert all(" gateway " in line for line in rejected)
         assert "not supported yet on the haproxy data plane" in result.stdout
         # The gateway serves on with what it had.
         assert Client(plane.gateway.port).request("GET", "/limited/x")[0] == 404

@@ -305,3 +305,25 @@ def test_instances_answers_below_500_are_logged_one_in_n(checked: Check) -> None
     wanted = "http-response set-log-level silent if { status lt 500 } { rand(10) gt 0 }"
     assert wanted in lines(text)
     assert not any("set-log-level" in line for line in lines(config(compiled())))
+
+
+def test_sampled_answers_are_numbered_per_server_before_the_log_leaves_them_out(
+    checked: Check,
+) -> None:
+    """Two rules on a server's answer, in its backend (whose rules run before the
+    frontend's sampling); the log line carries the numbers. None of it unsampled."""
+    text = checked(config(compiled(), plane(log_sample=10)))
+    backend = lines(section(text, "backend hello"))
+    numbering = [
+        "http-response track-sc0 srv_name table mesh:answers",
+        "http-response set-var(txn.answer) sc_inc_gpc0(0)",
+    ]
+    assert [line for line in backend if line.startswith("http-response")] == numbering
+    assert "stick-table type string len 128 size 20k store gpc0" in lines(
+        section(text, "backend mesh:answers")
+    )
+    assert "%pid\\t%[var(txn.answer)]\\t%[srv_name,table_gpc0(mesh:answers)]\\t" in text
+    unsampled = config(compiled())
+    assert "mesh:answers" not in unsampled
+    assert "txn.answer" not in unsampled
+    assert "%pid\\t-\\t-\\t" in unsampled

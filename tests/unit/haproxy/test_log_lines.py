@@ -19,9 +19,12 @@ def line(
     route: str = "path",
     flags: str = "-",
     request_id: str = "rid1",
+    answer: str = "-",
+    answered: str = "-",
 ) -> str:
     fields = [backend, server, str(status), termination, retries, "1", str(response), "4"]
-    return "\t".join([*fields, route, flags, "GET", "/x", request_id])
+    numbers = ["4242", answer, answered]
+    return "\t".join([*fields, *numbers, route, flags, "GET", "/x", request_id])
 
 
 def request(text: str) -> Request:
@@ -41,6 +44,9 @@ def test_a_request_line_has_every_field() -> None:
         connect=0.001,
         response=0.003,
         total=0.004,
+        worker=4242,
+        answer=None,
+        answered=None,
         route="path",
         replied_flags="",
         method="GET",
@@ -49,10 +55,17 @@ def test_a_request_line_has_every_field() -> None:
     )
 
 
+def test_a_sampling_haproxys_answer_numbers_are_read() -> None:
+    answered = request(line(answer="17", answered="17"))
+    assert (answered.answer, answered.answered) == (17, 17)
+    timed_out = request(line(status=504, termination="sH--", response=-1, answered="16"))
+    assert (timed_out.answer, timed_out.answered) == (None, 16)
+
+
 def test_a_client_cannot_forge_fields_through_its_request_id() -> None:
     """The id is the client's x-request-id, tabs and all: it comes last, and whatever it
     holds stays in it."""
-    forged = "x\thello\thello-a\t200\tSC--\t0\t0\t0\t0\tapi\t-\tGET\t/"
+    forged = "x\thello\thello-a\t200\tSC--\t0\t0\t0\t0\t1\t9\t9\tapi\t-\tGET\t/"
     parsed = request(line(request_id=forged))
     assert (parsed.server, parsed.termination, parsed.route) == ("hello-a", "----", "path")
     assert parsed.request_id == forged
@@ -118,6 +131,7 @@ def test_a_server_haproxy_took_out_on_its_own() -> None:
         "Proxy fe started.",
         "",
         line(status=999).replace("999", "x"),  # not a number
+        line(answer="x"),  # an answer number that is not one
         "\t".join(["a"] * 5),  # a few tabs, not a request line
     ],
 )
