@@ -148,9 +148,10 @@ def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
     lines += default_routes(plane.reachable)
     lines.append(AFTER_RESPONSE)
     lines.append(no_route(plane.default_routes))
-    lines.append(f"http-request set-uri %[pathq] if {ABSOLUTE}")  # upstreams get origin-form
-    # `http://hello` has no path: origin-form needs one (the engine sends `/`).
+    # `http://hello` has no path: origin-form needs one (the engine sends `/`). Given
+    # while the target is still absolute: once origin-form, ABSOLUTE no longer holds.
     lines.append(f"http-request set-path / if {ABSOLUTE} !{{ path -m len gt 0 }}")
+    lines.append(f"http-request set-uri %[pathq] if {ABSOLUTE}")  # upstreams get origin-form
     if compiled.routes is not None:
         for route in compiled.routes.routes:
             lines += routes_cfg.rewriting(route) + routes_cfg.drawing(route)
