@@ -22,6 +22,8 @@ _TRACEPARENT = "^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[
 # A new trace's ids from two UUIDv4s' hex fields (no regex): 32 and 16 hex digits.
 _TRACE_ID = "".join(f"%[var(txn.trace),field({n},-)]" for n in range(1, 6))
 _SPAN_ID = "".join(f"%[var(txn.span),field({n},-)]" for n in range(1, 4))
+# A `%` that does not start a percent-encoding (RFC 3986 §2.1): the engine refuses it.
+_BAD_PERCENT = "%(.?$|[^0-9A-Fa-f]|.[^0-9A-Fa-f])"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +212,13 @@ def _edge(plane: PlaneConfig) -> list[str]:
 
 def _normalized() -> list[str]:
     """Paths as the engine normalises them, where HAProxy can (see docs/haproxy.md)."""
-    bad = body("BadRequest", "DPE", "path not accepted (dot segment or encoded separator)")
+    bad = body(
+        "BadRequest", "DPE", "path not accepted (dot segment, encoded separator, bad %-encoding)"
+    )
     return [
         "http-request set-path %[path,regsub(/+,/,g)] if { path -m sub // }",
         f"http-request return status 400 {reply('DPE', bad)} "
-        "if { path -m sub /./ /../ } || { path -m end /. /.. } || { path -m sub -i %2f %5c }",
+        "if { path -m sub /./ /../ } || { path -m end /. /.. } || { path -m sub -i %2f %5c } "
+        # The regex only for paths with a `%`: a `%` not followed by two hex digits.
+        f"|| {{ path -m sub % }} {{ path -m reg {_BAD_PERCENT} }}",
     ]
