@@ -14,9 +14,24 @@ from mesh.haproxy.words import address, ms, quote
 from mesh.policy.compile import Compiled
 
 _REVISION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# Hop-by-hop headers HAProxy itself does not remove (it handles connection, keep-alive,
-# upgrade and transfer-encoding); the engine drops these too (mesh.engine.headers).
-_HOP_BY_HOP = ("proxy-connection", "proxy-authorization", "te", "trailer", "http2-settings")
+# Hop-by-hop headers HAProxy itself does not remove (it drops only the keep-alive and close
+# tokens of Connection, and handles transfer-encoding); the engine drops these too
+# (mesh.engine.headers). Connection and Upgrade stay: a WebSocket upgrade needs them.
+_HOP_BY_HOP = (
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "http2-settings",
+    "keep-alive",
+)
+# An Upgrade that Connection does not name is no upgrade, and an h2c one would hand the
+# client's connection to the upstream as HTTP/2, past every rule here (h2c smuggling):
+# the engine removes both.
+_NO_UPGRADE = (
+    "http-request del-header upgrade if { req.fhdr(upgrade) -m found } "
+    "!{ req.fhdr(connection) -m sub -i upgrade } || { req.fhdr(upgrade) -m sub -i h2c }"
+)
 # W3C trace context (mesh.engine.headers._TRACEPARENT): others are replaced by a new one.
 _TRACEPARENT = "^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
 # A new trace's ids from two UUIDv4s' hex fields (no regex): 32 and 16 hex digits.
@@ -177,6 +192,7 @@ def _edge(plane: PlaneConfig) -> list[str]:
         "http-request set-header x-request-id %[unique-id]",
         "http-request del-header x-mesh- -m beg",
         *(f"http-request del-header {name}" for name in _HOP_BY_HOP),
+        _NO_UPGRADE,
     ]
     if plane.normalize_path:
         lines += _normalized()

@@ -307,3 +307,12 @@ def test_instances_answers_below_500_are_logged_one_in_n(checked: Check) -> None
     wanted = "http-response set-log-level silent if { status lt 500 } { rand(10) gt 0 }"
     assert wanted in lines(text)
     assert not any("set-log-level" in line for line in lines(config(compiled())))
+
+
+def test_keep_alive_and_an_upgrade_that_is_none_or_h2c_are_removed(checked: Check) -> None:
+    rules = lines(checked(config(compiled())))
+    assert "http-request del-header keep-alive" in rules
+    assert (
+        "http-request del-header upgrade if { req.fhdr(upgrade) -m found } "
+        "!{ req.fhdr(connection) -m sub -i upgrade } || { req.fhdr(upgrade) -m sub -i h2c }"
+    ) in rules
