@@ -25,6 +25,12 @@ _HOP_BY_HOP = (
     "http2-settings",
     "keep-alive",
 )
+# RFC 9110 §6.6.1 and §7.6.3, as the engine keeps them: every answer dated (the proxy's
+# own included), and the proxy named in the Via of what it forwards.
+_RESPONSE_DUTIES = [
+    "http-after-response set-header date %[date,http_date] unless { res.fhdr(date) -m found }",
+    'http-response add-header via "1.1 natsmesh"',
+]
 # An Upgrade that Connection does not name is no upgrade, and an h2c one would hand the
 # client's connection to the upstream as HTTP/2, past every rule here (h2c smuggling):
 # the engine removes both.
@@ -154,6 +160,7 @@ def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
     lines.append(f'log-format "{LOG_FORMAT}"')
     # The flags of every answer, the proxy's own included, for the log line.
     lines.append("http-after-response set-var(txn.flags) res.hdr(x-mesh-flags)")
+    lines += _RESPONSE_DUTIES
     if plane.log_sample > 1:  # the gateway counts each such line log_sample times
         lines.append(  # an instance's answers only: the proxy's own are all logged
             "http-response set-log-level silent "
@@ -196,6 +203,11 @@ def _edge(plane: PlaneConfig) -> list[str]:
     ]
     if plane.normalize_path:
         lines += _normalized()
+    no_host = body("BadRequest", "DPE", "HTTP/1.1 request without Host")
+    lines.append(  # RFC 9112 §3.2: a 1.1 request without Host is 400
+        f"http-request return status 400 {reply('DPE', no_host)} "
+        "if !{ req.fhdr(host) -m found } { req.ver 1.1 }"
+    )
     if plane.max_body_bytes:
         too_large = body("BodyTooLarge", "DPE", "request body over the limit")
         lines.append(

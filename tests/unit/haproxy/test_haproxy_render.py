@@ -316,3 +316,17 @@ def test_keep_alive_and_an_upgrade_that_is_none_or_h2c_are_removed(checked: Chec
         "http-request del-header upgrade if { req.fhdr(upgrade) -m found } "
         "!{ req.fhdr(connection) -m sub -i upgrade } || { req.fhdr(upgrade) -m sub -i h2c }"
     ) in rules
+
+
+def test_answers_are_dated_and_name_the_proxy_and_a_host_is_required(checked: Check) -> None:
+    rules = lines(checked(config(compiled())))
+    date = (
+        "http-after-response set-header date %[date,http_date] unless { res.fhdr(date) -m found }"
+    )
+    assert date in rules
+    assert 'http-response add-header via "1.1 natsmesh"' in rules
+    assert any(
+        rule.startswith("http-request return status 400 ")
+        and rule.endswith("if !{ req.fhdr(host) -m found } { req.ver 1.1 }")
+        for rule in rules
+    )
