@@ -34,7 +34,8 @@ class Upstream(socketserver.ThreadingTCPServer):
         self._received: list[bytes] = []
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        # Polled every 50 ms: close() waits for a poll (0.5 s by default, twice a module).
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
 
     def record(self, data: bytes) -> None:
         with self._lock:
