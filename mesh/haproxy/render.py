@@ -30,7 +30,12 @@ _HOP_BY_HOP = (
 _RESPONSE_DUTIES = [
     "http-after-response set-header date %[date,http_date] unless { res.fhdr(date) -m found }",
     'http-response add-header via "1.1 natsmesh"',
+    # Hop-by-hop in answers too (mesh.engine.response): HAProxy leaves both.
+    "http-response del-header keep-alive",
+    "http-response del-header proxy-authenticate",
 ]
+# RFC 9110 §7.6.2: TRACE and OPTIONS count Max-Forwards down, and an invalid one is 400.
+_HOP_COUNTED = "{ method TRACE OPTIONS }"
 # An Upgrade that Connection does not name is no upgrade, and an h2c one would hand the
 # client's connection to the upstream as HTTP/2, past every rule here (h2c smuggling):
 # the engine removes both.
@@ -208,6 +213,7 @@ def _edge(plane: PlaneConfig) -> list[str]:
         f"http-request return status 400 {reply('DPE', no_host)} "
         "if !{ req.fhdr(host) -m found } { req.ver 1.1 }"
     )
+    lines += _max_forwards()
     if plane.max_body_bytes:
         too_large = body("BodyTooLarge", "DPE", "request body over the limit")
         lines.append(
@@ -236,6 +242,18 @@ def _edge(plane: PlaneConfig) -> list[str]:
         "http-request set-var(txn.host) var(txn.host),regsub([.]$,) if { var(txn.host) -m end . }",
     ]
     return lines
+
+
+def _max_forwards() -> list[str]:
+    """The engine's Max-Forwards for TRACE and OPTIONS (mesh.engine.request), but for a
+    0 there, which the engine answers itself and HAProxy forwards (docs/haproxy.md)."""
+    bad = body("BadRequest", "DPE", "invalid Max-Forwards")
+    return [
+        f"http-request return status 400 {reply('DPE', bad)} if {_HOP_COUNTED} "
+        "{ req.fhdr(max-forwards) -m found } !{ req.fhdr(max-forwards) -m reg ^[0-9]+$ }",
+        "http-request set-header max-forwards %[req.fhdr(max-forwards),sub(1)] "
+        f"if {_HOP_COUNTED} {{ req.fhdr(max-forwards) -m int gt 0 }}",
+    ]
 
 
 def _normalized() -> list[str]:

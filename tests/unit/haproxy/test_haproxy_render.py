@@ -330,3 +330,20 @@ def test_answers_are_dated_and_name_the_proxy_and_a_host_is_required(checked: Ch
         and rule.endswith("if !{ req.fhdr(host) -m found } { req.ver 1.1 }")
         for rule in rules
     )
+
+
+def test_max_forwards_and_hop_by_hop_headers_of_answers(checked: Check) -> None:
+    rules = lines(checked(config(compiled())))
+    assert (
+        "http-request set-header max-forwards %[req.fhdr(max-forwards),sub(1)] "
+        "if { method TRACE OPTIONS } { req.fhdr(max-forwards) -m int gt 0 }"
+    ) in rules
+    assert any(
+        rule.startswith("http-request return status 400 ")
+        and "!{ req.fhdr(max-forwards) -m reg ^[0-9]+$ }" in rule
+        for rule in rules
+    )
+    assert {
+        "http-response del-header keep-alive",
+        "http-response del-header proxy-authenticate",
+    } <= set(rules)
