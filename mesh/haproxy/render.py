@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from mesh.engine.request import AUTHORITY
 from mesh.haproxy import backends_cfg, routes_cfg
 from mesh.haproxy.default_routes_cfg import ABSOLUTE, default_routes, no_route
 from mesh.haproxy.layout import FRONTEND, LOG_FORMAT, Backend, Server, backend_name
@@ -34,6 +35,8 @@ _RESPONSE_DUTIES = [
     "http-response del-header keep-alive",
     "http-response del-header proxy-authenticate",
 ]
+# A valid Host (RFC 9110 §7.2) as the engine checks it, anchored for HAProxy's PCRE2.
+_HOST = f"^(?:{AUTHORITY.pattern.decode()})$"
 # RFC 9110 §7.6.2: TRACE and OPTIONS count Max-Forwards down, and an invalid one is 400.
 _HOP_COUNTED = "{ method TRACE OPTIONS }"
 # An Upgrade that Connection does not name is no upgrade, and an h2c one would hand the
@@ -212,6 +215,12 @@ def _edge(plane: PlaneConfig) -> list[str]:
     lines.append(  # RFC 9112 §3.2: a 1.1 request without Host is 400
         f"http-request return status 400 {reply('DPE', no_host)} "
         "if !{ req.fhdr(host) -m found } { req.ver 1.1 }"
+    )
+    bad_host = body("BadRequest", "DPE", "invalid Host or user info in the target")
+    lines.append(  # an absolute-form target's authority is the Host: HAProxy makes them agree
+        f"http-request return status 400 {reply('DPE', bad_host)} "
+        f"if {{ req.fhdr(host) -m found }} !{{ req.fhdr(host) -m reg {quote(_HOST)} }} "
+        f"|| {ABSOLUTE} {{ url,field(3,/) -m sub @ }}"
     )
     lines += _max_forwards()
     if plane.max_body_bytes:

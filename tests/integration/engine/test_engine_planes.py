@@ -166,10 +166,11 @@ MALFORMED = {
 }
 # Targets and hosts a proxy must not forward: refused, the connection may go on.
 UNSOUND = {
-    "user-info": ("GET http://user@svc{m} HTTP/1.1", SVC, DPE, FORWARDED),  # row "user info"
-    "invalid-host": ("GET", "Host: we b\r\n", DPE, FORWARDED),  # row "Invalid Host"
-    "host-with-at": ("GET", "Host: a@svc\r\n", DPE, FORWARDED),
-    "host-with-slash": ("GET", "Host: svc/x\r\n", DPE, FORWARDED),
+    "user-info": ("GET http://user@svc{m} HTTP/1.1", SVC, DPE, DPE),
+    "invalid-host": ("GET", "Host: we b\r\n", DPE, DPE),
+    "host-with-at": ("GET", "Host: a@svc\r\n", DPE, DPE),
+    "host-with-slash": ("GET", "Host: svc/x\r\n", DPE, DPE),
+    "host-with-an-encoded-space": ("GET", "Host: we%20b\r\n", DPE, DPE),
     "no-host": ("GET", "", DPE, DPE),
     "encoded-slash": ("GET /a%2F{m} HTTP/1.1", SVC, DPE, DPE),
     "encoded-backslash": ("GET /a%5c{m} HTTP/1.1", SVC, DPE, DPE),
@@ -330,6 +331,8 @@ TARGETS_FORWARDED = {
     "absolute-form-without-path": ("http://svc", "svc", "/", "/"),
     "by-host-with-port": ("/a?q=1", "svc:8080", "/a?q=1", "/a?q=1"),
     "by-host-with-final-dot": ("/a", "SVC.", "/a", "/a"),
+    "by-ip-literal": ("/svc/a", "[::1]:80", "/a", "/a"),
+    "by-encoded-name": ("/svc/a", "caf%C3%A9", "/a", "/a"),
     "slashes-merged": ("/svc//a///b", "gw.example", "/a/b", "/a/b"),
     "query-left-alone": ("/svc/a?q=/../", "gw.example", "/a?q=/../", "/a?q=/../"),
     # Row "Path normalisation": HAProxy leaves %-encodings as sent.

@@ -347,3 +347,9 @@ def test_max_forwards_and_hop_by_hop_headers_of_answers(checked: Check) -> None:
         "http-response del-header keep-alive",
         "http-response del-header proxy-authenticate",
     } <= set(rules)
+
+
+def test_an_invalid_host_or_user_info_is_refused_by_the_engines_rule(checked: Check) -> None:
+    (rule,) = [r for r in lines(checked(config(compiled()))) if "req.fhdr(host) -m reg" in r]
+    assert rule.startswith("http-request return status 400 ")
+    assert "{ url -m beg -i http:// } { url,field(3,/) -m sub @ }" in rule
