@@ -223,6 +223,10 @@ def _edge(plane: PlaneConfig) -> list[str]:
         f"|| {ABSOLUTE} {{ url,field(3,/) -m sub @ }}"
     )
     lines += _max_forwards()
+    lines.append(  # `010` is 10 to HAProxy, 8 to an upstream reading octal: sent canonical
+        "http-request set-header content-length %[req.fhdr(content-length),add(0)] "
+        "if { req.fhdr(content-length) -m beg 0 }"
+    )
     if plane.max_body_bytes:
         too_large = body("BodyTooLarge", "DPE", "request body over the limit")
         lines.append(

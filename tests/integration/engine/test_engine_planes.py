@@ -308,6 +308,13 @@ def test_via_names_each_hop_as_the_client_spoke(port: int) -> None:
     assert forwarded(port, get("/svc/via", version="1.0")).all("via") == ["1.0 natsmesh"]
 
 
+def test_a_content_length_with_leading_zeros_is_forwarded_canonical(port: int) -> None:
+    raw = b"POST /svc/cl HTTP/1.1\r\nHost: svc\r\nContent-Length: 010\r\n\r\n0123456789"
+    answer = exchange(port, raw)
+    assert (answer.status, answer.json()["body"]) == (200, "0123456789")
+    assert [v for n, v in answer.json()["headers"] if n.lower() == "content-length"] == ["10"]
+
+
 def test_header_names_and_order_are_kept(port: int) -> None:
     seen = forwarded(port, get("/svc/order", extra="X-B: 2\r\nx-a: 1\r\nX-B: 3\r\n"))
     ours = [(n.lower(), v) for n, v in seen.headers if n.lower() in (b"x-a", b"x-b")]

@@ -353,3 +353,10 @@ def test_an_invalid_host_or_user_info_is_refused_by_the_engines_rule(checked: Ch
     (rule,) = [r for r in lines(checked(config(compiled()))) if "req.fhdr(host) -m reg" in r]
     assert rule.startswith("http-request return status 400 ")
     assert "{ url -m beg -i http:// } { url,field(3,/) -m sub @ }" in rule
+
+
+def test_a_content_length_with_leading_zeros_goes_upstream_canonical(checked: Check) -> None:
+    assert (
+        "http-request set-header content-length %[req.fhdr(content-length),add(0)] "
+        "if { req.fhdr(content-length) -m beg 0 }"
+    ) in lines(checked(config(compiled())))
