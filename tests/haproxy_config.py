@@ -31,6 +31,11 @@ def haproxy_binary() -> str | None:
     return found
 
 
+needs_haproxy = pytest.mark.skipif(
+    haproxy_binary() is None, reason="haproxy is not installed (Debian's haproxy package)"
+)
+
+
 def route(**fields: Any) -> Route:
     fields.setdefault("to", [{"service": fields["name"]}])
     document = parse({"kind": "Route", **fields}, None)

@@ -15,7 +15,7 @@ BodySink = Callable[[bytes], None]
 # RFC 9110 §7.2: uri-host [":" port], the host a reg-name or an IP literal (no user info).
 # A reg-name percent-encodes only UTF-8 (non-ASCII) bytes (RFC 3986 §3.2.2): `we%20b`
 # hides a character a host cannot have, and would be looked up as service `we%20b`.
-_AUTHORITY = re.compile(
+AUTHORITY = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[89A-Fa-f][0-9A-Fa-f])*)(?::[0-9]*)?"
 )
 
@@ -238,7 +238,7 @@ class Request:
 
 def _check_host(host: bytes) -> None:
     """BadRequest unless `host` is a valid Host value (then remembered, see _VALID_HOSTS)."""
-    if _AUTHORITY.fullmatch(host) is None:
+    if AUTHORITY.fullmatch(host) is None:
         raise BadRequest(f"invalid Host {host[:64]!r}")
     if len(_VALID_HOSTS) >= 1024:
         _VALID_HOSTS.clear()

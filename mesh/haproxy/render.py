@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mesh.haproxy import backends_cfg, routes_cfg
 from mesh.haproxy.default_routes_cfg import ABSOLUTE, default_routes, no_route
+from mesh.haproxy.edge_cfg import RESPONSE_DUTIES, edge
 from mesh.haproxy.layout import (
     ANSWERS_TABLE,
     FRONTEND,
@@ -16,22 +17,11 @@ from mesh.haproxy.layout import (
     backend_name,
     log_format,
 )
-from mesh.haproxy.replies_cfg import AFTER_RESPONSE, CLIENT_ERRORS, body, http_errors, reply
-from mesh.haproxy.words import address, ms, quote
+from mesh.haproxy.replies_cfg import AFTER_RESPONSE, CLIENT_ERRORS, http_errors
+from mesh.haproxy.words import address, ms
 from mesh.policy.compile import Compiled
 
 _REVISION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# Hop-by-hop headers HAProxy itself does not remove (it handles connection, keep-alive,
-# upgrade and transfer-encoding); the engine drops these too (mesh.engine.headers).
-_HOP_BY_HOP = ("proxy-connection", "proxy-authorization", "te", "trailer", "http2-settings")
-# W3C trace context (mesh.engine.headers._TRACEPARENT): others are replaced by a new one.
-_TRACEPARENT = "^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
-# A new trace's ids, 128 and 64 random bits as the engine's: 8 hex digits from each 32-bit
-# `rand` (`hex` prints 8 bytes, the first 4 zero). One rule, no variables: the former
-# two UUIDs cut into fields cost HAProxy as much as a tenth of all it does per request.
-_RANDOM_HEX8 = "%[rand,hex,bytes(8),lower]"
-_TRACE_ID = _RANDOM_HEX8 * 4
-_SPAN_ID = _RANDOM_HEX8 * 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,20 +150,22 @@ def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
     lines.append(f'log-format "{log_format(numbered=plane.log_sample > 1)}"')
     # The flags of every answer, the proxy's own included, for the log line.
     lines.append("http-after-response set-var(txn.flags) res.hdr(x-mesh-flags)")
+    lines += RESPONSE_DUTIES
     if plane.log_sample > 1:  # the gateway counts each such line log_sample times
         lines.append(  # an instance's answers only (numbered first, backends_cfg.NUMBERED)
             "http-response set-log-level silent "
             f"if {{ status lt 500 }} {{ rand({plane.log_sample}) gt 0 }}"
         )
-    lines += _edge(plane)
+    lines += edge(plane.normalize_path, plane.max_body_bytes)
     if compiled.routes is not None:
         lines += routes_cfg.matching(compiled.routes)
     lines += default_routes(plane.reachable)
     lines.append(AFTER_RESPONSE)
     lines.append(no_route(plane.default_routes))
-    lines.append(f"http-request set-uri %[pathq] if {ABSOLUTE}")  # upstreams get origin-form
-    # `http://hello` has no path: origin-form needs one (the engine sends `/`).
+    # `http://hello` has no path: origin-form needs one (the engine sends `/`). Given
+    # while the target is still absolute: once origin-form, ABSOLUTE no longer holds.
     lines.append(f"http-request set-path / if {ABSOLUTE} !{{ path -m len gt 0 }}")
+    lines.append(f"http-request set-uri %[pathq] if {ABSOLUTE}")  # upstreams get origin-form
     if compiled.routes is not None:
         for route in compiled.routes.routes:
             lines += routes_cfg.rewriting(route) + routes_cfg.drawing(route)
@@ -182,58 +174,3 @@ def _frontend(compiled: Compiled, plane: PlaneConfig) -> str:
     if plane.reachable:
         lines.append("use_backend %[var(txn.service)] if { var(txn.service) -m found }")
     return _section(f"frontend {FRONTEND}", lines)
-
-
-def _edge(plane: PlaneConfig) -> list[str]:
-    """The engine's header conventions at the edge (mesh.engine.headers), before routing."""
-    lines = [
-        # The client's x-request-id (its first), else a new one: the log's %ID and replies.
-        'unique-id-format "%[var(txn.request_id)]"',
-        "http-request set-var(txn.request_id) req.fhdr(x-request-id,1) "
-        "if { req.fhdr(x-request-id,1) -m len gt 0 }",
-        # No regex on the way of every request: these rules run per request, and a
-        # regex costs HAProxy more than all the rest of a rule.
-        "http-request set-var(txn.request_id) uuid unless { var(txn.request_id) -m found }",
-        "http-request set-header x-request-id %[unique-id]",
-        "http-request del-header x-mesh- -m beg",
-        *(f"http-request del-header {name}" for name in _HOP_BY_HOP),
-    ]
-    if plane.normalize_path:
-        lines += _normalized()
-    if plane.max_body_bytes:
-        too_large = body("BodyTooLarge", "DPE", "request body over the limit")
-        lines.append(
-            f"http-request return status 413 {reply('DPE', too_large)} "
-            f"if {{ req.hdr_val(content-length) gt {plane.max_body_bytes} }}"
-        )
-    lines += [
-        "http-request set-header traceparent %[req.fhdr(traceparent,1)] "
-        "if { req.fhdr_cnt(traceparent) gt 1 }",
-        # The regex only where there is a header to check.
-        "http-request del-header traceparent if { req.fhdr(traceparent) -m found } "
-        f"!{{ req.fhdr(traceparent) -m reg {quote(_TRACEPARENT)} }}",
-        f"http-request set-header traceparent 00-{_TRACE_ID}-{_SPAN_ID}-01 "
-        "unless { req.fhdr(traceparent) -m found }",
-        "http-request set-header x-forwarded-proto http "
-        "unless { req.hdr(x-forwarded-proto) -m found }",
-        "http-request set-header x-forwarded-host %[req.fhdr(host)] "
-        "if !{ req.hdr(x-forwarded-host) -m found } { req.fhdr(host) -m found }",
-        'http-request add-header via "%[req.ver] natsmesh"',
-        # The host routes compare: lower case, no port, no final dot (routing.hostname);
-        # the regexes only for the hosts that need them.
-        "http-request set-var(txn.host) req.fhdr(host),lower",
-        "http-request set-var(txn.host) var(txn.host),regsub(:[0-9]*$,) "
-        "if { var(txn.host) -m sub : }",
-        "http-request set-var(txn.host) var(txn.host),regsub([.]$,) if { var(txn.host) -m end . }",
-    ]
-    return lines
-
-
-def _normalized() -> list[str]:
-    """Paths as the engine normalises them, where HAProxy can (see docs/haproxy.md)."""
-    bad = body("BadRequest", "DPE", "path not accepted (dot segment or encoded separator)")
-    return [
-        "http-request set-path %[path,regsub(/+,/,g)] if { path -m sub // }",
-        f"http-request return status 400 {reply('DPE', bad)} "
-        "if { path -m sub /./ /../ } || { path -m end /. /.. } || { path -m sub -i %2f %5c }",
-    ]

@@ -6,7 +6,7 @@ import re
 
 import pytest
 from proxying import ProxyFactory, UpstreamFactory
-from wire import Client, Message, Peer, Upstream, get, response
+from wire import FORWARDING, Client, Message, Peer, Upstream, get, response
 
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
 VALID_TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -66,21 +66,7 @@ async def test_hop_by_hop_response_headers_are_removed(
     assert answer.names() == {"content-length", "x-public", "date", "via"}  # date, via: ours
 
 
-# (client's headers) -> (x-forwarded-for, -proto, -host) the upstream sees
-FORWARDED = {
-    "created": ("", ("127.0.0.1", "http", "svc")),
-    "appended": (
-        "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 10.0.0.1\r\n",
-        ("203.0.113.7, 10.0.0.1, 127.0.0.1", "http", "svc"),
-    ),
-    "proto-and-host-kept": (
-        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example\r\n",
-        ("127.0.0.1", "https", "shop.example"),
-    ),
-}
-
-
-@pytest.mark.parametrize(("extra", "expected"), FORWARDED.values(), ids=FORWARDED.keys())
+@pytest.mark.parametrize(("extra", "expected"), FORWARDING.values(), ids=FORWARDING.keys())
 async def test_forwarding_headers(
     extra: str, expected: tuple[str, str, str], client: Client, upstream: Upstream
 ) -> None:

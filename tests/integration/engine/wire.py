@@ -376,5 +376,18 @@ def closed_port() -> int:
     return port
 
 
+# (client's headers) -> (x-forwarded-for, -proto, -host) the upstream sees
+FORWARDING = {
+    "created": ("", ("127.0.0.1", "http", "svc")),
+    "appended": (
+        "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 10.0.0.1\r\n",
+        ("203.0.113.7, 10.0.0.1, 127.0.0.1", "http", "svc"),
+    ),
+    "proto-and-host-kept": (
+        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example\r\n",
+        ("127.0.0.1", "https", "shop.example"),
+    ),
+}
+
 # A complete request: found in an upstream's bytes only if a body was mis-framed.
 SMUGGLED = get("/smuggled")

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 from aiohttp import web
+from haproxy_config import haproxy_binary
 
-from mesh.haproxy.binary import DEBIAN_PATH
 from mesh.node.ports import free_port
 
-BINARY = shutil.which("haproxy") or shutil.which(DEBIAN_PATH)
-needs_haproxy = pytest.mark.skipif(
-    BINARY is None, reason="haproxy is not installed (Debian's haproxy package)"
-)
+BINARY = haproxy_binary()
 
 
 def config(listen: int, upstream: int, extra: str = "") -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from haproxy_fixtures import BINARY, config, load, needs_haproxy, upstream
+from haproxy_config import needs_haproxy
+from haproxy_fixtures import BINARY, config, load, upstream
 
 from mesh.errors import HaproxyError
 from mesh.haproxy.process import HaproxyProcess

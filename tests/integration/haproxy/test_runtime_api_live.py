@@ -6,7 +6,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from haproxy_fixtures import BINARY, config, needs_haproxy
+from haproxy_config import needs_haproxy
+from haproxy_fixtures import BINARY, config
 
 from mesh.errors import RuntimeApiError
 from mesh.haproxy.process import HaproxyProcess

@@ -294,10 +294,12 @@ def test_service_names_that_look_like_options_are_names(checked: Check) -> None:
 
 
 def test_an_absolute_url_without_a_path_goes_upstream_as_slash(checked: Check) -> None:
-    text = checked(config(compiled()))
-    assert "http-request set-path / if { url -m beg -i http:// } !{ path -m len gt 0 }" in lines(
-        text
+    """The path is given before the target becomes origin-form, which the rule tests."""
+    rules = lines(checked(config(compiled())))
+    given = rules.index(
+        "http-request set-path / if { url -m beg -i http:// } !{ path -m len gt 0 }"
     )
+    assert given < rules.index("http-request set-uri %[pathq] if { url -m beg -i http:// }")
 
 
 def test_instances_answers_below_500_are_logged_one_in_n(checked: Check) -> None:
@@ -327,3 +329,56 @@ def test_sampled_answers_are_numbered_per_server_before_the_log_leaves_them_out(
     assert "mesh:answers" not in unsampled
     assert "txn.answer" not in unsampled
     assert "%pid\\t-\\t-\\t" in unsampled
+
+
+def test_keep_alive_and_an_upgrade_that_is_none_or_h2c_are_removed(checked: Check) -> None:
+    rules = lines(checked(config(compiled())))
+    assert "http-request del-header keep-alive" in rules
+    assert (
+        "http-request del-header upgrade if { req.fhdr(upgrade) -m found } "
+        "!{ req.fhdr(connection) -m sub -i upgrade } || { req.fhdr(upgrade) -m sub -i h2c }"
+    ) in rules
+
+
+def test_answers_are_dated_and_name_the_proxy_and_a_host_is_required(checked: Check) -> None:
+    rules = lines(checked(config(compiled())))
+    date = (
+        "http-after-response set-header date %[date,http_date] unless { res.fhdr(date) -m found }"
+    )
+    assert date in rules
+    assert 'http-response add-header via "1.1 natsmesh"' in rules
+    assert any(
+        rule.startswith("http-request return status 400 ")
+        and rule.endswith("if !{ req.fhdr(host) -m found } { req.ver 1.1 }")
+        for rule in rules
+    )
+
+
+def test_max_forwards_and_hop_by_hop_headers_of_answers(checked: Check) -> None:
+    rules = lines(checked(config(compiled())))
+    assert (
+        "http-request set-header max-forwards %[req.fhdr(max-forwards),sub(1)] "
+        "if { method TRACE OPTIONS } { req.fhdr(max-forwards) -m int gt 0 }"
+    ) in rules
+    assert any(
+        rule.startswith("http-request return status 400 ")
+        and "!{ req.fhdr(max-forwards) -m reg ^[0-9]+$ }" in rule
+        for rule in rules
+    )
+    assert {
+        "http-response del-header keep-alive",
+        "http-response del-header proxy-authenticate",
+    } <= set(rules)
+
+
+def test_an_invalid_host_or_user_info_is_refused_by_the_engines_rule(checked: Check) -> None:
+    (rule,) = [r for r in lines(checked(config(compiled()))) if "req.fhdr(host) -m reg" in r]
+    assert rule.startswith("http-request return status 400 ")
+    assert "{ url -m beg -i http:// } { url,field(3,/) -m sub @ }" in rule
+
+
+def test_a_content_length_with_leading_zeros_goes_upstream_canonical(checked: Check) -> None:
+    assert (
+        "http-request set-header content-length %[req.fhdr(content-length),add(0)] "
+        "if { req.fhdr(content-length) -m beg 0 }"
+    ) in lines(checked(config(compiled())))
