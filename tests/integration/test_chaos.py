@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hello import Hello
 from load import Load
 from mesh_procs import Client, Mesh, Proc, outbound_serving, routable, wait_for
 
@@ -58,14 +59,17 @@ class Chaos:
         )
         return via_gateway, via_agent
 
-    def replace(self, name: str) -> None:
-        """Start a fresh instance (new port) under `name` and wait until routed."""
-        service = self.mesh.service(name)
-        self.services[name] = service
-        self.agents[name] = self.mesh.agent(service)
-        address = f"127.0.0.1:{service.port}"
+    def replace(self, names: tuple[str, ...]) -> dict[str, tuple[Proc, Proc]]:
+        """Start a fresh instance (new port) under each name, all at once, and wait until
+        every node routes to them; returns the replaced (service, agent) pairs."""
+        replaced = {name: (self.services[name], self.agents[name]) for name in names}
+        for name in names:
+            self.services[name] = self.mesh.service(name)
+            self.agents[name] = self.mesh.agent(self.services[name])
+        addresses = {f"127.0.0.1:{self.services[name].port}" for name in names}
         for node in (self.gateway, self.caller):
-            wait_for(lambda node=node: address in routable(node.admin_port), timeout=20)
+            wait_for(lambda node=node: addresses <= routable(node.admin_port), timeout=20)
+        return replaced
 
     def demo(self, name: str, order: str) -> None:
         port = self.services[name].port
@@ -77,14 +81,16 @@ class Chaos:
 def chaos(
     fresh_nats: NatsServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Chaos]:
-    """The gateway forwards with the data plane of the parameter; the agent with Python."""
+    """The gateway forwards with the data plane of the parameter; the agent with Python.
+    `shop` answers in the test's process (nothing here stops or fails it): one process
+    fewer to start per test."""
     plane = getattr(request, "param", "python")
     env = {"MESH_PRESET": "local", "MESH_GATEWAY_DATA_PLANE": plane}
     mesh = Mesh(fresh_nats.url, tmp_path, env=env)
+    shop = Hello("shop-1")
     try:
         services = {name: mesh.service(name) for name in INSTANCES}
         agents = {name: mesh.agent(services[name]) for name in INSTANCES}
-        shop = mesh.service("shop-1", service="shop")
         caller = mesh.agent(shop, "shop")
         gateway = mesh.gateway()
         wait_for(lambda: outbound_serving(caller), timeout=30)
@@ -96,6 +102,7 @@ def chaos(
         yield Chaos(mesh, services, agents, gateway, caller)
     finally:
         mesh.close()
+        shop.close()
 
 
 def ejections(admin_port: int, service: str = "hello") -> float:
@@ -157,12 +164,17 @@ def test_c_a_rolling_restart_with_graceful_leave_fails_nothing_posts_included(
     for load in loads:
         load.start()
     time.sleep(0.5)
-    for name in INSTANCES:
-        chaos.agents[name].signal(signal.SIGTERM)  # leave: no new requests go there
+    # The new instances join under load first (started together: their starts are most
+    # of this test's time), then the old ones leave one after another, each gone from
+    # every node's routing before the next leaves.
+    for service, agent in chaos.replace(INSTANCES).values():
+        agent.signal(signal.SIGTERM)  # leave: no new requests go there
         time.sleep(0.3)  # in-flight ones finish
-        chaos.services[name].signal(signal.SIGTERM)
-        chaos.services[name].wait(10)
-        chaos.replace(name)
+        service.signal(signal.SIGTERM)
+        service.wait(10)
+        gone = f"127.0.0.1:{service.port}"
+        for node in (chaos.gateway, chaos.caller):
+            wait_for(lambda n=node, a=gone: a not in routable(n.admin_port), timeout=5)
     time.sleep(0.5)  # the replacements serve on their own
     for load in loads:
         load.stop()
