@@ -22,7 +22,7 @@ from typing import Any
 from bench import targets
 from bench.callgrind import version
 from bench.console import BenchError, say
-from bench.cores import pick_cores
+from bench.cores import Cores, pick_cores
 from bench.plane_count import LogSocket, Row, Tools, count
 from bench.plane_groups import BASE, variants
 from bench.plane_render import gateway_config
@@ -85,10 +85,8 @@ def report(rows: list[Row], groups: bool) -> str:
     return table([*header, "vs alone", "memcpy&co k", "log lines/req"], lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = options(argv)
-    cores = pick_cores()
-    paths = ensure_tools(["nginx", "haproxy", "valgrind", "callgrind_control"])
+def run(args: argparse.Namespace, cores: Cores, paths: dict[str, str]) -> tuple[list[Row], str]:
+    """Every configuration counted in turn, and the gateway's configuration as rendered."""
     tools = Tools(paths["haproxy"], paths["valgrind"], paths["callgrind_control"])
     with (
         sigterm_as_exit(),
@@ -127,14 +125,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 for i, (name, text) in enumerate(todo)
             ]
-        except BenchError as exc:
-            say(f"failed: {exc}")
-            return 1
-        except KeyboardInterrupt:
-            say("interrupted: stopping everything")
-            return 130
         finally:
             log.close()
+    return rows, rendered
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = options(argv)
+    try:
+        cores = pick_cores()
+        paths = ensure_tools(["nginx", "haproxy", "valgrind", "callgrind_control"])
+        rows, rendered = run(args, cores, paths)
+    except BenchError as exc:
+        say(f"failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted: stopped everything")
+        return 130
     print()
     print(
         f"User-space instructions per request (callgrind, {args.requests} keep-alive GETs of "
@@ -145,8 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench": "plane_cost",
         "settings": {"groups": args.groups, "requests": args.requests, "warmup": args.warmup},
         "environment": {
-            **environment({"nginx": paths["nginx"], "haproxy": tools.haproxy}),
-            "valgrind": version(tools.valgrind),
+            **environment({"nginx": paths["nginx"], "haproxy": paths["haproxy"]}),
+            "valgrind": version(paths["valgrind"]),
         },
         "rows": [asdict(row) for row in rows],
         "rendered": rendered,
