@@ -186,12 +186,17 @@ backend upstream
 """
 
 
+def haproxy_config(port: int, upstream: int) -> str:
+    """The "HAProxy alone" configuration, listening on `port` (bench.plane_cost uses it too)."""
+    return _HAPROXY_CONF.format(port=port, upstream=upstream, service=SERVICE)
+
+
 def start_haproxy(
     procs: Processes, workdir: Path, haproxy: str, upstream: int, cpus: str
 ) -> Target:
     port = free_port()
     conf = workdir / "haproxy.cfg"
-    conf.write_text(_HAPROXY_CONF.format(port=port, upstream=upstream, service=SERVICE))
+    conf.write_text(haproxy_config(port, upstream))
     # -db: stay in the foreground, one process, so the group stop reaches it.
     child = procs.start("haproxy", pinned([haproxy, "-db", "-f", str(conf)], cpus))
     wait_until("HAProxy", lambda: _ready(port), timeout=_STARTUP, processes=procs)

@@ -1,4 +1,4 @@
-"""nginx, HAProxy and wrk: found on PATH or in sbin, else installed with apt-get."""
+"""nginx, HAProxy, wrk and valgrind: found on PATH or in sbin, else installed with apt-get."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "nginx": ("nginx-light", "nginx"),
     "haproxy": ("haproxy",),
     "wrk": ("wrk",),
+    "valgrind": ("valgrind",),
+    "callgrind_control": ("valgrind",),  # bench.plane_cost switches counting with it
 }
 _POLICY_RC = Path("/usr/sbin/policy-rc.d")
 

@@ -90,17 +90,37 @@ class HaproxyEdge:
         return 0
 
     def _config(self, compiled: Compiled, revision: str) -> PlaneConfig:
-        settings = self._settings
-        return PlaneConfig(
-            listen=(self.announced,),
+        return plane_config(
+            self._settings,
+            listen=self.announced,
             log_socket=self.plane.log_socket,
             probe=self._probe,
             revision=revision,
-            default_routes=settings.gateway_default_routes,
             known=self._directory.known,
-            client_header_timeout=settings.client_header_timeout,
-            client_idle_timeout=settings.client_idle_timeout,
-            normalize_path=settings.normalize_path,
-            max_body_bytes=settings.max_body_bytes,
-            log_sample=settings.haproxy_log_sample,
         )
+
+
+def plane_config(
+    settings: Settings,
+    *,
+    listen: tuple[str, int],
+    log_socket: str,
+    probe: tuple[str, int],
+    revision: str,
+    known: frozenset[str],
+) -> PlaneConfig:
+    """What the gateway's settings make of its HAProxy configuration (bench.plane_cost
+    renders the same one)."""
+    return PlaneConfig(
+        listen=(listen,),
+        log_socket=log_socket,
+        probe=probe,
+        revision=revision,
+        default_routes=settings.gateway_default_routes,
+        known=known,
+        client_header_timeout=settings.client_header_timeout,
+        client_idle_timeout=settings.client_idle_timeout,
+        normalize_path=settings.normalize_path,
+        max_body_bytes=settings.max_body_bytes,
+        log_sample=settings.haproxy_log_sample,
+    )
