@@ -98,9 +98,7 @@ def section(
         *_route_timeouts(compiled, backend, policy),
         # The engine's concurrency limit per caller: this backend's requests in flight.
         f"http-request return status 503 {_overflow(backend, resilience.max_requests)}",
-        # An old worker finishing its clients' last requests after a reload counts no
-        # server usable (its backends are stopping): it forwards them all the same.
-        f"http-request return status 503 {_no_server(backend)} if {{ nbsrv eq 0 }} !{{ stopping }}",
+        f"http-request return status 503 {_no_server(backend)} if {{ nbsrv eq 0 }}",
         *http_errors(SERVER_ERRORS, backend.service),
         f"default-server {SERVER_DEFAULTS}{_slow_start(policy)}",
         *(NUMBERED if numbered else ()),

@@ -119,11 +119,6 @@ def _defaults(plane: PlaneConfig) -> str:
             "log global",
             "option forwardfor",
             "option http-keep-alive",
-            # At a reload the old worker answers the next request of an idle keep-alive
-            # connection (with `connection: close`) instead of closing it under a client
-            # about to send, as the engine keeps its connections. The price: an old
-            # worker lives until its clients' next request, at most `hard-stop-after`.
-            "option idle-close-on-response",
             f"timeout http-request {ms(plane.client_header_timeout)}",
             f"timeout client {ms(plane.client_idle_timeout)}",
             f"timeout http-keep-alive {ms(plane.client_idle_timeout)}",
