@@ -32,12 +32,14 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        "edge: request id, x-mesh-* and hop-by-hop removal",
+        "edge: request id, x-mesh-* and hop-by-hop removal, Max-Forwards, Content-Length",
         (
             "unique-id-format ",
             "http-request set-var(txn.request_id) ",
             "http-request set-header x-request-id ",
             "http-request del-header ",
+            "http-request set-header max-forwards ",
+            "http-request set-header content-length ",
         ),
     ),
     (
@@ -58,6 +60,14 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "option forwardfor",
             "http-request set-header x-forwarded-",
             "http-request add-header via ",
+        ),
+    ),
+    (
+        "answers: Date, Via, hop-by-hop removal",
+        (
+            "http-after-response set-header date ",
+            "http-response add-header via ",
+            "http-response del-header ",
         ),
     ),
     ("host normalisation", ("http-request set-var(txn.host) ",)),
@@ -97,6 +107,10 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "log-format ",
             "http-after-response set-var(txn.flags) ",
             "http-response set-log-level ",
+            # The numbering of sampled answers (mesh.haproxy.answer_order).
+            "stick-table ",
+            "http-response track-sc0 ",
+            "http-response set-var(txn.answer) ",
         ),
     ),
 )
