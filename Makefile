@@ -23,12 +23,12 @@ demo-secure: $(STAMP)
 	$(BIN)/mesh up --secure
 
 # The tests start about 150 mesh processes: compiled once here, none of them compiles
-# the packages again (with PYTHONDONTWRITEBYTECODE set, each would). Two workers: the
-# tests that start processes run one after another on one of them (one xdist group, see
-# tests/conftest.py), the unit tests beside them on the other core.
+# the packages again (with PYTHONDONTWRITEBYTECODE set, each would). Two workers, each
+# taking whole test files (loadfile): a module's shared servers and meshes start once,
+# on one worker, and two files' tests run side by side, one per core.
 test: $(STAMP) test-tools
 	$(BIN)/python -m compileall -q mesh agents gateway policies
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Debian's packages that tests drive for real: a Prometheus server and promtool, a
 # headless Chromium for the dashboard, HAProxy for the gateway's native data plane, and

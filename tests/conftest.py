@@ -51,20 +51,6 @@ settings.register_profile(
 )
 settings.load_profile("default")  # `--hypothesis-profile` loads another one after this
 
-# Tests that start processes, servers and timed loads (integration, e2e) share one
-# pytest-xdist group: with `-n 2 --dist loadgroup` (`make test`) they run one after another
-# on one worker, as in a serial run, and never against each other's timing; the unit tests
-# fill the other core beside them.
-_PROCESS_TIERS = ("integration", "e2e")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("beside_units") is not None:
-            continue  # a HAProxy of its own against loopback servers of its own
-        if any(part in _PROCESS_TIERS for part in item.path.parts):
-            item.add_marker(pytest.mark.xdist_group("processes"))
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _loopback_only() -> Iterator[None]:

@@ -20,9 +20,6 @@ from mesh.policy.compile import ServicePolicy
 from mesh.resilience.config import ResilienceConfig
 from mesh.resilience.retry import RetryPolicy
 
-# A HAProxy of its own in front of loopback servers of its own: beside the unit tests.
-pytestmark = pytest.mark.beside_units
-
 ENTERED = threading.Event()
 RELEASE = threading.Event()
 

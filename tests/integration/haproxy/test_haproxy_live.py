@@ -17,9 +17,6 @@ from mesh.haproxy.layout import Server
 from mesh.haproxy.render import render
 from mesh.node.ports import free_port
 
-# A HAProxy of its own in front of loopback servers of its own: beside the unit tests.
-pytestmark = pytest.mark.beside_units
-
 TRACEPARENT = r"00-[0-9a-f]{32}-[0-9a-f]{16}-01"
 
 

@@ -20,9 +20,6 @@ from mesh.haproxy.layout import Server
 from mesh.haproxy.render import render
 from mesh.node.ports import free_port
 
-# A HAProxy of its own in front of loopback servers of its own: beside the unit tests.
-pytestmark = pytest.mark.beside_units
-
 KNOWN = frozenset({"hello", "world"})
 ROUTES = (
     route(name="any", to=[{"service": "world"}], match={"methods": ["DELETE"]}),

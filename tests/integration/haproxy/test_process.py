@@ -23,8 +23,7 @@ from mesh.haproxy.process import HaproxyProcess
 from mesh.haproxy.show_answers import processes
 from mesh.node.ports import free_port
 
-# A HAProxy of its own in front of loopback servers of its own: beside the unit tests.
-pytestmark = [needs_haproxy, pytest.mark.beside_units]
+pytestmark = needs_haproxy
 REPO = Path(__file__).resolve().parents[3]
 
 
