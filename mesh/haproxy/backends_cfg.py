@@ -98,7 +98,9 @@ def section(
         *_route_timeouts(compiled, backend, policy),
         # The engine's concurrency limit per caller: this backend's requests in flight.
         f"http-request return status 503 {_overflow(backend, resilience.max_requests)}",
-        f"http-request return status 503 {_no_server(backend)} if {{ nbsrv eq 0 }}",
+        # An old worker finishing its clients' last requests after a reload counts no
+        # server usable (its backends are stopping): it forwards them all the same.
+        f"http-request return status 503 {_no_server(backend)} if {{ nbsrv eq 0 }} !{{ stopping }}",
         *http_errors(SERVER_ERRORS, backend.service),
         f"default-server {SERVER_DEFAULTS}{_slow_start(policy)}",
         *(NUMBERED if numbered else ()),

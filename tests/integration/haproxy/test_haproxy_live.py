@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import re
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 from haproxy_config import compiled, plane, route, running
 
+from mesh.errors import RuntimeApiError
 from mesh.haproxy.layout import Server
 from mesh.haproxy.render import render
+from mesh.haproxy.runtime_api import RuntimeApi
+from mesh.haproxy.show_answers import processes
 from mesh.node.ports import free_port
 
 TRACEPARENT = r"00-[0-9a-f]{32}-[0-9a-f]{16}-01"
@@ -56,8 +63,18 @@ def get(port: int, target: str, **headers: str) -> tuple[int, dict[str, str], An
         connection.close()
 
 
+class Plane(NamedTuple):
+    port: int
+    master: Path  # the master's socket, for reloads
+
+
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def gateway(plane_at: Plane) -> int:
+    return plane_at.port
+
+
+@pytest.fixture(scope="module")
+def plane_at(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     hello, world = echo("hello"), echo("world")
     where = tmp_path_factory.mktemp("haproxy")
     port, probe = free_port(), free_port()
@@ -94,7 +111,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     config.write_text(render(revision, on, servers))
     try:
         with running(config, probe):
-            yield port
+            yield Plane(port, config.with_name("master.sock"))
     finally:
         for server in (hello, world):
             server.shutdown()
@@ -182,3 +199,48 @@ def test_new_traces_take_every_bit_at_random(gateway: int) -> None:
     for column in zip(*pieces, strict=True):
         assert len(set(column)) == len(column)
         assert len({piece[0] for piece in column}) > 4
+
+
+def _master(plane: Plane, command: str) -> str:
+    return asyncio.run(RuntimeApi(str(plane.master)).run([command]))[0]
+
+
+def _reloaded(plane: Plane) -> bool:
+    try:
+        asyncio.run(RuntimeApi(str(plane.master)).send("reload"))
+    except RuntimeApiError:
+        return False
+    return True
+
+
+def _old_workers(plane: Plane) -> tuple[int, ...]:
+    try:
+        return processes(_master(plane, "show proc")).old_workers
+    except RuntimeApiError:  # the master re-executes itself to reload
+        return ()
+
+
+def _head(client: socket.socket) -> bytes:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = client.recv(65536)
+        assert chunk, "the connection was closed instead of answered"
+        head += chunk
+    return head.split(b"\r\n\r\n")[0].lower()
+
+
+def test_a_request_the_old_worker_finishes_after_a_reload_is_forwarded(plane_at: Plane) -> None:
+    """A request whose head the old worker was still reading at the reload is answered by
+    it while it stops, and a stopping worker counts no server usable: that answer must
+    be the instance's, not 503 UH (seen under load when a new service made a reload)."""
+    with socket.create_connection(("127.0.0.1", plane_at.port), timeout=5) as client:
+        client.sendall(b"GET /world/k HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        deadline = time.monotonic() + 5
+        while not _reloaded(plane_at):  # the master may still be re-executing from its start
+            assert time.monotonic() < deadline, "the master took no reload within 5 s"
+            time.sleep(0.02)
+        while not _old_workers(plane_at):
+            assert time.monotonic() < deadline, "no reload within 5 s"
+            time.sleep(0.02)
+        client.sendall(b"\r\n")
+        assert _head(client).startswith(b"http/1.1 200")
