@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import http.client
 import json
 import signal
@@ -40,6 +39,7 @@ from typing import Any
 import nats
 
 from bench.console import BenchError, say
+from bench.failover_watch import Node, Watchers, out_of_view
 from bench.loopback import admin_get, exchange, wait_until
 from bench.processes import Processes, sigterm_as_exit
 from bench.results import environment, write_results
@@ -57,12 +57,6 @@ MESH = [sys.executable, "-m", "mesh"]
 # Hung instances answer nothing: a per-try timeout lets callers give up on them (and
 # count it as evidence); without one they wait for the whole request timeout.
 ENV = {"MESH_PER_TRY_TIMEOUT": "0.3", "MESH_LOG_LEVEL": "warning"}
-
-
-@dataclass
-class Node:
-    label: str
-    admin: int
 
 
 @dataclass
@@ -155,24 +149,6 @@ class SuspectTap:
         return min(times, default=float("nan")) - struck_wall
 
 
-def out_of_view(node: Node, instance: str) -> bool:
-    """True once `node` would not route to `instance` (unroutable or ejected); for a
-    gateway with the HAProxy data plane, once HAProxy itself has it out of service."""
-    _, body = admin_get(node.admin, "/mesh/upstreams", timeout=1)
-    haproxy = json.loads(body).get("hello", {}).get("haproxy")
-    if haproxy is not None:
-        return bool(haproxy.get(instance, "gone") != "ready")
-    status, body = admin_get(node.admin, "/mesh/members", timeout=1)
-    if status != 200:  # not serving yet (a starting agent): nothing to tell, ask again
-        raise ValueError(f"{node.label}'s admin port answered {status}")
-    member = next((m for m in json.loads(body)["members"] if m["instance"] == instance), None)
-    if member is None or not member["routable"]:
-        return True
-    _, body = admin_get(node.admin, "/mesh/upstreams", timeout=1)
-    hello = json.loads(body).get("hello", {"instances": []})
-    return any(i["instance"] == instance and i["ejected"] for i in hello["instances"])
-
-
 def start_instance(procs: Processes, name: str) -> Instance:
     port, admin, outbound = free_port(), free_port(), free_port()
     common = ["--service", "hello", "--port", str(port)]
@@ -222,11 +198,13 @@ def one_run(
     tap: SuspectTap,
 ) -> dict[str, Any]:
     observers = [gateway, caller]  # the nodes that route to hello
+    watchers = Watchers(observers, f"{victim.name}-agent")  # before the load: they take a while
     load = Load(procs_port(gateway), caller_port, rate) if scenario.endswith("load") else None
     if load is not None:
         load.start()
         time.sleep(1.0)
     struck, struck_wall = time.monotonic(), time.time()
+    watchers.go()
     if scenario.startswith("kill9"):
         victim.service.signal(signal.SIGKILL)
         victim.agent.signal(signal.SIGKILL)
@@ -235,14 +213,7 @@ def one_run(
         victim.agent.signal(signal.SIGSTOP)
     else:  # hung under load: the service freezes, its agent still checks it
         victim.service.signal(signal.SIGSTOP)
-    seen: dict[str, float] = {}
-    deadline = struck + 20
-    while len(seen) < len(observers) and time.monotonic() < deadline:
-        for node in observers:
-            with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
-                if node.label not in seen and out_of_view(node, f"{victim.name}-agent"):
-                    seen[node.label] = time.monotonic() - struck
-        time.sleep(0.005)
+    seen = watchers.sightings(struck, within=20)
     if load is not None:
         time.sleep(1.0)
         load.stop()
