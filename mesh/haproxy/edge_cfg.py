@@ -48,9 +48,6 @@ _TRACE_ID = _RANDOM_HEX8 * 4
 _SPAN_ID = _RANDOM_HEX8 * 2
 # A `%` that does not start a percent-encoding (RFC 3986 §2.1): the engine refuses it.
 _BAD_PERCENT = "%(.?$|[^0-9A-Fa-f]|.[^0-9A-Fa-f])"
-# RFC 9110 §5.5: no control character but tab in a field value. HAProxy's parser refuses
-# only NUL, CR and LF (req.hdrs holds the CR LF between lines), the engine's all of them.
-_CONTROL = r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]"
 
 
 def edge(normalize_path: bool, max_body_bytes: int) -> list[str]:
@@ -69,11 +66,6 @@ def edge(normalize_path: bool, max_body_bytes: int) -> list[str]:
         *(f"http-request del-header {name}" for name in _HOP_BY_HOP),
         _NO_UPGRADE,
     ]
-    malformed = body("BadRequest", "DPE", "malformed request")
-    lines.append(  # and the connection ends, as after any malformed request
-        f"http-request return status 400 {reply('DPE', malformed)} hdr connection close "
-        f"if {{ req.hdrs -m reg {quote(_CONTROL)} }}"
-    )
     if normalize_path:
         lines += _normalized()
     no_host = body("BadRequest", "DPE", "HTTP/1.1 request without Host")
