@@ -31,7 +31,7 @@ _PROTECTED = frozenset({b"host", b"content-length"})
 _USUAL_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b"keep-alive, upgrade"})
 _NONE: frozenset[bytes] = frozenset()
 # version-trace id-parent id-flags; version ff and all-zero ids are invalid (W3C §3.2.2).
-_TRACEPARENT = re.compile(
+TRACEPARENT = re.compile(
     rb"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
 )
 
@@ -130,7 +130,7 @@ def forward_request_head(
             continue
         elif lname == b"traceparent":
             # A second or malformed one is dropped; a fresh trace starts below (W3C §3.2).
-            if traceparent or _TRACEPARENT.fullmatch(value) is None:
+            if traceparent or TRACEPARENT.fullmatch(value) is None:
                 continue
             traceparent = True
         out.append(b"%s: %s\r\n" % (name, value))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mesh.engine.headers import TRACEPARENT
 from mesh.engine.request import AUTHORITY
 from mesh.haproxy.default_routes_cfg import ABSOLUTE
 from mesh.haproxy.replies_cfg import body, reply
@@ -38,8 +39,8 @@ _NO_UPGRADE = (
     "http-request del-header upgrade if { req.fhdr(upgrade) -m found } "
     "!{ req.fhdr(connection) -m sub -i upgrade } || { req.fhdr(upgrade) -m sub -i h2c }"
 )
-# W3C trace context (mesh.engine.headers._TRACEPARENT): others are replaced by a new one.
-_TRACEPARENT = "^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
+# W3C trace context, the engine's pattern anchored: others are replaced by a new one.
+_TRACEPARENT = f"^{TRACEPARENT.pattern.decode()}$"
 # A new trace's ids, 128 and 64 random bits as the engine's: 8 hex digits from each 32-bit
 # `rand` (`hex` prints 8 bytes, the first 4 zero). One rule, no variables: the former
 # two UUIDs cut into fields cost HAProxy as much as a tenth of all it does per request.
