@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import multiprocessing
+import queue
 import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
@@ -63,7 +64,7 @@ class Watchers:
         for process in self._processes:
             process.start()
         ready = 0
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(queue.Empty):  # one did not start in time
             while ready < len(nodes):
                 label, _ = self._seen.get(timeout=_START)
                 ready += label == ""
@@ -79,7 +80,7 @@ class Watchers:
         still having it after `within` seconds is missing."""
         seen: dict[str, float] = {}
         deadline = since + within
-        with contextlib.suppress(Exception):  # queue.Empty: the rest never saw it out
+        with contextlib.suppress(queue.Empty):  # the rest never saw it out
             while len(seen) < len(self._processes):
                 label, at = self._seen.get(timeout=max(deadline - time.monotonic(), 0.01) + 1)
                 seen[label] = at - since
